@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# scripts/test.sh — runs every natkit test: unit tests, fuzz seeds, and, as
+# root, the NAT-lab (network namespaces + nftables) and interop tests against
+# real third-party peers. As root it installs its Debian prerequisites and sets
+# NATKIT_E2E=1, so a missing prerequisite fails instead of skipping.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh ./pkg/stun # some packages only
+#
+# Environment: NATKIT_FUZZTIME=10s also runs every fuzz target for that long.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=("$@")
+[ ${#packages[@]} -gt 0 ] || packages=(./...)
+
+# Debian packages the lab and interop tests need: command → package.
+declare -A need=(
+  [ip]=iproute2 [nft]=nftables [tc]=iproute2
+  [turnserver]=coturn [turnutils_natdiscovery]=coturn [turnutils_stunclient]=coturn
+  [stun]=stun-client [stund]=stun-server
+)
+
+if [ "$(id -u)" = 0 ]; then
+  missing=()
+  for cmd in "${!need[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+    echo "== installing Debian packages: $pkgs"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+  fi
+  # coturn's package may start a system turnserver on 3478; the tests want the port.
+  if command -v systemctl >/dev/null 2>&1; then systemctl stop coturn >/dev/null 2>&1 || true; fi
+  pkill -x turnserver >/dev/null 2>&1 || true
+  export PATH="$PATH:/usr/sbin:/sbin"
+  export NATKIT_E2E=1
+  echo "== root: NAT-lab and interop tests enabled (NATKIT_E2E=1)"
+else
+  echo "== not root: NAT-lab and interop tests will skip (run as root to include them)"
+fi
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  printf 'gofmt: these files are not formatted:\n%s\n' "$unformatted"
+  exit 1
+fi
+
+echo "== go vet"
+go vet "${packages[@]}"
+
+echo "== cross-build (linux, darwin, windows)"
+for os in linux darwin windows; do
+  GOOS=$os GOARCH=amd64 go build -o /dev/null ./cmd/natkit
+done
+
+if command -v goreleaser >/dev/null 2>&1; then
+  echo "== goreleaser check"
+  goreleaser check
+else
+  echo "== goreleaser not installed: .goreleaser.yaml not checked (go install github.com/goreleaser/goreleaser/v2@v2.16.0)"
+fi
+
+echo "== go test"
+go test -count=1 -timeout 30m "${packages[@]}"
+
+if [ -n "${NATKIT_FUZZTIME:-}" ]; then
+  echo "== fuzz ($NATKIT_FUZZTIME each)"
+  for pkg in $(go list "${packages[@]}"); do
+    dir=$(go list -f '{{.Dir}}' "$pkg")
+    for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$NATKIT_FUZZTIME" "$pkg"
+    done
+  done
+fi
