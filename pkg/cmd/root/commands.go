@@ -3,9 +3,15 @@ package root
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/natkit/natkit/pkg/cmd/lab"
+	"github.com/natkit/natkit/pkg/cmd/probe"
+	"github.com/natkit/natkit/pkg/cmd/serve"
 	"github.com/natkit/natkit/pkg/cmdutil"
 )
 
 // addCommands registers the natkit verbs, one line each.
 func addCommands(cmd *cobra.Command, f *cmdutil.Factory) {
+	cmd.AddCommand(serve.NewCmdServe(f, nil))
+	cmd.AddCommand(probe.NewCmdProbe(f, nil))
+	cmd.AddCommand(lab.NewCmdLab(f, nil))
 }

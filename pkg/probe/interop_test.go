@@ -1,0 +1,153 @@
+package probe_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natkit/natkit/pkg/probe"
+	"github.com/natkit/natkit/pkg/stunclient"
+)
+
+// tool finds a third-party binary; the test skips without it, unless
+// NATKIT_E2E=1 demands it.
+func tool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	for _, p := range []string{name, "/usr/sbin/" + name, "/usr/bin/" + name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	msg := fmt.Sprintf("%s not installed (Debian package %s): interop test skipped", name, pkg)
+	if os.Getenv("NATKIT_E2E") == "1" {
+		t.Fatal(msg + " — NATKIT_E2E=1 requires it")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// freePort returns a port free for both UDP and TCP on 127.0.0.1.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		pc.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// start runs a server process, killed in t.Cleanup, and waits until it
+// answers a Binding request on addr.
+func start(t *testing.T, addr string, name string, args ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	logf, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("%s log:\n%s", filepath.Base(name), b)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = stunclient.Binding(context.Background(), pc, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)),
+			stunclient.Config{RTO: 100 * time.Millisecond, Timeout: 300 * time.Millisecond}, stunclient.Request{})
+		pc.Close()
+		if err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s did not answer on %s within 10s", name, addr)
+}
+
+// TestInteropCoturn probes coturn's turnserver (STUN only) on loopback over
+// UDP and TCP.
+func TestInteropCoturn(t *testing.T) {
+	bin := tool(t, "turnserver", "coturn")
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	dir := t.TempDir()
+	start(t, addr, bin, "-n", "--no-cli", "--no-tls", "--no-dtls", "--listening-ip", "127.0.0.1",
+		"--listening-port", fmt.Sprint(port), "--stun-only", "--log-file", "stdout", "--simple-log",
+		"--pidfile", filepath.Join(dir, "pid"), "--userdb", filepath.Join(dir, "db"))
+	for _, tr := range []probe.Transport{probe.UDP, probe.TCP} {
+		t.Run(string(tr), func(t *testing.T) {
+			rep := run(t, probe.Options{Servers: eps(t, addr), Transport: tr, Count: 3})
+			r := rep.Results[0]
+			if !r.Success || r.Received != 3 {
+				t.Fatalf("%+v error %v", r, r.Error)
+			}
+			if !strings.HasPrefix(*r.MappedAddress, "127.0.0.1:") || *r.MappedAddress != *r.LocalAddress {
+				t.Errorf("mapped %s, want our own address %s", *r.MappedAddress, *r.LocalAddress)
+			}
+			if *r.MappedAttribute != "XOR-MAPPED-ADDRESS" || *r.RFC3489 || r.Software == nil || !strings.Contains(*r.Software, "Coturn") {
+				t.Errorf("attribute %s rfc3489 %v software %v", *r.MappedAttribute, *r.RFC3489, r.Software)
+			}
+		})
+	}
+}
+
+// TestInteropStund probes Vovida's RFC 3489 stund with its two addresses
+// 127.0.0.1 and 127.0.0.2 (both on lo).
+func TestInteropStund(t *testing.T) {
+	bin := tool(t, "stund", "stun-server")
+	port, alt := freePort(t), freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	start(t, addr, bin, "-h", "127.0.0.1", "-a", "127.0.0.2", "-p", fmt.Sprint(port), "-o", fmt.Sprint(alt))
+	rep := run(t, probe.Options{Servers: eps(t, addr), Count: 2})
+	r := rep.Results[0]
+	if !r.Success || r.Received != 2 {
+		t.Fatalf("%+v error %v", r, r.Error)
+	}
+	if !strings.HasPrefix(*r.MappedAddress, "127.0.0.1:") || *r.MappedAddress != *r.LocalAddress {
+		t.Errorf("mapped %s, want our own address %s", *r.MappedAddress, *r.LocalAddress)
+	}
+	if !*r.RFC3489 || *r.ResponseOrigin != addr || *r.OtherAddress != fmt.Sprintf("127.0.0.2:%d", alt) {
+		t.Errorf("rfc3489 %v SOURCE-ADDRESS %v CHANGED-ADDRESS %v", *r.RFC3489, *r.ResponseOrigin, *r.OtherAddress)
+	}
+	// A classic request (no magic cookie) gets MAPPED-ADDRESS only.
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	resp, err := stunclient.Binding(context.Background(), pc, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)), fast, stunclient.Request{Classic: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Mapped != pc.LocalAddr().(*net.UDPAddr).AddrPort() || !resp.RFC3489 || !resp.Message.Classic() {
+		t.Errorf("classic request: mapped %v via %x, classic %v", resp.Mapped, resp.MappedAttr, resp.Message.Classic())
+	}
+}

@@ -1,0 +1,349 @@
+package stunserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Listener is one listening socket group, as Addrs reports it.
+type Listener struct {
+	Network string // "udp", "tcp" or "tls"
+	Addr    netip.AddrPort
+}
+
+func (l Listener) String() string { return l.Network + " " + l.Addr.String() }
+
+// Server is a STUN server. New binds its sockets, Serve answers on them,
+// Close releases them.
+type Server struct {
+	cfg Config
+
+	udp     []*udpGroup
+	streams []*streamListener
+
+	stream  streamStats
+	workers []*workerStats
+
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	serving bool
+	closed  bool
+	done    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	closeMu sync.Mutex
+	closeEr error
+}
+
+// udpGroup is the SO_REUSEPORT sockets sharing one UDP address.
+type udpGroup struct {
+	local netip.AddrPort
+	conns []*net.UDPConn
+}
+
+type streamListener struct {
+	network string // "tcp" or "tls"
+	local   netip.AddrPort
+	ln      net.Listener
+}
+
+// New validates cfg and binds every socket, so that a port in use or a bad
+// address is reported here, before Serve.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, conns: make(map[net.Conn]struct{}), done: make(chan struct{})}
+	if err := s.bind(); err != nil {
+		s.closeSockets()
+		return nil, err
+	}
+	return s, nil
+}
+
+// bind opens the sockets. With port 0, UDP and TCP get the same free port,
+// retried a few times if TCP finds it taken.
+func (s *Server) bind() error {
+	const tries = 5
+	var err error
+	for i := 0; i < tries; i++ {
+		err = s.bindPrimary()
+		if err == nil || s.cfg.Addr.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+		s.closeSockets()
+		s.udp, s.streams = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	if s.cfg.TLS != nil {
+		ln, err := listenTCP(s.cfg.TLSAddr)
+		if err != nil {
+			return err
+		}
+		s.streams = append(s.streams, &streamListener{network: "tls", local: addrOf(ln.Addr()), ln: newTLSListener(ln, s.cfg.TLS)})
+	}
+	return nil
+}
+
+func (s *Server) bindPrimary() error {
+	addr := s.cfg.Addr
+	if !s.cfg.NoUDP {
+		g, err := s.listenUDP(addr)
+		if err != nil {
+			return err
+		}
+		s.udp = append(s.udp, g)
+		addr = g.local
+	}
+	if !s.cfg.NoTCP {
+		ln, err := listenTCP(addr)
+		if err != nil {
+			return err
+		}
+		s.streams = append(s.streams, &streamListener{network: "tcp", local: addrOf(ln.Addr()), ln: ln})
+	}
+	return nil
+}
+
+func (s *Server) listenUDP(addr netip.AddrPort) (*udpGroup, error) {
+	n := s.cfg.UDPSockets
+	if !multiSocket {
+		n = 1
+	}
+	lc := net.ListenConfig{}
+	if n > 1 {
+		lc.Control = reusePort
+	}
+	g := &udpGroup{}
+	for i := 0; i < n; i++ {
+		pc, err := lc.ListenPacket(context.Background(), udpNetwork(addr), addr.String())
+		if err != nil {
+			for _, c := range g.conns {
+				c.Close()
+			}
+			return nil, bindError("udp", addr, err)
+		}
+		c := pc.(*net.UDPConn)
+		// Bigger kernel buffers absorb bursts; the kernel caps them at
+		// net.core.rmem_max / wmem_max, and failing is harmless.
+		_ = c.SetReadBuffer(4 << 20)
+		_ = c.SetWriteBuffer(4 << 20)
+		g.conns = append(g.conns, c)
+		if i == 0 {
+			g.local = addrOf(c.LocalAddr())
+			addr = g.local
+		}
+	}
+	return g, nil
+}
+
+func listenTCP(addr netip.AddrPort) (net.Listener, error) {
+	network := "tcp4"
+	if addr.Addr().Is6() {
+		network = "tcp6"
+	}
+	ln, err := net.Listen(network, addr.String())
+	if err != nil {
+		return nil, bindError("tcp", addr, err)
+	}
+	return ln, nil
+}
+
+func udpNetwork(addr netip.AddrPort) string {
+	if addr.Addr().Is6() {
+		return "udp6"
+	}
+	return "udp4"
+}
+
+// BindError is a socket that could not be bound.
+type BindError struct {
+	Network string
+	Addr    netip.AddrPort
+	Err     error
+}
+
+func (e *BindError) Error() string {
+	msg := e.Err.Error()
+	var se *os.SyscallError
+	if errors.As(e.Err, &se) {
+		msg = se.Err.Error()
+	}
+	return fmt.Sprintf("cannot listen on %s %s: %s", e.Network, e.Addr, msg)
+}
+
+func (e *BindError) Unwrap() error { return e.Err }
+
+func bindError(network string, addr netip.AddrPort, err error) error {
+	return &BindError{Network: network, Addr: addr, Err: err}
+}
+
+func addrOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return unmap(a.AddrPort())
+	case *net.TCPAddr:
+		return unmap(a.AddrPort())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// Addr returns the primary address: the UDP one, or TCP/TLS when UDP is off.
+func (s *Server) Addr() netip.AddrPort {
+	if len(s.udp) > 0 {
+		return s.udp[0].local
+	}
+	if len(s.streams) > 0 {
+		return s.streams[0].local
+	}
+	return netip.AddrPort{}
+}
+
+// Addrs lists every listening address.
+func (s *Server) Addrs() []Listener {
+	var l []Listener
+	for _, g := range s.udp {
+		l = append(l, Listener{Network: "udp", Addr: g.local})
+	}
+	for _, st := range s.streams {
+		l = append(l, Listener{Network: st.network, Addr: st.local})
+	}
+	return l
+}
+
+// Serve answers requests until ctx is done or Close is called, then closes
+// the server and returns nil. It returns an error if a listener fails for
+// good, or if Serve was already called.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.serving || s.closed {
+		s.mu.Unlock()
+		return errors.New("stunserver: Serve called twice or after Close")
+	}
+	s.serving = true
+	s.mu.Unlock()
+
+	fail := make(chan error, len(s.streams))
+	for _, g := range s.udp {
+		for _, c := range g.conns {
+			w := &workerStats{}
+			s.mu.Lock()
+			s.workers = append(s.workers, w)
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.serveUDP(c, g.local, w)
+			}()
+		}
+	}
+	for _, st := range s.streams {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.serveStream(st); err != nil {
+				fail <- err
+			}
+		}()
+	}
+	for _, l := range s.Addrs() {
+		s.cfg.Logger.Info("stun: listening", "network", l.Network, "addr", l.Addr.String())
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case <-s.done:
+	case err = <-fail:
+	}
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close stops the server: it closes the sockets, gives open streams until
+// ShutdownTimeout to finish the request they are reading, and waits for
+// every goroutine for as long. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return s.closeEr
+	}
+	s.closed = true
+	close(s.done)
+	// Wake every stream reader now: a read already under way ends with a
+	// timeout, and a request being answered finishes.
+	for c := range s.conns {
+		_ = c.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+	s.closeSockets()
+
+	waited := make(chan struct{})
+	go func() { s.wg.Wait(); close(waited) }()
+	t := time.NewTimer(s.cfg.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-waited:
+	case <-t.C:
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.closeEr = fmt.Errorf("stunserver: shutdown took longer than %s; connections closed", s.cfg.ShutdownTimeout)
+	}
+	s.cfg.Logger.Info("stun: stopped")
+	return s.closeEr
+}
+
+func (s *Server) closeSockets() {
+	for _, g := range s.udp {
+		for _, c := range g.conns {
+			c.Close()
+		}
+	}
+	for _, st := range s.streams {
+		st.ln.Close()
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	var st Stats
+	s.mu.Lock()
+	workers := s.workers
+	s.mu.Unlock()
+	for _, w := range workers {
+		for i := range st.UDP {
+			st.UDP[i] += w.verdicts[i].Load()
+		}
+		st.UDPReadErrors += w.readErr.Load()
+		st.UDPWriteErrors += w.writeErr.Load()
+		st.UDPBatches += w.batches.Load()
+	}
+	for i := range st.Stream {
+		st.Stream[i] = s.stream.verdicts[i].Load()
+	}
+	st.ConnsAccepted = s.stream.accepted.Load()
+	st.ConnsRejected = s.stream.rejected.Load()
+	st.ConnsOpen = s.stream.open.Load()
+	st.ConnsIdle = s.stream.idle.Load()
+	st.ConnsBad = s.stream.badFramed.Load()
+	return st
+}
+
+func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }

@@ -1,0 +1,44 @@
+package stunserver
+
+import "sync/atomic"
+
+// Stats is a snapshot of a Server's counters, for metrics. Counters only
+// grow, except ConnsOpen.
+type Stats struct {
+	// UDP and Stream count datagrams and stream messages by verdict.
+	UDP    [numVerdicts]uint64
+	Stream [numVerdicts]uint64
+	// UDPReadErrors and UDPWriteErrors count failed system calls;
+	// UDPBatches counts reads that returned datagrams.
+	UDPReadErrors, UDPWriteErrors, UDPBatches uint64
+	// ConnsAccepted counts accepted TCP and TLS connections, ConnsRejected
+	// those closed at once because MaxConns were open, ConnsOpen the open
+	// ones, ConnsIdle those closed by IdleTimeout, ConnsBad those closed
+	// for bad framing or a failed TLS handshake.
+	ConnsAccepted, ConnsRejected, ConnsOpen, ConnsIdle, ConnsBad uint64
+}
+
+// Verdicts lists every verdict, for exposing Stats.UDP and Stats.Stream.
+func Verdicts() []Verdict {
+	v := make([]Verdict, numVerdicts)
+	for i := range v {
+		v[i] = Verdict(i)
+	}
+	return v
+}
+
+// workerStats are one UDP goroutine's counters, on their own cache lines so
+// that goroutines on different cores do not share them.
+type workerStats struct {
+	_        [64]byte
+	verdicts [numVerdicts]atomic.Uint64
+	readErr  atomic.Uint64
+	writeErr atomic.Uint64
+	batches  atomic.Uint64
+	_        [64]byte
+}
+
+type streamStats struct {
+	verdicts                                  [numVerdicts]atomic.Uint64
+	accepted, rejected, open, idle, badFramed atomic.Uint64
+}

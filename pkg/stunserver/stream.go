@@ -1,0 +1,136 @@
+package stunserver
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/natkit/natkit/pkg/stun"
+)
+
+func newTLSListener(ln net.Listener, cfg *tls.Config) net.Listener {
+	return tls.NewListener(ln, cfg)
+}
+
+// serveStream accepts TCP or TLS connections, each served by its own
+// goroutine, at most MaxConns at once.
+func (s *Server) serveStream(st *streamListener) error {
+	var backoff time.Duration
+	for {
+		c, err := st.ln.Accept()
+		if err != nil {
+			if isClosed(err) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.stream.accepted.Add(1)
+		if !s.track(c) {
+			s.stream.rejected.Add(1)
+			c.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serveConn(c, st.local)
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// track registers c unless MaxConns are open or the server is closing.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.conns) >= s.cfg.MaxConns {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.stream.open.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	c.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.stream.open.Add(^uint64(0))
+}
+
+// serveConn reads STUN messages framed by their length field (RFC 8489
+// §6.2.2: no other framing on TCP and TLS) and answers each Binding request
+// in order. The connection closes on idle, on a message longer than
+// MaxMessage, or on bytes that are not STUN.
+func (s *Server) serveConn(c net.Conn, local netip.AddrPort) {
+	src := addrOf(c.RemoteAddr())
+	if tc, ok := c.(*tls.Conn); ok {
+		_ = tc.SetDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if err := tc.Handshake(); err != nil {
+			s.stream.badFramed.Add(1)
+			return
+		}
+	}
+	br := bufio.NewReaderSize(c, 4096)
+	buf := make([]byte, s.cfg.MaxMessage)
+	out := make([]byte, respBufSize)
+	r := NewResponder(s.cfg.Software, netip.AddrPort{})
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if _, err := io.ReadFull(br, buf[:stun.HeaderSize]); err != nil {
+			s.closeReason(err)
+			return
+		}
+		n, err := stun.MessageLength(buf[:stun.HeaderSize])
+		if err != nil || n > len(buf) || (n-stun.HeaderSize)%4 != 0 {
+			s.stream.badFramed.Add(1)
+			return
+		}
+		if _, err := io.ReadFull(br, buf[stun.HeaderSize:n]); err != nil {
+			s.closeReason(err)
+			return
+		}
+		resp, v := r.Respond(buf[:n], src, local, out)
+		s.stream.verdicts[v].Add(1)
+		if v == DropNotSTUN {
+			s.stream.badFramed.Add(1)
+			return
+		}
+		if resp == nil {
+			continue
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if _, err := c.Write(resp); err != nil {
+			return
+		}
+	}
+}
+
+func (s *Server) closeReason(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		select {
+		case <-s.done:
+		default:
+			s.stream.idle.Add(1)
+		}
+	}
+}
