@@ -90,7 +90,7 @@ const (
 const (
 	SequentialBase  = 20000
 	SequentialDelta = 1
-	sequentialSpan  = 10000
+	sequentialSpan  = 256 // ports cycle through SequentialBase+0..255
 )
 
 type recipe struct {

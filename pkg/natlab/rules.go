@@ -56,7 +56,13 @@ func ruleset(r recipe, spec Spec, wan netip.Addr) string {
 	case kindSymSeq:
 		w("  chain postrouting {")
 		w("    type nat hook postrouting priority srcnat;")
-		w(`    oifname "wan" meta l4proto udp snat ip to %s : numgen inc mod %d offset %d`, wan, sequentialSpan, SequentialBase)
+		// numgen's value is in host byte order and nft 1.0.6 does not swap
+		// it for a port (20000 becomes 8270, steps of 256): map explicitly.
+		var m []string
+		for i := range sequentialSpan {
+			m = append(m, fmt.Sprintf("%d : %d", i, SequentialBase+i*SequentialDelta))
+		}
+		w(`    oifname "wan" meta l4proto udp snat ip to %s : numgen inc mod %d map { %s }`, wan, sequentialSpan, strings.Join(m, ", "))
 		w(`    oifname "wan" snat ip to %s`, wan)
 		w("  }")
 	case kindEIM, kindDouble:

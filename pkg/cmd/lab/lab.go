@@ -105,6 +105,9 @@ func catalogueNames() []string {
 }
 
 func run(ctx context.Context, opts *Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	if opts.List {
 		return renderCatalogue(opts, natlab.Catalogue())
 	}
@@ -148,7 +151,11 @@ func run(ctx context.Context, opts *Options) error {
 	}()
 
 	opts.IO.StartProgress("starting natkit serve")
-	if err := startServe(ctx, opts.Logger, l, exe); err != nil {
+	serveCtx := ctx
+	if opts.Keep {
+		serveCtx = context.WithoutCancel(ctx) // serve outlives this command; --down kills it
+	}
+	if err := startServe(serveCtx, opts.Logger, l, exe); err != nil {
 		opts.IO.StopProgress()
 		return err
 	}
