@@ -147,7 +147,7 @@ func (d *Daemon) serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := d.stun.Serve(ctx); err != nil {
+			if err := d.stun.Serve(ctx); err != nil && !errors.Is(err, stunserver.ErrServerClosed) {
 				errs <- fmt.Errorf("stun: %w", err)
 			}
 			cancel()

@@ -149,7 +149,7 @@ func (c *PacketConn) Do(ctx context.Context, server net.Addr, req Request) (*Res
 			return nil, c.readErr
 		case d := <-ch:
 			from := addrPortOf(d.from)
-			r, err := interpret(d.b, from, addrPortOf(c.pc.LocalAddr()), attempts, d.at.Sub(lastSend), d.at.Sub(startClock))
+			r, err := interpretFor(req.method(), d.b, from, addrPortOf(c.pc.LocalAddr()), attempts, d.at.Sub(lastSend), d.at.Sub(startClock))
 			log.Debug("stun answer", "from", from, "attempts", attempts, "err", err)
 			return r, err
 		case <-timer.C:

@@ -22,6 +22,21 @@ type Request struct {
 	// Classic sends an RFC 3489 request: a random 128-bit transaction ID
 	// instead of the magic cookie.
 	Classic bool
+	// Method is the request's method: 0 means Binding. Answers must carry
+	// the same method; only Binding answers must carry a mapped address
+	// (TURN requests use this: Allocate, Refresh, CreatePermission, ...).
+	Method uint16
+	// Key, when set, signs the request: MESSAGE-INTEGRITY with this key
+	// (RFC 8489 §14.5), then FINGERPRINT. The answer's integrity is the
+	// caller's to check (Response.Message.CheckIntegrity).
+	Key []byte
+}
+
+func (r Request) method() uint16 {
+	if r.Method == 0 {
+		return stun.MethodBinding
+	}
+	return r.Method
 }
 
 // Response is a server's answer to a Binding request.
@@ -129,7 +144,7 @@ func newTransaction(cfg Config, req Request) (*transaction, error) {
 	}
 	binary.BigEndian.PutUint32(key[0:4], cookie)
 	tid := stun.TransactionID(key[4:16])
-	b := stun.NewBuilder(make([]byte, 0, 128), stun.BindingRequest, cookie, tid)
+	b := stun.NewBuilder(make([]byte, 0, 128), stun.NewType(req.method(), stun.ClassRequest), cookie, tid)
 	if cfg.Software != "" && !req.Classic {
 		// RFC 3489 servers (Vovida stund) reject text attributes whose
 		// length is not a multiple of four, so pad with spaces as the
@@ -143,6 +158,10 @@ func newTransaction(cfg Config, req Request) (*transaction, error) {
 	for _, a := range req.Attrs {
 		b.Add(a.Type, a.Value)
 	}
+	if req.Key != nil {
+		b.AddIntegrity(req.Key)
+		b.AddFingerprint()
+	}
 	return &transaction{key: key, raw: b.Bytes()}, nil
 }
 
@@ -155,8 +174,14 @@ func keyOf(b []byte) (k [16]byte, ok bool) {
 	return k, true
 }
 
-// interpret turns a matched answer into a Response or an error.
+// interpret turns a matched answer to a Binding request into a Response or
+// an error.
 func interpret(b []byte, from, local netip.AddrPort, attempts int, rtt, elapsed time.Duration) (*Response, error) {
+	return interpretFor(stun.MethodBinding, b, from, local, attempts, rtt, elapsed)
+}
+
+// interpretFor interprets an answer to a request of the given method.
+func interpretFor(method uint16, b []byte, from, local netip.AddrPort, attempts int, rtt, elapsed time.Duration) (*Response, error) {
 	raw := append([]byte(nil), b...)
 	m, err := stun.Parse(raw)
 	if err != nil {
@@ -173,7 +198,7 @@ func interpret(b []byte, from, local netip.AddrPort, attempts int, rtt, elapsed 
 	}
 	r.ResponseOrigin, _ = m.ResponseOrigin()
 	r.OtherAddress, _ = m.OtherAddress()
-	if m.Type.Method() != stun.MethodBinding {
+	if m.Type.Method() != method {
 		return nil, &MalformedError{Reason: "answer is a " + m.Type.String(), Response: r}
 	}
 	switch m.Type.Class() {
@@ -186,6 +211,11 @@ func interpret(b []byte, from, local netip.AddrPort, attempts int, rtt, elapsed 
 	case stun.ClassSuccess:
 	default:
 		return nil, &MalformedError{Reason: "answer is a " + m.Type.String(), Response: r}
+	}
+	if method != stun.MethodBinding {
+		r.Mapped, r.MappedAttr, _ = m.MappedAddress()
+		r.Mapped = netip.AddrPortFrom(r.Mapped.Addr().Unmap(), r.Mapped.Port())
+		return r, nil
 	}
 	r.Mapped, r.MappedAttr, err = m.MappedAddress()
 	if err != nil {

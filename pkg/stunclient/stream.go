@@ -120,7 +120,7 @@ func (c *StreamConn) Do(ctx context.Context, req Request) (*Response, error) {
 			log.Debug("stun ignored message", "bytes", n)
 			continue
 		}
-		r, err := interpret(msg, addrPortOf(c.conn.RemoteAddr()), addrPortOf(c.conn.LocalAddr()), 1, at.Sub(start), at.Sub(start))
+		r, err := interpretFor(req.method(), msg, addrPortOf(c.conn.RemoteAddr()), addrPortOf(c.conn.LocalAddr()), 1, at.Sub(start), at.Sub(start))
 		log.Debug("stun answer", "err", err)
 		return r, err
 	}

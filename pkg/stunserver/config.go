@@ -70,9 +70,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Errors from New.
+// Errors.
 var (
+	// ErrConfig wraps every configuration error from New.
 	ErrConfig = errors.New("stunserver: bad configuration")
+	// ErrServerClosed is returned by Serve after Close.
+	ErrServerClosed = errors.New("stunserver: server closed")
 )
 
 func (c Config) withDefaults() (Config, error) {

@@ -223,14 +223,26 @@ func (s *Server) Addrs() []Listener {
 
 // Serve answers requests until ctx is done or Close is called, then closes
 // the server and returns nil. It returns an error if a listener fails for
-// good, or if Serve was already called.
+// good, ErrServerClosed if Close came first, or an error if Serve was
+// already called.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
-	if s.serving || s.closed {
+	if s.closed {
 		s.mu.Unlock()
-		return errors.New("stunserver: Serve called twice or after Close")
+		return ErrServerClosed
+	}
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("stunserver: Serve called twice")
 	}
 	s.serving = true
+	// Count every goroutine now, under the lock Close takes, so that a
+	// concurrent Close waits for them.
+	n := len(s.streams)
+	for _, g := range s.udp {
+		n += len(g.conns)
+	}
+	s.wg.Add(n)
 	s.mu.Unlock()
 
 	fail := make(chan error, len(s.streams))
@@ -240,7 +252,6 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.mu.Lock()
 			s.workers = append(s.workers, w)
 			s.mu.Unlock()
-			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
 				s.serveUDP(c, g.local, w)
@@ -248,7 +259,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	for _, st := range s.streams {
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			if err := s.serveStream(st); err != nil {

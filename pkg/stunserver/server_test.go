@@ -190,8 +190,8 @@ func TestUDPFlood(t *testing.T) {
 
 	to := net.UDPAddrFromAddrPort(s.Addr())
 	junk := [][]byte{
-		[]byte("\x00\x01\x00\x08\x21\x12\xa4\x42garbage"),           // bad length
-		request(t, stun.BindingIndicate, stun.MagicCookie, nil),     // indication
+		[]byte("\x00\x01\x00\x08\x21\x12\xa4\x42garbage"),                                                    // bad length
+		request(t, stun.BindingIndicate, stun.MagicCookie, nil),                                              // indication
 		request(t, stun.BindingRequest, stun.MagicCookie, func(b *stun.Builder) { b.AddFingerprint() })[:25], // truncated
 		[]byte{0xff, 0xff, 0xff},
 	}
@@ -493,7 +493,7 @@ func TestShutdown(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := s.Serve(context.Background()); err == nil {
+	if err := s.Serve(context.Background()); !errors.Is(err, ErrServerClosed) {
 		t.Error("Serve after Close succeeded")
 	}
 	// The port is free again.

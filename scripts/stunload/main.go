@@ -176,6 +176,7 @@ func (s *sender) run(stopAt time.Time) {
 					buildRequest(s.io.out[i][:20], s.id, seq)
 					s.ring[seq&mask] = slot{sent: now}
 				}
+				_ = s.c.SetWriteDeadline(now.Add(s.timeout))
 				sent, err := s.io.send(n)
 				s.next += uint64(sent)
 				s.pending += sent

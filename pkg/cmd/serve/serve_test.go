@@ -1,0 +1,285 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/daemon"
+	"github.com/natkit/natkit/pkg/iostreams"
+)
+
+// parse runs `serve args` with an injected run function and returns the
+// options it got, or the exit code and error.
+func parse(t *testing.T, args ...string) (*Options, int, error) {
+	t.Helper()
+	ios, _, _, _ := iostreams.Test()
+	f := cmdutil.NewFactory(ios)
+	var got *Options
+	cmd := NewCmdServe(f, func(o *Options) error { got = o; return nil })
+	cmd.SetArgs(args)
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	// As the root command does: flag errors are usage errors.
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return cmdutil.UsageErrorf("%v", err) })
+	err := cmd.Execute()
+	return got, cmdutil.ExitCode(err, true), err
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// certFiles writes a self-signed certificate and key for 127.0.0.1.
+func certFiles(t *testing.T) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))),
+		writeFile(t, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})))
+}
+
+func TestFlags(t *testing.T) {
+	cert, key := certFiles(t)
+	cfgFile := writeFile(t, "serve.yaml", "listen: 127.0.0.2\nstun-port: 4000\nhttp: \"off\"\nsoftware: from-file\n")
+	badKey := writeFile(t, "bad.yaml", "listen: 127.0.0.1\nfrobnicate: 1\n")
+	badYAML := writeFile(t, "broken.yaml", "listen: [\n")
+	empty := writeFile(t, "empty.yaml", "")
+	tests := []struct {
+		name  string
+		args  []string
+		code  int
+		err   string
+		check func(t *testing.T, o *Options)
+	}{
+		{name: "defaults", check: func(t *testing.T, o *Options) {
+			s := o.Daemon.STUN
+			if s.Addr != netip.MustParseAddrPort("0.0.0.0:3478") || s.TLS != nil || o.Daemon.HTTPAddr != DefaultHTTP || s.Software != "natkit" {
+				t.Errorf("daemon config %+v / %+v", o.Daemon, s)
+			}
+		}},
+		{name: "listen and port", args: []string{"--listen", "127.0.0.1", "--stun-port", "0", "--http", "127.0.0.1:0"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.Addr != netip.MustParseAddrPort("127.0.0.1:0") || o.Daemon.HTTPAddr != "127.0.0.1:0" {
+				t.Errorf("addr %v http %q", o.Daemon.STUN.Addr, o.Daemon.HTTPAddr)
+			}
+		}},
+		{name: "ipv6", args: []string{"--listen", "::1"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.Addr != netip.MustParseAddrPort("[::1]:3478") {
+				t.Errorf("addr %v", o.Daemon.STUN.Addr)
+			}
+		}},
+		{name: "http off", args: []string{"--http", "off"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.HTTPAddr != "" {
+				t.Errorf("http %q", o.Daemon.HTTPAddr)
+			}
+		}},
+		{name: "no software", args: []string{"--software", ""}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.Software != "-" {
+				t.Errorf("software %q", o.Daemon.STUN.Software)
+			}
+		}},
+		{name: "tls", args: []string{"--tls-cert", cert, "--tls-key", key, "--tls-port", "5350"}, check: func(t *testing.T, o *Options) {
+			s := o.Daemon.STUN
+			if s.TLS == nil || len(s.TLS.Certificates) != 1 || s.TLSAddr.Port() != 5350 {
+				t.Errorf("tls %v at %v", s.TLS, s.TLSAddr)
+			}
+		}},
+		{name: "config file", args: []string{"--config", cfgFile}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.Addr != netip.MustParseAddrPort("127.0.0.2:4000") || o.Daemon.HTTPAddr != "" || o.Daemon.STUN.Software != "from-file" {
+				t.Errorf("config not applied: %+v %+v", o.Daemon, o.Daemon.STUN)
+			}
+		}},
+		{name: "flags override the file", args: []string{"--config", cfgFile, "--stun-port", "5000", "--listen", "127.0.0.1"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.Addr != netip.MustParseAddrPort("127.0.0.1:5000") || o.Daemon.HTTPAddr != "" {
+				t.Errorf("got %v http %q", o.Daemon.STUN.Addr, o.Daemon.HTTPAddr)
+			}
+		}},
+		{name: "empty config file", args: []string{"--config", empty}},
+		{name: "bad listen", args: []string{"--listen", "notanip"}, code: 2, err: `--listen "notanip" is not an IP address`},
+		{name: "hostname listen", args: []string{"--listen", "localhost"}, code: 2, err: "not an IP address"},
+		{name: "port too big", args: []string{"--stun-port", "70000"}, code: 2, err: "--stun-port 70000 is not a port"},
+		{name: "port not a number", args: []string{"--stun-port", "x"}, code: 2, err: "invalid argument"},
+		{name: "cert without key", args: []string{"--tls-cert", cert}, code: 2, err: "go together"},
+		{name: "missing cert", args: []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", key}, code: 2, err: "/nonexistent/cert.pem: no such file"},
+		{name: "bad http", args: []string{"--http", "localhost"}, code: 2, err: "--http"},
+		{name: "missing config", args: []string{"--config", "/nonexistent.yaml"}, code: 2, err: "/nonexistent.yaml: no such file"},
+		{name: "unknown config key", args: []string{"--config", badKey}, code: 2, err: "frobnicate"},
+		{name: "broken config", args: []string{"--config", badYAML}, code: 2, err: "broken.yaml"},
+		{name: "long software", args: []string{"--software", strings.Repeat("x", 128)}, code: 2, err: "127"},
+		{name: "argument", args: []string{"extra"}, code: 1, err: "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, code, err := parse(t, tt.args...)
+			if tt.code == 1 { // cobra arg errors: exit 2 through the root's error mapping
+				if err == nil {
+					t.Fatal("no error")
+				}
+				return
+			}
+			if code != tt.code {
+				t.Fatalf("exit %d (%v), want %d", code, err, tt.code)
+			}
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("error spans lines: %q", err)
+				}
+				return
+			}
+			if tt.check != nil {
+				tt.check(t, o)
+			}
+		})
+	}
+}
+
+// run executes the real run function in-process: it returns when ctx is
+// cancelled; ready gets the daemon once it listens.
+func run(t *testing.T, ctx context.Context, json bool, ready func(*daemon.Daemon), args ...string) (error, string, string) {
+	t.Helper()
+	ios, _, out, errOut := iostreams.Test()
+	f := cmdutil.NewFactory(ios)
+	f.Globals.JSON = json
+	cmd := NewCmdServe(f, func(o *Options) error {
+		o.Ready = ready
+		o.Context = func() context.Context { return ctx }
+		return serveRun(o)
+	})
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.Execute()
+	return err, out.String(), errOut.String()
+}
+
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var listeners []daemon.Listener
+	err, out, errOut := run(t, ctx, true, func(d *daemon.Daemon) { listeners = d.Listeners(); cancel() },
+		"--listen", "127.0.0.1", "--stun-port", "0", "--http", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listeners) != 3 {
+		t.Fatalf("listeners %v", listeners)
+	}
+	for _, l := range listeners {
+		if !strings.Contains(errOut, l.String()+"\n") {
+			t.Errorf("stderr lacks %q:\n%s", l, errOut)
+		}
+	}
+	if !strings.HasPrefix(errOut, "stun: listening on udp 127.0.0.1:") {
+		t.Errorf("stderr does not start with the UDP listener:\n%s", errOut)
+	}
+	var doc struct {
+		Schema    string `json:"schema"`
+		Version   string `json:"natkit_version"`
+		Listeners []struct{ Service, Network, Address string }
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, out)
+	}
+	if doc.Schema != "natkit.serve/v1" || len(doc.Listeners) != 3 || doc.Listeners[0].Address != listeners[0].Addr.String() {
+		t.Errorf("startup document %+v", doc)
+	}
+}
+
+func TestRunTextHasEmptyStdout(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err, out, _ := run(t, ctx, false, func(*daemon.Daemon) { cancel() }, "--listen", "127.0.0.1", "--stun-port", "0", "--http", "off")
+	if err != nil || out != "" {
+		t.Errorf("err %v, stdout %q", err, out)
+	}
+}
+
+func TestRunPortInUse(t *testing.T) {
+	busy, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := busy.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	err, _, _ = run(t, context.Background(), false, nil, "--listen", "127.0.0.1", "--stun-port", itoa(int(port)), "--http", "off", "--stun-udp-sockets", "1")
+	if code := cmdutil.ExitCode(err, true); code != 2 {
+		t.Fatalf("exit %d (%v), want 2", code, err)
+	}
+	if !strings.Contains(err.Error(), "cannot listen on udp 127.0.0.1:"+itoa(int(port))) || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("error %q", err)
+	}
+}
+
+// TestRunSIGTERM stops the server the way main does: a SIGTERM cancels the
+// context from signal.NotifyContext.
+func TestRunSIGTERM(t *testing.T) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() {
+		err, _, _ := run(t, ctx, false, func(*daemon.Daemon) { close(ready) }, "--listen", "127.0.0.1", "--stun-port", "0", "--http", "127.0.0.1:0")
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready")
+	}
+	t0 := time.Now()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("stopping took %s", d)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,454 @@
+package rendezvous
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultPort is the rendezvous port (UDP and TCP), as the contract says.
+const DefaultPort = 3480
+
+// Server defaults and bounds.
+const (
+	// DefaultMaxSessions bounds the session table: with two peers of at
+	// most ~2.5 KiB each, 10 000 sessions stay under ~60 MiB.
+	DefaultMaxSessions = 10000
+	// DefaultPairTimeout is how long a session waits for its second peer.
+	DefaultPairTimeout = 2 * time.Minute
+	// DefaultSessionTTL bounds a session's whole life.
+	DefaultSessionTTL = 10 * time.Minute
+	// DefaultIdleTimeout drops a paired session nobody has spoken in.
+	DefaultIdleTimeout = time.Minute
+	// DefaultJoinRate is how many JOINs per second one source IP may have
+	// verified (bursts of twice that); each costs an Ed25519 check.
+	DefaultJoinRate = 20
+	// DefaultMaxTCPConns bounds concurrent TCP clients.
+	DefaultMaxTCPConns = 1024
+	// tcpIdle closes a TCP client that sends nothing.
+	tcpIdle = 90 * time.Second
+	// cookieEpoch is how long a cookie stays valid (one or two epochs).
+	cookieEpoch = 30 * time.Second
+	// maxGoSkew caps the delay between the two GOs.
+	maxGoSkew = 500 * time.Millisecond
+	// maxRateEntries bounds the per-IP rate table.
+	maxRateEntries = 4096
+)
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// Addrs are the addresses to listen on, UDP and TCP; the first is the
+	// primary one. Two addresses with different IPs let clients test how
+	// their NAT maps and filters (the server answers STUN Binding requests,
+	// with CHANGE-REQUEST, on the same ports). Default: 0.0.0.0:3480.
+	Addrs []netip.AddrPort
+	// NoTCP turns the TCP listeners off.
+	NoTCP bool
+	// MaxSessions bounds the sessions held at once (DefaultMaxSessions).
+	MaxSessions int
+	// PairTimeout, SessionTTL, IdleTimeout: see the defaults above.
+	PairTimeout time.Duration
+	SessionTTL  time.Duration
+	IdleTimeout time.Duration
+	// JoinRate is the JOINs per second per source IP (DefaultJoinRate).
+	JoinRate float64
+	// MaxTCPConns bounds TCP clients (DefaultMaxTCPConns).
+	MaxTCPConns int
+	// Software is sent in STUN answers; empty sends none.
+	Software string
+	// Logger receives lifecycle and per-session debug events; nil discards.
+	Logger *slog.Logger
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+// Server is a rendezvous server: it pairs two peers per session, exchanges
+// their addresses and descriptions, times their start, relays small
+// signalling messages and merges their results. It also answers STUN
+// Binding requests so that peers can learn their mapping from it.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	secret []byte
+	socks  []*udpSock
+	tcps   []net.Listener
+
+	mu       sync.Mutex
+	sessions map[[SessionIDSize]byte]*session
+	rates    map[netip.Addr]*bucket
+	conns    map[net.Conn]struct{}
+	closed   bool
+
+	stats     Stats
+	wg        sync.WaitGroup
+	done      chan struct{}
+	closeOnce sync.Once
+	serveOnce sync.Once
+}
+
+// udpSock is one listening address: the main socket, and an auxiliary one
+// on the same IP and another port for "change port" STUN answers.
+type udpSock struct {
+	pc   net.PacketConn
+	aux  net.PacketConn
+	addr netip.AddrPort
+}
+
+// Stats counts what the server did; read it with Server.Stats.
+type Stats struct {
+	Received     atomic.Int64 // datagrams and frames read
+	Dropped      atomic.Int64 // garbage, bad tags, over limits
+	BadAuth      atomic.Int64 // signatures or MACs that did not verify
+	RateLimited  atomic.Int64
+	STUN         atomic.Int64 // STUN Binding requests answered
+	Sessions     atomic.Int64 // sessions created
+	Paired       atomic.Int64 // sessions that got their second peer
+	Refused      atomic.Int64 // JOINs refused (full, busy)
+	Expired      atomic.Int64 // sessions removed by the janitor
+	TCPConns     atomic.Int64 // TCP clients now
+	TCPRefused   atomic.Int64
+	LiveSessions atomic.Int64
+}
+
+// New validates cfg and binds every socket; on error nothing stays open.
+func New(cfg Config) (*Server, error) {
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []netip.AddrPort{netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultPort)}
+	}
+	if len(cfg.Addrs) > 2 {
+		return nil, errors.New("rendezvous: at most two listen addresses (primary and alternate)")
+	}
+	if len(cfg.Addrs) == 2 && cfg.Addrs[0].Addr() == cfg.Addrs[1].Addr() {
+		return nil, errors.New("rendezvous: the alternate address needs another IP than the primary")
+	}
+	if cfg.MaxSessions < 0 || cfg.PairTimeout < 0 || cfg.SessionTTL < 0 || cfg.IdleTimeout < 0 || cfg.JoinRate < 0 || cfg.MaxTCPConns < 0 {
+		return nil, errors.New("rendezvous: negative limit in config")
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.PairTimeout == 0 {
+		cfg.PairTimeout = DefaultPairTimeout
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.JoinRate == 0 {
+		cfg.JoinRate = DefaultJoinRate
+	}
+	if cfg.MaxTCPConns == 0 {
+		cfg.MaxTCPConns = DefaultMaxTCPConns
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, secret: randBytes(32), sessions: map[[SessionIDSize]byte]*session{},
+		rates: map[netip.Addr]*bucket{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	fail := func(err error) (*Server, error) {
+		s.closeSockets()
+		return nil, err
+	}
+	for _, a := range cfg.Addrs {
+		pc, err := net.ListenPacket("udp", a.String())
+		if err != nil {
+			return fail(fmt.Errorf("rendezvous: listen udp %s: %w", a, err))
+		}
+		aux, err := net.ListenPacket("udp", netip.AddrPortFrom(a.Addr(), 0).String())
+		if err != nil {
+			pc.Close()
+			return fail(fmt.Errorf("rendezvous: listen udp %s: %w", a.Addr(), err))
+		}
+		s.socks = append(s.socks, &udpSock{pc: pc, aux: aux, addr: addrPortOf(pc.LocalAddr())})
+		if !cfg.NoTCP {
+			ln, err := net.Listen("tcp", netip.AddrPortFrom(a.Addr(), s.socks[len(s.socks)-1].addr.Port()).String())
+			if err != nil {
+				return fail(fmt.Errorf("rendezvous: listen tcp %s: %w", a, err))
+			}
+			s.tcps = append(s.tcps, ln)
+		}
+	}
+	return s, nil
+}
+
+// Addr returns the primary UDP address (the TCP one has the same port).
+func (s *Server) Addr() netip.AddrPort { return s.socks[0].addr }
+
+// Addrs returns every UDP listening address, primary first.
+func (s *Server) Addrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, u := range s.socks {
+		out = append(out, u.addr)
+	}
+	return out
+}
+
+// TCPAddrs returns the TCP listening addresses.
+func (s *Server) TCPAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range s.tcps {
+		out = append(out, addrPortOf(l.Addr()))
+	}
+	return out
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// Serve reads every socket until ctx ends or Close is called; it returns nil
+// after a clean stop.
+func (s *Server) Serve(ctx context.Context) error {
+	err := errors.New("rendezvous: Serve called twice")
+	s.serveOnce.Do(func() {
+		err = nil
+		for i, u := range s.socks {
+			s.wg.Add(2)
+			go s.readUDP(i, u.pc)
+			go s.drain(u.aux)
+		}
+		for i, ln := range s.tcps {
+			s.wg.Add(1)
+			go s.acceptTCP(i, ln)
+		}
+		s.wg.Add(1)
+		go s.janitor()
+		s.log.Info("rendezvous: serving", "addrs", s.Addrs(), "tcp", !s.cfg.NoTCP)
+		select {
+		case <-ctx.Done():
+		case <-s.done:
+		}
+		s.Close()
+	})
+	return err
+}
+
+// Close stops the server, closes its sockets and waits for its goroutines.
+// It is idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		conns := make([]net.Conn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		close(s.done)
+		s.closeSockets()
+		for _, c := range conns {
+			c.Close()
+		}
+		s.wg.Wait()
+	})
+	return nil
+}
+
+func (s *Server) closeSockets() {
+	for _, u := range s.socks {
+		u.pc.Close()
+		u.aux.Close()
+	}
+	for _, l := range s.tcps {
+		l.Close()
+	}
+}
+
+func (s *Server) readUDP(i int, pc net.PacketConn) {
+	defer s.wg.Done()
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // ICMP errors and the like
+		}
+		src := addrPortOf(from)
+		s.stats.Received.Add(1)
+		send := func(b []byte) error { _, err := pc.WriteTo(b, from); return err }
+		s.handle(buf[:n], src, i, send, false)
+	}
+}
+
+// drain reads the auxiliary socket: it only sends, but must not fill up.
+func (s *Server) drain(pc net.PacketConn) {
+	defer s.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := pc.ReadFrom(buf); errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
+
+func (s *Server) acceptTCP(i int, ln net.Listener) {
+	defer s.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		s.mu.Lock()
+		if s.closed || len(s.conns) >= s.cfg.MaxTCPConns {
+			s.mu.Unlock()
+			s.stats.TCPRefused.Add(1)
+			c.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.stats.TCPConns.Add(1)
+		s.wg.Add(1)
+		go s.serveTCP(i, c)
+	}
+}
+
+// serveTCP reads frames (a two-byte length, then a message, as RFC 4571
+// frames RTP) from one TCP client.
+func (s *Server) serveTCP(i int, c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.stats.TCPConns.Add(-1)
+		c.Close()
+	}()
+	src := addrPortOf(c.RemoteAddr())
+	var wmu sync.Mutex
+	send := func(b []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.Write(Frame(b))
+		return err
+	}
+	buf := make([]byte, MaxMessageSize+2)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(tcpIdle))
+		b, err := ReadFrame(c, buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.stats.Dropped.Add(1)
+			}
+			return
+		}
+		s.stats.Received.Add(1)
+		s.handle(b, src, i, send, true)
+	}
+}
+
+// Frame prefixes a message with its two-byte length for TCP.
+func Frame(b []byte) []byte {
+	out := make([]byte, 2, 2+len(b))
+	binary.BigEndian.PutUint16(out, uint16(len(b)))
+	return append(out, b...)
+}
+
+// ReadFrame reads one framed message into buf (which needs room for
+// MaxMessageSize) and returns it. A frame over MaxMessageSize is an error.
+func ReadFrame(r io.Reader, buf []byte) ([]byte, error) {
+	if _, err := io.ReadFull(r, buf[:2]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(buf[:2]))
+	if n > MaxMessageSize || n > len(buf) {
+		return nil, ErrTooLarge
+	}
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// janitor expires sessions.
+func (s *Server) janitor() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.expire(s.cfg.Now())
+		}
+	}
+}
+
+func (s *Server) expire(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, ss := range s.sessions {
+		if ss.expired(now, s.cfg) {
+			delete(s.sessions, id)
+			s.stats.Expired.Add(1)
+			s.log.Debug("rendezvous: session expired", "session", hexShort(id[:]))
+		}
+	}
+	s.stats.LiveSessions.Store(int64(len(s.sessions)))
+	for ip, b := range s.rates {
+		if now.Sub(b.last) > 10*time.Second {
+			delete(s.rates, ip)
+		}
+	}
+}
+
+// bucket is a token bucket per source IP.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// allow takes a token for ip; s.mu is held.
+func (s *Server) allow(ip netip.Addr, now time.Time) bool {
+	b := s.rates[ip]
+	if b == nil {
+		if len(s.rates) >= maxRateEntries {
+			// Bounded memory first: forget everyone rather than grow.
+			clear(s.rates)
+		}
+		b = &bucket{tokens: 2 * s.cfg.JoinRate, last: now}
+		s.rates[ip] = b
+	}
+	b.tokens = min(2*s.cfg.JoinRate, b.tokens+now.Sub(b.last).Seconds()*s.cfg.JoinRate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	default:
+		if a != nil {
+			ap, _ = netip.ParseAddrPort(a.String())
+		}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

@@ -1,0 +1,317 @@
+package rendezvous
+
+import (
+	"bytes"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Error codes the server sends in ERROR messages.
+const (
+	CodeSessionFull = "session-full" // two peers are in already
+	CodeBadCookie   = "bad-cookie"   // get a fresh cookie with HELLO
+	CodeBusy        = "busy"         // the server holds MaxSessions
+	CodeRateLimited = "rate-limited" // too many JOINs from this IP
+)
+
+type session struct {
+	id        [SessionIDSize]byte
+	created   time.Time
+	pairNonce []byte
+	peers     [2]*peer
+	pairedAt  time.Time
+	goAt      time.Time // when GO went out (zero before)
+}
+
+type peer struct {
+	nonce    []byte
+	token    []byte
+	card     []byte
+	addrs    []netip.AddrPort
+	observed netip.AddrPort
+	tcp      bool
+	send     func([]byte) error
+	lastSeen time.Time
+	pairSent time.Time // last PAIRED sent, for the RTT
+	rtt      time.Duration
+	ready    bool
+	gone     bool // GO sent
+	result   []byte
+	left     bool
+}
+
+func (ss *session) full() bool { return ss.peers[0] != nil && ss.peers[1] != nil }
+
+func (ss *session) expired(now time.Time, cfg Config) bool {
+	if now.Sub(ss.created) > cfg.SessionTTL {
+		return true
+	}
+	if !ss.full() {
+		return now.Sub(ss.created) > cfg.PairTimeout
+	}
+	if ss.peers[0].left && ss.peers[1].left {
+		return true
+	}
+	last := ss.peers[0].lastSeen
+	if ss.peers[1].lastSeen.After(last) {
+		last = ss.peers[1].lastSeen
+	}
+	return now.Sub(last) > cfg.IdleTimeout
+}
+
+// public reports whether a peer is on the open internet: the server sees
+// one of the addresses it reported as its own.
+func (p *peer) public() bool { return slices.Contains(p.addrs, p.observed) }
+
+// outgoing is a message to send once the lock is released.
+type outgoing struct {
+	send func([]byte) error
+	b    []byte
+}
+
+// handle processes one datagram or frame from src, received on listener i.
+func (s *Server) handle(b []byte, src netip.AddrPort, i int, send func([]byte) error, tcp bool) {
+	if isSTUN(b) {
+		if !tcp {
+			s.answerSTUN(b, src, i)
+		} else if out := s.stunResponse(b, src, s.socks[i].addr, false); out != nil {
+			s.stats.STUN.Add(1)
+			_ = send(out)
+		}
+		return
+	}
+	m, err := Unmarshal(b)
+	if err != nil {
+		s.stats.Dropped.Add(1)
+		return
+	}
+	now := s.cfg.Now()
+	var out []outgoing
+	switch m.Type {
+	case TypeHello:
+		if len(m.Nonce) != NonceSize {
+			s.stats.Dropped.Add(1)
+			return
+		}
+		c := cookie(s.secret, epochOf(now), src)
+		r, _ := Seal(&Message{Type: TypeCookie, Nonce: m.Nonce, Cookie: c, Observed: src, Peer: -1}, nil)
+		out = append(out, outgoing{send, r})
+	case TypeJoin:
+		out = s.join(b, m, src, send, tcp, now)
+	case TypeReady, TypeSignal, TypeResult, TypeLeave:
+		out = s.authed(b, m, src, send, tcp, now)
+	default:
+		s.stats.Dropped.Add(1) // server-to-client types are never accepted
+	}
+	for _, o := range out {
+		_ = o.send(o.b)
+	}
+}
+
+func epochOf(t time.Time) uint32 { return uint32(t.Unix() / int64(cookieEpoch/time.Second)) }
+
+func (s *Server) refuse(send func([]byte) error, nonce []byte, code string) []outgoing {
+	s.stats.Refused.Add(1)
+	r, _ := Seal(&Message{Type: TypeError, Nonce: nonce, Code: code, Peer: -1}, nil)
+	return []outgoing{{send, r}}
+}
+
+func (s *Server) join(raw []byte, m *Message, src netip.AddrPort, send func([]byte) error, tcp bool, now time.Time) []outgoing {
+	if len(m.Nonce) != NonceSize || len(m.Session) != SessionIDSize {
+		s.stats.Dropped.Add(1)
+		return nil
+	}
+	if !checkCookie(s.secret, epochOf(now), src, m.Cookie) {
+		// Stateless: a spoofed source never sees this answer.
+		return s.refuse(send, m.Nonce, CodeBadCookie)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	if !s.allow(src.Addr(), now) {
+		s.stats.RateLimited.Add(1)
+		r, _ := Seal(&Message{Type: TypeError, Nonce: m.Nonce, Code: CodeRateLimited, Peer: -1}, nil)
+		return []outgoing{{send, r}}
+	}
+	if !VerifyJoin(raw, m) {
+		s.stats.BadAuth.Add(1)
+		return nil
+	}
+	id := [SessionIDSize]byte(m.Session)
+	ss := s.sessions[id]
+	if ss != nil && ss.expired(now, s.cfg) {
+		delete(s.sessions, id)
+		ss = nil
+	}
+	if ss == nil {
+		if len(s.sessions) >= s.cfg.MaxSessions {
+			s.stats.Refused.Add(1)
+			r, _ := Seal(&Message{Type: TypeError, Nonce: m.Nonce, Code: CodeBusy, Peer: -1}, nil)
+			return []outgoing{{send, r}}
+		}
+		ss = &session{id: id, created: now}
+		s.sessions[id] = ss
+		s.stats.Sessions.Add(1)
+		s.stats.LiveSessions.Store(int64(len(s.sessions)))
+	}
+	// A retransmitted JOIN (same nonce) refreshes the peer and gets the
+	// same answer: JOINED, or PAIRED once the other peer is in.
+	idx := -1
+	for k, p := range ss.peers {
+		if p != nil && bytes.Equal(p.nonce, m.Nonce) {
+			idx = k
+		}
+	}
+	if idx < 0 {
+		switch {
+		case ss.peers[0] == nil:
+			idx = 0
+		case ss.peers[1] == nil:
+			idx = 1
+		default:
+			s.stats.Refused.Add(1)
+			s.log.Debug("rendezvous: session full", "session", hexShort(id[:]), "from", src)
+			r, _ := Seal(&Message{Type: TypeError, Nonce: m.Nonce, Code: CodeSessionFull, Peer: -1}, nil)
+			return []outgoing{{send, r}}
+		}
+		ss.peers[idx] = &peer{nonce: bytes.Clone(m.Nonce), token: randBytes(TokenSize), card: bytes.Clone(m.Card),
+			addrs: slices.Clone(m.Addrs), observed: src, tcp: tcp, send: send, lastSeen: now}
+		s.log.Debug("rendezvous: joined", "session", hexShort(id[:]), "peer", idx, "from", src, "tcp", tcp)
+		if ss.full() {
+			ss.pairNonce = randBytes(NonceSize)
+			ss.pairedAt = now
+			s.stats.Paired.Add(1)
+		}
+	}
+	p := ss.peers[idx]
+	p.lastSeen, p.send, p.observed, p.tcp = now, send, src, tcp
+	r, _ := Seal(&Message{Type: TypeJoined, Session: m.Session, Peer: idx, Nonce: m.Nonce, Token: p.token,
+		Observed: src, Millis: uint32(s.cfg.PairTimeout / time.Millisecond)}, nil)
+	out := []outgoing{{send, r}}
+	if ss.full() {
+		// Tell both: the joiner now, the one waiting at once too.
+		for k := range ss.peers {
+			if k == idx || !ss.peers[k].ready {
+				out = append(out, s.paired(ss, k, now))
+			}
+		}
+	}
+	return out
+}
+
+// paired builds PAIRED for peer k of a full session; s.mu is held.
+func (s *Server) paired(ss *session, k int, now time.Time) outgoing {
+	me, other := ss.peers[k], ss.peers[1-k]
+	var flags uint8
+	switch {
+	case other.public() && !me.public():
+		flags |= FlagReverse
+	case me.public() && !other.public():
+		flags |= FlagWait
+	}
+	if other.tcp {
+		flags |= FlagTCP
+	}
+	me.pairSent = now
+	r, _ := Seal(&Message{Type: TypePaired, Session: ss.id[:], Peer: 1 - k, Observed: other.observed, Addrs: other.addrs,
+		Card: other.card, PairNonce: ss.pairNonce, Flags: flags}, me.token)
+	return outgoing{me.send, r}
+}
+
+// authed handles the token-authenticated messages.
+func (s *Server) authed(raw []byte, m *Message, src netip.AddrPort, send func([]byte) error, tcp bool, now time.Time) []outgoing {
+	if len(m.Session) != SessionIDSize || m.Peer < 0 {
+		s.stats.Dropped.Add(1)
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.sessions[[SessionIDSize]byte(m.Session)]
+	if ss == nil || ss.peers[m.Peer] == nil {
+		s.stats.Dropped.Add(1)
+		return nil
+	}
+	me := ss.peers[m.Peer]
+	if !Open(raw, m, me.token) {
+		s.stats.BadAuth.Add(1)
+		return nil
+	}
+	// Authenticated: follow the peer to wherever it speaks from now.
+	me.lastSeen, me.send, me.tcp = now, send, tcp
+	if !tcp {
+		me.observed = src
+	}
+	other := ss.peers[1-m.Peer]
+	var out []outgoing
+	switch m.Type {
+	case TypeReady:
+		if other == nil {
+			return nil
+		}
+		if !me.ready {
+			me.ready = true
+			me.rtt = now.Sub(me.pairSent)
+		}
+		if me.gone {
+			// Our GO was lost: send it again at once.
+			out = append(out, s.goMsg(ss, m.Peer))
+			return out
+		}
+		if !other.ready {
+			return nil
+		}
+		// Both ready: GO to the farther peer now and to the nearer one half
+		// the RTT difference later, so both start as their packets cross.
+		far, near := m.Peer, 1-m.Peer
+		if ss.peers[near].rtt > ss.peers[far].rtt {
+			far, near = near, far
+		}
+		skew := min((ss.peers[far].rtt-ss.peers[near].rtt)/2, maxGoSkew)
+		ss.goAt = now
+		ss.peers[far].gone = true
+		out = append(out, s.goMsg(ss, far))
+		ss.peers[near].gone = true
+		if skew < time.Millisecond {
+			out = append(out, s.goMsg(ss, near))
+		} else {
+			o := s.goMsg(ss, near)
+			time.AfterFunc(skew, func() { _ = o.send(o.b) })
+		}
+	case TypeSignal:
+		if other == nil || other.left {
+			return nil
+		}
+		r, _ := Seal(&Message{Type: TypeSignal, Session: ss.id[:], Peer: m.Peer, Seq: m.Seq, Ack: m.Ack, Data: m.Data}, other.token)
+		out = append(out, outgoing{other.send, r})
+	case TypeResult:
+		me.result = bytes.Clone(m.Data)
+		var theirs []byte
+		code := ""
+		switch {
+		case other == nil:
+			code = "peer-never-joined"
+		case other.result != nil:
+			theirs = other.result
+		case other.left:
+			code = "peer-left"
+		}
+		r, _ := Seal(&Message{Type: TypeResults, Session: ss.id[:], Peer: m.Peer, Seq: m.Seq, Data: me.result, Other: theirs, Code: code}, me.token)
+		out = append(out, outgoing{send, r})
+	case TypeLeave:
+		me.left = true
+		if other == nil || other.left {
+			delete(s.sessions, ss.id)
+			s.stats.LiveSessions.Store(int64(len(s.sessions)))
+		}
+	}
+	return out
+}
+
+func (s *Server) goMsg(ss *session, k int) outgoing {
+	p := ss.peers[k]
+	r, _ := Seal(&Message{Type: TypeGo, Session: ss.id[:], Peer: k, Millis: uint32(p.rtt / time.Millisecond)}, p.token)
+	return outgoing{p.send, r}
+}

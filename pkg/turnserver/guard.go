@@ -1,0 +1,302 @@
+package turnserver
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/natkit/natkit/pkg/stun"
+)
+
+// Attributes pion understands that pkg/stun does not name.
+const (
+	attrRequestedAddressFamily uint16 = 0x0017 // RFC 8656 §18.8
+	attrEvenPort               uint16 = 0x0018
+	attrDontFragment           uint16 = 0x001A
+	attrReservationToken       uint16 = 0x0022
+	protoUDP                          = 17 // REQUESTED-TRANSPORT value (IANA protocol number)
+	protoTCP                          = 6
+)
+
+// guard is a client-facing socket as pion sees it. ReadFrom hands pion only
+// what natkit's policy admits; refusals are answered here. pion calls
+// ReadFrom from one goroutine per socket and handles each datagram before
+// the next ReadFrom, so the fields below the line are confined to it.
+type guard struct {
+	s       *Server
+	inner   net.PacketConn
+	network string // "udp", "tcp" or "tls"
+	local   netip.AddrPort
+	laddr   net.Addr
+
+	// confined to pion's read goroutine:
+	msg     stun.Message
+	wbuf    []byte
+	pending *reservation // the Allocate being handled, until pion asks for a relay
+}
+
+// reservation is an admitted Allocate: its quota is held until pion creates
+// the relay (the allocation then owns it) or the request fails.
+type reservation struct {
+	key      allocKey
+	username string
+	quotaKey string
+	network  string
+	evenPort bool
+	used     bool
+}
+
+func newGuard(s *Server, pc net.PacketConn, network string) *guard {
+	la := toAddrPort(pc.LocalAddr())
+	var laddr net.Addr = net.UDPAddrFromAddrPort(la)
+	if network != "udp" {
+		laddr = net.TCPAddrFromAddrPort(la)
+	}
+	return &guard{s: s, inner: pc, network: network, local: la, laddr: laddr, wbuf: make([]byte, 0, 256)}
+}
+
+func (g *guard) LocalAddr() net.Addr                { return g.laddr }
+func (g *guard) Close() error                       { return g.inner.Close() }
+func (g *guard) SetDeadline(t time.Time) error      { return g.inner.SetDeadline(t) }
+func (g *guard) SetReadDeadline(t time.Time) error  { return g.inner.SetReadDeadline(t) }
+func (g *guard) SetWriteDeadline(t time.Time) error { return g.inner.SetWriteDeadline(t) }
+
+func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) { return g.inner.WriteTo(b, addr) }
+
+// ReadFrom returns the next datagram natkit admits.
+func (g *guard) ReadFrom(p []byte) (int, net.Addr, error) {
+	g.settle()
+	for {
+		n, from, err := g.inner.ReadFrom(p)
+		if err != nil {
+			return n, from, err
+		}
+		src := toAddrPort(from)
+		if !src.IsValid() {
+			continue
+		}
+		switch from.(type) {
+		case *net.UDPAddr, *net.TCPAddr:
+		default: // pion keys allocations on these two types only
+			from = net.UDPAddrFromAddrPort(src)
+		}
+		if n >= inboundMTU {
+			g.s.stats.dropped.Add(1)
+			continue
+		}
+		if g.admit(p[:n], src, from) {
+			return n, from, nil
+		}
+	}
+}
+
+// settle returns the quota of an Allocate that pion did not turn into a
+// relay (it failed before asking for one).
+func (g *guard) settle() {
+	if r := g.pending; r != nil {
+		g.pending = nil
+		if !r.used {
+			g.s.quota.release(r.quotaKey)
+		}
+	}
+}
+
+// admit decides one datagram.
+func (g *guard) admit(b []byte, src netip.AddrPort, from net.Addr) bool {
+	if len(b) < 4 {
+		g.s.stats.dropped.Add(1)
+		return false
+	}
+	if b[0]&0xc0 == 0x40 { // ChannelData (RFC 8656 §12.4): pion checks the channel
+		return true
+	}
+	m := &g.msg
+	if !stun.IsMessage(b) || m.Decode(b) != nil || m.Cookie != stun.MagicCookie {
+		g.s.stats.dropped.Add(1)
+		return false
+	}
+	switch m.Type.Class() {
+	case stun.ClassIndication:
+		if m.Type.Method() != stun.MethodSend {
+			g.s.stats.dropped.Add(1)
+			return false
+		}
+		peer, err := m.Address(stun.AttrXORPeerAddress)
+		if err != nil || !g.s.policy.Check(peer).Allowed {
+			g.s.stats.peerDenied.Add(1)
+			return false
+		}
+		return true
+	case stun.ClassRequest:
+	default:
+		g.s.stats.dropped.Add(1)
+		return false
+	}
+	switch m.Type.Method() {
+	case stun.MethodBinding:
+		return true
+	case stun.MethodAllocate, stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind:
+		return g.admitRequest(m, src, from)
+	}
+	g.s.stats.dropped.Add(1)
+	return false
+}
+
+func (g *guard) admitRequest(m *stun.Message, src netip.AddrPort, from net.Addr) bool {
+	s := g.s
+	if !m.Has(stun.AttrMessageIntegrity) {
+		// pion answers 401 with REALM and a stateless NONCE.
+		if !s.limiter.allow(src.Addr()) {
+			s.stats.challengesDropped.Add(1)
+			return false
+		}
+		s.stats.challenges.Add(1)
+		return true
+	}
+	user, okU := m.Get(stun.AttrUsername)
+	realm, okR := m.Get(stun.AttrRealm)
+	nonce, okN := m.Get(stun.AttrNonce)
+	if !okU || !okR || !okN {
+		return true // pion answers 400
+	}
+	cred, ok := s.auth.lookup(string(user), string(realm))
+	if !ok || m.CheckIntegrity(cred.key) != nil {
+		// RFC 8489 §9.2.4: a bad username or integrity gets 401, and this
+		// one must not become an oracle or an amplifier: rate-limited.
+		s.stats.authFailures.Add(1)
+		if !s.limiter.allow(src.Addr()) {
+			s.stats.challengesDropped.Add(1)
+			return false
+		}
+		s.stats.challenges.Add(1)
+		g.reply(m, from, nil, 401, "Unauthorized", func(b *stun.Builder) {
+			b.AddString(stun.AttrRealm, s.auth.realm)
+			b.Add(stun.AttrNonce, nonce)
+		})
+		return false
+	}
+	key := allocKey{local: g.local, remote: src}
+	rec := s.allocs.get(key)
+	username := string(user)
+	if m.Type.Method() == stun.MethodAllocate {
+		if rec != nil {
+			return true // pion: a retransmission, or 437
+		}
+		return g.admitAllocate(m, key, username, cred, from)
+	}
+	if rec == nil {
+		g.reply(m, from, cred.key, 437, "Allocation Mismatch", nil)
+		return false
+	}
+	if rec.username != username {
+		// RFC 8656 §5: requests on an allocation use its USERNAME.
+		s.stats.wrongCredentials.Add(1)
+		g.reply(m, from, cred.key, 441, "Wrong Credentials", nil)
+		return false
+	}
+	switch m.Type.Method() {
+	case stun.MethodCreatePermission:
+		n := 0
+		for _, a := range m.Attrs {
+			if a.Type != stun.AttrXORPeerAddress {
+				continue
+			}
+			n++
+			peer, err := stun.DecodeXORAddress(a.Value, m.Cookie, m.TID)
+			if err != nil {
+				g.reply(m, from, cred.key, 400, "Bad Request: malformed XOR-PEER-ADDRESS", nil)
+				return false
+			}
+			if d := s.policy.CheckAddr(peer.Addr()); !d.Allowed {
+				s.stats.peerDenied.Add(1)
+				g.reply(m, from, cred.key, 403, "Forbidden: peer "+string(d.Reason), nil)
+				return false
+			}
+		}
+		if n == 0 {
+			g.reply(m, from, cred.key, 400, "Bad Request: no XOR-PEER-ADDRESS", nil)
+			return false
+		}
+	case stun.MethodChannelBind:
+		v, ok := m.Get(stun.AttrChannelNumber)
+		if !ok || len(v) != 4 {
+			g.reply(m, from, cred.key, 400, "Bad Request: no CHANNEL-NUMBER", nil)
+			return false
+		}
+		if ch := binary.BigEndian.Uint16(v); ch < 0x4000 || ch > 0x7FFF {
+			g.reply(m, from, cred.key, 400, "Bad Request: channel number outside 0x4000-0x7FFF", nil)
+			return false
+		}
+		peer, err := m.Address(stun.AttrXORPeerAddress)
+		if err != nil {
+			g.reply(m, from, cred.key, 400, "Bad Request: no XOR-PEER-ADDRESS", nil)
+			return false
+		}
+		if d := s.policy.Check(peer); !d.Allowed {
+			s.stats.peerDenied.Add(1)
+			g.reply(m, from, cred.key, 403, "Forbidden: peer "+string(d.Reason), nil)
+			return false
+		}
+	}
+	return true
+}
+
+func (g *guard) admitAllocate(m *stun.Message, key allocKey, username string, cred credential, from net.Addr) bool {
+	s := g.s
+	if v, ok := m.Get(stun.AttrRequestedTransport); ok && len(v) == 4 && v[0] != protoUDP {
+		reason := "Unsupported Transport Protocol"
+		if v[0] == protoTCP {
+			reason += ": no TCP relays (RFC 6062) here"
+		}
+		g.reply(m, from, cred.key, 442, reason, nil)
+		return false
+	}
+	if v, ok := m.Get(attrRequestedAddressFamily); ok && len(v) == 4 && v[0] != 0x01 {
+		g.reply(m, from, cred.key, 440, "Address Family not Supported", nil)
+		return false
+	}
+	if m.Has(attrDontFragment) {
+		return true // pion answers 420 before it allocates
+	}
+	if qe := s.quota.reserve(cred.quotaKey); qe != nil {
+		s.stats.quotaRejections.Add(1)
+		g.reply(m, from, cred.key, qe.code, qe.reason, nil)
+		return false
+	}
+	g.pending = &reservation{key: key, username: username, quotaKey: cred.quotaKey, network: g.network,
+		evenPort: m.Has(attrEvenPort) && !m.Has(attrReservationToken)}
+	return true
+}
+
+// reply sends an error response to m, signed with key when it is not nil.
+func (g *guard) reply(m *stun.Message, to net.Addr, key []byte, code int, reason string, extra func(*stun.Builder)) {
+	b := stun.NewBuilder(g.wbuf, stun.NewType(m.Type.Method(), stun.ClassError), m.Cookie, m.TID)
+	b.AddErrorCode(code, reason)
+	if extra != nil {
+		extra(b)
+	}
+	if key != nil {
+		b.AddIntegrity(key)
+	}
+	b.AddFingerprint()
+	g.wbuf = b.Bytes()[:0]
+	_, _ = g.inner.WriteTo(b.Bytes(), to)
+	g.s.stats.refusals.Add(1)
+}
+
+// toAddrPort converts a net.Addr, unmapping IPv4.
+func toAddrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case nil:
+		return ap
+	default:
+		ap, _ = netip.ParseAddrPort(a.String())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+}
