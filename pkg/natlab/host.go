@@ -7,11 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // Host is one network namespace of a lab: a client behind a NAT, a router,
@@ -45,7 +41,7 @@ func (h *Host) Addrs() []netip.Addr { return append([]netip.Addr(nil), h.addrs..
 // (through `ip netns exec`). The caller starts and waits for it.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.ns, name}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = newProcessGroup()
 	cmd.Cancel = func() error { return killGroup(cmd) }
 	return cmd
 }
@@ -65,43 +61,6 @@ func (h *Host) Start(ctx context.Context, name string, args ...string) (*exec.Cm
 // Stdout or Stderr, and kills it when the lab closes.
 func (h *Host) StartCommand(cmd *exec.Cmd) error { return h.lab.track(cmd) }
 
-// Do runs fn on an OS thread switched into the host's namespace. Sockets
-// fn opens stay in that namespace after Do returns. fn must not start
-// goroutines that expect to be in the namespace.
-func (h *Host) Do(fn func() error) error {
-	target, err := unix.Open("/run/netns/"+h.ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("natlab: open namespace %s: %w", h.ns, err)
-	}
-	defer unix.Close(target)
-
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread is unlocked only if it is back in its own namespace;
-		// otherwise it dies with this goroutine.
-		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("natlab: open own namespace: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("natlab: enter namespace %s: %w", h.ns, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("natlab: leave namespace %s: %w", h.ns, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // writeSysctls sets net sysctls (e.g. "ipv4/ip_forward") in the namespace.
 // /proc/sys/net follows the netns of the thread that opens it.
 func (h *Host) writeSysctls(kv map[string]string) error {
@@ -118,15 +77,3 @@ func (h *Host) writeSysctls(kv map[string]string) error {
 		return nil
 	})
 }
-
-func killGroup(cmd *exec.Cmd) error {
-	if cmd.Process == nil {
-		return nil
-	}
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
-		return cmd.Process.Kill()
-	}
-	return nil
-}
-
-func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
