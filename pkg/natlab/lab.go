@@ -287,8 +287,11 @@ func removeNamespaces(ctx context.Context, nss []string) error {
 	return errors.Join(errs...)
 }
 
-// SetLoss drops pct percent of packets in each direction of every NAT's WAN
-// link (tc netem); 0 removes the loss.
+// SetLoss drops pct percent of packets, at random, in each direction of
+// every NAT's WAN link; 0 removes the loss. It works like `tc qdisc ... netem
+// loss PCT%` but is built from an nftables netdev ingress chain with
+// `numgen random`, because many cloud kernels (this CI's among them) ship
+// without sch_netem.
 func (l *Lab) SetLoss(ctx context.Context, pct float64) error {
 	if pct < 0 || pct > 100 {
 		return fmt.Errorf("natlab: loss %v%%: want 0 to 100", pct)
@@ -299,17 +302,18 @@ func (l *Lab) SetLoss(ctx context.Context, pct float64) error {
 		if n.carrier != nil {
 			outer = n.carrier
 		}
-		for _, link := range []struct{ ns, dev string }{{outer.ns, "wan"}, {l.core.ns, n.corePort()}} {
-			var args []string
-			if pct == 0 {
-				args = []string{"-n", link.ns, "qdisc", "del", "dev", link.dev, "root"}
-			} else {
-				args = []string{"-n", link.ns, "qdisc", "replace", "dev", link.dev, "root", "netem", "loss", fmt.Sprintf("%g%%", pct)}
+		for _, link := range []struct {
+			h   *Host
+			dev string
+		}{{outer, "wan"}, {l.core, n.corePort()}} {
+			table := "natlab_loss_" + strings.ReplaceAll(link.dev, "-", "_")
+			rules := fmt.Sprintf("table netdev %s\ndelete table netdev %s\n", table, table)
+			if pct > 0 {
+				rules += fmt.Sprintf("table netdev %s {\n chain ingress {\n  type filter hook ingress device %q priority -500; policy accept;\n  numgen random mod 10000 < %d drop\n }\n}\n",
+					table, link.dev, int(pct*100+0.5))
 			}
-			out, err := exec.CommandContext(ctx, "tc", args...).CombinedOutput()
-			if err != nil && !(pct == 0 && strings.Contains(string(out), "No such file")) &&
-				!(pct == 0 && strings.Contains(string(out), "Cannot delete qdisc with handle of zero")) {
-				errs = append(errs, fmt.Errorf("natlab: tc %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out))))
+			if err := l.nft(ctx, link.h, rules); err != nil {
+				errs = append(errs, fmt.Errorf("natlab: loss on %s %s: %w", link.h.ns, link.dev, err))
 			}
 		}
 	}

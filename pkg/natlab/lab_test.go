@@ -329,3 +329,68 @@ func TestHostsShareNAT(t *testing.T) {
 		t.Errorf("hairpinned packet came from %v, want host 2's mapping %s", from, want)
 	}
 }
+
+// TestSetLoss checks that SetLoss drops about the share of packets asked for
+// on a NAT's WAN link, and that 0 removes the loss.
+func TestSetLoss(t *testing.T) {
+	natlabtest.Require(t)
+	fc, _ := natlab.Lookup(natlab.FullCone)
+	lab := natlabtest.New(t, fc)
+	h := lab.Host(natlab.FullCone, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	var rx, tx net.PacketConn
+	if err := lab.Peer().Do(func() (err error) { rx, err = net.ListenPacket("udp4", lab.Peer().Addr().String()+":7001"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	if err := h.Do(func() (err error) { tx, err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Close() })
+	to := &net.UDPAddr{IP: lab.Peer().Addr().AsSlice(), Port: 7001}
+
+	// count sends n datagrams, paced, and counts what arrives.
+	count := func(n int) int {
+		got := make(chan int)
+		go func() {
+			k := 0
+			buf := make([]byte, 64)
+			for {
+				rx.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+				if _, _, err := rx.ReadFrom(buf); err != nil {
+					got <- k
+					return
+				}
+				k++
+			}
+		}()
+		for i := 0; i < n; i++ {
+			if _, err := tx.WriteTo([]byte("loss"), to); err != nil {
+				t.Fatal(err)
+			}
+			if i%20 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return <-got
+	}
+	const n = 1000
+	if got := count(n); got != n {
+		t.Fatalf("no loss set: %d of %d arrived", got, n)
+	}
+	if err := lab.SetLoss(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	// One direction crosses one lossy ingress: expect ~70% ± a wide margin.
+	if got := count(n); got < n*55/100 || got > n*85/100 {
+		t.Errorf("30%% loss: %d of %d arrived, want about %d", got, n, n*70/100)
+	}
+	if err := lab.SetLoss(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(n); got != n {
+		t.Errorf("loss removed: %d of %d arrived", got, n)
+	}
+}
