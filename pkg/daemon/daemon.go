@@ -39,10 +39,17 @@ type Listener struct {
 	Service string // "stun", "http"
 	Network string // "udp", "tcp", "tls"
 	Addr    netip.AddrPort
+	// Role is the RFC 5780 role of a STUN UDP socket ("primary",
+	// "alt-port", "alt-ip", "alt-ip-port"), else "".
+	Role string
 }
 
 func (l Listener) String() string {
-	return l.Service + ": listening on " + l.Network + " " + l.Addr.String()
+	s := l.Service + ": listening on " + l.Network + " " + l.Addr.String()
+	if l.Role != "" {
+		s += " (" + l.Role + ")"
+	}
+	return s
 }
 
 // Daemon is the set of servers `natkit serve` runs.
@@ -117,7 +124,11 @@ func (d *Daemon) Listeners() []Listener {
 	var ls []Listener
 	if d.stun != nil {
 		for _, l := range d.stun.Addrs() {
-			ls = append(ls, Listener{Service: "stun", Network: l.Network, Addr: l.Addr})
+			dl := Listener{Service: "stun", Network: l.Network, Addr: l.Addr}
+			if l.Network == "udp" {
+				dl.Role = l.Role.String()
+			}
+			ls = append(ls, dl)
 		}
 	}
 	if d.hln != nil {

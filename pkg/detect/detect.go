@@ -51,6 +51,8 @@ type Timing struct {
 	Filter time.Duration
 	// Hairpin is how long the hairpin exchange lasts when nothing arrives.
 	Hairpin time.Duration
+	// HairpinSchedule is when each side of the hairpin test sends.
+	HairpinSchedule []time.Duration
 	// Trace bounds the TTL-limited path trace.
 	Trace time.Duration
 }
@@ -69,6 +71,11 @@ var DefaultSchedule = []time.Duration{
 	2300 * time.Millisecond,
 }
 
+// DefaultHairpinSchedule: four copies each way. Hairpinned packets never
+// cross the WAN, so they are rarely lost; each one a NAT refuses costs an
+// ICMP error from its rate limit, which the path trace needs too.
+var DefaultHairpinSchedule = []time.Duration{0, 100 * time.Millisecond, 250 * time.Millisecond, 450 * time.Millisecond}
+
 // Default phase budgets.
 const (
 	// DefaultReach: a server that has not answered any of the copies sent
@@ -79,11 +86,12 @@ const (
 	// on the same socket proves the path works meanwhile.
 	DefaultFilter = 700 * time.Millisecond
 	// DefaultHairpin: both sockets send to each other's public address
-	// for 600 ms (eight copies each).
+	// for 600 ms (DefaultHairpinSchedule).
 	DefaultHairpin = 600 * time.Millisecond
 	// DefaultTrace bounds the TTL-limited trace; routers answer within a
-	// round trip, and those that do not answer at all are skipped.
-	DefaultTrace = 800 * time.Millisecond
+	// round trip unless their ICMP rate limit is spent (then within a
+	// second), and those that do not answer at all are skipped.
+	DefaultTrace = 1200 * time.Millisecond
 )
 
 func (t Timing) withDefaults() Timing {
@@ -98,6 +106,9 @@ func (t Timing) withDefaults() Timing {
 	}
 	if t.Hairpin <= 0 {
 		t.Hairpin = DefaultHairpin
+	}
+	if len(t.HairpinSchedule) == 0 {
+		t.HairpinSchedule = DefaultHairpinSchedule
 	}
 	if t.Trace <= 0 {
 		t.Trace = DefaultTrace
@@ -169,6 +180,10 @@ type run struct {
 	// answers with a usable OTHER-ADDRESS. primaryReady closes then.
 	primaryReady chan struct{}
 	primary      *primaryServer
+	// traceDone closes when the path trace ends: the hairpin test waits
+	// for it, since the ICMP errors a failed hairpin provokes share the
+	// routers' rate limit with the trace's time-exceeded answers.
+	traceDone chan struct{}
 }
 
 // primaryServer is the RFC 5780 server and its four addresses.
@@ -234,7 +249,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 	}
 
-	r := &run{o: o, start: o.Now(), primaryReady: make(chan struct{})}
+	r := &run{o: o, start: o.Now(), primaryReady: make(chan struct{}), traceDone: make(chan struct{})}
 	rep := Report{Envelope: render.NewEnvelope("detect"), Reasons: []string{}, Tests: []Test{}, Ports: []PortSample{}, Path: []Hop{}}
 	defer func() {
 		for _, s := range r.sockets {

@@ -53,7 +53,7 @@ func (r *run) newSocket() (*socket, error) {
 		// One request per transaction: ask retransmits by starting new
 		// transactions on its own schedule, so the budget is the context's.
 		RTO: time.Hour, Rc: 1, Rm: 1, Timeout: time.Hour,
-		Logger: r.o.Logger, Now: r.o.Now,
+		Now:       r.o.Now,
 		Unhandled: s.unhandled,
 	}
 	s.c = stunclient.NewPacketConn(pc, cfg)
@@ -160,26 +160,27 @@ func (s *socket) ask(ctx context.Context, o *outcome) *outcome {
 	start := time.Now()
 	pending := 0
 	var lastErr error
-	for i := 0; ; {
-		var next <-chan time.Time
-		if i < len(s.r.o.Timing.Schedule) {
-			d := time.Until(start.Add(s.r.o.Timing.Schedule[i]))
-			if d <= 0 {
-				o.attempts++
-				pending++
-				i++
-				go func() {
-					resp, err := s.c.Do(ctx, server, req)
-					results <- result{resp, err}
-				}()
-				continue
-			}
-			t := time.NewTimer(d)
-			defer t.Stop()
-			next = t.C
+	sched := s.r.o.Timing.Schedule
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	next := 0 // index of the next copy to send
+	for {
+		var tick <-chan time.Time
+		if next < len(sched) {
+			tick = timer.C
 		}
 		select {
-		case <-next:
+		case <-tick:
+			o.attempts++
+			pending++
+			next++
+			go func() {
+				resp, err := s.c.Do(ctx, server, req)
+				results <- result{resp, err}
+			}()
+			if next < len(sched) {
+				timer.Reset(time.Until(start.Add(sched[next])))
+			}
 		case res := <-results:
 			pending--
 			var er *stunclient.ErrorResponse
@@ -196,19 +197,12 @@ func (s *socket) ask(ctx context.Context, o *outcome) *outcome {
 				return o
 			}
 			lastErr = res.err
-			if pending == 0 && i >= len(s.r.o.Timing.Schedule) {
+			if pending == 0 && next >= len(sched) {
 				o.err = lastErr
 				return o
 			}
 		case <-ctx.Done():
-			if lastErr == nil {
-				lastErr = &stunclient.TimeoutError{Attempts: o.attempts, After: time.Since(start)}
-			}
-			o.err = lastErr
-			var te *stunclient.TimeoutError
-			if !errors.As(o.err, &te) {
-				o.err = &stunclient.TimeoutError{Attempts: o.attempts, After: time.Since(start)}
-			}
+			o.err = &stunclient.TimeoutError{Attempts: o.attempts, After: time.Since(start)}
 			return o
 		}
 	}
@@ -257,3 +251,22 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 }
 
 func portStr(p uint16) string { return strconv.Itoa(int(p)) }
+
+// onSchedule calls f at each offset of sched from now until ctx ends, and
+// returns how many times it did.
+func onSchedule(ctx context.Context, sched []time.Duration, f func()) int {
+	start := time.Now()
+	n := 0
+	for _, off := range sched {
+		t := time.NewTimer(time.Until(start.Add(off)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return n
+		case <-t.C:
+		}
+		f()
+		n++
+	}
+	return n
+}

@@ -211,6 +211,12 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) bool {
 		}
 	case TypeJoined:
 		if join != nil && bytes.Equal(m.Nonce, join) && len(m.Token) == TokenSize && m.Peer >= 0 {
+			// Take the token now: PAIRED may follow at once.
+			c.mu.Lock()
+			if c.token == nil {
+				c.token, c.index = bytes.Clone(m.Token), m.Peer
+			}
+			c.mu.Unlock()
 			deliver(c.joinedCh)
 		}
 	default:

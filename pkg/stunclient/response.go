@@ -30,6 +30,10 @@ type Request struct {
 	// (RFC 8489 §14.5), then FINGERPRINT. The answer's integrity is the
 	// caller's to check (Response.Message.CheckIntegrity).
 	Key []byte
+	// TID, when set, is the transaction ID to use (attributes such as
+	// XOR-PEER-ADDRESS of an IPv6 address depend on it); nil picks a
+	// random one. It must be fresh for every transaction.
+	TID *stun.TransactionID
 }
 
 func (r Request) method() uint16 {
@@ -143,6 +147,9 @@ func newTransaction(cfg Config, req Request) (*transaction, error) {
 		}
 	}
 	binary.BigEndian.PutUint32(key[0:4], cookie)
+	if req.TID != nil && !req.Classic {
+		copy(key[4:16], req.TID[:])
+	}
 	tid := stun.TransactionID(key[4:16])
 	b := stun.NewBuilder(make([]byte, 0, 128), stun.NewType(req.method(), stun.ClassRequest), cookie, tid)
 	if cfg.Software != "" && !req.Classic {

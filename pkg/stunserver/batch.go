@@ -10,18 +10,21 @@ type datagram struct {
 	buf  []byte // receive buffer, full capacity
 	n    int    // bytes received
 	src  netip.AddrPort
-	out  []byte // response to src, nil for none
-	outb []byte // response buffer
-	sa   sockaddr
+	out  []byte         // response, nil for none
+	via  Role           // socket group to send out from
+	dst  netip.AddrPort // where to send out: src, or src's IP at RESPONSE-PORT
+	outb []byte         // response buffer
+	sa   sockaddr       // src as the kernel wrote it
 }
 
 // batchConn moves datagrams in batches.
 type batchConn interface {
 	// read fills d[:n] and returns n ≥ 1, or an error.
 	read(d []datagram) (int, error)
-	// write sends every d[i].out that is not nil to d[i].src and returns
-	// how many sends failed.
-	write(d []datagram) (failed int, err error)
+	// write sends every d[i].out that is not nil and whose d[i].via is
+	// via to d[i].dst, and returns how many sends failed. Several
+	// goroutines may write on one socket, each through its own batchConn.
+	write(d []datagram, via Role) (failed int, err error)
 }
 
 // singleConn is the portable batchConn: one system call per datagram.
@@ -36,13 +39,13 @@ func (s singleConn) read(d []datagram) (int, error) {
 	return 1, nil
 }
 
-func (s singleConn) write(d []datagram) (int, error) {
+func (s singleConn) write(d []datagram, via Role) (int, error) {
 	failed := 0
 	for i := range d {
-		if d[i].out == nil {
+		if d[i].out == nil || d[i].via != via {
 			continue
 		}
-		if _, err := s.c.WriteToUDPAddrPort(d[i].out, d[i].src); err != nil {
+		if _, err := s.c.WriteToUDPAddrPort(d[i].out, d[i].dst); err != nil {
 			if isClosed(err) {
 				return failed, err
 			}

@@ -87,12 +87,15 @@ func (m *mmsgConn) doRead(fd uintptr) bool {
 	return true
 }
 
-func (m *mmsgConn) write(d []datagram) (int, error) {
+func (m *mmsgConn) write(d []datagram, via Role) (int, error) {
 	k := 0
 	for i := range d {
-		if d[i].out == nil || k == len(m.hdrs) {
+		if d[i].out == nil || d[i].via != via || k == len(m.hdrs) {
 			continue
 		}
+		// RESPONSE-PORT changes only the port, which sits at the same
+		// offset in sockaddr_in and sockaddr_in6.
+		binary.BigEndian.PutUint16(d[i].sa.b[2:4], d[i].dst.Port())
 		h := &m.hdrs[k]
 		m.iovs[k].Base = unsafe.SliceData(d[i].out)
 		m.iovs[k].SetLen(len(d[i].out))

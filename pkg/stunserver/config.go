@@ -1,5 +1,5 @@
-// Package stunserver answers STUN Binding requests (RFC 8489, and RFC 3489
-// classic clients) over UDP, TCP and TLS, without per-source state.
+// Package stunserver answers STUN Binding requests (RFC 8489, RFC 5780 NAT
+// behaviour discovery, and RFC 3489 classic clients) over UDP, TCP and TLS.
 package stunserver
 
 import (
@@ -16,6 +16,9 @@ import (
 const (
 	// DefaultPort is the STUN port (RFC 8489 §18.9).
 	DefaultPort = 3478
+	// DefaultAltPort is the second UDP port (RFC 5780 §6: "a pair of
+	// ports"), 3479 as coturn and stund use.
+	DefaultAltPort = 3479
 	// DefaultTLSPort is the STUN over TLS port (RFC 8489 §18.9).
 	DefaultTLSPort = 5349
 	// DefaultSoftware goes in SOFTWARE (RFC 8489 §14.14).
@@ -34,6 +37,16 @@ const (
 	DefaultMaxMessage = 2048
 	// DefaultShutdownTimeout bounds Close.
 	DefaultShutdownTimeout = 2 * time.Second
+	// DefaultRateLimit and DefaultRateBurst bound the UDP answers sent to
+	// one source IP (an IPv6 /64): 2000 a second, after a burst of 4000.
+	// A spoofed source can thus draw at most about 2 Mbit/s of answers
+	// toward one victim however many hosts send, while a NAT or carrier
+	// NAT with thousands of clients behind one IP, each sending the few
+	// requests of a keepalive or a detection run, stays far below it.
+	DefaultRateLimit = 2000
+	DefaultRateBurst = 4000
+	// AnyPort as Config.AltPort picks a free alternate port.
+	AnyPort = -1
 )
 
 // Config configures a Server. Zero values mean the documented defaults.
@@ -41,6 +54,14 @@ type Config struct {
 	// Addr is the primary UDP and TCP address: zero means 0.0.0.0:3478;
 	// port 0 picks a free port (tests).
 	Addr netip.AddrPort
+	// AltIP, when valid, is the server's second IP: UDP then listens on
+	// Addr's IP and AltIP, each with Addr's port and AltPort, for full RFC
+	// 5780 (ModeFull). Addr's IP must then be concrete, not a wildcard.
+	// Without it the server runs ModePortOnly.
+	AltIP netip.Addr
+	// AltPort is the second UDP port: 0 means DefaultAltPort, or a free
+	// port when Addr's port is 0 (tests); AnyPort always picks a free one.
+	AltPort int
 	// NoUDP and NoTCP turn a transport off.
 	NoUDP, NoTCP bool
 	// TLS, when set, adds STUN over TLS (RFC 8489 §6.2.3) on TLSAddr.
@@ -65,6 +86,15 @@ type Config struct {
 	MaxMessage int
 	// ShutdownTimeout bounds Close: 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+
+	// RateLimit and RateBurst bound the UDP answers (successes and
+	// errors) sent to one source IP, IPv6 sources by /64, with a token
+	// bucket per source: RateLimit a second after a burst of RateBurst.
+	// RateLimit 0 means DefaultRateLimit, RateBurst 0 twice RateLimit
+	// (DefaultRateBurst); NoRateLimit turns the limit off. The buckets live in a fixed table (see rateBuckets), so
+	// memory does not grow with the number of sources.
+	RateLimit, RateBurst int
+	NoRateLimit          bool
 
 	// Logger gets lifecycle events, never per-packet ones: nil discards.
 	Logger *slog.Logger
@@ -93,6 +123,47 @@ func (c Config) withDefaults() (Config, error) {
 		if len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
 			return c, fmt.Errorf("%w: TLS configuration has no certificate", ErrConfig)
 		}
+	}
+	if c.AltIP.IsValid() {
+		c.AltIP = c.AltIP.Unmap()
+		switch {
+		case c.AltIP.Zone() != "":
+			return c, fmt.Errorf("%w: alternate IP %s has a zone", ErrConfig, c.AltIP)
+		case c.Addr.Addr().IsUnspecified():
+			// With two IPs the answer to a CHANGE-REQUEST must leave from a
+			// known address; a wildcard socket answers from whatever the
+			// route picks.
+			return c, fmt.Errorf("%w: with an alternate IP the primary address must be a concrete IP, not %s", ErrConfig, c.Addr.Addr())
+		case c.AltIP.IsUnspecified():
+			return c, fmt.Errorf("%w: alternate IP %s is a wildcard", ErrConfig, c.AltIP)
+		case c.AltIP.Is4() != c.Addr.Addr().Is4():
+			return c, fmt.Errorf("%w: alternate IP %s is not of the same family as %s", ErrConfig, c.AltIP, c.Addr.Addr())
+		case c.AltIP == c.Addr.Addr():
+			return c, fmt.Errorf("%w: alternate IP %s is the primary IP", ErrConfig, c.AltIP)
+		}
+	}
+	switch {
+	case c.AltPort == 0 && c.Addr.Port() == 0, c.AltPort == AnyPort:
+		c.AltPort = 0
+	case c.AltPort == 0:
+		c.AltPort = DefaultAltPort
+	case c.AltPort < 0 || c.AltPort > 65535:
+		return c, fmt.Errorf("%w: alternate port %d outside 1..65535", ErrConfig, c.AltPort)
+	}
+	if c.AltPort != 0 && c.AltPort == int(c.Addr.Port()) {
+		return c, fmt.Errorf("%w: alternate port %d is the primary port", ErrConfig, c.AltPort)
+	}
+	if c.RateLimit < 0 || c.RateBurst < 0 {
+		return c, fmt.Errorf("%w: negative rate limit", ErrConfig)
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = DefaultRateLimit
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = 2 * c.RateLimit
+	}
+	if c.RateLimit > 1_000_000_000 || c.RateBurst > 1_000_000_000 {
+		return c, fmt.Errorf("%w: rate limit above 10^9 a second", ErrConfig)
 	}
 	if c.NoUDP && c.NoTCP && c.TLS == nil {
 		return c, fmt.Errorf("%w: every transport is off", ErrConfig)

@@ -151,3 +151,73 @@ func firstLines(s string, n int) string {
 	}
 	return b.String()
 }
+
+// TestInteropNatdiscovery runs coturn's RFC 5780 client against a full
+// server on 127.0.0.1 and 127.0.0.2: with no NAT in the way it must find
+// endpoint-independent mapping and filtering, with and without PADDING,
+// and the lifetime test must get its RESPONSE-PORT answer. Against a
+// port-only server it must find no OTHER-ADDRESS and so give no verdict.
+func TestInteropNatdiscovery(t *testing.T) {
+	tool := needTool(t, "turnutils_natdiscovery", "coturn")
+	if runtimeNoLoopbackAlt(t) {
+		return
+	}
+	full := start(t, Config{AltIP: loopbackAlt})
+	port := strconv.Itoa(int(full.Addr().Port()))
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"mapping and filtering", []string{"-m", "-f"}},
+		{"with padding", []string{"-m", "-f", "-P"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runTool(t, tool, append(tc.args, "-p", port, "127.0.0.1")...)
+			for _, want := range []string{"NAT with Endpoint Independent Mapping!", "NAT with Endpoint Independent Filtering!",
+				"Other addr: : " + full.Quad()[AltIPPort].String(), "Response origin: : " + full.Quad()[AltIPPort].String()} {
+				if !strings.Contains(out, want) {
+					t.Errorf("no %q in the output:\n%s", want, out)
+				}
+			}
+		})
+	}
+	t.Run("lifetime", func(t *testing.T) {
+		before := full.Stats().UDPResponsePort
+		out := runTool(t, tool, "-t", "-T", "1", "-p", port, "127.0.0.1")
+		if strings.Count(out, "Response origin: : "+full.Addr().String()) < 2 || full.Stats().UDPResponsePort != before+1 {
+			t.Errorf("want two answers, one through RESPONSE-PORT (counted %d):\n%s", full.Stats().UDPResponsePort-before, out)
+		}
+	})
+	if st := full.Stats(); st.UDPChanged < 4 || st.UDP[AnsweredError] != 0 || st.UDP[DropRateLimit] != 0 {
+		t.Errorf("stats %+v", st)
+	}
+
+	t.Run("port-only", func(t *testing.T) {
+		s := start(t, Config{})
+		out := runTool(t, tool, "-m", "-f", "-p", strconv.Itoa(int(s.Addr().Port())), "127.0.0.1")
+		if strings.Contains(out, "NAT with") || strings.Contains(out, "Other addr") {
+			t.Errorf("a verdict from a server with one IP:\n%s", out)
+		}
+	})
+}
+
+// TestInteropVovidaRFC5780 runs the classic RFC 3489 client against a full
+// server on loopback: every test passes, the answers name their real source
+// in SOURCE-ADDRESS and the diagonal in CHANGED-ADDRESS, and the verdict is
+// "Open".
+func TestInteropVovidaRFC5780(t *testing.T) {
+	tool := needTool(t, "stun", "stun-client")
+	if runtimeNoLoopbackAlt(t) {
+		return
+	}
+	s := start(t, Config{AltIP: loopbackAlt})
+	q := s.Quad()
+	out := runTool(t, tool, s.Addr().String(), "-v", "-p", strconv.Itoa(freePortPair(t)))
+	for _, want := range []string{"test I = 1", "test II = 1", "test III = 1", "test I(2) = 1", "Primary: Open",
+		"SourceAddress = " + q[Primary].String(), "SourceAddress = " + q[AltPort].String(),
+		"ChangedAddress = " + q[AltIPPort].String(), "ChangedAddress = " + q[AltPort].String()} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the output:\n%s", want, firstLines(out, 80))
+		}
+	}
+}

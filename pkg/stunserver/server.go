@@ -16,6 +16,9 @@ import (
 type Listener struct {
 	Network string // "udp", "tcp" or "tls"
 	Addr    netip.AddrPort
+	// Role is the RFC 5780 role of a UDP socket group; TCP and TLS listen
+	// on the primary IP only and have no alternates.
+	Role Role
 }
 
 func (l Listener) String() string { return l.Network + " " + l.Addr.String() }
@@ -25,8 +28,11 @@ func (l Listener) String() string { return l.Network + " " + l.Addr.String() }
 type Server struct {
 	cfg Config
 
-	udp     []*udpGroup
+	udp     []*udpGroup // by Role order
+	quad    Quad        // the UDP groups' addresses
 	streams []*streamListener
+	lim     *limiter // nil: no rate limit
+	epoch   time.Time
 
 	stream  streamStats
 	workers []*workerStats
@@ -41,8 +47,10 @@ type Server struct {
 	closeEr error
 }
 
-// udpGroup is the SO_REUSEPORT sockets sharing one UDP address.
+// udpGroup is the SO_REUSEPORT sockets sharing one UDP address. Every
+// group has the same number of sockets.
 type udpGroup struct {
+	role  Role
 	local netip.AddrPort
 	conns []*net.UDPConn
 }
@@ -60,22 +68,29 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, conns: make(map[net.Conn]struct{}), done: make(chan struct{})}
+	s := &Server{cfg: cfg, conns: make(map[net.Conn]struct{}), done: make(chan struct{}), epoch: time.Now()}
 	if err := s.bind(); err != nil {
 		s.closeSockets()
 		return nil, err
+	}
+	for _, g := range s.udp {
+		s.quad[g.role] = g.local
+	}
+	if !cfg.NoUDP && !cfg.NoRateLimit {
+		s.lim = newLimiter(cfg.RateLimit, cfg.RateBurst)
 	}
 	return s, nil
 }
 
 // bind opens the sockets. With port 0, UDP and TCP get the same free port,
-// retried a few times if TCP finds it taken.
+// and with a free alternate port both IPs get the same pair; all of it is
+// retried a few times if one of them finds its port taken.
 func (s *Server) bind() error {
 	const tries = 5
 	var err error
 	for i := 0; i < tries; i++ {
 		err = s.bindPrimary()
-		if err == nil || s.cfg.Addr.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) {
+		if err == nil || s.cfg.Addr.Port() != 0 && s.cfg.AltPort != 0 || !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
 		s.closeSockets()
@@ -94,15 +109,34 @@ func (s *Server) bind() error {
 	return nil
 }
 
+// bindPrimary binds UDP on the primary address and its alternates (RFC
+// 5780 §6: the same two ports on each IP), then TCP on the primary.
 func (s *Server) bindPrimary() error {
 	addr := s.cfg.Addr
 	if !s.cfg.NoUDP {
-		g, err := s.listenUDP(addr)
+		g, err := s.listenUDP(addr, Primary)
 		if err != nil {
 			return err
 		}
 		s.udp = append(s.udp, g)
 		addr = g.local
+		ap, err := s.listenUDP(netip.AddrPortFrom(addr.Addr(), uint16(s.cfg.AltPort)), AltPort)
+		if err != nil {
+			return err
+		}
+		s.udp = append(s.udp, ap)
+		if ip2 := s.cfg.AltIP; ip2.IsValid() {
+			for _, a := range []struct {
+				port uint16
+				role Role
+			}{{addr.Port(), AltIP}, {ap.local.Port(), AltIPPort}} {
+				g, err := s.listenUDP(netip.AddrPortFrom(ip2, a.port), a.role)
+				if err != nil {
+					return err
+				}
+				s.udp = append(s.udp, g)
+			}
+		}
 	}
 	if !s.cfg.NoTCP {
 		ln, err := listenTCP(addr)
@@ -114,7 +148,7 @@ func (s *Server) bindPrimary() error {
 	return nil
 }
 
-func (s *Server) listenUDP(addr netip.AddrPort) (*udpGroup, error) {
+func (s *Server) listenUDP(addr netip.AddrPort, role Role) (*udpGroup, error) {
 	n := s.cfg.UDPSockets
 	if !multiSocket {
 		n = 1
@@ -123,7 +157,7 @@ func (s *Server) listenUDP(addr netip.AddrPort) (*udpGroup, error) {
 	if n > 1 {
 		lc.Control = reusePort
 	}
-	g := &udpGroup{}
+	g := &udpGroup{role: role}
 	for i := 0; i < n; i++ {
 		pc, err := lc.ListenPacket(context.Background(), udpNetwork(addr), addr.String())
 		if err != nil {
@@ -209,16 +243,32 @@ func (s *Server) Addr() netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// Addrs lists every listening address.
+// Addrs lists every listening address: UDP first, primary first.
 func (s *Server) Addrs() []Listener {
 	var l []Listener
 	for _, g := range s.udp {
-		l = append(l, Listener{Network: "udp", Addr: g.local})
+		l = append(l, Listener{Network: "udp", Addr: g.local, Role: g.role})
 	}
 	for _, st := range s.streams {
 		l = append(l, Listener{Network: st.network, Addr: st.local})
 	}
 	return l
+}
+
+// Mode says how much of RFC 5780 the server offers: ModeFull with an
+// alternate IP, ModePortOnly without, ModeOff without UDP.
+func (s *Server) Mode() Mode { return ModeOf(s.quad) }
+
+// Quad returns the UDP addresses by role (invalid where there is none).
+func (s *Server) Quad() Quad { return s.quad }
+
+// RateLimit returns the per-source limit on UDP answers, a second and
+// burst, or zeros when it is off.
+func (s *Server) RateLimit() (rate, burst int) {
+	if s.lim == nil {
+		return 0, 0
+	}
+	return s.cfg.RateLimit, s.cfg.RateBurst
 }
 
 // Serve answers requests until ctx is done or Close is called, then closes
@@ -247,14 +297,14 @@ func (s *Server) Serve(ctx context.Context) error {
 
 	fail := make(chan error, len(s.streams))
 	for _, g := range s.udp {
-		for _, c := range g.conns {
+		for i := range g.conns {
 			w := &workerStats{}
 			s.mu.Lock()
 			s.workers = append(s.workers, w)
 			s.mu.Unlock()
 			go func() {
 				defer s.wg.Done()
-				s.serveUDP(c, g.local, w)
+				s.serveUDP(g, i, w)
 			}()
 		}
 	}
@@ -269,6 +319,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, l := range s.Addrs() {
 		s.cfg.Logger.Info("stun: listening", "network", l.Network, "addr", l.Addr.String())
 	}
+	rate, burst := s.RateLimit()
+	s.cfg.Logger.Info("stun: ready", "rfc5780", s.Mode().String(), "rate_limit", rate, "rate_burst", burst)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -344,6 +396,8 @@ func (s *Server) Stats() Stats {
 		st.UDPReadErrors += w.readErr.Load()
 		st.UDPWriteErrors += w.writeErr.Load()
 		st.UDPBatches += w.batches.Load()
+		st.UDPChanged += w.changed.Load()
+		st.UDPResponsePort += w.responsePort.Load()
 	}
 	for i := range st.Stream {
 		st.Stream[i] = s.stream.verdicts[i].Load()

@@ -95,7 +95,13 @@ func udpExchange(t *testing.T, c *net.UDPConn, to netip.AddrPort, req []byte, wa
 
 func dialUDP(t *testing.T) *net.UDPConn {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback))
+	return dialFrom(t, loopback.Addr())
+}
+
+// dialFrom opens a UDP socket on ip, closed at cleanup.
+func dialFrom(t *testing.T, ip netip.Addr) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,6 +452,14 @@ func TestNewErrors(t *testing.T) {
 		{"negative", Config{Addr: loopback, MaxConns: -1}, "negative"},
 		{"huge batch", Config{Addr: loopback, Batch: 5000}, "batch"},
 		{"long software", Config{Addr: loopback, Software: strings.Repeat("x", 200)}, "software"},
+		{"alternate ip with wildcard", Config{AltIP: netip.MustParseAddr("192.0.2.2")}, "must be a concrete IP, not 0.0.0.0"},
+		{"alternate ip of another family", Config{Addr: loopback, AltIP: netip.MustParseAddr("::1")}, "not of the same family"},
+		{"alternate ip is the primary", Config{Addr: loopback, AltIP: loopback.Addr()}, "is the primary IP"},
+		{"alternate ip wildcard", Config{Addr: loopback, AltIP: netip.IPv4Unspecified()}, "is a wildcard"},
+		{"alternate port is the primary", Config{Addr: netip.MustParseAddrPort("127.0.0.1:4000"), AltPort: 4000}, "alternate port 4000 is the primary port"},
+		{"alternate port too big", Config{Addr: loopback, AltPort: 70000}, "alternate port 70000"},
+		{"alternate port in use", Config{Addr: loopback, AltPort: int(busy.Port()), UDPSockets: 1}, "cannot listen on udp " + busy.String()},
+		{"negative rate", Config{Addr: loopback, RateLimit: -1}, "negative rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,10 @@ type Stats struct {
 	// UDPReadErrors and UDPWriteErrors count failed system calls;
 	// UDPBatches counts reads that returned datagrams.
 	UDPReadErrors, UDPWriteErrors, UDPBatches uint64
+	// UDPChanged counts answers sent from another socket than the one
+	// that received the request (CHANGE-REQUEST), UDPResponsePort those
+	// sent to another port (RESPONSE-PORT).
+	UDPChanged, UDPResponsePort uint64
 	// ConnsAccepted counts accepted TCP and TLS connections, ConnsRejected
 	// those closed at once because MaxConns were open, ConnsOpen the open
 	// ones, ConnsIdle those closed by IdleTimeout, ConnsBad those closed
@@ -30,12 +34,14 @@ func Verdicts() []Verdict {
 // workerStats are one UDP goroutine's counters, on their own cache lines so
 // that goroutines on different cores do not share them.
 type workerStats struct {
-	_        [64]byte
-	verdicts [numVerdicts]atomic.Uint64
-	readErr  atomic.Uint64
-	writeErr atomic.Uint64
-	batches  atomic.Uint64
-	_        [64]byte
+	_            [64]byte
+	verdicts     [numVerdicts]atomic.Uint64
+	readErr      atomic.Uint64
+	writeErr     atomic.Uint64
+	batches      atomic.Uint64
+	changed      atomic.Uint64
+	responsePort atomic.Uint64
+	_            [64]byte
 }
 
 type streamStats struct {

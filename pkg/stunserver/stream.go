@@ -93,7 +93,8 @@ func (s *Server) serveConn(c net.Conn, local netip.AddrPort) {
 	br := bufio.NewReaderSize(c, 4096)
 	buf := make([]byte, s.cfg.MaxMessage)
 	out := make([]byte, respBufSize)
-	r := NewResponder(s.cfg.Software, netip.AddrPort{})
+	// No Quad: a stream cannot be answered from another address or port.
+	r := NewResponder(s.cfg.Software, Quad{})
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		if _, err := io.ReadFull(br, buf[:stun.HeaderSize]); err != nil {
@@ -109,7 +110,8 @@ func (s *Server) serveConn(c net.Conn, local netip.AddrPort) {
 			s.closeReason(err)
 			return
 		}
-		resp, v := r.Respond(buf[:n], src, local, out)
+		rep := r.Respond(buf[:n], src, local, out)
+		resp, v := rep.Msg, rep.Verdict
 		s.stream.verdicts[v].Add(1)
 		if v == DropNotSTUN {
 			s.stream.badFramed.Add(1)

@@ -1,26 +1,46 @@
 package stunserver
 
 import (
-	"net"
-	"net/netip"
 	"time"
 )
 
-// udpBufSize is the receive buffer per datagram: larger requests are cut
-// short by the kernel and then fail to decode, which is what they deserve.
-const udpBufSize = 1500
+// udpBufSize is the receive buffer per datagram. It holds a request padded
+// to a 1500-byte MTU (RFC 5780 §5: "PADDING ... SHOULD be equal to the MTU")
+// and, once the request is answered, a padded response (see maxPadded).
+// Larger requests are cut short by the kernel and then fail to decode,
+// which is what they deserve.
+const udpBufSize = maxPadded
 
-// respBufSize holds any response: a Binding success with IPv6 addresses,
-// SOFTWARE and FINGERPRINT is under 200 bytes.
+// respBufSize holds any unpadded response: a Binding success with IPv6
+// addresses, SOFTWARE and FINGERPRINT is under 300 bytes.
 const respBufSize = 512
 
-// serveUDP is one socket's goroutine: read a batch, answer it in place,
-// write the answers in one batch.
-func (s *Server) serveUDP(c *net.UDPConn, local netip.AddrPort, w *workerStats) {
-	bc, err := newBatchConn(c, s.cfg.Batch)
+// serveUDP is the goroutine of socket i of group g: read a batch, answer it
+// in place, write the answers in one batch per socket they leave from.
+//
+// An answer to a CHANGE-REQUEST leaves from another group's socket: this
+// goroutine writes it there itself, through a batchConn of its own on
+// socket i of that group (a UDP socket takes concurrent sends; the runtime
+// serialises them with the socket's write lock, uncontended unless two
+// goroutines send on one socket at the same instant). No channel, no
+// allocation and no lock of ours on the path; a socket has at most four
+// writers.
+func (s *Server) serveUDP(g *udpGroup, i int, w *workerStats) {
+	bc, err := newBatchConn(g.conns[i], s.cfg.Batch)
 	if err != nil {
-		s.cfg.Logger.Error("stun: udp socket", "addr", local.String(), "err", err)
+		s.cfg.Logger.Error("stun: udp socket", "addr", g.local.String(), "err", err)
 		return
+	}
+	var out [numRoles]batchConn
+	for _, o := range s.udp {
+		if o == g {
+			out[o.role] = bc
+			continue
+		}
+		if out[o.role], err = newBatchConn(o.conns[i%len(o.conns)], s.cfg.Batch); err != nil {
+			s.cfg.Logger.Error("stun: udp socket", "addr", o.local.String(), "err", err)
+			return
+		}
 	}
 	d := make([]datagram, s.cfg.Batch)
 	mem := make([]byte, s.cfg.Batch*(udpBufSize+respBufSize))
@@ -30,7 +50,7 @@ func (s *Server) serveUDP(c *net.UDPConn, local netip.AddrPort, w *workerStats) 
 		d[i].outb = mem[:respBufSize:respBufSize]
 		mem = mem[respBufSize:]
 	}
-	r := NewResponder(s.cfg.Software, netip.AddrPort{})
+	r := NewResponder(s.cfg.Software, s.quad)
 	for {
 		n, err := bc.read(d)
 		if err != nil {
@@ -44,17 +64,44 @@ func (s *Server) serveUDP(c *net.UDPConn, local netip.AddrPort, w *workerStats) 
 			continue
 		}
 		w.batches.Add(1)
-		answers := 0
+		var now int64
+		if s.lim != nil {
+			now = int64(time.Since(s.epoch)) // one monotonic reading per batch
+		}
+		var via uint8 // bit r: some answer leaves from role r
 		for i := 0; i < n; i++ {
-			out, v := r.Respond(d[i].buf[:d[i].n], d[i].src, local, d[i].outb)
-			d[i].out = out
+			dg := &d[i]
+			rep := r.Respond(dg.buf[:dg.n], dg.src, g.local, dg.outb)
+			msg, v := rep.Msg, rep.Verdict
+			if msg != nil && s.lim != nil && !s.lim.allow(dg.src.Addr(), now) {
+				msg, v = nil, DropRateLimit
+			}
 			w.verdicts[v].Add(1)
-			if out != nil {
-				answers++
+			dg.out = msg
+			if msg == nil {
+				continue
+			}
+			if &msg[0] != &dg.outb[0] {
+				// A padded response in the Responder's buffer, which the
+				// next request reuses: move it to the request's buffer,
+				// which is large enough (maxPadded) and free now.
+				dg.out = dg.buf[:copy(dg.buf[:cap(dg.buf)], msg)]
+			}
+			dg.via, dg.dst = rep.From, rep.To
+			via |= 1 << rep.From
+			if rep.From != g.role {
+				w.changed.Add(1)
+			}
+			if rep.To != dg.src {
+				w.responsePort.Add(1)
 			}
 		}
-		if answers > 0 {
-			failed, err := bc.write(d[:n])
+		for role := Role(0); via != 0; role++ {
+			if via&(1<<role) == 0 {
+				continue
+			}
+			via &^= 1 << role
+			failed, err := out[role].write(d[:n], role)
 			if failed > 0 {
 				w.writeErr.Add(uint64(failed))
 			}

@@ -38,16 +38,20 @@ type Options struct {
 	Globals *cmdutil.GlobalOptions
 
 	// Flag values (and the config file's, which flags override).
-	ConfigFile string
-	Listen     string
-	STUNPort   int
-	TLSPort    int
-	TLSCert    string
-	TLSKey     string
-	HTTP       string
-	Software   string
-	UDPSockets int
-	UDPBatch   int
+	ConfigFile  string
+	Listen      string
+	AltIP       string
+	STUNPort    int
+	STUNAltPort int
+	STUNRate    int
+	STUNBurst   int
+	TLSPort     int
+	TLSCert     string
+	TLSKey      string
+	HTTP        string
+	Software    string
+	UDPSockets  int
+	UDPBatch    int
 
 	// Derived by validation.
 	Daemon daemon.Config
@@ -66,11 +70,24 @@ func NewCmdServe(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 UDP and TCP, TLS with --tls-cert/--tls-key, RFC 3489 classic clients too) and
 an HTTP endpoint with /healthz and Prometheus /metrics.
 
+NAT behaviour discovery (RFC 5780) needs two IPs: with --alt-ip, UDP listens
+on both IPs, each with --stun-port and --stun-alt-port, and answers
+CHANGE-REQUEST, RESPONSE-PORT and PADDING, naming the other address in
+OTHER-ADDRESS ("rfc5780: full"); --listen must then be a concrete IP.
+Without --alt-ip only the port can change: no OTHER-ADDRESS is sent, as RFC
+5780 §6 requires, a change of port is answered from --stun-alt-port, and a
+change of IP is refused ("rfc5780: port-only").
+
+UDP answers to one source IP (IPv6: one /64) are limited to --stun-rate a
+second after a burst of --stun-burst, so that the server cannot be used to
+flood a spoofed address.
+
 Settings come from flags and from a YAML --config file whose keys are the
 flag names (e.g. "stun-port: 3478"); flags win. One line per listening socket
 goes to stderr; with --json a startup document goes to stdout. SIGTERM or
 SIGINT stops the servers cleanly.`,
 		Example: `  natkit serve
+  natkit serve --listen 192.0.2.10 --alt-ip 192.0.2.11
   natkit serve --listen 192.0.2.10 --tls-cert cert.pem --tls-key key.pem
   natkit serve --config /etc/natkit/serve.yaml --http off`,
 		Args: cobra.NoArgs,
@@ -90,7 +107,11 @@ SIGINT stops the servers cleanly.`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.ConfigFile, "config", "", "read settings from this YAML `file` (keys are flag names)")
 	fl.StringVar(&opts.Listen, "listen", "0.0.0.0", "`IP` address to listen on")
+	fl.StringVar(&opts.AltIP, "alt-ip", "", "second `IP` address for full RFC 5780 NAT behaviour discovery (\"none\": one IP)")
 	fl.IntVar(&opts.STUNPort, "stun-port", stunserver.DefaultPort, "STUN port on UDP and TCP")
+	fl.IntVar(&opts.STUNAltPort, "stun-alt-port", stunserver.DefaultAltPort, "second STUN UDP port, on each IP, for RFC 5780 CHANGE-REQUEST (0 picks a free one)")
+	fl.IntVar(&opts.STUNRate, "stun-rate", stunserver.DefaultRateLimit, "UDP answers a second to one source IP (0: no limit)")
+	fl.IntVar(&opts.STUNBurst, "stun-burst", 0, "UDP answers to one source IP in a burst (0: twice --stun-rate)")
 	fl.IntVar(&opts.TLSPort, "tls-port", stunserver.DefaultTLSPort, "STUN over TLS port (with --tls-cert and --tls-key)")
 	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM certificate `file` for STUN over TLS")
 	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key `file` for STUN over TLS")
@@ -105,15 +126,19 @@ SIGINT stops the servers cleanly.`,
 
 // fileConfig is the YAML config file: the flags' names and types.
 type fileConfig struct {
-	Listen     *string `yaml:"listen"`
-	STUNPort   *int    `yaml:"stun-port"`
-	TLSPort    *int    `yaml:"tls-port"`
-	TLSCert    *string `yaml:"tls-cert"`
-	TLSKey     *string `yaml:"tls-key"`
-	HTTP       *string `yaml:"http"`
-	Software   *string `yaml:"software"`
-	UDPSockets *int    `yaml:"stun-udp-sockets"`
-	UDPBatch   *int    `yaml:"stun-udp-batch"`
+	Listen      *string `yaml:"listen"`
+	AltIP       *string `yaml:"alt-ip"`
+	STUNPort    *int    `yaml:"stun-port"`
+	STUNAltPort *int    `yaml:"stun-alt-port"`
+	STUNRate    *int    `yaml:"stun-rate"`
+	STUNBurst   *int    `yaml:"stun-burst"`
+	TLSPort     *int    `yaml:"tls-port"`
+	TLSCert     *string `yaml:"tls-cert"`
+	TLSKey      *string `yaml:"tls-key"`
+	HTTP        *string `yaml:"http"`
+	Software    *string `yaml:"software"`
+	UDPSockets  *int    `yaml:"stun-udp-sockets"`
+	UDPBatch    *int    `yaml:"stun-udp-batch"`
 }
 
 // loadConfig applies the config file to the options whose flags were not given.
@@ -142,7 +167,11 @@ func (o *Options) loadConfig(flags *pflag.FlagSet) error {
 		}
 	}
 	setS("listen", &o.Listen, fc.Listen)
+	setS("alt-ip", &o.AltIP, fc.AltIP)
 	setI("stun-port", &o.STUNPort, fc.STUNPort)
+	setI("stun-alt-port", &o.STUNAltPort, fc.STUNAltPort)
+	setI("stun-rate", &o.STUNRate, fc.STUNRate)
+	setI("stun-burst", &o.STUNBurst, fc.STUNBurst)
 	setI("tls-port", &o.TLSPort, fc.TLSPort)
 	setS("tls-cert", &o.TLSCert, fc.TLSCert)
 	setS("tls-key", &o.TLSKey, fc.TLSKey)
@@ -164,8 +193,12 @@ func unwrapPath(err error) error {
 // validate merges the config file and checks every value, building the
 // daemon configuration. Every failure is a usage error (exit 2).
 func (o *Options) validate(flags *pflag.FlagSet) error {
+	altPortGiven := flags.Changed("stun-alt-port")
 	if err := o.loadConfig(flags); err != nil {
 		return err
+	}
+	if !altPortGiven && o.STUNAltPort != stunserver.DefaultAltPort {
+		altPortGiven = true // from the config file
 	}
 	ip, err := netip.ParseAddr(o.Listen)
 	if err != nil || ip.Zone() != "" {
@@ -175,10 +208,43 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"--stun-port", o.STUNPort}, {"--tls-port", o.TLSPort}} {
+	}{{"--stun-port", o.STUNPort}, {"--stun-alt-port", o.STUNAltPort}, {"--tls-port", o.TLSPort}} {
 		if p.v < 0 || p.v > 65535 {
 			return cmdutil.UsageErrorf("%s %d is not a port: give 1-65535 (0 picks a free one)", p.name, p.v)
 		}
+	}
+	var altIP netip.Addr
+	if o.AltIP != "" && o.AltIP != "none" {
+		a, err := netip.ParseAddr(o.AltIP)
+		if err != nil || a.Zone() != "" {
+			return cmdutil.UsageErrorf("--alt-ip %q is not an IP address: give the server's second address, such as 192.0.2.11", o.AltIP)
+		}
+		altIP = a.Unmap()
+		switch {
+		case ip.IsUnspecified():
+			return cmdutil.UsageErrorf("--alt-ip needs a concrete --listen address, not %s: give the IP clients reach, e.g. --listen 192.0.2.10 --alt-ip %s", ip, altIP)
+		case altIP.IsUnspecified():
+			return cmdutil.UsageErrorf("--alt-ip %s is a wildcard: give the server's second address", altIP)
+		case altIP.Is4() != ip.Is4():
+			return cmdutil.UsageErrorf("--alt-ip %s and --listen %s are of different families: give two IPv4 or two IPv6 addresses", altIP, ip)
+		case altIP == ip:
+			return cmdutil.UsageErrorf("--alt-ip %s is the --listen address: give the server's second address", altIP)
+		}
+	}
+	altPort := o.STUNAltPort
+	switch {
+	case altPort != 0 && altPort == o.STUNPort:
+		return cmdutil.UsageErrorf("--stun-alt-port %d is the --stun-port: give another port (default %d)", altPort, stunserver.DefaultAltPort)
+	case o.STUNPort == 0 && !altPortGiven:
+		altPort = 0 // a free primary port gets a free alternate one
+	case altPort == 0:
+		altPort = stunserver.AnyPort
+	}
+	if o.STUNRate < 0 || o.STUNRate > 1_000_000_000 {
+		return cmdutil.UsageErrorf("--stun-rate %d: give answers a second per source IP, or 0 for no limit", o.STUNRate)
+	}
+	if o.STUNBurst < 0 || o.STUNBurst > 1_000_000_000 {
+		return cmdutil.UsageErrorf("--stun-burst %d: give a number of answers, or 0 for twice --stun-rate", o.STUNBurst)
 	}
 	if o.UDPSockets < 0 || o.UDPSockets > 256 {
 		return cmdutil.UsageErrorf("--stun-udp-sockets %d: give 0 (one per CPU) to 256", o.UDPSockets)
@@ -190,10 +256,15 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 		return cmdutil.UsageErrorf("--software is %d characters long: RFC 8489 allows at most 127", len(o.Software))
 	}
 	sc := &stunserver.Config{
-		Addr:       netip.AddrPortFrom(ip, uint16(o.STUNPort)),
-		Software:   o.Software,
-		UDPSockets: o.UDPSockets,
-		Batch:      o.UDPBatch,
+		Addr:        netip.AddrPortFrom(ip, uint16(o.STUNPort)),
+		AltIP:       altIP,
+		AltPort:     altPort,
+		Software:    o.Software,
+		UDPSockets:  o.UDPSockets,
+		Batch:       o.UDPBatch,
+		RateLimit:   o.STUNRate,
+		RateBurst:   o.STUNBurst,
+		NoRateLimit: o.STUNRate == 0,
 	}
 	if o.Software == "" {
 		sc.Software = "-"
@@ -226,6 +297,12 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 type Startup struct {
 	render.Envelope
 	Listeners []StartupListener `json:"listeners"`
+	// RFC5780 is how much NAT behaviour discovery the STUN server offers:
+	// "full" (two IPs × two ports), "port-only" (one IP: no OTHER-ADDRESS,
+	// CHANGE-REQUEST for the port only) or "off" (no UDP); null without STUN.
+	RFC5780 *string `json:"rfc5780"`
+	// STUNRateLimit is the per-source limit on UDP answers; null when off.
+	STUNRateLimit *RateLimit `json:"stun_rate_limit"`
 }
 
 // StartupListener is one listening socket.
@@ -233,6 +310,33 @@ type StartupListener struct {
 	Service string `json:"service"`
 	Network string `json:"network"`
 	Address string `json:"address"`
+	// Role is the RFC 5780 role of a STUN UDP socket: "primary",
+	// "alt-port", "alt-ip" or "alt-ip-port".
+	Role string `json:"role,omitempty"`
+}
+
+// RateLimit is a token bucket: Rate a second after a burst of Burst.
+type RateLimit struct {
+	Rate  int `json:"rate"`
+	Burst int `json:"burst"`
+}
+
+// modeLine describes the STUN server's RFC 5780 support in one line.
+func modeLine(s *stunserver.Server) string {
+	var b strings.Builder
+	b.WriteString("stun: rfc5780 " + s.Mode().String())
+	switch s.Mode() {
+	case stunserver.ModeFull:
+		b.WriteString(": OTHER-ADDRESS, CHANGE-REQUEST (IP and port), RESPONSE-PORT, PADDING")
+	case stunserver.ModePortOnly:
+		b.WriteString(": one IP, so no OTHER-ADDRESS and CHANGE-REQUEST for the port only (--alt-ip for full); RESPONSE-PORT, PADDING")
+	}
+	if rate, burst := s.RateLimit(); rate > 0 {
+		fmt.Fprintf(&b, "; at most %d UDP answers/s per source IP, burst %d", rate, burst)
+	} else {
+		b.WriteString("; no rate limit")
+	}
+	return b.String()
 }
 
 func serveRun(o *Options) error {
@@ -246,10 +350,28 @@ func serveRun(o *Options) error {
 		}
 		return err
 	}
+	// One line per socket, STUN's first, then what the STUN server offers.
 	doc := Startup{Envelope: render.NewEnvelope("serve")}
-	for _, l := range d.Listeners() {
-		fmt.Fprintln(o.IO.ErrOut, l.String())
-		doc.Listeners = append(doc.Listeners, StartupListener{Service: l.Service, Network: l.Network, Address: l.Addr.String()})
+	stun := d.STUN()
+	ls := d.Listeners()
+	for _, l := range ls {
+		doc.Listeners = append(doc.Listeners, StartupListener{Service: l.Service, Network: l.Network, Address: l.Addr.String(), Role: l.Role})
+		if l.Service == "stun" {
+			fmt.Fprintln(o.IO.ErrOut, l.String())
+		}
+	}
+	if stun != nil {
+		fmt.Fprintln(o.IO.ErrOut, modeLine(stun))
+		mode := stun.Mode().String()
+		doc.RFC5780 = &mode
+		if rate, burst := stun.RateLimit(); rate > 0 {
+			doc.STUNRateLimit = &RateLimit{Rate: rate, Burst: burst}
+		}
+	}
+	for _, l := range ls {
+		if l.Service != "stun" {
+			fmt.Fprintln(o.IO.ErrOut, l.String())
+		}
 	}
 	if o.JSON {
 		if err := render.JSON(o.IO.Out, doc); err != nil {

@@ -1,0 +1,299 @@
+package detect_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/natkit/natkit/pkg/detect"
+	"github.com/natkit/natkit/pkg/natlab"
+	"github.com/natkit/natkit/pkg/natlab/natlabtest"
+)
+
+// labServers starts the RFC 5780 servers in the lab's server host: coturn
+// on both addresses (ports 3478/3479), stund (5478/5479) and, when natkit
+// serve has --alt-ip, natkit serve (7478/7479). It returns each server's
+// primary address by name.
+func labServers(t *testing.T, ctx context.Context, l *natlab.Lab, bin string) map[string]string {
+	t.Helper()
+	srv := l.Server()
+	dir := t.TempDir()
+	ip1, ip2 := natlab.ServerAddr.String(), natlab.ServerAltAddr.String()
+	servers := map[string]string{}
+	start := func(name string, ports []int, args ...string) {
+		cmd := srv.Command(ctx, args[0], args[1:]...)
+		if err := srv.StartCommand(cmd); err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		for _, port := range ports {
+			for _, ip := range srv.Addrs() {
+				waitUDPListener(t, srv, fmt.Sprintf("%s:%d", ip, port))
+			}
+		}
+		servers[name] = fmt.Sprintf("%s:%d", ip1, ports[0])
+	}
+	start("coturn", []int{3478, 3479}, "turnserver", "-L", ip1, "-L", ip2,
+		"--stun-only", "--no-auth", "--no-cli", "--no-tls", "--no-dtls", "-n",
+		"--no-stdout-log", "--simple-log", "--log-file", filepath.Join(dir, "turn.log"),
+		"--pidfile", filepath.Join(dir, "turn.pid"))
+	if _, err := exec.LookPath("stund"); err == nil {
+		start("stund", []int{5478, 5479}, "stund", "-h", ip1, "-a", ip2, "-p", "5478", "-o", "5479")
+	}
+	if help, _ := srv.Command(ctx, bin, "serve", "--help").Output(); strings.Contains(string(help), "--alt-ip") {
+		start("natkit", []int{7478, 7479}, bin, "serve", "--listen", ip1, "--alt-ip", ip2,
+			"--stun-port", "7478", "--stun-alt-port", "7479", "--http", "off")
+	}
+	return servers
+}
+
+// runDetect runs `natkit detect --json` in h and decodes the report.
+func runDetect(t *testing.T, ctx context.Context, h *natlab.Host, bin string, args ...string) (detect.Report, int, string) {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := h.Command(cctx, bin, append([]string{"detect", "--json"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", h.Name(), err)
+	}
+	var rep detect.Report
+	if jerr := json.Unmarshal(out, &rep); jerr != nil {
+		t.Fatalf("%s: stdout is not one JSON document: %v\n%s\nstderr: %s", h.Name(), jerr, out, stderr.String())
+	}
+	return rep, code, stderr.String()
+}
+
+// waitUDPListener waits until something in h's namespace listens on addr:
+// binding it there fails with EADDRINUSE.
+func waitUDPListener(t *testing.T, h *natlab.Host, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := h.Do(func() error {
+			c, err := net.ListenPacket("udp4", addr)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s in %s after 10s (last bind: %v)", addr, h.NS(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// contract renders the natkit.detect/v1 keys a lab NAT determines, with
+// null as "null", so that expectations and reports compare as strings.
+func contract(natType, mapping, filtering, ports string, delta *int, hairpin, behind *bool, layers *int, cgnat *bool) map[string]string {
+	b := func(p *bool) string {
+		if p == nil {
+			return "null"
+		}
+		return fmt.Sprint(*p)
+	}
+	i := func(p *int) string {
+		if p == nil {
+			return "null"
+		}
+		return fmt.Sprint(*p)
+	}
+	return map[string]string{
+		"nat_type": natType, "mapping_behavior": mapping, "filtering_behavior": filtering,
+		"port_allocation": ports, "port_delta": i(delta), "hairpinning": b(hairpin),
+		"behind_nat": b(behind), "nat_layers": i(layers), "cgnat": b(cgnat),
+	}
+}
+
+// expected is what natkit detect must report for a catalogue NAT. The
+// catalogue's Expectation has no nulls; the contract reports unknowns as
+// null, so where the lab cannot be measured the expectation is null:
+// hairpinning without a NAT (nothing to hairpin through) and, with UDP
+// blocked, hairpinning, NAT layers and carrier-grade NAT (no packet gets
+// past the first router). behind_nat with UDP blocked is true: the host's
+// address is private.
+func expected(e natlab.Expectation) map[string]string {
+	hairpin, behind, layers, cgnat := &e.Hairpinning, &e.BehindNAT, &e.NATLayers, &e.CGNAT
+	var delta *int
+	if e.PortAllocation == natlab.PortsSequential {
+		delta = &e.PortDelta
+	}
+	if !e.BehindNAT {
+		hairpin = nil
+	}
+	if e.NATType == natlab.TypeUDPBlocked {
+		hairpin, layers, cgnat = nil, nil, nil
+	}
+	return contract(e.NATType, e.Mapping, e.Filtering, e.PortAllocation, delta, hairpin, behind, layers, cgnat)
+}
+
+func reported(r detect.Report) map[string]string {
+	return contract(string(r.NATType), string(r.MappingBehavior), string(r.FilteringBehavior), string(r.PortAllocation),
+		r.PortDelta, r.Hairpinning, r.BehindNAT, r.NATLayers, r.CGNAT)
+}
+
+func diffContract(got, want map[string]string) string {
+	var d []string
+	for _, k := range []string{"nat_type", "mapping_behavior", "filtering_behavior", "hairpinning", "port_allocation",
+		"port_delta", "behind_nat", "nat_layers", "cgnat"} {
+		if got[k] != want[k] {
+			d = append(d, fmt.Sprintf("%s = %s, want %s", k, got[k], want[k]))
+		}
+	}
+	return strings.Join(d, "; ")
+}
+
+// checkAddresses checks local_address and mapped_address against the lab.
+func checkAddresses(t *testing.T, n *natlab.NAT, h *natlab.Host, rep detect.Report) {
+	t.Helper()
+	e := n.Spec().Expect
+	if e.NATType == natlab.TypeUDPBlocked {
+		if rep.MappedAddress != nil {
+			t.Errorf("mapped_address %s with UDP blocked", *rep.MappedAddress)
+		}
+		return
+	}
+	if rep.LocalAddress == nil || rep.MappedAddress == nil {
+		t.Fatalf("local_address %v, mapped_address %v", rep.LocalAddress, rep.MappedAddress)
+	}
+	local, err := netip.ParseAddrPort(*rep.LocalAddress)
+	if err != nil || local.Addr() != h.Addr() {
+		t.Errorf("local_address %s, want %s:PORT", *rep.LocalAddress, h.Addr())
+	}
+	mapped, err := netip.ParseAddrPort(*rep.MappedAddress)
+	want := n.WAN()
+	if !e.BehindNAT {
+		want = h.Addr()
+	}
+	if err != nil || mapped.Addr() != want {
+		t.Errorf("mapped_address %s, want %s:PORT", *rep.MappedAddress, want)
+	}
+}
+
+// TestLab runs `natkit detect --json` from a host behind every emulated NAT
+// against coturn, stund and (once it has --alt-ip) natkit serve, in the
+// lab's server host, and checks every contract key. Root only; skips
+// elsewhere unless NATKIT_E2E=1.
+func TestLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	natlabtest.Require(t, "turnserver", "stund")
+	bin := natkitBinary(t)
+	l := natlabtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	servers := labServers(t, ctx, l, bin)
+	if _, ok := servers["natkit"]; !ok {
+		t.Log("natkit serve has no --alt-ip yet: tested against coturn and stund only")
+	}
+	for _, name := range []string{"coturn", "natkit", "stund"} {
+		addr, ok := servers[name]
+		if !ok {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			for _, n := range l.NATs() {
+				t.Run(n.Label(), func(t *testing.T) {
+					t.Parallel()
+					h := n.Hosts()[0]
+					rep, code, stderr := runDetect(t, ctx, h, bin, "--server", addr)
+					if d := diffContract(reported(rep), expected(n.Spec().Expect)); d != "" {
+						t.Errorf("%s\nreasons: %q\nstderr: %s", d, rep.Reasons, stderr)
+					}
+					checkAddresses(t, n, h, rep)
+					wantCode := 0
+					if n.Spec().Name == natlab.UDPBlocked {
+						wantCode = 1
+					}
+					if code != wantCode {
+						t.Errorf("exit %d, want %d (stderr %s)", code, wantCode, stderr)
+					}
+					t.Logf("%s in %.0f ms: %s", rep.NATType, rep.DurationMs, rep.Summary)
+				})
+			}
+		})
+	}
+}
+
+// lossRuns is how many detections in a row must agree under packet loss.
+const lossRuns = 20
+
+// TestLabLoss adds 5 % random loss (tc netem) on every NAT's WAN link, both
+// directions, and runs natkit detect 20 times in a row behind each NAT
+// against coturn: every run must give the same, correct verdict.
+func TestLabLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	natlabtest.Require(t, "turnserver", "tc")
+	var specs []natlab.Spec
+	for _, name := range []string{natlab.FullCone, natlab.RestrictedCone, natlab.PortRestrictedCone,
+		natlab.SymmetricRandom, natlab.SymmetricSequential, natlab.DoubleNAT} {
+		s, _ := natlab.Lookup(name)
+		specs = append(specs, s)
+	}
+	bin := natkitBinary(t)
+	l := natlabtest.New(t, specs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	servers := labServers(t, ctx, l, bin)
+	// The lab's sequential NAT allocates from 256 ports; a detection makes
+	// about 30 mappings, so 20 runs within Linux's 30 s UDP conntrack
+	// timeout would exhaust it (and the NAT would drop everything new,
+	// which natkit reports, rightly, as UDP blocked). Mappings of this
+	// test are let go after 5 s instead.
+	seq := l.NAT(natlab.SymmetricSequential).Router()
+	if err := seq.Do(func() error {
+		return os.WriteFile("/proc/sys/net/netfilter/nf_conntrack_udp_timeout", []byte("5"), 0o644)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetLoss(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range l.NATs() {
+		t.Run(n.Label(), func(t *testing.T) {
+			t.Parallel()
+			h := n.Hosts()[0]
+			want := expected(n.Spec().Expect)
+			var times []float64
+			for i := range lossRuns {
+				rep, _, stderr := runDetect(t, ctx, h, bin, "--server", servers["coturn"])
+				times = append(times, rep.DurationMs)
+				if d := diffContract(reported(rep), want); d != "" {
+					t.Errorf("run %d/%d: %s\nreasons: %q\nstderr: %s", i+1, lossRuns, d, rep.Reasons, stderr)
+				}
+			}
+			t.Logf("%d runs, durations (ms): %v", lossRuns, times)
+		})
+	}
+}
+
+// natkitBinary is $NATKIT_BIN when set (a binary built beforehand, e.g. by
+// scripts/bench-detect.sh), else natkit built from this tree.
+func natkitBinary(t *testing.T) string {
+	if b := os.Getenv("NATKIT_BIN"); b != "" {
+		return b
+	}
+	return natlabtest.Natkit(t)
+}

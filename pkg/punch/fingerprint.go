@@ -1,0 +1,220 @@
+package punch
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/natkit/natkit/pkg/stun"
+	"github.com/natkit/natkit/pkg/stunclient"
+)
+
+// NAT classification strings, as natkit.detect/v1 spells them.
+const (
+	TypeOpenInternet       = "open-internet"
+	TypeFullCone           = "full-cone"
+	TypeRestrictedCone     = "restricted-cone"
+	TypePortRestrictedCone = "port-restricted-cone"
+	TypeSymmetric          = "symmetric"
+	TypeUDPFirewall        = "symmetric-udp-firewall"
+	TypeUDPBlocked         = "udp-blocked"
+	Unknown                = "unknown"
+
+	EndpointIndependent     = "endpoint-independent"
+	AddressDependent        = "address-dependent"
+	AddressAndPortDependent = "address-and-port-dependent"
+
+	PortsPreserved  = "preserved"
+	PortsSequential = "sequential"
+	PortsRandom     = "random"
+)
+
+// NAT is one peer's NAT as punch measured it against the rendezvous server
+// (which answers STUN on both its addresses): the contract's detect terms
+// plus what the strategies need.
+type NAT struct {
+	NATType           string  `json:"nat_type"`
+	MappingBehavior   string  `json:"mapping_behavior"`
+	FilteringBehavior string  `json:"filtering_behavior"`
+	PortAllocation    string  `json:"port_allocation"`
+	PortDelta         *int    `json:"port_delta"`
+	BehindNAT         *bool   `json:"behind_nat"`
+	LocalAddress      *string `json:"local_address"`
+	MappedAddress     *string `json:"mapped_address"`
+	// NextPort is the public port the NAT should give the next new flow
+	// (sequential allocation only).
+	NextPort int `json:"next_port,omitempty"`
+}
+
+// Fingerprint budgets.
+const (
+	// fpBindingTimeout bounds the first Binding: no answer means UDP does
+	// not reach the server. Requests at 0, 200, 600 ms (RFC 8489 §6.2.1
+	// schedule with a 200 ms RTO: the server is known and near).
+	fpBindingTimeout = 1500 * time.Millisecond
+	fpRTO            = 200 * time.Millisecond
+	// fpChangeFloor is the least wait for a CHANGE-REQUEST answer (RFC 5780
+	// §4.4's filtering test): absence is the signal, so the wait is a few
+	// RTTs, never less than this.
+	fpChangeFloor = 250 * time.Millisecond
+)
+
+// errUDPBlocked means no STUN answer came over UDP.
+var errUDPBlocked = errors.New("punch: no UDP answer from the rendezvous server")
+
+// fingerprint measures the NAT in front of sc's socket using the server's
+// STUN answers: mapping (RFC 5780 §4.3) from sc towards both server
+// addresses, port allocation from two more sockets, filtering (§4.4) from
+// CHANGE-REQUEST. local is the socket's address on the host's interface.
+// It returns the NAT and the RTT to the server.
+func fingerprint(ctx context.Context, sc *stunclient.PacketConn, server netip.AddrPort, local netip.AddrPort, listen func() (net.PacketConn, error)) (NAT, time.Duration, error) {
+	n := NAT{MappingBehavior: Unknown, FilteringBehavior: Unknown, PortAllocation: Unknown, NATType: Unknown}
+	n.LocalAddress = strp(local.String())
+	cctx, cancel := context.WithTimeout(ctx, fpBindingTimeout)
+	r1, err := sc.Do(cctx, net.UDPAddrFromAddrPort(server), stunclient.Request{})
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			n.NATType = TypeUDPBlocked
+			return n, 0, errUDPBlocked
+		}
+		return n, 0, ctx.Err()
+	}
+	rtt := r1.RTT
+	n.MappedAddress = strp(r1.Mapped.String())
+	behind := r1.Mapped != local
+	n.BehindNAT = &behind
+	type alloc struct{ local, mapped uint16 }
+	allocs := []alloc{{local.Port(), r1.Mapped.Port()}}
+
+	if alt := r1.OtherAddress; alt.IsValid() {
+		r2, err := sc.Do(ctx, net.UDPAddrFromAddrPort(alt), stunclient.Request{})
+		if err == nil {
+			if r2.Mapped == r1.Mapped {
+				n.MappingBehavior = EndpointIndependent
+			} else {
+				n.MappingBehavior = AddressAndPortDependent
+				allocs = append(allocs, alloc{local.Port(), r2.Mapped.Port()})
+			}
+		}
+	}
+	// Two more sockets towards the primary address: their mappings show
+	// how the NAT allocates ports. The last is kept for the filtering test.
+	var last net.PacketConn
+	var lastSC *stunclient.PacketConn
+	for i := range 2 {
+		pc, err := listen()
+		if err != nil {
+			break
+		}
+		c := stunclient.NewPacketConn(pc, stunclient.Config{RTO: fpRTO, Timeout: fpBindingTimeout})
+		r, err := c.Do(ctx, net.UDPAddrFromAddrPort(server), stunclient.Request{})
+		if err == nil {
+			allocs = append(allocs, alloc{uint16(pc.LocalAddr().(*net.UDPAddr).Port), r.Mapped.Port()})
+		}
+		if i == 1 && err == nil {
+			last, lastSC = pc, c
+			continue
+		}
+		c.Close()
+		pc.Close()
+	}
+	switch {
+	case !behind:
+		n.PortAllocation = PortsPreserved
+	case len(allocs) >= 3:
+		preserved, seq := true, true
+		d := int(allocs[1].mapped) - int(allocs[0].mapped)
+		for i, a := range allocs {
+			if a.mapped != a.local {
+				preserved = false
+			}
+			if i > 0 && int(a.mapped)-int(allocs[i-1].mapped) != d {
+				seq = false
+			}
+		}
+		switch {
+		case preserved:
+			n.PortAllocation = PortsPreserved
+		case seq && d != 0 && d >= -16 && d <= 16:
+			n.PortAllocation = PortsSequential
+			n.PortDelta = &d
+			n.NextPort = int(allocs[len(allocs)-1].mapped) + d
+		default:
+			n.PortAllocation = PortsRandom
+		}
+	}
+
+	if lastSC != nil {
+		n.FilteringBehavior = filtering(ctx, lastSC, server, rtt)
+		lastSC.Close()
+		last.Close()
+	}
+	n.NATType = classify(n)
+	return n, rtt, nil
+}
+
+// filtering runs RFC 5780 §4.4's tests at once: an answer from the other IP
+// means endpoint-independent filtering, one from another port of the same
+// IP address-dependent, none address-and-port-dependent.
+func filtering(ctx context.Context, c *stunclient.PacketConn, server netip.AddrPort, rtt time.Duration) string {
+	wait := max(fpChangeFloor, 4*rtt)
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var wg sync.WaitGroup
+	var ipOK, portOK bool
+	for _, f := range []uint32{stun.ChangeIP | stun.ChangePort, stun.ChangePort} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := stunclient.Request{Attrs: []stun.Attr{{Type: stun.AttrChangeRequest, Value: []byte{0, 0, 0, byte(f)}}}}
+			if _, err := c.Do(ctx, net.UDPAddrFromAddrPort(server), req); err == nil {
+				if f&stun.ChangeIP != 0 {
+					ipOK = true
+				} else {
+					portOK = true
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	switch {
+	case ipOK:
+		return EndpointIndependent
+	case portOK:
+		return AddressDependent
+	}
+	return AddressAndPortDependent
+}
+
+// classify names the textbook NAT type from the behaviours.
+func classify(n NAT) string {
+	if n.BehindNAT == nil {
+		return Unknown
+	}
+	if !*n.BehindNAT {
+		if n.FilteringBehavior == EndpointIndependent {
+			return TypeOpenInternet
+		}
+		return TypeUDPFirewall
+	}
+	switch n.MappingBehavior {
+	case AddressDependent, AddressAndPortDependent:
+		return TypeSymmetric
+	case EndpointIndependent:
+		switch n.FilteringBehavior {
+		case EndpointIndependent:
+			return TypeFullCone
+		case AddressDependent:
+			return TypeRestrictedCone
+		case AddressAndPortDependent:
+			return TypePortRestrictedCone
+		}
+	}
+	return Unknown
+}
+
+func strp(s string) *string { return &s }

@@ -1,0 +1,99 @@
+package turnserver
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// need returns the path of a third-party tool: the test skips without it,
+// and fails when NATKIT_E2E=1 (CI).
+func need(t *testing.T, tool string) string {
+	t.Helper()
+	p, err := exec.LookPath(tool)
+	if err != nil {
+		if os.Getenv("NATKIT_E2E") == "1" {
+			t.Fatalf("%s is not installed (Debian package coturn) and NATKIT_E2E=1", tool)
+		}
+		t.Skipf("%s is not installed (apt-get install coturn); set NATKIT_E2E=1 to make this a failure", tool)
+	}
+	return p
+}
+
+// freeUDPPort finds a port free on 127.0.0.2 for turnutils_peer.
+func freeUDPPort(t *testing.T) int {
+	pc, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startPeer runs coturn's turnutils_peer (a UDP echo) on 127.0.0.2.
+func startPeer(t *testing.T) int {
+	t.Helper()
+	bin := need(t, "turnutils_peer")
+	port := freeUDPPort(t)
+	cmd := exec.Command(bin, "-L", "127.0.0.2", "-p", strconv.Itoa(port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	return port
+}
+
+// TestUclientRelaysThroughNatkit: coturn's turnutils_uclient allocates,
+// binds channels (with its RTCP allocations: EVEN-PORT) and relays to
+// turnutils_peer through natkit's server, over UDP and TCP, with no errors
+// and no loss; a wrong password makes it fail.
+func TestUclientRelaysThroughNatkit(t *testing.T) {
+	uclient := need(t, "turnutils_uclient")
+	peer := startPeer(t)
+	noLeaks(t)
+	s := startServer(t, nil)
+	port := strconv.Itoa(int(s.addr("udp").Port()))
+	run := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		args = append(args, "-e", "127.0.0.2", "-r", strconv.Itoa(peer), "-p", port, "127.0.0.1")
+		out, err := exec.CommandContext(ctx, uclient, args...).CombinedOutput()
+		return string(out), err
+	}
+	lost := regexp.MustCompile(`Total lost packets (\d+)`)
+	for _, tc := range []struct{ name, flags string }{
+		{"udp channels", "-n 20 -m 4"},
+		{"udp send indications", "-s -n 10 -m 2"},
+		{"tcp", "-t -n 20 -m 4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(append([]string{"-u", "alice", "-w", "wonderland", "-l", "120"}, strings.Fields(tc.flags)...)...)
+			if err != nil {
+				t.Fatalf("uclient: %v\n%s", err, out)
+			}
+			if strings.Contains(out, "ERROR") {
+				t.Errorf("uclient reported an error:\n%s", out)
+			}
+			m := lost.FindStringSubmatch(out)
+			if m == nil || m[1] != "0" {
+				t.Errorf("uclient lost packets (or printed no total):\n%s", out)
+			}
+			if !strings.Contains(out, "tot_recv_msgs=") {
+				t.Errorf("uclient received nothing:\n%s", out)
+			}
+		})
+	}
+	t.Run("wrong password", func(t *testing.T) {
+		out, err := run("-u", "alice", "-w", "wrong", "-n", "2")
+		if err == nil || !strings.Contains(out, "Cannot complete Allocation") {
+			t.Errorf("uclient with a wrong password: %v\n%s", err, out)
+		}
+	})
+}

@@ -1,0 +1,174 @@
+package turnserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/natkit/natkit/pkg/turnclient"
+)
+
+// noLeaks fails the test if goroutines outlive it.
+func noLeaks(t testing.TB) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				n := runtime.Stack(buf, true)
+				t.Errorf("goroutines leaked: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:n])
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// testRelayPorts stays below Linux's ephemeral range (32768-60999), so that
+// test peers on ephemeral ports never land on a relay port.
+var testRelayPorts = PortRange{20000, 29999}
+
+// startServer runs a server on 127.0.0.1 with loopback peers allowed.
+func startServer(t testing.TB, mod func(*Config)) *Server {
+	t.Helper()
+	cfg := Config{
+		Addr:       netip.MustParseAddrPort("127.0.0.1:0"),
+		Users:      []User{{Name: "alice", Password: "wonderland"}, {Name: "bob", Password: "builder"}},
+		Allow:      []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		RelayPorts: testRelayPorts,
+		UDPSockets: 2,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Serve did not return")
+		}
+	})
+	return s
+}
+
+func (s *Server) addr(network string) netip.AddrPort {
+	for _, l := range s.Addrs() {
+		if l.Network == network {
+			return l.Addr
+		}
+	}
+	return netip.AddrPort{}
+}
+
+// startEcho runs an echo peer on 127.0.0.2 (not the server's address).
+func startEcho(t testing.TB) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { turnclient.Echo(ctx, pc, nil); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; pc.Close() })
+	return netip.MustParseAddrPort(pc.LocalAddr().String())
+}
+
+func dial(t testing.TB, s *Server, transport, user, pass string) *turnclient.Client {
+	t.Helper()
+	network := transport
+	if network == "tls" {
+		network = "tls"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := turnclient.Dial(ctx, turnclient.Config{Server: s.addr(map[string]string{"udp": "udp", "tcp": "tcp", "tls": "tls"}[network]),
+		Transport: transport, Username: user, Password: turnclient.Secret(pass)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRelayRoundTrip(t *testing.T) {
+	noLeaks(t)
+	s := startServer(t, nil)
+	echo := startEcho(t)
+	for _, tr := range []string{"udp", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			c := dial(t, s, tr, "alice", "wonderland")
+			ctx := ctxT(t)
+			a, err := c.Allocate(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Relayed.Addr() != netip.MustParseAddr("127.0.0.1") || a.Relayed.Port() < 20000 || a.Relayed.Port() > 29999 {
+				t.Errorf("relayed %v", a.Relayed)
+			}
+			ch, err := c.ChannelBind(ctx, 0, echo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.SendChannel(ch, []byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case p := <-c.Packets():
+				if !bytes.Equal(p.Data, []byte("hello")) || p.Channel != ch {
+					t.Errorf("got %+v", p)
+				}
+			case <-ctx.Done():
+				t.Fatal("no echo")
+			}
+			if err := c.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			steps := c.Steps()
+			if len(steps) != 4 || !steps[0].Challenge {
+				t.Errorf("steps %+v", steps)
+			}
+		})
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for s.Stats().Allocations != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := s.Stats(); st.Allocations != 0 || st.AllocationsTotal != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestWrongPassword(t *testing.T) {
+	noLeaks(t)
+	s := startServer(t, nil)
+	c := dial(t, s, "udp", "alice", "nope")
+	_, err := c.Allocate(ctxT(t))
+	if !errors.Is(err, turnclient.ErrUnauthorized) {
+		t.Fatalf("err %v", err)
+	}
+}
