@@ -65,11 +65,12 @@ func TestDaemon(t *testing.T) {
 			httpAddr = l.Addr
 		}
 	}
-	if strings.Join(got, " ") != "stun/udp stun/tcp http/tcp" {
+	if strings.Join(got, " ") != "stun/udp stun/udp stun/tcp http/tcp" {
 		t.Fatalf("listeners %v", got)
 	}
-	if !strings.HasPrefix(ls[0].String(), "stun: listening on udp 127.0.0.1:") {
-		t.Errorf("listener line %q", ls[0])
+	if !strings.HasPrefix(ls[0].String(), "stun: listening on udp 127.0.0.1:") || !strings.HasSuffix(ls[0].String(), " (primary)") ||
+		!strings.HasSuffix(ls[1].String(), " (alt-port)") || ls[2].Role != "" {
+		t.Errorf("listener lines %q", ls)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -100,6 +101,10 @@ func TestDaemon(t *testing.T) {
 		`natkit_stun_messages_total{transport="udp",verdict="answered"} 1`,
 		`# TYPE natkit_stun_messages_total counter`,
 		`natkit_stun_connections_open 0`,
+		`natkit_stun_info{rfc5780="port-only"} 1`,
+		`natkit_stun_messages_total{transport="udp",verdict="drop_rate_limit"} 0`,
+		`natkit_stun_udp_changed_total 0`,
+		`natkit_stun_udp_response_port_total 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)

@@ -45,7 +45,6 @@ func TestRunLoopback(t *testing.T) {
 	stunclienttest.NoLeaks(t)
 	tests := []struct {
 		name      string
-		b         detect.Report // only the fields checked
 		behavior  detecttest.Behavior
 		wantType  detect.NATType
 		filtering detect.Behavior

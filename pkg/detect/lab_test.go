@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os/exec"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -296,4 +296,56 @@ func natkitBinary(t *testing.T) string {
 		return b
 	}
 	return natlabtest.Natkit(t)
+}
+
+// TestLabLifetime measures the binding lifetime behind a port-restricted
+// cone and a symmetric NAT whose conntrack UDP timeout is cut to 4 s
+// (Linux's default is 30 s), against coturn (RESPONSE-PORT).
+func TestLabLifetime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	natlabtest.Require(t, "turnserver")
+	var specs []natlab.Spec
+	for _, name := range []string{natlab.PortRestrictedCone, natlab.SymmetricRandom} {
+		s, _ := natlab.Lookup(name)
+		specs = append(specs, s)
+	}
+	bin := natkitBinary(t)
+	l := natlabtest.New(t, specs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	servers := labServers(t, ctx, l, bin)
+	const timeout = 4
+	for _, n := range l.NATs() {
+		if err := n.Router().Do(func() error {
+			for _, k := range []string{"nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"} {
+				if err := os.WriteFile("/proc/sys/net/netfilter/"+k, []byte(fmt.Sprint(timeout)), 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range l.NATs() {
+		t.Run(n.Label(), func(t *testing.T) {
+			t.Parallel()
+			rep, _, stderr := runDetect(t, ctx, n.Hosts()[0], bin, "--server", servers["coturn"], "--lifetime",
+				"--lifetime-idle", "1s,2s,3s,5s,6s,8s,10s")
+			lr := rep.Lifetime
+			if lr == nil || lr.AliveS == nil || lr.DeadS == nil || rep.BindingLifetimeS == nil {
+				t.Fatalf("lifetime %+v, binding_lifetime_s %v; reasons %q; stderr %s", lr, rep.BindingLifetimeS, rep.Reasons, stderr)
+			}
+			if *lr.AliveS < timeout-2 || *lr.AliveS >= timeout+1 || *lr.DeadS <= timeout-1 || *lr.DeadS > timeout+2 ||
+				*rep.BindingLifetimeS != *lr.AliveS {
+				t.Errorf("alive %gs, dead %gs, binding_lifetime_s %g; want about %ds", *lr.AliveS, *lr.DeadS, *rep.BindingLifetimeS, timeout)
+			}
+			if lr.KeepaliveS == nil || *lr.KeepaliveS >= *lr.AliveS {
+				t.Errorf("keepalive %v for a %gs lifetime", lr.KeepaliveS, *lr.AliveS)
+			}
+			t.Logf("probes %+v; %s", lr.Probes, rep.Recommendation)
+		})
+	}
 }

@@ -121,34 +121,193 @@ func describe(r result) string {
 	return s
 }
 
-func TestLabExplore(t *testing.T) {
-	natlabtest.Require(t)
-	bin := natlabtest.Natkit(t)
-	sym, _ := natlab.Lookup(natlab.SymmetricSequential)
-	sym2 := sym
-	sym2.Label = "seq2"
+// labSpecs is the catalogue plus a second NAT of each kind that can meet
+// its own kind, two hosts behind the full cone (hairpinning) and behind the
+// port-restricted cone (no hairpin).
+func labSpecs() []natlab.Spec {
 	var specs []natlab.Spec
-	for _, n := range []string{natlab.FullCone, natlab.RestrictedCone, natlab.PortRestrictedCone, natlab.SymmetricRandom} {
-		s, _ := natlab.Lookup(n)
+	for _, s := range natlab.Catalogue() {
+		if s.Name == natlab.FullCone || s.Name == natlab.PortRestrictedCone {
+			s.Hosts = 2
+		}
 		specs = append(specs, s)
 	}
-	specs = append(specs, sym, sym2)
-	l := natlabtest.New(t, specs...)
+	for _, n := range []string{natlab.FullCone, natlab.RestrictedCone, natlab.PortRestrictedCone, natlab.SymmetricRandom, natlab.SymmetricSequential} {
+		s, _ := natlab.Lookup(n)
+		s.Label = n + "-b"
+		specs = append(specs, s)
+	}
+	return specs
+}
+
+// kind maps a label to its catalogue name.
+func kind(l *natlab.Lab, label string) string { return l.NAT(label).Spec().Name }
+
+// expected is the outcome punch must reach for a pair of NAT kinds:
+// "" success, else the failure reason.
+func expected(a, b string) punch.FailureReason {
+	has := func(n string) bool { return a == n || b == n }
+	switch {
+	case has(natlab.UDPBlocked):
+		return punch.ReasonUDPBlocked
+	case a == natlab.SymmetricRandom && b == natlab.SymmetricRandom:
+		return punch.ReasonSymmetricBothRandom
+	case has(natlab.SymmetricRandom) && has(natlab.SymmetricSequential):
+		return punch.ReasonSymmetricUnpredictable
+	}
+	return ""
+}
+
+// TestLab runs natkit punch between hosts of a lab with every NAT kind
+// (and a second NAT of each kind that can pair with itself): the pair
+// matrix, two hosts behind one NAT, connection reversal, the birthday
+// technique over 20 trials, a third host on a full session and a peer that
+// never joins. One lab serves every subtest, which run one at a time so
+// that no other flow disturbs a sequential NAT's port prediction.
+func TestLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	natlabtest.Require(t)
+	bin := natlabtest.Natkit(t)
+	l := natlabtest.New(t, labSpecs()...)
 	routerFirewall(t, l)
 	startRendezvous(t, l)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	pairs := [][2]string{
-		{natlab.FullCone, natlab.PortRestrictedCone},
-		{natlab.PortRestrictedCone, natlab.RestrictedCone},
-		{natlab.SymmetricSequential, natlab.PortRestrictedCone},
-		{natlab.SymmetricSequential, "seq2"},
-		{natlab.SymmetricRandom, natlab.RestrictedCone},
-		{natlab.SymmetricRandom, natlab.PortRestrictedCone},
-		{natlab.SymmetricRandom, natlab.SymmetricSequential},
+	session := 0
+	next := func() string { session++; return fmt.Sprintf("lab-%d-%d", time.Now().UnixNano()%100000, session) }
+
+	t.Run("matrix", func(t *testing.T) {
+		kinds := []string{natlab.OpenInternet, natlab.FullCone, natlab.RestrictedCone, natlab.PortRestrictedCone, natlab.SymmetricRandom,
+			natlab.SymmetricSequential, natlab.UDPFirewall, natlab.UDPBlocked, natlab.DoubleNAT}
+		for i, a := range kinds {
+			for _, b := range kinds[i:] {
+				lb := b
+				if a == b {
+					lb = b + "-b"
+					if l.NAT(lb) == nil {
+						continue
+					}
+				}
+				t.Run(a+"/"+b, func(t *testing.T) {
+					ra, rb := pair(ctx, t, bin, l.Host(a, 0), l.Host(lb, 0), next(), "--timeout", "30s")
+					want := expected(kind(l, a), kind(l, lb))
+					t.Logf("%s ↔ %s: %s | %s", a, lb, describe(ra), describe(rb))
+					for _, r := range []result{ra, rb} {
+						checkOutcome(t, r, want)
+					}
+				})
+			}
+		}
+	})
+
+	t.Run("same-nat-lan", func(t *testing.T) {
+		for _, n := range []string{natlab.FullCone, natlab.PortRestrictedCone} {
+			ra, rb := pair(ctx, t, bin, l.Host(n, 0), l.Host(n, 1), next(), "--timeout", "20s")
+			for _, r := range []result{ra, rb} {
+				checkOutcome(t, r, "")
+				if r.rep.Path == nil || *r.rep.Path != punch.PathLAN {
+					t.Errorf("%s: two hosts behind one NAT: %s, want path lan", n, describe(r))
+				}
+			}
+		}
+	})
+
+	t.Run("same-nat-hairpin", func(t *testing.T) {
+		// Only the hairpin strategy: the full cone hairpins, the
+		// port-restricted cone does not.
+		ra, rb := pair(ctx, t, bin, l.Host(natlab.FullCone, 0), l.Host(natlab.FullCone, 1), next(), "--timeout", "20s", "--strategies", "hairpin")
+		for _, r := range []result{ra, rb} {
+			checkOutcome(t, r, "")
+			if r.rep.Path == nil || *r.rep.Path != punch.PathHairpin {
+				t.Errorf("full cone, hairpin only: %s, want path hairpin", describe(r))
+			}
+		}
+		ra, rb = pair(ctx, t, bin, l.Host(natlab.PortRestrictedCone, 0), l.Host(natlab.PortRestrictedCone, 1), next(), "--timeout", "20s", "--strategies", "hairpin")
+		for _, r := range []result{ra, rb} {
+			if r.rep.Success || r.code != 1 {
+				t.Errorf("port-restricted cone has no hairpin, yet: %s", describe(r))
+			}
+		}
+	})
+
+	t.Run("reversal", func(t *testing.T) {
+		// The public peer on the core is not behind a NAT: it waits, the
+		// NATed side opens (connection reversal), even from a random
+		// symmetric NAT.
+		for _, n := range []string{natlab.PortRestrictedCone, natlab.SymmetricRandom} {
+			ra, rb := pair(ctx, t, bin, l.Peer(), l.Host(n, 0), next(), "--timeout", "20s")
+			for _, r := range []result{ra, rb} {
+				checkOutcome(t, r, "")
+				if r.rep.Strategy == nil || *r.rep.Strategy != punch.StrategyReversal {
+					t.Errorf("public peer ↔ %s: %s, want strategy reversal", n, describe(r))
+				}
+			}
+		}
+	})
+
+	t.Run("birthday-20-trials", func(t *testing.T) {
+		ok := 0
+		var times []float64
+		for range 20 {
+			ra, rb := pair(ctx, t, bin, l.Host(natlab.SymmetricRandom, 0), l.Host(natlab.PortRestrictedCone, 0), next(), "--timeout", "15s")
+			if ra.rep.Success && rb.rep.Success && ra.took < 15*time.Second && rb.took < 15*time.Second &&
+				*ra.rep.Strategy == punch.StrategyBirthday {
+				ok++
+				times = append(times, *ra.rep.TimeToConnectMs)
+			} else {
+				t.Logf("trial failed: %s | %s", describe(ra), describe(rb))
+			}
+		}
+		t.Logf("birthday: %d/20 connected; time to connect (ms): %v", ok, times)
+		if ok < 19 {
+			t.Errorf("birthday connected %d of 20 trials, want at least 19", ok)
+		}
+	})
+
+	t.Run("third-host-refused", func(t *testing.T) {
+		s := next()
+		var wg sync.WaitGroup
+		var ra, rb result
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			ra = runPunch(ctx, t, bin, l.Host(natlab.FullCone, 0), "--timeout", "20s", "--duration", "3s", s)
+		}()
+		go func() {
+			defer wg.Done()
+			rb = runPunch(ctx, t, bin, l.Host(natlab.RestrictedCone, 0), "--timeout", "20s", "--duration", "3s", s)
+		}()
+		time.Sleep(1500 * time.Millisecond) // both joined, now connected and sending
+		rc := runPunch(ctx, t, bin, l.Host(natlab.PortRestrictedCone, 0), "--timeout", "10s", s)
+		wg.Wait()
+		if rc.code != 1 || rc.rep.FailureReason == nil || *rc.rep.FailureReason != punch.ReasonSessionFull {
+			t.Errorf("third host: %s, want exit 1 with session-full", describe(rc))
+		}
+		for _, r := range []result{ra, rb} {
+			checkOutcome(t, r, "")
+		}
+	})
+
+	t.Run("peer-never-joined", func(t *testing.T) {
+		r := runPunch(ctx, t, bin, l.Host(natlab.FullCone, 0), "--timeout", "5s", next())
+		if r.code != 1 || r.rep.FailureReason == nil || *r.rep.FailureReason != punch.ReasonPeerNeverJoined || r.took > 6*time.Second {
+			t.Errorf("alone: %s after %v, want exit 1 with peer-never-joined within 5s", describe(r), r.took)
+		}
+	})
+}
+
+// checkOutcome checks one side's report against the expected outcome.
+func checkOutcome(t *testing.T, r result, want punch.FailureReason) {
+	t.Helper()
+	if want == "" {
+		if !r.rep.Success || r.code != 0 || r.rep.Path == nil || r.rep.RTTMs == nil || r.rep.TimeToConnectMs == nil {
+			t.Errorf("want a connection: %s\nstderr: %s", describe(r), r.stderr)
+		}
+		return
 	}
-	for i, p := range pairs {
-		ra, rb := pair(ctx, t, bin, l.Host(p[0], 0), l.Host(p[1], 0), fmt.Sprintf("explore-%d", i), "--timeout", "30s")
-		t.Logf("%s ↔ %s:\n  A %s (%v)\n  B %s (%v)\n  A stderr %s", p[0], p[1], describe(ra), ra.took.Round(time.Millisecond), describe(rb), rb.took.Round(time.Millisecond), ra.stderr)
+	if r.rep.Success || r.code != 1 || r.rep.FailureReason == nil || *r.rep.FailureReason != want {
+		t.Errorf("want failure %s: %s", want, describe(r))
 	}
 }

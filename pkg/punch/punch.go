@@ -415,7 +415,7 @@ func (p *puncher) connected(c conn, pair rendezvous.Pair, peer peerView) {
 	st := c.strategy
 	path := PathDirect
 	switch {
-	case slices.Contains(peer.Addrs, c.remote) || (c.remote.Addr().IsPrivate() && c.remote.Addr() != peer.Observed.Addr()):
+	case c.remote != peer.Observed && slices.Contains(peer.Addrs, c.remote):
 		path = PathLAN
 		st = StrategyLAN
 	case c.remote.Addr() == peer.Observed.Addr() && p.rep.Self.PublicAddress != nil &&

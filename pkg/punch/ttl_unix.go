@@ -2,10 +2,7 @@
 
 package punch
 
-import (
-	"net"
-	"syscall"
-)
+import "syscall"
 
 // setTTL sets the IPv4 TTL of a UDP or TCP socket.
 func setTTL(c syscall.Conn, ttl int) error {
@@ -20,5 +17,3 @@ func setTTL(c syscall.Conn, ttl int) error {
 	}
 	return serr
 }
-
-var _ = net.IPv4len

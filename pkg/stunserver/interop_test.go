@@ -188,7 +188,7 @@ func TestInteropNatdiscovery(t *testing.T) {
 			t.Errorf("want two answers, one through RESPONSE-PORT (counted %d):\n%s", full.Stats().UDPResponsePort-before, out)
 		}
 	})
-	if st := full.Stats(); st.UDPChanged < 4 || st.UDP[AnsweredError] != 0 || st.UDP[DropRateLimit] != 0 {
+	if st := full.Stats(); st.UDPChanged < 2 || st.UDP[AnsweredError] != 0 || st.UDP[DropRateLimit] != 0 {
 		t.Errorf("stats %+v", st)
 	}
 

@@ -9,6 +9,8 @@
 // sendmmsg/recvmmsg so that the generator is not the bottleneck. A request's
 // transaction ID carries its sender and sequence number, so latency is
 // measured per request; a request unanswered after -timeout counts as lost.
+// With -rate the senders together send at most that many requests a second
+// (for measuring a server's CPU time at a fixed load).
 package main
 
 import (
@@ -32,6 +34,7 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long to send")
 	timeout := flag.Duration("timeout", 500*time.Millisecond, "a request unanswered this long is lost")
 	label := flag.String("label", "", "name printed with the result")
+	rate := flag.Float64("rate", 0, "requests a second, all senders together (0: as many as the window allows)")
 	flag.Parse()
 
 	ap, err := netip.ParseAddrPort(*target)
@@ -39,8 +42,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "stunload: -target %q must be a loopback IP:PORT\n", *target)
 		os.Exit(2)
 	}
-	if *senders < 1 || *window < 1 || *batch < 1 || *batch > 1024 || *duration <= 0 {
-		fmt.Fprintln(os.Stderr, "stunload: -senders, -window, -batch and -duration must be positive (batch ≤ 1024)")
+	if *senders < 1 || *window < 1 || *batch < 1 || *batch > 1024 || *duration <= 0 || *rate < 0 {
+		fmt.Fprintln(os.Stderr, "stunload: -senders, -window, -batch and -duration must be positive (batch ≤ 1024), -rate not negative")
 		os.Exit(2)
 	}
 	res := make([]*result, *senders)
@@ -55,14 +58,14 @@ func main() {
 		}
 		_ = c.SetReadBuffer(4 << 20)
 		_ = c.SetWriteBuffer(4 << 20)
-		s, err := newSender(c, uint32(i), *window, *batch, *timeout)
+		s, err := newSender(c, uint32(i), *window, *batch, *timeout, *rate/float64(*senders))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "stunload:", err)
 			os.Exit(1)
 		}
 		res[i] = &s.res
 		wg.Add(1)
-		go func() { defer wg.Done(); defer c.Close(); s.run(stopAt) }()
+		go func() { defer wg.Done(); defer c.Close(); s.run(startAt, stopAt) }()
 	}
 	wg.Wait()
 	elapsed := time.Since(startAt)
@@ -121,6 +124,7 @@ type sender struct {
 	window  int
 	batch   int
 	timeout time.Duration
+	rate    float64 // requests a second; 0: no pacing
 	io      *mmsg
 	ring    []slot
 	next    uint64 // next sequence number
@@ -129,7 +133,7 @@ type sender struct {
 	res     result
 }
 
-func newSender(c *net.UDPConn, id uint32, window, batch int, timeout time.Duration) (*sender, error) {
+func newSender(c *net.UDPConn, id uint32, window, batch int, timeout time.Duration, rate float64) (*sender, error) {
 	io, err := newMmsg(c, batch)
 	if err != nil {
 		return nil, err
@@ -138,11 +142,11 @@ func newSender(c *net.UDPConn, id uint32, window, batch int, timeout time.Durati
 	for size < 4*window {
 		size <<= 1
 	}
-	return &sender{c: c, id: id, window: window, batch: batch, timeout: timeout, io: io,
+	return &sender{c: c, id: id, window: window, batch: batch, timeout: timeout, rate: rate, io: io,
 		ring: make([]slot, size), res: result{hist: make([]uint64, maxLatencyUS+1)}}, nil
 }
 
-func (s *sender) run(stopAt time.Time) {
+func (s *sender) run(startAt, stopAt time.Time) {
 	mask := uint64(len(s.ring) - 1)
 	for {
 		now := time.Now()
@@ -170,6 +174,9 @@ func (s *sender) run(stopAt time.Time) {
 		// Fill the window.
 		if sending {
 			n := min(s.window-s.pending, s.batch, len(s.ring)-int(s.next-s.oldest))
+			if s.rate > 0 {
+				n = min(n, int(int64(now.Sub(startAt).Seconds()*s.rate)-int64(s.next)))
+			}
 			if n > 0 {
 				for i := 0; i < n; i++ {
 					seq := s.next + uint64(i)
@@ -187,7 +194,11 @@ func (s *sender) run(stopAt time.Time) {
 			}
 		}
 		// Receive what has come.
-		_ = s.c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+		wait := 5 * time.Millisecond
+		if s.rate > 0 {
+			wait = time.Millisecond // paced: come back soon to send the next ones
+		}
+		_ = s.c.SetReadDeadline(time.Now().Add(wait))
 		n, _ := s.io.recv()
 		now = time.Now()
 		for i := 0; i < n; i++ {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,12 +39,15 @@ type DetectOptions struct {
 	Logger      func() *slog.Logger
 	WithTimeout func(context.Context, time.Duration) (context.Context, context.CancelFunc)
 
-	Servers   []string
-	Lifetime  bool
-	Transport string
-	Local     string
-	IPv4      bool
-	IPv6      bool
+	Servers  []string
+	Lifetime bool
+	// LifetimeIdle overrides the idle times --lifetime probes (hidden
+	// --lifetime-idle, for labs with shortened NAT timeouts).
+	LifetimeIdle []time.Duration
+	Transport    string
+	Local        string
+	IPv4         bool
+	IPv6         bool
 
 	// DefaultServers are used when no server is given (probe.DefaultServers).
 	DefaultServers []string
@@ -104,6 +108,8 @@ Exit status: 0 when the NAT was classified, 1 when it could not be (or UDP is bl
 	fl := cmd.Flags()
 	fl.StringArrayVar(&opts.Servers, "server", nil, "STUN `SERVER` (repeatable; the first with RFC 5780 support runs the behaviour tests)")
 	fl.BoolVar(&opts.Lifetime, "lifetime", false, "also measure how long an idle mapping lives (takes up to 3 minutes)")
+	fl.DurationSliceVar(&opts.LifetimeIdle, "lifetime-idle", nil, "with --lifetime, the idle times to probe (e.g. 1s,2s,4s)")
+	_ = fl.MarkHidden("lifetime-idle")
 	fl.StringVar(&opts.Transport, "transport", "udp", "transport: udp (the only one NAT behaviour discovery uses)")
 	fl.StringVar(&opts.Local, "local", "", "send from this local `IP`")
 	fl.BoolVarP(&opts.IPv4, "ipv4", "4", false, "use IPv4 only")
@@ -115,6 +121,11 @@ Exit status: 0 when the NAT was classified, 1 when it could not be (or UDP is bl
 func (o *DetectOptions) validate() error {
 	if o.Transport != "udp" {
 		return cmdutil.UsageErrorf("--transport %q: detect runs over udp only (NAT behaviour discovery is a UDP test)", o.Transport)
+	}
+	for _, d := range o.LifetimeIdle {
+		if d <= 0 {
+			return cmdutil.UsageErrorf("--lifetime-idle %s: give positive durations", d)
+		}
 	}
 	if o.IPv4 && o.IPv6 {
 		return cmdutil.UsageErrorf("-4 and -6 exclude each other: give one of them, or neither for any family")
@@ -158,16 +169,21 @@ func detectRun(ctx context.Context, o *DetectOptions) error {
 	}
 	timeout := DefaultTimeout
 	if o.Lifetime {
-		timeout = engine.DefaultLifetimeIdle[len(engine.DefaultLifetimeIdle)-1] + lifetimeSlack
+		idle := slices.Max(engine.DefaultLifetimeIdle)
+		if len(o.LifetimeIdle) > 0 {
+			idle = slices.Max(o.LifetimeIdle)
+		}
+		timeout = idle + lifetimeSlack
 	}
 	ctx, cancel := o.WithTimeout(ctx, timeout)
 	defer cancel()
 	eo := engine.Options{
-		Servers:  o.endpoints,
-		Local:    o.local,
-		Lifetime: o.Lifetime,
-		Net:      o.Net,
-		Logger:   o.Logger(),
+		Servers:      o.endpoints,
+		Local:        o.local,
+		Lifetime:     o.Lifetime,
+		LifetimeIdle: o.LifetimeIdle,
+		Net:          o.Net,
+		Logger:       o.Logger(),
 	}
 	switch {
 	case o.IPv4:

@@ -177,7 +177,7 @@ func splitUserinfo(s string) (user, pass, rest string) {
 		return "", "", s
 	}
 	scheme, info := "", s[:at]
-	if i := strings.Index(info, ":"); i >= 0 && strings.EqualFold(info[:i], "turn") {
+	if i := strings.Index(info, ":"); i >= 0 && (strings.EqualFold(info[:i], "turn") || strings.EqualFold(info[:i], "turns")) {
 		scheme, info = info[:i+1], info[i+1:]
 	}
 	user, pass, _ = strings.Cut(info, ":")

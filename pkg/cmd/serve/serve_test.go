@@ -26,6 +26,7 @@ import (
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/daemon"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/stunserver"
 )
 
 // parse runs `serve args` with an injected run function and returns the
@@ -82,6 +83,7 @@ func TestFlags(t *testing.T) {
 	badKey := writeFile(t, "bad.yaml", "listen: 127.0.0.1\nfrobnicate: 1\n")
 	badYAML := writeFile(t, "broken.yaml", "listen: [\n")
 	empty := writeFile(t, "empty.yaml", "")
+	rfcFile := writeFile(t, "rfc.yaml", "listen: 127.0.0.1\nalt-ip: 127.0.0.2\nstun-port: 0\nstun-alt-port: 5001\nstun-rate: 10\nstun-burst: 20\n")
 	tests := []struct {
 		name  string
 		args  []string
@@ -91,10 +93,62 @@ func TestFlags(t *testing.T) {
 	}{
 		{name: "defaults", check: func(t *testing.T, o *Options) {
 			s := o.Daemon.STUN
-			if s.Addr != netip.MustParseAddrPort("0.0.0.0:3478") || s.TLS != nil || o.Daemon.HTTPAddr != DefaultHTTP || s.Software != "natkit" {
+			if s.Addr != netip.MustParseAddrPort("0.0.0.0:3478") || s.TLS != nil || o.Daemon.HTTPAddr != DefaultHTTP || s.Software != "natkit" ||
+				s.AltIP.IsValid() || s.AltPort != 3479 || s.RateLimit != 2000 || s.RateBurst != 0 || s.NoRateLimit {
 				t.Errorf("daemon config %+v / %+v", o.Daemon, s)
 			}
 		}},
+		{name: "alt ip", args: []string{"--listen", "192.0.2.10", "--alt-ip", "192.0.2.11"}, check: func(t *testing.T, o *Options) {
+			s := o.Daemon.STUN
+			if s.AltIP != netip.MustParseAddr("192.0.2.11") || s.AltPort != 3479 || s.Addr.Port() != 3478 {
+				t.Errorf("stun config %+v", s)
+			}
+		}},
+		{name: "alt ip none", args: []string{"--alt-ip", "none"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.AltIP.IsValid() {
+				t.Errorf("alt ip %v", o.Daemon.STUN.AltIP)
+			}
+		}},
+		{name: "alt port", args: []string{"--stun-port", "4000", "--stun-alt-port", "4001"}, check: func(t *testing.T, o *Options) {
+			if s := o.Daemon.STUN; s.Addr.Port() != 4000 || s.AltPort != 4001 {
+				t.Errorf("ports %v %d", s.Addr, s.AltPort)
+			}
+		}},
+		{name: "free port, free alt port", args: []string{"--stun-port", "0"}, check: func(t *testing.T, o *Options) {
+			if s := o.Daemon.STUN; s.Addr.Port() != 0 || s.AltPort != 0 {
+				t.Errorf("ports %v %d", s.Addr, s.AltPort)
+			}
+		}},
+		{name: "fixed port, free alt port", args: []string{"--stun-port", "4000", "--stun-alt-port", "0"}, check: func(t *testing.T, o *Options) {
+			if s := o.Daemon.STUN; s.Addr.Port() != 4000 || s.AltPort != stunserver.AnyPort {
+				t.Errorf("ports %v %d", s.Addr, s.AltPort)
+			}
+		}},
+		{name: "rate", args: []string{"--stun-rate", "50", "--stun-burst", "60"}, check: func(t *testing.T, o *Options) {
+			if s := o.Daemon.STUN; s.RateLimit != 50 || s.RateBurst != 60 || s.NoRateLimit {
+				t.Errorf("rate %d burst %d off %v", s.RateLimit, s.RateBurst, s.NoRateLimit)
+			}
+		}},
+		{name: "no rate limit", args: []string{"--stun-rate", "0"}, check: func(t *testing.T, o *Options) {
+			if !o.Daemon.STUN.NoRateLimit {
+				t.Error("rate limit on")
+			}
+		}},
+		{name: "rfc5780 from the config file", args: []string{"--config", rfcFile}, check: func(t *testing.T, o *Options) {
+			s := o.Daemon.STUN
+			if s.AltIP != netip.MustParseAddr("127.0.0.2") || s.AltPort != 5001 || s.Addr != netip.MustParseAddrPort("127.0.0.1:0") || s.RateLimit != 10 || s.RateBurst != 20 {
+				t.Errorf("config not applied: %+v", s)
+			}
+		}},
+		{name: "alt ip with wildcard listen", args: []string{"--alt-ip", "192.0.2.11"}, code: 2, err: "--alt-ip needs a concrete --listen address, not 0.0.0.0"},
+		{name: "alt ip not an ip", args: []string{"--listen", "192.0.2.10", "--alt-ip", "second"}, code: 2, err: `--alt-ip "second" is not an IP address`},
+		{name: "alt ip other family", args: []string{"--listen", "192.0.2.10", "--alt-ip", "2001:db8::1"}, code: 2, err: "different families"},
+		{name: "alt ip is listen", args: []string{"--listen", "192.0.2.10", "--alt-ip", "192.0.2.10"}, code: 2, err: "is the --listen address"},
+		{name: "alt ip wildcard", args: []string{"--listen", "192.0.2.10", "--alt-ip", "0.0.0.0"}, code: 2, err: "is a wildcard"},
+		{name: "alt port is the port", args: []string{"--stun-port", "4000", "--stun-alt-port", "4000"}, code: 2, err: "--stun-alt-port 4000 is the --stun-port"},
+		{name: "alt port too big", args: []string{"--stun-alt-port", "65536"}, code: 2, err: "--stun-alt-port 65536 is not a port"},
+		{name: "negative rate", args: []string{"--stun-rate", "-1"}, code: 2, err: "--stun-rate -1"},
+		{name: "negative burst", args: []string{"--stun-burst", "-1"}, code: 2, err: "--stun-burst -1"},
 		{name: "listen and port", args: []string{"--listen", "127.0.0.1", "--stun-port", "0", "--http", "127.0.0.1:0"}, check: func(t *testing.T, o *Options) {
 			if o.Daemon.STUN.Addr != netip.MustParseAddrPort("127.0.0.1:0") || o.Daemon.HTTPAddr != "127.0.0.1:0" {
 				t.Errorf("addr %v http %q", o.Daemon.STUN.Addr, o.Daemon.HTTPAddr)
@@ -200,7 +254,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(listeners) != 3 {
+	if len(listeners) != 4 {
 		t.Fatalf("listeners %v", listeners)
 	}
 	for _, l := range listeners {
@@ -211,16 +265,56 @@ func TestRun(t *testing.T) {
 	if !strings.HasPrefix(errOut, "stun: listening on udp 127.0.0.1:") {
 		t.Errorf("stderr does not start with the UDP listener:\n%s", errOut)
 	}
-	var doc struct {
-		Schema    string `json:"schema"`
-		Version   string `json:"natkit_version"`
-		Listeners []struct{ Service, Network, Address string }
+	// The mode line follows the STUN sockets.
+	if want := "stun: rfc5780 port-only: one IP, so no OTHER-ADDRESS"; !strings.Contains(errOut, listeners[2].String()+"\n"+want) {
+		t.Errorf("stderr lacks %q after the STUN listeners:\n%s", want, errOut)
 	}
+	var doc startupDoc
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("stdout is not one JSON document: %v\n%s", err, out)
 	}
-	if doc.Schema != "natkit.serve/v1" || len(doc.Listeners) != 3 || doc.Listeners[0].Address != listeners[0].Addr.String() {
-		t.Errorf("startup document %+v", doc)
+	if doc.Schema != "natkit.serve/v1" || len(doc.Listeners) != 4 || doc.Listeners[0].Address != listeners[0].Addr.String() ||
+		doc.Listeners[0].Role != "primary" || doc.Listeners[1].Role != "alt-port" || doc.Listeners[2].Role != "" ||
+		doc.RFC5780 == nil || *doc.RFC5780 != "port-only" || doc.RateLimit == nil || *doc.RateLimit != (RateLimit{Rate: 2000, Burst: 4000}) {
+		t.Errorf("startup document %s", out)
+	}
+}
+
+type startupDoc struct {
+	Schema    string `json:"schema"`
+	Version   string `json:"natkit_version"`
+	Listeners []struct{ Service, Network, Address, Role string }
+	RFC5780   *string    `json:"rfc5780"`
+	RateLimit *RateLimit `json:"stun_rate_limit"`
+}
+
+// TestRunFull: with --alt-ip, four UDP sockets (the same two ports on each
+// IP) and "rfc5780": "full"; without a rate limit, null.
+func TestRunFull(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err, out, errOut := run(t, ctx, true, func(*daemon.Daemon) { cancel() },
+		"--listen", "127.0.0.1", "--alt-ip", "127.0.0.2", "--stun-port", "0", "--stun-rate", "0", "--http", "off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc startupDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, out)
+	}
+	if len(doc.Listeners) != 5 || doc.RFC5780 == nil || *doc.RFC5780 != "full" || doc.RateLimit != nil {
+		t.Fatalf("startup document %s", out)
+	}
+	l := doc.Listeners
+	p1, p2 := l[0].Address[strings.LastIndex(l[0].Address, ":"):], l[1].Address[strings.LastIndex(l[1].Address, ":"):]
+	want := []string{"127.0.0.1" + p1 + " primary", "127.0.0.1" + p2 + " alt-port", "127.0.0.2" + p1 + " alt-ip", "127.0.0.2" + p2 + " alt-ip-port"}
+	for i, w := range want {
+		if got := l[i].Address + " " + l[i].Role; got != w || l[i].Network != "udp" {
+			t.Errorf("listener %d: %s %s, want udp %s", i, l[i].Network, got, w)
+		}
+	}
+	if !strings.Contains(errOut, "stun: rfc5780 full: OTHER-ADDRESS, CHANGE-REQUEST (IP and port), RESPONSE-PORT, PADDING; no rate limit\n") {
+		t.Errorf("no mode line:\n%s", errOut)
 	}
 }
 

@@ -1,0 +1,174 @@
+package punch
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/iostreams"
+	engine "github.com/natkit/natkit/pkg/punch"
+	"github.com/natkit/natkit/pkg/render"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func TestNewCmdPunch(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    string
+		wantErr string
+		check   func(t *testing.T, o *PunchOptions)
+	}{
+		{name: "session and default port", args: "--rendezvous 203.0.113.10 my-session", check: func(t *testing.T, o *PunchOptions) {
+			if o.server.Port != 3480 || o.Session != "my-session" || o.relay != nil {
+				t.Errorf("%+v", o)
+			}
+		}},
+		{name: "no session generates one", args: "--rendezvous rv.test:4000", check: func(t *testing.T, o *PunchOptions) {
+			if o.Session != "" || o.server.Port != 4000 {
+				t.Errorf("%+v", o)
+			}
+		}},
+		{name: "relay with userinfo", args: "--rendezvous rv.test --relay turn:alice:s3cret@turn.test x", check: func(t *testing.T, o *PunchOptions) {
+			if o.relay == nil || o.relay.Host != "turn.test" || o.relay.Port != 3478 || o.RelayUser != "alice" || o.RelayPassword != "s3cret" {
+				t.Errorf("%+v %+v", o, o.relay)
+			}
+		}},
+		{name: "strategies", args: "--rendezvous rv.test --strategies hairpin,lan x", check: func(t *testing.T, o *PunchOptions) {
+			if len(o.strategies) != 2 || o.strategies[0] != engine.StrategyHairpin {
+				t.Errorf("%v", o.strategies)
+			}
+		}},
+		{name: "no rendezvous", args: "x", wantErr: "--rendezvous is required"},
+		{name: "stun uri", args: "--rendezvous stun:rv.test x", wantErr: "is not a rendezvous server"},
+		{name: "tcp and ice", args: "--rendezvous rv.test --tcp --ice x", wantErr: "exclude each other"},
+		{name: "relay without credentials", args: "--rendezvous rv.test --relay turn:turn.test x", wantErr: "needs credentials"},
+		{name: "relay tls", args: "--rendezvous rv.test --relay turns:a:b@turn.test x", wantErr: "turn: URI over UDP"},
+		{name: "user without relay", args: "--rendezvous rv.test --relay-user a x", wantErr: "need --relay"},
+		{name: "bad strategy", args: "--rendezvous rv.test --strategies teleport x", wantErr: `"teleport" is not a UDP strategy`},
+		{name: "strategies with tcp", args: "--rendezvous rv.test --tcp --strategies lan x", wantErr: "applies to UDP"},
+		{name: "negative duration", args: "--rendezvous rv.test --duration -1s x", wantErr: "--duration"},
+		{name: "two sessions", args: "--rendezvous rv.test a b", wantErr: "accepts at most 1 arg"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ios, _, _, _ := iostreams.Test()
+			f := cmdutil.NewFactory(ios)
+			var got *PunchOptions
+			cmd := NewCmdPunch(f, func(o *PunchOptions) error { got = o; return nil })
+			cmd.SetArgs(strings.Fields(tt.args))
+			cmd.SetOut(&bytes.Buffer{})
+			cmd.SetErr(&bytes.Buffer{})
+			err := cmd.Execute()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || cmdutil.ExitCode(err, false) != cmdutil.ExitUsage {
+					t.Fatalf("err %v (exit %d), want usage error containing %q", err, cmdutil.ExitCode(err, false), tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, got)
+		})
+	}
+}
+
+func normalize(s string) string {
+	return regexp.MustCompile(`"natkit_version": "[^"]*"`).ReplaceAllString(s, `"natkit_version": "VERSION"`)
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func sp(s string) *string                             { return &s }
+func fp(v float64) *float64                           { return &v }
+func bp(v bool) *bool                                 { return &v }
+func ip(v int) *int                                   { return &v }
+func pathp(p engine.Path) *engine.Path                { return &p }
+func stp(s engine.Strategy) *engine.Strategy          { return &s }
+func rp(r engine.FailureReason) *engine.FailureReason { return &r }
+
+func cannedReports() map[string]engine.Report {
+	self := engine.PeerInfo{NAT: engine.NAT{NATType: "port-restricted-cone", MappingBehavior: "endpoint-independent",
+		FilteringBehavior: "address-and-port-dependent", PortAllocation: "preserved", BehindNAT: bp(true),
+		LocalAddress: sp("192.168.1.10:40000"), MappedAddress: sp("198.51.100.10:40000")},
+		PublicAddress: sp("198.51.100.10:40000"), PrivateAddresses: []string{"192.168.1.10:40000"}, Transport: "udp"}
+	peer := engine.PeerInfo{NAT: engine.NAT{NATType: "symmetric", MappingBehavior: "address-and-port-dependent",
+		FilteringBehavior: "address-and-port-dependent", PortAllocation: "random", BehindNAT: bp(true),
+		LocalAddress: sp("192.168.5.10:50000"), MappedAddress: sp("198.51.100.14:31337")},
+		PublicAddress: sp("198.51.100.14:31337"), PrivateAddresses: []string{"192.168.5.10:50000"}, Transport: "udp"}
+	ok := engine.Report{Envelope: render.NewEnvelope("punch"), Rendezvous: "203.0.113.10:3480", Mode: "udp", PeerIndex: ip(0),
+		Success: true, Path: pathp(engine.PathDirect), Strategy: stp(engine.StrategyBirthday),
+		LocalAddress: sp("192.168.1.10:40000"), RemoteAddress: sp("198.51.100.14:48211"), TimeToConnectMs: fp(241.3), RTTMs: fp(0.21),
+		PacketsSent: 5, PacketsReceived: 5,
+		Attempts: []engine.Attempt{{Strategy: engine.StrategySimultaneous, Targets: 1, Sent: 8, Received: 0},
+			{Strategy: engine.StrategyBirthday, Targets: 64512, Sent: 190, Received: 2, Success: true}},
+		Self: self, Peer: &peer, PeerResult: &engine.Observation{Success: true, Strategy: engine.StrategyBirthday, Path: engine.PathDirect, Sent: 520, PingsReceived: 1, PongsReceived: 1, Mode: "udp"},
+		WaitedForPeerMs: fp(812.5), DurationMs: 1350.2}
+	fail := ok
+	fail.Success, fail.Path, fail.Strategy, fail.LocalAddress, fail.RemoteAddress, fail.TimeToConnectMs, fail.RTTMs = false, nil, nil, nil, nil, nil, nil
+	fail.PacketsSent, fail.PacketsReceived = 0, 0
+	peer2 := peer
+	self2 := self
+	self2.NATType, self2.MappingBehavior, self2.PortAllocation = "symmetric", "address-and-port-dependent", "random"
+	fail.Self, fail.Peer = self2, &peer2
+	fail.FailureReason = rp(engine.ReasonSymmetricBothRandom)
+	fail.Attempts = []engine.Attempt{{Strategy: engine.StrategySimultaneous, Targets: 2, Sent: 14}}
+	fail.PeerResult = &engine.Observation{Sent: 14, Reason: engine.ReasonSymmetricBothRandom, Mode: "udp"}
+	fail.Session = sp("7kfq-29mx")
+	return map[string]engine.Report{"connected": ok, "failed": fail}
+}
+
+func TestRender(t *testing.T) {
+	for name, rep := range cannedReports() {
+		for _, mode := range []string{"json", "txt", "verbose.txt"} {
+			t.Run(name+"."+mode, func(t *testing.T) {
+				ios, _, out, _ := iostreams.Test()
+				o := &PunchOptions{IO: ios, Globals: &cmdutil.GlobalOptions{JSON: mode == "json"}, Rendezvous: "203.0.113.10",
+					WithTimeout: func(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+						return context.WithTimeout(ctx, d)
+					},
+					Logger:  func() *slog.Logger { return slog.New(slog.DiscardHandler) },
+					Resolve: func(context.Context, string) (netip.Addr, error) { return netip.MustParseAddr("203.0.113.10"), nil },
+					Run:     func(context.Context, engine.Options) (engine.Report, error) { return rep, nil }}
+				if mode == "verbose.txt" {
+					o.Globals.Verbose = 1
+				}
+				if err := o.validate(); err != nil {
+					t.Fatal(err)
+				}
+				err := punchRun(context.Background(), o)
+				code := cmdutil.ExitCode(err, true)
+				if (code == 0) != rep.Success {
+					t.Errorf("exit %d for success %v", code, rep.Success)
+				}
+				golden(t, name+"."+mode, normalize(out.String()))
+			})
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package punch
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func view(t, mapping, filtering, alloc string, next int, ip string) peerView {
+	behind := t != TypeOpenInternet && t != TypeUDPFirewall
+	d := 1
+	n := NAT{NATType: t, MappingBehavior: mapping, FilteringBehavior: filtering, PortAllocation: alloc, BehindNAT: &behind, NextPort: next}
+	if alloc == PortsSequential {
+		n.PortDelta = &d
+	}
+	obs := netip.MustParseAddrPort(ip + ":31337")
+	return peerView{NAT: n, Observed: obs, Addrs: []netip.AddrPort{netip.MustParseAddrPort("192.168.1.10:40000")}, UDP: true}
+}
+
+func TestMakePlan(t *testing.T) {
+	cone := view(TypePortRestrictedCone, EndpointIndependent, AddressAndPortDependent, PortsPreserved, 0, "198.51.100.10")
+	full := view(TypeFullCone, EndpointIndependent, EndpointIndependent, PortsPreserved, 0, "198.51.100.12")
+	rnd := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsRandom, 0, "198.51.100.11")
+	rnd2 := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsRandom, 0, "198.51.100.13")
+	seq := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsSequential, 20010, "198.51.100.14")
+	sameNAT := view(TypePortRestrictedCone, EndpointIndependent, AddressAndPortDependent, PortsPreserved, 0, "198.51.100.10")
+	sameNAT.Addrs = []netip.AddrPort{netip.MustParseAddrPort("192.168.1.11:40001")}
+	blocked := cone
+	blocked.UDP = false
+	count := func(p plan, s Strategy) int {
+		n := 0
+		for _, t := range p.targets {
+			if t.strategy == s {
+				n++
+			}
+		}
+		return n
+	}
+	tests := []struct {
+		name         string
+		self, peer   peerView
+		reverse      bool
+		wantHopeless FailureReason
+		check        func(t *testing.T, p plan)
+	}{
+		{name: "cones", self: cone, peer: full, check: func(t *testing.T, p plan) {
+			if count(p, StrategySimultaneous) != 1 || p.birthdayEasy || p.birthdayHard {
+				t.Errorf("%+v", p)
+			}
+		}},
+		{name: "same NAT: LAN then hairpin", self: cone, peer: sameNAT, check: func(t *testing.T, p plan) {
+			if len(p.targets) != 2 || p.targets[0].strategy != StrategyLAN || p.targets[1].strategy != StrategyHairpin {
+				t.Errorf("%+v", p.targets)
+			}
+		}},
+		{name: "sequential peer: predicted window", self: cone, peer: seq, check: func(t *testing.T, p plan) {
+			if count(p, StrategyPredicted) != predictWindow || p.targets[0].addr.Port() != 20010 {
+				t.Errorf("%+v", p.targets)
+			}
+		}},
+		{name: "random vs port-restricted: birthday hard side", self: rnd, peer: cone, check: func(t *testing.T, p plan) {
+			if !p.birthdayHard || p.birthdayEasy {
+				t.Errorf("%+v", p)
+			}
+		}},
+		{name: "port-restricted vs random: birthday easy side", self: cone, peer: rnd, check: func(t *testing.T, p plan) {
+			if !p.birthdayEasy || count(p, StrategyPreserved) != 1 {
+				t.Errorf("%+v", p)
+			}
+		}},
+		{name: "random vs full cone: no birthday", self: rnd, peer: full, check: func(t *testing.T, p plan) {
+			if p.birthdayHard {
+				t.Errorf("%+v", p)
+			}
+		}},
+		{name: "both random", self: rnd, peer: rnd2, wantHopeless: ReasonSymmetricBothRandom},
+		{name: "random vs sequential", self: rnd, peer: seq, wantHopeless: ReasonSymmetricUnpredictable},
+		{name: "udp blocked", self: blocked, peer: full, wantHopeless: ReasonUDPBlocked},
+		{name: "reversal", self: cone, peer: full, reverse: true, check: func(t *testing.T, p plan) {
+			if count(p, StrategyReversal) != 1 {
+				t.Errorf("%+v", p.targets)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := makePlan(tt.self, tt.peer, tt.reverse, false, nil)
+			if p.hopeless != tt.wantHopeless {
+				t.Errorf("hopeless %q, want %q", p.hopeless, tt.wantHopeless)
+			}
+			if tt.check != nil {
+				tt.check(t, p)
+			}
+		})
+	}
+}
+
+func TestMergeReason(t *testing.T) {
+	tests := []struct {
+		name    string
+		mine    Observation
+		theirs  *Observation
+		planned FailureReason
+		want    FailureReason
+	}{
+		{"planned wins", Observation{}, &Observation{}, ReasonSymmetricBothRandom, ReasonSymmetricBothRandom},
+		{"peer blocked", Observation{}, &Observation{Reason: ReasonUDPBlocked}, "", ReasonUDPBlocked},
+		{"nothing in either way", Observation{Sent: 9}, &Observation{Sent: 9}, "", ReasonFilteredNoInbound},
+		{"one way", Observation{PingsReceived: 3}, &Observation{}, "", ReasonOneWayOnly},
+		{"no peer result, nothing in", Observation{}, nil, "", ReasonFilteredNoInbound},
+	}
+	for _, tt := range tests {
+		if got := mergeReason(tt.mine, tt.theirs, tt.planned); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestProbeAuthentication(t *testing.T) {
+	key := []byte("k")
+	b := encodeProbe(key, probe{kind: kindPing, strategy: StrategyBirthday, from: 1, ts: 42, txid: 7})
+	p, ok := decodeProbe(key, b)
+	if !ok || p.strategy != StrategyBirthday || p.from != 1 || p.ts != 42 || p.txid != 7 {
+		t.Fatalf("%+v %v", p, ok)
+	}
+	if _, ok := decodeProbe([]byte("other"), b); ok {
+		t.Error("probe accepted under another key")
+	}
+	b[10] ^= 1
+	if _, ok := decodeProbe(key, b); ok {
+		t.Error("modified probe accepted")
+	}
+}
