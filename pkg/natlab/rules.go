@@ -25,11 +25,12 @@ const hairpinMark = 0x4e4154
 //   - allowed: remote addr . WAN port the host has sent to (ADF).
 //
 // Address-and-port-dependent filtering is conntrack's own behaviour: replies
-// pass, anything else reaches the router and is refused.
+// pass, anything else reaches the router and is dropped there (routerInput).
 func ruleset(r recipe, spec Spec, wan netip.Addr) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("table ip %s {", nftTable)
+	routerInput(w)
 	switch r.kind {
 	case kindOpen:
 		// Routed public addresses, nothing to do.
@@ -78,6 +79,7 @@ func carrierRuleset(wan netip.Addr) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("table ip %s {", nftTable)
+	routerInput(w)
 	eimRules(w, AddressAndPortDependent, false, wan)
 	w("}")
 	return b.String()
@@ -117,5 +119,19 @@ func eimRules(w func(string, ...any), filtering string, hairpin bool, wan netip.
 	w("  chain learn {")
 	w("    type filter hook postrouting priority srcnat + 10;")
 	w(`    oifname "wan" meta l4proto udp ct direction original update @inmap { udp sport : ct original ip saddr . ct original proto-src } update @outmap { ct original ip saddr . ct original proto-src : udp sport } update @taken { udp sport } update @allowed { ip daddr . udp sport }`)
+	w("  }")
+}
+
+// routerInput gives a router the input policy home routers ship with
+// (OpenWrt's wan zone: input REJECT): an unsolicited UDP packet for the
+// router itself is dropped before conntrack confirms it. Accepting it would
+// leave an entry (remote → WAN address, port p) that makes the router drop
+// its own host's later packet to that remote from port p — the
+// endpoint-independent mapping forces p and nf_nat cannot pick another — a
+// blocked hole punch that no real router would cause.
+func routerInput(w func(string, ...any)) {
+	w("  chain input {")
+	w("    type filter hook input priority filter; policy accept;")
+	w(`    iifname "wan" ct state new meta l4proto udp drop`)
 	w("  }")
 }

@@ -25,7 +25,6 @@ func TestBenchPunch(t *testing.T) {
 	fc, _ := natlab.Lookup(natlab.FullCone)
 	prc, _ := natlab.Lookup(natlab.PortRestrictedCone)
 	l := natlabtest.New(t, fc, prc)
-	routerFirewall(t, l)
 	startRendezvous(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,36 +38,6 @@ func startRendezvous(t *testing.T, l *natlab.Lab) *rendezvous.Server {
 	go func() { defer close(done); s.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return s
-}
-
-// routerFirewall gives every NAT router the input policy home routers
-// ship with (OpenWrt's wan zone: input REJECT): unsolicited packets for the
-// router itself are dropped before conntrack confirms them. natlab's
-// routers accept them, and the entry such a packet leaves (peer → the
-// router's own WAN address, port p) makes the router drop its own host's
-// later packet to that peer from port p (the outmap forces p; nf_nat
-// cannot pick another): a punched hole that no real router would block.
-func routerFirewall(t *testing.T, l *natlab.Lab) {
-	t.Helper()
-	const rules = `table ip natkitfw {
-  chain input {
-    type filter hook input priority filter; policy accept;
-    iifname "wan" ct state new meta l4proto udp drop
-  }
-}
-`
-	for _, n := range l.NATs() {
-		for _, h := range []*natlab.Host{n.Router(), n.Carrier()} {
-			if h == nil {
-				continue
-			}
-			cmd := exec.Command("ip", "netns", "exec", h.NS(), "nft", "-f", "-")
-			cmd.Stdin = strings.NewReader(rules)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("%s: nft: %v: %s", h.Name(), err, out)
-			}
-		}
-	}
 }
 
 // result is one side of a punch run in a lab host.
@@ -171,7 +140,6 @@ func TestLab(t *testing.T) {
 	natlabtest.Require(t)
 	bin := natlabtest.Natkit(t)
 	l := natlabtest.New(t, labSpecs()...)
-	routerFirewall(t, l)
 	startRendezvous(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

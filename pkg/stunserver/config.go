@@ -91,8 +91,10 @@ type Config struct {
 	// errors) sent to one source IP, IPv6 sources by /64, with a token
 	// bucket per source: RateLimit a second after a burst of RateBurst.
 	// RateLimit 0 means DefaultRateLimit, RateBurst 0 twice RateLimit
-	// (DefaultRateBurst); NoRateLimit turns the limit off. The buckets live in a fixed table (see rateBuckets), so
-	// memory does not grow with the number of sources.
+	// (DefaultRateBurst); NoRateLimit turns the limit off. The buckets
+	// live in a fixed table (see rateBuckets), so memory does not grow
+	// with the number of sources. Streams are not limited: TCP cannot be
+	// spoofed, and MaxConns bounds them.
 	RateLimit, RateBurst int
 	NoRateLimit          bool
 

@@ -125,8 +125,9 @@ func ModeOf(q Quad) Mode {
 // Reply is what Respond decided about one request.
 type Reply struct {
 	// Msg is the response, nil when nothing is to be sent. It aliases the
-	// buffer given to Respond or, for a padded response too large for it,
-	// a buffer of the Responder's that the next call reuses.
+	// buffer given to Respond or, for a padded response (rare, and up to
+	// maxPadded bytes), a buffer of the Responder's that the next call
+	// reuses.
 	Msg     []byte
 	Verdict Verdict
 	// From is the socket to send Msg from: the receiving one, or the one a
@@ -193,8 +194,8 @@ func (r *Responder) role(local netip.AddrPort) Role {
 }
 
 // Respond answers req, received from src on local, by building a response
-// in buf[:0] (or a buffer of its own when a padded response does not fit).
-// buf should have room for 512 bytes. local is one of the Quad's addresses
+// in buf[:0], or in a buffer of its own for a padded response. buf should
+// have room for 512 bytes. local is one of the Quad's addresses
 // for UDP, or a stream's local address; when it is unspecified (a wildcard
 // socket), no RESPONSE-ORIGIN or SOURCE-ADDRESS is sent.
 //

@@ -156,6 +156,16 @@ func (s *Server) listenUDP(addr netip.AddrPort, role Role) (*udpGroup, error) {
 	lc := net.ListenConfig{}
 	if n > 1 {
 		lc.Control = reusePort
+		// With SO_REUSEPORT the group would silently share a port with
+		// another process's SO_REUSEPORT sockets of the same user (coturn
+		// sets it too) and get only part of the traffic. A plain socket
+		// finds the port in use, or picks a free one for port 0.
+		probe, err := net.ListenPacket(udpNetwork(addr), addr.String())
+		if err != nil {
+			return nil, bindError("udp", addr, err)
+		}
+		addr = addrOf(probe.LocalAddr())
+		probe.Close()
 	}
 	g := &udpGroup{role: role}
 	for i := 0; i < n; i++ {

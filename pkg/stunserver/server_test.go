@@ -441,12 +441,23 @@ func TestNewErrors(t *testing.T) {
 	}
 	defer taken.Close()
 	busy := addrOf(taken.LocalAddr())
+	// A port held by another SO_REUSEPORT socket of the same user (as
+	// coturn's are) is in use too: the server must not share it.
+	lc := net.ListenConfig{Control: reusePort}
+	shared, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	sharedAddr := addrOf(shared.LocalAddr())
 	tests := []struct {
 		name string
 		cfg  Config
 		want string
 	}{
 		{"port in use", Config{Addr: busy, UDPSockets: 1}, "cannot listen on udp " + busy.String()},
+		{"port in use, several sockets", Config{Addr: busy, UDPSockets: 2}, "cannot listen on udp " + busy.String()},
+		{"port shared with SO_REUSEPORT", Config{Addr: sharedAddr, UDPSockets: 2}, "cannot listen on udp " + sharedAddr.String()},
 		{"all off", Config{Addr: loopback, NoUDP: true, NoTCP: true}, "every transport is off"},
 		{"tls without certificate", Config{Addr: loopback, TLS: &tls.Config{}}, "no certificate"},
 		{"negative", Config{Addr: loopback, MaxConns: -1}, "negative"},
