@@ -349,3 +349,59 @@ func TestLabLifetime(t *testing.T) {
 		})
 	}
 }
+
+// verdictLines keeps the verdicts of turnutils_natdiscovery ("NAT with
+// ... Mapping!", "... Filtering!") or of the Vovida client ("Primary: ...").
+func verdictLines(out string) string {
+	var v []string
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "NAT with ") || strings.HasPrefix(line, "Primary: ") {
+			v = append(v, line)
+		}
+	}
+	return strings.Join(v, " | ")
+}
+
+// TestLabThirdPartyAgainstServe runs coturn's turnutils_natdiscovery -m -f
+// and the Vovida stun client behind every NAT against natkit serve, and
+// against coturn and stund: the verdicts must be the same.
+func TestLabThirdPartyAgainstServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	natlabtest.Require(t, "turnserver", "stund", "turnutils_natdiscovery", "stun")
+	bin := natkitBinary(t)
+	l := natlabtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	servers := labServers(t, ctx, l, bin)
+	if _, ok := servers["natkit"]; !ok {
+		t.Skip("natkit serve has no --alt-ip yet")
+	}
+	ip := natlab.ServerAddr.String()
+	for _, n := range l.NATs() {
+		t.Run(n.Label(), func(t *testing.T) {
+			t.Parallel()
+			h := n.Hosts()[0]
+			run := func(name string, args ...string) string {
+				cctx, ccancel := context.WithTimeout(ctx, 90*time.Second)
+				defer ccancel()
+				out, _ := h.Command(cctx, name, args...).CombinedOutput() // verdicts are in the output
+				return verdictLines(string(out))
+			}
+			blocked := n.Spec().Name == natlab.UDPBlocked
+			nd := run("turnutils_natdiscovery", "-m", "-f", "-p", "3478", ip)
+			got := run("turnutils_natdiscovery", "-m", "-f", "-p", "7478", ip)
+			if got != nd || (got == "") != blocked {
+				t.Errorf("turnutils_natdiscovery: natkit serve gives %q, coturn %q", got, nd)
+			}
+			st := run("stun", ip+":5478", "-v")
+			got = run("stun", ip+":7478", "-v")
+			if got != st || got == "" {
+				t.Errorf("stun: natkit serve gives %q, stund %q", got, st)
+			}
+			t.Logf("natdiscovery %q; stun %q", nd, st)
+		})
+	}
+}
