@@ -180,11 +180,6 @@ func startServe(ctx context.Context, log *slog.Logger, l *natlab.Lab, exe string
 	stderr := &syncWriter{}
 	args := []string{"serve", "--listen", natlab.ServerAddr.String(), "--alt-ip", natlab.ServerAltAddr.String()}
 	addrs := srv.Addrs()
-	if help, _ := srv.Command(ctx, exe, "serve", "--help").Output(); !strings.Contains(string(help), "--alt-ip") {
-		// An older serve without RFC 5780 support: probe needs only one address.
-		log.Warn("lab: natkit serve has no --alt-ip; serving on one address", "addr", natlab.ServerAddr)
-		args, addrs = args[:3], addrs[:1]
-	}
 	p := srv.Command(ctx, exe, args...)
 	p.Stderr = stderr
 	if err := srv.StartCommand(p); err != nil { // the lab kills it on Close
