@@ -11,8 +11,8 @@ type observations struct {
 	primary      *primaryServer
 	targets      []*target
 	mapping      *mappingResult
-	filterIPPort *changeTest
-	filterPort   *changeTest
+	filterIPPort []*changeTest // copies on separate sockets
+	filterPort   []*changeTest
 	capability   *capabilityResult
 	hairpin      *hairpinResult
 	responsePort *responsePortResult
@@ -142,10 +142,12 @@ func (r *run) report(obs *observations, rep *Report) {
 		}
 	}
 	var results []changeResult
-	for _, t := range []*changeTest{obs.filterIPPort, obs.filterPort} {
-		if t != nil {
-			results = append(results, t.result)
-		}
+	var ipPortResults, portResults []changeResult
+	for _, t := range obs.filterIPPort {
+		results, ipPortResults = append(results, t.result), append(ipPortResults, t.result)
+	}
+	for _, t := range obs.filterPort {
+		results, portResults = append(results, t.result), append(portResults, t.result)
 	}
 	pinnedFiltered := false
 	if c := obs.capability; c != nil {
@@ -187,13 +189,7 @@ func (r *run) report(obs *observations, rep *Report) {
 	}
 
 	// Filtering.
-	ipPort, port := changeNotRun, changeNotRun
-	if obs.filterIPPort != nil {
-		ipPort = obs.filterIPPort.result
-	}
-	if obs.filterPort != nil {
-		port = obs.filterPort.result
-	}
+	ipPort, port := combineChange(ipPortResults...), combineChange(portResults...)
 	filtering, freasons := classifyFiltering(ipPort, port, change)
 
 	if !reached {
@@ -278,10 +274,17 @@ func (r *run) report(obs *observations, rep *Report) {
 		}
 	}
 
+	tests := []*Test{&m.test}
+	for _, t := range append(append([]*changeTest{}, obs.filterIPPort...), obs.filterPort...) {
+		tests = append(tests, testOf(t))
+	}
 	for _, t := range []*Test{
-		&m.test, testOf(obs.filterIPPort), testOf(obs.filterPort), capTest(obs.capability),
+		capTest(obs.capability),
 		respTest(obs.responsePort), hairTest(obs.hairpin), portTest(obs.ports), traceTest(obs.trace), lifeTest(obs.lifetime),
 	} {
+		tests = append(tests, t)
+	}
+	for _, t := range tests {
 		if t != nil {
 			rep.Tests = append(rep.Tests, *t)
 		}

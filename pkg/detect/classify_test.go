@@ -197,6 +197,7 @@ func TestClassifyPorts(t *testing.T) {
 		{"sequential with one foreign mapping between", seq(l, 20000, 20001, 20003, 20004, 20005, 20006), Sequential, "1"},
 		{"sequential +2 wrapping", seq(l, 65532, 65534, 0, 2, 4, 6), Sequential, "2"},
 		{"sequential down", seq(l, 30010, 30008, 30006, 30004, 30002, 30000), Sequential, "-2"},
+		{"sequential with an old mapping inside", seq(l, 20000, 20001, 19950, 20002, 20003, 20004), Sequential, "1"},
 		{"random", seq(l, 31234, 5021, 60123, 17800, 44321, 2222), Random, "nil"},
 		{"too few", seq(l, 20000, 20001), UnknownAllocation, "nil"},
 	}
@@ -254,5 +255,27 @@ func TestClassifyLayers(t *testing.T) {
 				t.Errorf("layers %s cgnat %s, want %s %s", l, bs(cgnat), tt.layers, tt.cgnat)
 			}
 		})
+	}
+}
+
+func TestCombineChange(t *testing.T) {
+	tests := []struct {
+		in   []changeResult
+		want changeResult
+	}{
+		{[]changeResult{changeAnswered, changeAnswered}, changeAnswered},
+		// An inherited pinhole can fake an answer, never a filter.
+		{[]changeResult{changeAnswered, changeFiltered}, changeFiltered},
+		{[]changeResult{changeFiltered, changeLost}, changeFiltered},
+		{[]changeResult{changeAnswered, changeLost}, changeAnswered},
+		{[]changeResult{changeLost, changeLost}, changeLost},
+		{[]changeResult{changeFiltered, changeIgnored}, changeIgnored},
+		{[]changeResult{changeAnswered, changeRejected}, changeRejected},
+		{nil, changeNotRun},
+	}
+	for _, tt := range tests {
+		if got := combineChange(tt.in...); got != tt.want {
+			t.Errorf("combineChange(%v) = %s, want %s", tt.in, got, tt.want)
+		}
 	}
 }

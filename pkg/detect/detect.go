@@ -308,10 +308,16 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	burst := r.startPortBurst(ctx, first.addr)
 
 	wg.Go(func() { obs.mapping = r.mappingTest(ctx) })
-	wg.Go(func() {
-		obs.filterIPPort = r.filterTest(ctx, "filtering-change-ip-port", changeIPPort)
-	})
-	wg.Go(func() { obs.filterPort = r.filterTest(ctx, "filtering-change-port", changePort) })
+	obs.filterIPPort = make([]*changeTest, filterCopies)
+	obs.filterPort = make([]*changeTest, filterCopies)
+	for i := range filterCopies {
+		wg.Go(func() {
+			obs.filterIPPort[i] = r.filterTest(ctx, fmt.Sprintf("filtering-change-ip-port-%d", i+1), changeIPPort)
+		})
+		wg.Go(func() {
+			obs.filterPort[i] = r.filterTest(ctx, fmt.Sprintf("filtering-change-port-%d", i+1), changePort)
+		})
+	}
 	wg.Go(func() { obs.capability = r.capabilityTest(ctx) })
 	wg.Go(func() { obs.hairpin = r.hairpinTest(ctx, first.addr) })
 	wg.Go(func() { obs.responsePort = r.responsePortTest(ctx) })

@@ -51,6 +51,26 @@ func classifyChange(control, change *outcome) changeResult {
 	return changeLost
 }
 
+// combineChange merges the copies of one filtering test run on different
+// fresh sockets (pure). A socket can inherit an open pinhole from an
+// earlier one that had the same local port (an earlier run, seconds ago,
+// whose NAT state still lives), which makes "answered" wrong but never
+// "filtered"; so a filtered copy wins over answered ones, and a server
+// problem over both.
+func combineChange(results ...changeResult) changeResult {
+	rank := map[changeResult]int{changeIgnored: 6, changeWrong: 5, changeRejected: 4, changeFiltered: 3, changeAnswered: 2, changeLost: 1, changeNotRun: 0}
+	best := changeNotRun
+	for _, r := range results {
+		if rank[r] > rank[best] {
+			best = r
+		}
+	}
+	return best
+}
+
+// filterCopies is how many fresh sockets run each filtering test.
+const filterCopies = 2
+
 // changeTest is one filtering test: a control Binding and a
 // CHANGE-REQUEST on the same fresh socket.
 type changeTest struct {

@@ -95,6 +95,26 @@ func classifyPorts(samples []PortSample) (Allocation, *int, string) {
 	if kept == len(samples) || (len(samples) >= 4 && kept == len(samples)-1) {
 		return Preserved, nil, ""
 	}
+	if d, ok := steady(samples); ok {
+		return Sequential, intp(d), ""
+	}
+	// A socket can land on the local port of a socket of an earlier run
+	// whose mapping toward the same server still lives; it then reports
+	// that old mapping. One such sample is forgiven.
+	if len(samples) >= 5 {
+		for skip := range samples {
+			rest := append(append([]PortSample{}, samples[:skip]...), samples[skip+1:]...)
+			if d, ok := steady(rest); ok {
+				return Sequential, intp(d), ""
+			}
+		}
+	}
+	return Random, nil, ""
+}
+
+// steady reports the step most successive deltas share, if a strict
+// majority does and it is not zero.
+func steady(samples []PortSample) (int, bool) {
 	counts := map[int]int{}
 	best, bestN := 0, 0
 	for i := 1; i < len(samples); i++ {
@@ -104,8 +124,5 @@ func classifyPorts(samples []PortSample) (Allocation, *int, string) {
 			best, bestN = d, counts[d]
 		}
 	}
-	if best != 0 && 2*bestN > len(samples)-1 {
-		return Sequential, intp(best), ""
-	}
-	return Random, nil, ""
+	return best, best != 0 && 2*bestN > len(samples)-1
 }
