@@ -29,13 +29,13 @@ import (
 )
 
 // Family restricts the address family used.
-type Family int
+type Family = endpoint.Family
 
 // Families.
 const (
-	AnyFamily Family = iota
-	IPv4
-	IPv6
+	AnyFamily = endpoint.AnyFamily
+	IPv4      = endpoint.IPv4
+	IPv6      = endpoint.IPv6
 )
 
 // Timing holds the phase budgets of a detection. The zero value uses the
@@ -117,9 +117,7 @@ func (t Timing) withDefaults() Timing {
 }
 
 // Resolver looks up host names (net.Resolver fits).
-type Resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
+type Resolver = endpoint.Resolver
 
 // Options configure a detection. Zero values mean the documented defaults.
 type Options struct {
@@ -361,40 +359,7 @@ func resolve(ctx context.Context, o Options, ep endpoint.Endpoint) (netip.AddrPo
 	if ep.Transport != "" && ep.Transport != "udp" {
 		return netip.AddrPort{}, fmt.Errorf("detect runs over UDP; %s asks for %s", ep.String(), ep.Transport)
 	}
-	port := uint16(ep.Port)
-	if ip, err := netip.ParseAddr(ep.Host); err == nil {
-		ip = ip.Unmap()
-		switch {
-		case o.Family == IPv4 && !ip.Is4():
-			return netip.AddrPort{}, fmt.Errorf("%s is an IPv6 address and IPv4 was asked for", ip)
-		case o.Family == IPv6 && ip.Is4():
-			return netip.AddrPort{}, fmt.Errorf("%s is an IPv4 address and IPv6 was asked for", ip)
-		}
-		return netip.AddrPortFrom(ip, port), nil
-	}
-	network := "ip"
-	switch o.Family {
-	case IPv4:
-		network = "ip4"
-	case IPv6:
-		network = "ip6"
-	}
-	ips, err := o.Resolver.LookupNetIP(ctx, network, ep.Host)
-	if err != nil {
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-			return netip.AddrPort{}, fmt.Errorf("cannot resolve %s: no such host", ep.Host)
-		}
-		return netip.AddrPort{}, fmt.Errorf("cannot resolve %s: %w", ep.Host, err)
-	}
-	for _, ip := range ips {
-		ip = ip.Unmap()
-		if (o.Family == IPv4 && !ip.Is4()) || (o.Family == IPv6 && ip.Is4()) {
-			continue
-		}
-		return netip.AddrPortFrom(ip, port), nil
-	}
-	return netip.AddrPort{}, fmt.Errorf("%s has no address of the family asked for", ep.Host)
+	return endpoint.Resolve(ctx, o.Resolver, ep, o.Family)
 }
 
 // reach returns a context bounding one request by Timing.Reach.

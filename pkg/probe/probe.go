@@ -45,13 +45,13 @@ func ParseTransport(s string) (Transport, error) {
 }
 
 // Family restricts the address family used.
-type Family int
+type Family = endpoint.Family
 
 // Families.
 const (
-	AnyFamily Family = iota
-	IPv4
-	IPv6
+	AnyFamily = endpoint.AnyFamily
+	IPv4      = endpoint.IPv4
+	IPv6      = endpoint.IPv6
 )
 
 // DefaultServers are well-known public STUN servers, used by the CLI when
@@ -63,9 +63,7 @@ var DefaultServers = []string{
 }
 
 // Resolver looks up host names (net.Resolver fits).
-type Resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
+type Resolver = endpoint.Resolver
 
 // Options configure a probe. Zero values mean the documented defaults.
 type Options struct {
@@ -259,40 +257,7 @@ func listenUDP(o Options, v4 bool) (net.PacketConn, error) {
 // resolve picks the server's address: an IP literal as is, else the first
 // address of the family wanted.
 func resolve(ctx context.Context, o Options, ep endpoint.Endpoint) (netip.AddrPort, error) {
-	port := uint16(ep.Port)
-	if ip, err := netip.ParseAddr(ep.Host); err == nil {
-		ip = ip.Unmap()
-		switch {
-		case o.Family == IPv4 && !ip.Is4():
-			return netip.AddrPort{}, fmt.Errorf("%s is an IPv6 address and IPv4 was asked for", ip)
-		case o.Family == IPv6 && ip.Is4():
-			return netip.AddrPort{}, fmt.Errorf("%s is an IPv4 address and IPv6 was asked for", ip)
-		}
-		return netip.AddrPortFrom(ip, port), nil
-	}
-	network := "ip"
-	switch o.Family {
-	case IPv4:
-		network = "ip4"
-	case IPv6:
-		network = "ip6"
-	}
-	ips, err := o.Resolver.LookupNetIP(ctx, network, ep.Host)
-	if err != nil {
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-			return netip.AddrPort{}, fmt.Errorf("cannot resolve %s: no such host", ep.Host)
-		}
-		return netip.AddrPort{}, fmt.Errorf("cannot resolve %s: %w", ep.Host, err)
-	}
-	for _, ip := range ips {
-		ip = ip.Unmap()
-		if (o.Family == IPv4 && !ip.Is4()) || (o.Family == IPv6 && ip.Is4()) {
-			continue
-		}
-		return netip.AddrPortFrom(ip, port), nil
-	}
-	return netip.AddrPort{}, fmt.Errorf("%s has no address of the family asked for", ep.Host)
+	return endpoint.Resolve(ctx, o.Resolver, ep, o.Family)
 }
 
 // localFor returns the local address used towards server over UDP: the
