@@ -11,6 +11,7 @@ import (
 	"github.com/natkit/natkit/pkg/detect"
 	"github.com/natkit/natkit/pkg/detect/detecttest"
 	"github.com/natkit/natkit/pkg/endpoint"
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/stunclient/stunclienttest"
 )
 
@@ -42,7 +43,7 @@ func bs(b *bool) string {
 // loopback (no NAT) and against servers that misbehave: those must be
 // reported as such, never as a NAT type.
 func TestRunLoopback(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	tests := []struct {
 		name      string
 		behavior  detecttest.Behavior
@@ -99,7 +100,7 @@ func TestRunLoopback(t *testing.T) {
 // TestRunPlainServers: without RFC 5780, several servers still tell that
 // the mapping does not vary by destination; the type stays unknown.
 func TestRunPlainServers(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	a := stunclienttest.New(t, stunclienttest.Behavior{})
 	b := stunclienttest.New(t, stunclienttest.Behavior{Classic: true})
 	rep, err := detect.Run(context.Background(), detect.Options{Servers: eps(t, a.Addr.String(), b.Addr.String()), Timing: fast})
@@ -116,7 +117,7 @@ func TestRunPlainServers(t *testing.T) {
 
 // TestRunNoAnswer: nothing answers → udp-blocked, within the budget.
 func TestRunNoAnswer(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/endpoint"
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/probe"
 	"github.com/natkit/natkit/pkg/stunclient"
 	"github.com/natkit/natkit/pkg/stunclient/stunclienttest"
@@ -48,7 +49,7 @@ func run(t *testing.T, o probe.Options) probe.Report {
 }
 
 func TestRunAgainstServers(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	a := stunclienttest.New(t, stunclienttest.Behavior{})
 	b := stunclienttest.New(t, stunclienttest.Behavior{Classic: true, Drop: 1})
 	p := stunclienttest.NewPion(t)
@@ -79,7 +80,7 @@ func TestRunAgainstServers(t *testing.T) {
 }
 
 func TestRunFailures(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	silent := stunclienttest.New(t, stunclienttest.Behavior{Silent: true})
 	refuse := stunclienttest.New(t, stunclienttest.Behavior{ErrorCode: 401, Reason: "Unauthorized"})
 	ok := stunclienttest.New(t, stunclienttest.Behavior{})
@@ -118,7 +119,7 @@ func (f fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]ne
 }
 
 func TestFamilies(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	v4 := stunclienttest.New(t, stunclienttest.Behavior{})
 	v6 := stunclienttest.NewOn(t, "[::1]:0", stunclienttest.Behavior{})
 	if v4.Addr.Port() == v6.Addr.Port() {
@@ -165,7 +166,7 @@ func itoa(p uint16) string {
 }
 
 func TestStreams(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	p := stunclienttest.NewPion(t)
 	tests := []struct {
 		name    string
@@ -196,7 +197,7 @@ func TestStreams(t *testing.T) {
 }
 
 func TestLocalBind(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	s := stunclienttest.New(t, stunclienttest.Behavior{})
 	pc, _ := net.ListenPacket("udp4", "127.0.0.1:0")
 	port := pc.LocalAddr().(*net.UDPAddr).AddrPort().Port()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunclient"
 	"github.com/natkit/natkit/pkg/stunclient/stunclienttest"
@@ -158,7 +159,7 @@ func TestPacketBehaviors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stunclienttest.NoLeaks(t)
+			leaktest.Check(t)
 			s := stunclienttest.New(t, tt.b)
 			pc := listen(t)
 			cfg := fast
@@ -181,7 +182,7 @@ func TestPacketBehaviors(t *testing.T) {
 // TestConcurrentTransactions runs many transactions on one socket to two
 // servers at once: each answer must reach its own transaction.
 func TestConcurrentTransactions(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	a := stunclienttest.New(t, stunclienttest.Behavior{Software: "a"})
 	b := stunclienttest.New(t, stunclienttest.Behavior{Software: "b", Delay: 5 * time.Millisecond})
 	pc := listen(t)
@@ -211,7 +212,7 @@ func TestConcurrentTransactions(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	s := stunclienttest.New(t, stunclienttest.Behavior{Silent: true})
 	pc := listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -231,7 +232,7 @@ func TestCancel(t *testing.T) {
 
 // TestExtraAttributes checks that caller attributes reach the server.
 func TestExtraAttributes(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	srv := listen(t)
 	got := make(chan *stun.Message, 1)
 	go func() {
@@ -260,7 +261,7 @@ func TestExtraAttributes(t *testing.T) {
 // TestPion runs transactions against pion/turn, an independent
 // implementation, over UDP, TCP and TLS.
 func TestPion(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	p := stunclienttest.NewPion(t)
 	ctx := context.Background()
 	t.Run("udp", func(t *testing.T) {
@@ -307,7 +308,7 @@ func TestPion(t *testing.T) {
 // TestStreamFraming serves a stray message and then the answer split
 // across writes.
 func TestStreamFraming(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,9 +17,9 @@ import (
 	engine "github.com/natkit/natkit/pkg/detect"
 	"github.com/natkit/natkit/pkg/detect/detecttest"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/probe"
 	"github.com/natkit/natkit/pkg/render"
-	"github.com/natkit/natkit/pkg/stunclient/stunclienttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -219,7 +219,7 @@ var fast = engine.Timing{Reach: 600 * time.Millisecond, Filter: 200 * time.Milli
 // TestRunLive runs the real engine against the fake RFC 5780 server on
 // loopback (no NAT: open internet).
 func TestRunLive(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	s := detecttest.New(t, detecttest.Behavior{Software: "fake-5780"})
 	for _, tc := range []struct {
 		name string
@@ -255,7 +255,7 @@ func stripTests(s string) string {
 // TestRunIgnoresChangeRequest: a server that ignores CHANGE-REQUEST is
 // reported as such, with exit 1, never as a NAT type.
 func TestRunIgnoresChangeRequest(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	s := detecttest.New(t, detecttest.Behavior{IgnoreChange: true})
 	o := &DetectOptions{Servers: []string{s.Addr.String()},
 		Run: func(ctx context.Context, eo engine.Options) (engine.Report, error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/leaktest"
 	engine "github.com/natkit/natkit/pkg/probe"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/stunclient/stunclienttest"
@@ -177,7 +178,7 @@ func TestRunCanned(t *testing.T) {
 
 // TestRunLive runs the real engine against in-process servers on loopback.
 func TestRunLive(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	a := stunclienttest.New(t, stunclienttest.Behavior{Software: "fake-a"})
 	b := stunclienttest.New(t, stunclienttest.Behavior{Classic: true, Software: "fake-b"})
 	for _, tc := range []struct {
@@ -198,7 +199,7 @@ func TestRunLive(t *testing.T) {
 
 // TestRunNoAnswer: nobody answers → the report, then exit 1 with one line.
 func TestRunNoAnswer(t *testing.T) {
-	stunclienttest.NoLeaks(t)
+	leaktest.Check(t)
 	s := stunclienttest.New(t, stunclienttest.Behavior{Silent: true})
 	for _, json := range []bool{false, true} {
 		o := &ProbeOptions{Transport: "udp", Count: 1, DefaultServers: []string{s.Addr.String()},

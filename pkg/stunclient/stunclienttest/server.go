@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -169,23 +168,4 @@ func (s *Server) answer(req *stun.Message, from netip.AddrPort) [][]byte {
 	b.AddString(stun.AttrSoftware, s.b.Software)
 	b.AddFingerprint()
 	return [][]byte{b.Bytes()}
-}
-
-// NoLeaks fails t if, after its other cleanups, more goroutines run than
-// when it was called. Call it first in a test so that it runs last.
-func NoLeaks(t testing.TB) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(3 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				n := runtime.Stack(buf, true)
-				t.Errorf("goroutines leaked: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:n])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
 }
