@@ -1,5 +1,6 @@
-// Package daemon runs the servers of `natkit serve` together — today STUN —
-// with health and Prometheus metrics over HTTP, and stops them cleanly.
+// Package daemon runs the servers of `natkit serve` together — STUN, the
+// TURN relay sharing STUN's port, and the rendezvous server — with health
+// and Prometheus metrics over HTTP, and stops them cleanly.
 package daemon
 
 import (
@@ -14,7 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stunserver"
+	"github.com/natkit/natkit/pkg/turnserver"
 )
 
 // DefaultShutdownTimeout bounds the drain on SIGTERM or cancellation.
@@ -24,6 +27,17 @@ const DefaultShutdownTimeout = 5 * time.Second
 type Config struct {
 	// STUN configures the STUN server; nil turns it off.
 	STUN *stunserver.Config
+	// TURN configures the TURN relay; nil turns it off. With STUN on, TURN
+	// shares STUN's primary UDP address, TCP and TLS (RFC 8656 §4: one
+	// port for both): the STUN server keeps Binding and hands TURN the rest
+	// (stunserver.Config.Share), so TURN's own socket settings (Addr,
+	// NoUDP, NoTCP, TLS, TLSAddr, UDPSockets, PacketConns, Listeners,
+	// TLSListeners) are replaced by STUN's sockets, TLS ending in the STUN
+	// server. Without STUN, TURN binds its own.
+	TURN *turnserver.Config
+	// Rendezvous configures the rendezvous server for `natkit punch`; nil
+	// turns it off.
+	Rendezvous *rendezvous.Config
 	// HTTPAddr serves /healthz and /metrics; "" turns HTTP off.
 	HTTPAddr string
 	// ShutdownTimeout bounds the drain: 0 means DefaultShutdownTimeout.
@@ -36,12 +50,15 @@ type Config struct {
 
 // Listener is one listening socket of one service.
 type Listener struct {
-	Service string // "stun", "http"
+	Service string // "stun", "turn", "rendezvous", "http"
 	Network string // "udp", "tcp", "tls"
 	Addr    netip.AddrPort
 	// Role is the RFC 5780 role of a STUN UDP socket ("primary",
 	// "alt-port", "alt-ip", "alt-ip-port"), else "".
 	Role string
+	// SharedWith names the service whose socket this is ("stun" for TURN
+	// on the STUN port), else "".
+	SharedWith string
 }
 
 func (l Listener) String() string {
@@ -49,15 +66,21 @@ func (l Listener) String() string {
 	if l.Role != "" {
 		s += " (" + l.Role + ")"
 	}
+	if l.SharedWith != "" {
+		s += " (shared with " + l.SharedWith + ")"
+	}
 	return s
 }
 
 // Daemon is the set of servers `natkit serve` runs.
 type Daemon struct {
-	cfg  Config
-	stun *stunserver.Server
-	http *http.Server
-	hln  net.Listener
+	cfg        Config
+	stun       *stunserver.Server
+	turn       *turnserver.Server
+	turnLs     []Listener
+	rendezvous *rendezvous.Server
+	http       *http.Server
+	hln        net.Listener
 
 	started   time.Time
 	stopping  atomic.Bool
@@ -78,23 +101,48 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.STUN == nil && cfg.HTTPAddr == "" {
+	if cfg.STUN == nil && cfg.TURN == nil && cfg.Rendezvous == nil && cfg.HTTPAddr == "" {
 		return nil, errors.New("daemon: no server to run")
 	}
 	d := &Daemon{cfg: cfg}
+	// TURN and STUN close one after the other (closeServers): with both,
+	// each gets half the drain.
+	budget := cfg.ShutdownTimeout
+	if cfg.STUN != nil && cfg.TURN != nil {
+		budget /= 2
+	}
 	if cfg.STUN != nil {
 		sc := *cfg.STUN
 		if sc.Logger == nil {
 			sc.Logger = cfg.Logger
 		}
-		if sc.ShutdownTimeout == 0 || sc.ShutdownTimeout > cfg.ShutdownTimeout {
-			sc.ShutdownTimeout = cfg.ShutdownTimeout
+		if sc.ShutdownTimeout == 0 || sc.ShutdownTimeout > budget {
+			sc.ShutdownTimeout = budget
 		}
+		sc.Share = cfg.TURN != nil
 		s, err := stunserver.New(sc)
 		if err != nil {
 			return nil, err
 		}
 		d.stun = s
+	}
+	if cfg.TURN != nil {
+		if err := d.newTURN(*cfg.TURN, budget); err != nil {
+			d.closeServers()
+			return nil, err
+		}
+	}
+	if cfg.Rendezvous != nil {
+		rc := *cfg.Rendezvous
+		if rc.Logger == nil {
+			rc.Logger = cfg.Logger
+		}
+		r, err := rendezvous.New(rc)
+		if err != nil {
+			d.closeServers()
+			return nil, err
+		}
+		d.rendezvous = r
 	}
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -111,6 +159,42 @@ func New(cfg Config) (*Daemon, error) {
 	return d, nil
 }
 
+// newTURN builds the TURN server, on the STUN server's sockets when there
+// is one. The sockets handed over are the TURN server's to close; closing
+// them closes no socket (the STUN server closes those).
+func (d *Daemon) newTURN(tc turnserver.Config, budget time.Duration) error {
+	if tc.Logger == nil {
+		tc.Logger = d.cfg.Logger
+	}
+	if tc.ShutdownTimeout == 0 || tc.ShutdownTimeout > budget {
+		tc.ShutdownTimeout = budget
+	}
+	if d.stun != nil {
+		sh := d.stun.Shared()
+		tc.PacketConns, tc.Listeners, tc.TLSListeners = sh.PacketConns, sh.Listeners, nil
+		tc.TLS, tc.TLSAddr, tc.NoUDP, tc.NoTCP, tc.UDPSockets = nil, netip.AddrPort{}, false, false, 0
+		// Addr still says where the server is, for the peer policy (its
+		// own addresses are denied) and for where relays bind by default.
+		tc.Addr = d.stun.Addr()
+		for _, l := range d.stun.Addrs() {
+			if l.Network != "udp" || l.Role == stunserver.Primary {
+				d.turnLs = append(d.turnLs, Listener{Service: "turn", Network: l.Network, Addr: l.Addr, SharedWith: "stun"})
+			}
+		}
+	}
+	t, err := turnserver.New(tc)
+	if err != nil {
+		return err
+	}
+	d.turn = t
+	if d.stun == nil {
+		for _, l := range t.Addrs() {
+			d.turnLs = append(d.turnLs, Listener{Service: "turn", Network: l.Network, Addr: l.Addr})
+		}
+	}
+	return nil
+}
+
 func unwrapSyscall(err error) error {
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Err != nil {
@@ -119,7 +203,8 @@ func unwrapSyscall(err error) error {
 	return err
 }
 
-// Listeners lists every listening socket, STUN first.
+// Listeners lists every listening socket: STUN's, TURN's (the same ones
+// when they share), the rendezvous server's, then HTTP's.
 func (d *Daemon) Listeners() []Listener {
 	var ls []Listener
 	if d.stun != nil {
@@ -131,6 +216,15 @@ func (d *Daemon) Listeners() []Listener {
 			ls = append(ls, dl)
 		}
 	}
+	ls = append(ls, d.turnLs...)
+	if d.rendezvous != nil {
+		for _, a := range d.rendezvous.Addrs() {
+			ls = append(ls, Listener{Service: "rendezvous", Network: "udp", Addr: a})
+		}
+		for _, a := range d.rendezvous.TCPAddrs() {
+			ls = append(ls, Listener{Service: "rendezvous", Network: "tcp", Addr: a})
+		}
+	}
 	if d.hln != nil {
 		ls = append(ls, Listener{Service: "http", Network: "tcp", Addr: netip.MustParseAddrPort(d.hln.Addr().String())})
 	}
@@ -139,6 +233,12 @@ func (d *Daemon) Listeners() []Listener {
 
 // STUN returns the STUN server, or nil when it is off.
 func (d *Daemon) STUN() *stunserver.Server { return d.stun }
+
+// TURN returns the TURN server, or nil when it is off.
+func (d *Daemon) TURN() *turnserver.Server { return d.turn }
+
+// Rendezvous returns the rendezvous server, or nil when it is off.
+func (d *Daemon) Rendezvous() *rendezvous.Server { return d.rendezvous }
 
 // Serve runs every server until ctx is done or one fails, then stops them
 // all within ShutdownTimeout. It returns nil after a clean stop.
@@ -153,16 +253,26 @@ func (d *Daemon) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	if d.stun != nil {
+	errs := make(chan error, 4)
+	// run serves one server; when it stops, for whatever reason, they all do.
+	run := func(name string, serve func(context.Context) error, closed error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := d.stun.Serve(ctx); err != nil && !errors.Is(err, stunserver.ErrServerClosed) {
-				errs <- fmt.Errorf("stun: %w", err)
+			if err := serve(ctx); err != nil && !errors.Is(err, closed) {
+				errs <- fmt.Errorf("%s: %w", name, err)
 			}
 			cancel()
 		}()
+	}
+	if d.stun != nil {
+		run("stun", d.stun.Serve, stunserver.ErrServerClosed)
+	}
+	if d.turn != nil {
+		run("turn", d.turn.Serve, turnserver.ErrClosed)
+	}
+	if d.rendezvous != nil {
+		run("rendezvous", d.rendezvous.Serve, net.ErrClosed)
 	}
 	if d.http != nil {
 		wg.Add(1)
@@ -200,19 +310,39 @@ func (d *Daemon) Close() error {
 	return d.closeErr
 }
 
+// closeServers stops the servers in order: TURN first — it stops taking
+// clients (closing the listeners and sockets it was handed stops the STUN
+// server passing it any) and releases its allocations — with the
+// rendezvous server alongside, then STUN, whose sockets TURN was using,
+// then HTTP, which answers "stopping" to the end. Each server bounds its
+// own Close.
 func (d *Daemon) closeServers() error {
-	var errs []error
-	var wg sync.WaitGroup
-	if d.stun != nil {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	closeOne := func(name string, close func() error) {
+		defer wg.Done()
+		if err := close(); err != nil {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			mu.Unlock()
+		}
+	}
+	if d.turn != nil {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := d.stun.Close(); err != nil {
-				errs = append(errs, err)
-			}
-		}()
+		go closeOne("turn", d.turn.Close)
+	}
+	if d.rendezvous != nil {
+		wg.Add(1)
+		go closeOne("rendezvous", d.rendezvous.Close)
 	}
 	wg.Wait()
+	if d.stun != nil {
+		wg.Add(1)
+		closeOne("stun", d.stun.Close)
+	}
 	if d.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 		defer cancel()

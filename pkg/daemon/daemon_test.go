@@ -2,17 +2,22 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunserver"
+	"github.com/natkit/natkit/pkg/turnclient"
+	"github.com/natkit/natkit/pkg/turnserver"
 )
 
 func checkLeaks(t *testing.T) {
@@ -187,4 +192,227 @@ func TestNewErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func turnConfig() *turnserver.Config {
+	return &turnserver.Config{
+		Users:      []turnserver.User{{Name: "alice", Password: "wonderland"}},
+		Allow:      []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		RelayPorts: turnserver.PortRange{Min: 20000, Max: 29999},
+		RelayIP:    netip.MustParseAddr("127.0.0.1"),
+	}
+}
+
+// TestDaemonAll runs STUN, TURN on STUN's sockets, and rendezvous: the
+// listeners say which is which, TURN relays on the STUN port, and
+// /metrics has every server's counters in a valid exposition.
+func TestDaemonAll(t *testing.T) {
+	checkLeaks(t)
+	d, err := New(Config{
+		STUN:       &stunserver.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), UDPSockets: 2},
+		TURN:       turnConfig(),
+		Rendezvous: &rendezvous.Config{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}},
+		HTTPAddr:   "127.0.0.1:0",
+		Version:    "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var udp, httpAddr netip.AddrPort
+	for _, l := range d.Listeners() {
+		got = append(got, l.Service+"/"+l.Network)
+		switch {
+		case l.Service == "turn" && l.Network == "udp":
+			udp = l.Addr
+			if l.String() != "turn: listening on udp "+l.Addr.String()+" (shared with stun)" {
+				t.Errorf("line %q", l)
+			}
+		case l.Service == "http":
+			httpAddr = l.Addr
+		}
+	}
+	if strings.Join(got, " ") != "stun/udp stun/udp stun/tcp turn/udp turn/tcp rendezvous/udp rendezvous/tcp http/tcp" {
+		t.Fatalf("listeners %v", got)
+	}
+	if udp != d.STUN().Addr() {
+		t.Errorf("turn on %v, stun on %v", udp, d.STUN().Addr())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+
+	pc, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ectx, ecancel := context.WithCancel(context.Background())
+	edone := make(chan struct{})
+	go func() { turnclient.Echo(ectx, pc, nil); close(edone) }()
+	defer func() { ecancel(); <-edone }()
+	tctx, tcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer tcancel()
+	c, err := turnclient.Dial(tctx, turnclient.Config{Server: udp, Username: "alice", Password: "wonderland"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Allocate(tctx); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := c.ChannelBind(tctx, 0, netip.MustParseAddrPort(pc.LocalAddr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SendChannel(ch, []byte("x"))
+	select {
+	case <-c.Packets():
+	case <-tctx.Done():
+		t.Fatal("no echo")
+	}
+
+	wants := []string{
+		`natkit_turn_allocations 1`,
+		`natkit_turn_allocations_total 1`,
+		`natkit_turn_challenges_total 1`,
+		`natkit_turn_relayed_packets_total{direction="to_peer"} 1`,
+		`natkit_turn_relayed_packets_total{direction="from_peer"} 1`,
+		`natkit_stun_messages_total{transport="udp",verdict="forwarded"} 4`,
+		`natkit_stun_udp_forward_dropped_total 0`,
+		`natkit_stun_connections_forwarded_total 0`,
+		`natkit_rendezvous_sessions 0`,
+		`natkit_rendezvous_messages_total 0`,
+	}
+	// A relay goroutine counts its datagram just after sending it: the echo
+	// can be back first.
+	var body string
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var code int
+		code, body = get(t, "http://"+httpAddr.String()+"/metrics")
+		if code != 200 {
+			t.Fatalf("/metrics: %d", code)
+		}
+		missing := 0
+		for _, want := range wants {
+			if !strings.Contains(body, want+"\n") {
+				missing++
+				if time.Now().After(deadline) {
+					t.Errorf("/metrics lacks %q", want)
+				}
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	checkExposition(t, body)
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if n := d.TURN().Stats().Allocations; n != 0 {
+		t.Errorf("%d allocations after Serve", n)
+	}
+}
+
+// TestDaemonTURNAlone: without STUN, TURN binds its own sockets.
+func TestDaemonTURNAlone(t *testing.T) {
+	checkLeaks(t)
+	tc := turnConfig()
+	tc.Addr = netip.MustParseAddrPort("127.0.0.1:0")
+	tc.UDPSockets = 1
+	d, err := New(Config{TURN: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range d.Listeners() {
+		got = append(got, l.String())
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], "turn: listening on udp 127.0.0.1:") || strings.Contains(got[0], "shared") {
+		t.Errorf("listeners %q", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNewErrorsCloseEverything: a server that cannot start leaves nothing
+// open: the STUN port it bound is free again.
+func TestNewErrorsCloseEverything(t *testing.T) {
+	checkLeaks(t)
+	busy, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	badTURN := turnConfig()
+	badTURN.Users = nil
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want func(error) bool
+	}{
+		{"turn without credentials", Config{TURN: badTURN}, func(err error) bool { return errors.Is(err, turnserver.ErrConfig) }},
+		{"turn users file missing", Config{TURN: &turnserver.Config{UsersFile: "/nonexistent/users"}}, func(err error) bool { return errors.Is(err, turnserver.ErrConfig) }},
+		{"rendezvous port in use", Config{TURN: turnConfig(), Rendezvous: &rendezvous.Config{Addrs: []netip.AddrPort{netip.MustParseAddrPort(busy.LocalAddr().String())}}},
+			func(err error) bool { return strings.Contains(err.Error(), "address already in use") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			port := freeUDPTCPPort(t)
+			tt.cfg.STUN = &stunserver.Config{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), AltPort: stunserver.AnyPort, UDPSockets: 2}
+			d, err := New(tt.cfg)
+			if err == nil {
+				d.Close()
+				t.Fatal("New succeeded")
+			}
+			if !tt.want(err) {
+				t.Errorf("error %v", err)
+			}
+			for _, network := range []string{"udp4", "tcp4"} {
+				addr := "127.0.0.1:" + strconv.Itoa(port)
+				var c io.Closer
+				if network == "udp4" {
+					c, err = net.ListenPacket(network, addr)
+				} else {
+					c, err = net.Listen(network, addr)
+				}
+				if err != nil {
+					t.Errorf("%s %s still bound: %v", network, addr, err)
+					continue
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+func freeUDPTCPPort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp4", pc.LocalAddr().String())
+		pc.Close()
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
 }

@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stunserver"
+	"github.com/natkit/natkit/pkg/turnserver"
 )
 
 // metrics serves the Prometheus text exposition format (version 0.0.4).
@@ -32,6 +34,12 @@ func (d *Daemon) WriteMetrics(out io.Writer) error {
 			[]sample{{labels: label("rfc5780", d.stun.Mode().String()), value: 1}})
 		writeSTUN(w, d.stun.Stats())
 	}
+	if d.turn != nil {
+		writeTURN(w, d.turn.Stats())
+	}
+	if d.rendezvous != nil {
+		writeRendezvous(w, d.rendezvous.Stats())
+	}
 	return w.w.Flush()
 }
 
@@ -42,7 +50,7 @@ func writeSTUN(w *promWriter, st stunserver.Stats) {
 			sample{labels: label("transport", "udp") + "," + label("verdict", v.String()), value: float64(st.UDP[v])},
 			sample{labels: label("transport", "stream") + "," + label("verdict", v.String()), value: float64(st.Stream[v])})
 	}
-	w.metric("natkit_stun_messages_total", "counter", "STUN messages received, by transport (udp, stream = tcp and tls) and what the server did with them (drop_rate_limit: an answer withheld by the per-source limit).", msgs)
+	w.metric("natkit_stun_messages_total", "counter", "STUN messages received, by transport (udp, stream = tcp and tls) and what the server did with them (drop_rate_limit: an answer withheld by the per-source limit; forwarded: handed to TURN on the shared port).", msgs)
 	one := func(name, typ, help string, v uint64) { w.metric(name, typ, help, []sample{{value: float64(v)}}) }
 	one("natkit_stun_udp_batches_total", "counter", "UDP receive system calls that returned datagrams.", st.UDPBatches)
 	one("natkit_stun_udp_read_errors_total", "counter", "Failed UDP receive system calls.", st.UDPReadErrors)
@@ -54,6 +62,45 @@ func writeSTUN(w *promWriter, st stunserver.Stats) {
 	one("natkit_stun_connections_idle_closed_total", "counter", "Connections closed by the idle timeout.", st.ConnsIdle)
 	one("natkit_stun_connections_bad_closed_total", "counter", "Connections closed for bad framing or a failed TLS handshake.", st.ConnsBad)
 	one("natkit_stun_connections_open", "gauge", "Open TCP and TLS connections.", st.ConnsOpen)
+	one("natkit_stun_udp_forward_dropped_total", "counter", "Datagrams for TURN (verdict forwarded) dropped because TURN's queue was full.", st.UDPForwardDropped)
+	one("natkit_stun_connections_forwarded_total", "counter", "TCP and TLS connections handed to TURN at their first TURN message.", st.ConnsForwarded)
+}
+
+func writeTURN(w *promWriter, st turnserver.Stats) {
+	one := func(name, typ, help string, v int64) { w.metric(name, typ, help, []sample{{value: float64(v)}}) }
+	one("natkit_turn_allocations", "gauge", "Live TURN allocations.", st.Allocations)
+	one("natkit_turn_users", "gauge", "Users with a live allocation.", st.Users)
+	one("natkit_turn_allocations_total", "counter", "Allocations created.", st.AllocationsTotal)
+	one("natkit_turn_allocations_released_total", "counter", "Allocations released or expired.", st.Released)
+	one("natkit_turn_challenges_total", "counter", "401 answers (challenges and failed authentications).", st.Challenges)
+	one("natkit_turn_challenges_dropped_total", "counter", "Requests left unanswered because their source had spent its 401 budget.", st.ChallengesDropped)
+	one("natkit_turn_auth_failures_total", "counter", "Requests with a wrong username, realm or MESSAGE-INTEGRITY.", st.AuthFailures)
+	one("natkit_turn_wrong_credentials_total", "counter", "441 answers: a request on an allocation under another username.", st.WrongCredentials)
+	one("natkit_turn_quota_rejections_total", "counter", "486 and 508 answers: a user's or the server's allocation quota was full.", st.QuotaRejections)
+	one("natkit_turn_peer_denied_total", "counter", "Permissions, channels and Send indications refused by the peer policy.", st.PeerDenied)
+	one("natkit_turn_relay_denied_total", "counter", "Relayed datagrams dropped by the peer policy.", st.RelayDenied)
+	one("natkit_turn_refusals_total", "counter", "Error answers given by natkit's policy layer.", st.Refusals)
+	w.metric("natkit_turn_relayed_packets_total", "counter", "Datagrams relayed, by direction.", []sample{
+		{labels: label("direction", "to_peer"), value: float64(st.RelayedToPeers)},
+		{labels: label("direction", "from_peer"), value: float64(st.RelayedFromPeers)}})
+	one("natkit_turn_dropped_total", "counter", "Client datagrams and frames that were not TURN, or too large.", st.Dropped)
+	one("natkit_turn_connections_refused_total", "counter", "TCP and TLS connections refused (connection limit).", st.ConnsRefused)
+}
+
+func writeRendezvous(w *promWriter, st *rendezvous.Stats) {
+	one := func(name, typ, help string, v int64) { w.metric(name, typ, help, []sample{{value: float64(v)}}) }
+	one("natkit_rendezvous_messages_total", "counter", "Datagrams and TCP frames received.", st.Received.Load())
+	one("natkit_rendezvous_dropped_total", "counter", "Messages dropped: garbage, bad tags, over limits.", st.Dropped.Load())
+	one("natkit_rendezvous_bad_auth_total", "counter", "Signatures or MACs that did not verify.", st.BadAuth.Load())
+	one("natkit_rendezvous_rate_limited_total", "counter", "JOINs refused by the per-source rate limit.", st.RateLimited.Load())
+	one("natkit_rendezvous_stun_answered_total", "counter", "STUN Binding requests answered on the rendezvous port.", st.STUN.Load())
+	one("natkit_rendezvous_sessions_total", "counter", "Sessions created.", st.Sessions.Load())
+	one("natkit_rendezvous_sessions_paired_total", "counter", "Sessions that got their second peer.", st.Paired.Load())
+	one("natkit_rendezvous_joins_refused_total", "counter", "JOINs refused: stale cookie, session full or server busy.", st.Refused.Load())
+	one("natkit_rendezvous_sessions_expired_total", "counter", "Sessions removed on expiry.", st.Expired.Load())
+	one("natkit_rendezvous_sessions", "gauge", "Live sessions.", st.LiveSessions.Load())
+	one("natkit_rendezvous_tcp_connections", "gauge", "Open TCP client connections.", st.TCPConns.Load())
+	one("natkit_rendezvous_tcp_refused_total", "counter", "TCP connections refused (connection limit).", st.TCPRefused.Load())
 }
 
 type sample struct {

@@ -198,6 +198,8 @@ func TestClassifyPorts(t *testing.T) {
 		{"sequential +2 wrapping", seq(l, 65532, 65534, 0, 2, 4, 6), Sequential, "2"},
 		{"sequential down", seq(l, 30010, 30008, 30006, 30004, 30002, 30000), Sequential, "-2"},
 		{"sequential with an old mapping inside", seq(l, 20000, 20001, 19950, 20002, 20003, 20004), Sequential, "1"},
+		{"sequential with two old mappings inside (lab, 5% loss)", seq(l, 20019, 20020, 20021, 20251, 20010, 20022), Sequential, "1"},
+		{"two outliers and a disagreeing delta", seq(l, 20019, 20020, 20021, 20251, 20010, 20024), Random, "nil"},
 		{"random", seq(l, 31234, 5021, 60123, 17800, 44321, 2222), Random, "nil"},
 		{"too few", seq(l, 20000, 20001), UnknownAllocation, "nil"},
 	}

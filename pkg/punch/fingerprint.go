@@ -69,8 +69,9 @@ var errUDPBlocked = errors.New("punch: no UDP answer from the rendezvous server"
 // STUN answers: mapping (RFC 5780 §4.3) from sc towards both server
 // addresses, port allocation from two more sockets, filtering (§4.4) from
 // CHANGE-REQUEST. local is the socket's address on the host's interface.
-// It returns the NAT and the RTT to the server.
-func fingerprint(ctx context.Context, sc *stunclient.PacketConn, server netip.AddrPort, local netip.AddrPort, listen func() (net.PacketConn, error)) (NAT, time.Duration, error) {
+// It returns the NAT and the server's other address (OTHER-ADDRESS, zero
+// when it has none).
+func fingerprint(ctx context.Context, sc *stunclient.PacketConn, server netip.AddrPort, local netip.AddrPort, listen func() (net.PacketConn, error)) (NAT, netip.AddrPort, error) {
 	n := NAT{MappingBehavior: Unknown, FilteringBehavior: Unknown, PortAllocation: Unknown, NATType: Unknown}
 	n.LocalAddress = strp(local.String())
 	cctx, cancel := context.WithTimeout(ctx, fpBindingTimeout)
@@ -79,9 +80,9 @@ func fingerprint(ctx context.Context, sc *stunclient.PacketConn, server netip.Ad
 	if err != nil {
 		if ctx.Err() == nil {
 			n.NATType = TypeUDPBlocked
-			return n, 0, errUDPBlocked
+			return n, netip.AddrPort{}, errUDPBlocked
 		}
-		return n, 0, ctx.Err()
+		return n, netip.AddrPort{}, ctx.Err()
 	}
 	rtt := r1.RTT
 	n.MappedAddress = strp(r1.Mapped.String())
@@ -154,7 +155,7 @@ func fingerprint(ctx context.Context, sc *stunclient.PacketConn, server netip.Ad
 		last.Close()
 	}
 	n.NATType = classify(n)
-	return n, rtt, nil
+	return n, r1.OtherAddress, nil
 }
 
 // filtering runs RFC 5780 §4.4's tests at once: an answer from the other IP

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/natlab"
 	"github.com/natkit/natkit/pkg/natlab/natlabtest"
 	"github.com/natkit/natkit/pkg/punch"
@@ -38,6 +40,39 @@ func startRendezvous(t *testing.T, l *natlab.Lab) *rendezvous.Server {
 	go func() { defer close(done); s.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return s
+}
+
+// routerDropTCP gives every router the TCP half of the input policy natlab
+// gives them for UDP (OpenWrt's wan zone drops or rejects what is not for
+// an open port): an unsolicited SYN for the router itself is dropped before
+// conntrack confirms it. natlab's routers answer it with a reset after
+// confirming, and the entry left behind (peer → WAN address, port p) makes
+// the NAT give its own host's SYN to that peer another port. With every
+// WAN on one bridge, even a low-TTL SYN reaches the peer's router (it is
+// for the router, so the TTL never expires): without this, TCP
+// simultaneous open in the lab would only work when both SYNs cross within
+// microseconds. (A candidate for natlab's routerInput, as the UDP rule was.)
+func routerDropTCP(t *testing.T, l *natlab.Lab) {
+	t.Helper()
+	const rules = `table ip natkittcp {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname "wan" ct state new meta l4proto tcp drop
+  }
+}
+`
+	for _, n := range l.NATs() {
+		for _, h := range []*natlab.Host{n.Router(), n.Carrier()} {
+			if h == nil {
+				continue
+			}
+			cmd := exec.Command("ip", "netns", "exec", h.NS(), "nft", "-f", "-")
+			cmd.Stdin = strings.NewReader(rules)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: nft: %v: %s", h.Name(), err, out)
+			}
+		}
+	}
 }
 
 // result is one side of a punch run in a lab host.
@@ -85,6 +120,15 @@ func describe(r result) string {
 	}
 	if rep.FailureReason != nil {
 		s += " reason " + string(*rep.FailureReason)
+	}
+	if rep.DirectFailureReason != nil {
+		s += " direct " + string(*rep.DirectFailureReason)
+	}
+	if rep.Relay != nil && rep.Relay.Error != nil {
+		s += " relay-error " + *rep.Relay.Error
+	}
+	if rep.ICE != nil && rep.ICE.SelectedPair != nil {
+		s += " pair " + *rep.ICE.SelectedPair
 	}
 	s += fmt.Sprintf(" self %s/%s/%s", rep.Self.NATType, rep.Self.MappingBehavior, rep.Self.PortAllocation)
 	return s
@@ -138,8 +182,10 @@ func TestLab(t *testing.T) {
 		t.Skip("lab test skipped in -short mode")
 	}
 	natlabtest.Require(t)
+	leaktest.Check(t)
 	bin := natlabtest.Natkit(t)
 	l := natlabtest.New(t, labSpecs()...)
+	routerDropTCP(t, l)
 	startRendezvous(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -257,6 +303,83 @@ func TestLab(t *testing.T) {
 			checkOutcome(t, r, "")
 		}
 	})
+
+	// The modes and the relay, each on the pairs that tell: what connects,
+	// how, and the honest reason where nothing can.
+	modes := []struct {
+		name     string
+		a, b     string // NAT labels; "peer" is the public peer
+		bHost    int    // b's host behind its NAT
+		args     []string
+		relay    bool
+		want     punch.FailureReason
+		path     punch.Path
+		strategy punch.Strategy
+	}{
+		{name: "relay/random-random", a: natlab.SymmetricRandom, b: natlab.SymmetricRandom + "-b", relay: true, path: punch.PathRelay, strategy: punch.StrategyRelay},
+		{name: "relay/udp-blocked-full-cone", a: natlab.UDPBlocked, b: natlab.FullCone, relay: true, path: punch.PathRelay, strategy: punch.StrategyRelay},
+		{name: "ice/full-cone-port-restricted", a: natlab.FullCone, b: natlab.PortRestrictedCone, args: []string{"--ice"}, path: punch.PathDirect, strategy: punch.StrategyICE},
+		{name: "ice/port-restricted-pair", a: natlab.PortRestrictedCone, b: natlab.PortRestrictedCone + "-b", args: []string{"--ice"}, path: punch.PathDirect, strategy: punch.StrategyICE},
+		// A symmetric NAT meets an address-restricted cone through a
+		// peer-reflexive candidate; a port-restricted one it cannot meet
+		// without prediction, which ICE does not do: it fails fast.
+		{name: "ice/sequential-restricted", a: natlab.SymmetricSequential, b: natlab.RestrictedCone, args: []string{"--ice"}, path: punch.PathDirect, strategy: punch.StrategyICE},
+		{name: "ice/sequential-port-restricted", a: natlab.SymmetricSequential, b: natlab.PortRestrictedCone, args: []string{"--ice"}, want: punch.ReasonICEFailed},
+		{name: "ice/random-random", a: natlab.SymmetricRandom, b: natlab.SymmetricRandom + "-b", args: []string{"--ice"}, want: punch.ReasonSymmetricBothRandom},
+		{name: "ice/random-random-relay", a: natlab.SymmetricRandom, b: natlab.SymmetricRandom + "-b", args: []string{"--ice"}, relay: true, path: punch.PathRelay, strategy: punch.StrategyICE},
+		{name: "tcp/full-cone-port-restricted", a: natlab.FullCone, b: natlab.PortRestrictedCone, args: []string{"--tcp"}, path: punch.PathDirect, strategy: punch.StrategyTCP},
+		{name: "tcp/port-restricted-pair", a: natlab.PortRestrictedCone, b: natlab.PortRestrictedCone + "-b", args: []string{"--tcp"}, path: punch.PathDirect, strategy: punch.StrategyTCP},
+		{name: "tcp/reversal-port-restricted", a: "peer", b: natlab.PortRestrictedCone, args: []string{"--tcp"}, path: punch.PathDirect, strategy: punch.StrategyTCP},
+		{name: "tcp/reversal-random", a: "peer", b: natlab.SymmetricRandom, args: []string{"--tcp"}, path: punch.PathDirect, strategy: punch.StrategyTCP},
+		{name: "tcp/udp-blocked-full-cone", a: natlab.UDPBlocked, b: natlab.FullCone, args: []string{"--tcp"}, path: punch.PathDirect, strategy: punch.StrategyTCP},
+		{name: "tcp/same-nat-lan", a: natlab.PortRestrictedCone, b: natlab.PortRestrictedCone, bHost: 1, args: []string{"--tcp"}, path: punch.PathLAN, strategy: punch.StrategyTCP},
+		{name: "tcp/double-nat-restricted", a: natlab.DoubleNAT, b: natlab.RestrictedCone, args: []string{"--tcp"}, path: punch.PathDirect, strategy: punch.StrategyTCP},
+		{name: "tcp/random-port-restricted", a: natlab.SymmetricRandom, b: natlab.PortRestrictedCone, args: []string{"--tcp"}, want: punch.ReasonTCPUnpredictable},
+	}
+	relayArg := startTURN(t, l)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			args := append([]string{"--timeout", "30s"}, m.args...)
+			if m.relay {
+				args = append(args, "--relay", relayArg)
+			}
+			host := func(label string, i int) *natlab.Host {
+				if label == "peer" {
+					return l.Peer()
+				}
+				return l.Host(label, i)
+			}
+			start := time.Now()
+			ra, rb := pair(ctx, t, bin, host(m.a, 0), host(m.b, m.bHost), next(), args...)
+			t.Logf("%s ↔ %s (%v): %s | %s", m.a, m.b, time.Since(start).Round(time.Millisecond), describe(ra), describe(rb))
+			for _, r := range []result{ra, rb} {
+				checkOutcome(t, r, m.want)
+				if m.want != "" {
+					continue
+				}
+				if (m.path != "" && (r.rep.Path == nil || *r.rep.Path != m.path)) || r.rep.Strategy == nil || *r.rep.Strategy != m.strategy {
+					t.Errorf("%s: %s, want path %q strategy %s", m.name, describe(r), m.path, m.strategy)
+				}
+				if m.strategy == punch.StrategyRelay && (r.rep.Relay == nil || r.rep.Relay.RelayedAddress == nil || r.rep.DirectFailureReason == nil) {
+					t.Errorf("%s: relayed, but no relay report: %+v", m.name, r.rep.Relay)
+				}
+				if m.strategy == punch.StrategyICE && (r.rep.ICE == nil || len(r.rep.ICE.LocalCandidates) == 0 || r.rep.ICE.SelectedPair == nil) {
+					t.Errorf("%s: no ICE report: %+v", m.name, r.rep.ICE)
+				}
+				if m.strategy == punch.StrategyTCP && (r.rep.Self.TCP == nil || r.rep.Peer == nil || r.rep.Peer.TCP == nil) {
+					t.Errorf("%s: no TCP mappings in the report", m.name)
+				}
+				if strings.Contains(r.stderr, turnPassword) {
+					t.Errorf("%s: the TURN password is on stderr", m.name)
+				}
+			}
+			if m.want != "" && (ra.took > 8*time.Second || rb.took > 8*time.Second) {
+				t.Errorf("%s: failing took %v and %v, want a fast failure", m.name, ra.took, rb.took)
+			}
+		})
+	}
+	// The relay is only the fallback: without --relay the same pair fails
+	// fast with the direct reason (the matrix), with it the report keeps it.
 
 	t.Run("peer-never-joined", func(t *testing.T) {
 		r := runPunch(ctx, t, bin, l.Host(natlab.FullCone, 0), "--timeout", "5s", next())

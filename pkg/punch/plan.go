@@ -79,6 +79,11 @@ type target struct {
 	// entry it leaves makes the NAT translate the host's packet to another
 	// port (Linux nf_nat avoids the clashing tuple): the hole never opens.
 	prime bool
+	// later: left out of the first burst, probed from the first
+	// retransmission on (primeDelay after GO), so that a preferred path
+	// probed at once (the LAN before the NAT's hairpin) wins the race
+	// when both work.
+	later bool
 }
 
 // plan is what one side does, chosen from both fingerprints.
@@ -131,7 +136,11 @@ func makePlan(self, peer peerView, reverse, wait bool, allow []Strategy) plan {
 		for _, a := range peer.Addrs {
 			add(a, StrategyLAN, true)
 		}
+		lan := len(p.targets)
 		add(peer.Observed, StrategyHairpin, true)
+		if lan > 0 && len(p.targets) > lan {
+			p.targets[lan].later = true
+		}
 		return p
 	}
 	p.sequentialSelf = sequential(self.NAT)

@@ -39,6 +39,7 @@ func TestMakePlan(t *testing.T) {
 		name         string
 		self, peer   peerView
 		reverse      bool
+		allow        []Strategy
 		wantHopeless FailureReason
 		check        func(t *testing.T, p plan)
 	}{
@@ -48,7 +49,13 @@ func TestMakePlan(t *testing.T) {
 			}
 		}},
 		{name: "same NAT: LAN then hairpin", self: cone, peer: sameNAT, check: func(t *testing.T, p plan) {
-			if len(p.targets) != 2 || p.targets[0].strategy != StrategyLAN || p.targets[1].strategy != StrategyHairpin {
+			if len(p.targets) != 2 || p.targets[0].strategy != StrategyLAN || p.targets[1].strategy != StrategyHairpin ||
+				p.targets[0].later || !p.targets[1].later {
+				t.Errorf("%+v", p.targets)
+			}
+		}},
+		{name: "same NAT, hairpin only: at once", self: cone, peer: sameNAT, allow: []Strategy{StrategyHairpin}, check: func(t *testing.T, p plan) {
+			if len(p.targets) != 1 || p.targets[0].strategy != StrategyHairpin || p.targets[0].later {
 				t.Errorf("%+v", p.targets)
 			}
 		}},
@@ -83,7 +90,7 @@ func TestMakePlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := makePlan(tt.self, tt.peer, tt.reverse, false, nil)
+			p := makePlan(tt.self, tt.peer, tt.reverse, false, tt.allow)
 			if p.hopeless != tt.wantHopeless {
 				t.Errorf("hopeless %q, want %q", p.hopeless, tt.wantHopeless)
 			}

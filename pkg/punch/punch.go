@@ -83,6 +83,9 @@ type Options struct {
 	// Relay, when set, is used when every direct strategy fails (and gives
 	// ICE relay candidates).
 	Relay *Relay
+	// STUN is the STUN server for ICE's server-reflexive candidates; zero
+	// means the rendezvous server, which answers STUN on its port.
+	STUN netip.AddrPort
 	// Duration of traffic after connecting, to measure loss; 0 sends a
 	// few RTT probes only.
 	Duration time.Duration
@@ -103,12 +106,16 @@ type Options struct {
 
 // card is what a peer tells the other through the server.
 type card struct {
-	V     int    `json:"v"`
-	Mode  Mode   `json:"mode"`
-	NAT   NAT    `json:"nat"`
-	UDP   bool   `json:"udp"`
-	Relay bool   `json:"relay,omitempty"`
-	TCP   string `json:"tcp,omitempty"` // TCP public address (tcp mode)
+	V     int  `json:"v"`
+	Mode  Mode `json:"mode"`
+	NAT   NAT  `json:"nat"`
+	UDP   bool `json:"udp"`
+	Relay bool `json:"relay,omitempty"`
+	// TCP is the TCP public address, TCPLocal the listener's address on
+	// the host and TCPMapping how the NAT maps TCP (tcp mode).
+	TCP        string `json:"tcp,omitempty"`
+	TCPLocal   string `json:"tcp_local,omitempty"`
+	TCPMapping string `json:"tcp_mapping,omitempty"`
 }
 
 // Errors of Run: bad options only. A punch that fails is a Report.
@@ -171,9 +178,10 @@ type puncher struct {
 	sc       *stunclient.PacketConn
 	rv       atomic.Pointer[rendezvous.Client]
 	eng      atomic.Pointer[engine]
-	extra    []net.PacketConn
 	closers  []func()
 	local    netip.AddrPort
+	tcp      *tcpState    // --tcp
+	ice      *iceGatherer // --ice
 }
 
 func (p *puncher) close() {
@@ -217,7 +225,7 @@ func (p *puncher) run(ctx context.Context) error {
 	// 1. Our NAT, from the server's STUN answers.
 	o.OnProgress("fingerprinting the NAT")
 	listen := func() (net.PacketConn, error) { return o.ListenPacket("udp4", "0.0.0.0:0") }
-	nat, _, ferr := fingerprint(ctx, p.sc, o.Server, p.local, listen)
+	nat, other, ferr := fingerprint(ctx, p.sc, o.Server, p.local, listen)
 	udp := ferr == nil
 	if ferr != nil && !errors.Is(ferr, errUDPBlocked) {
 		p.fail(ReasonTimeout)
@@ -226,30 +234,49 @@ func (p *puncher) run(ctx context.Context) error {
 	self := peerView{NAT: nat, Addrs: []netip.AddrPort{p.local}, UDP: udp}
 	p.rep.Self = PeerInfo{NAT: nat, PrivateAddresses: []string{p.local.String()}, Transport: "udp"}
 
-	// 2. Join, over UDP from the punching socket, or TCP when UDP is blocked.
+	// 2. What the mode needs before the peer comes: the TCP port and its
+	// mapping, or ICE candidates (gathered while we wait).
 	c := card{V: 1, Mode: o.Mode, NAT: nat, UDP: udp, Relay: o.Relay != nil}
-	if o.Mode == ModeTCP {
-		tl, taddr, err := p.tcpPrepare(ctx)
+	switch o.Mode {
+	case ModeTCP:
+		o.OnProgress("learning the TCP mapping")
+		ts, err := p.tcpPrepare(ctx, other)
+		p.tcp = ts
 		if err != nil {
-			p.fail(ReasonRendezvousUnreachable)
-			return nil
+			p.log.Debug("punch: TCP preparation failed", "err", err)
+		} else {
+			c.TCP, c.TCPMapping = ts.mapped.String(), ts.mapping
+			c.TCPLocal = netip.AddrPortFrom(p.local.Addr(), ts.port).String()
+			p.rep.Self.TCP = &TCPInfo{MappedAddress: strp(ts.mapped.String()), MappingBehavior: ts.mapping}
 		}
-		_ = tl
-		c.TCP = taddr.String()
+	case ModeICE:
+		g, err := p.iceStart()
+		if err != nil {
+			return err
+		}
+		p.ice = g
+		p.closers = append(p.closers, g.close)
 	}
+
+	// 3. Join, over UDP from the punching socket, or TCP when UDP is
+	// blocked (from the punching port in TCP mode).
 	cardJSON, _ := json.Marshal(c)
 	cc := rendezvous.ClientConfig{Server: o.Server, Session: p.sess, Card: cardJSON, Addrs: self.Addrs, Logger: p.log}
 	if udp {
 		cc.PacketConn = p.main
 	} else {
 		p.rep.Self.Transport = "tcp"
-		d := net.Dialer{Timeout: 3 * time.Second}
-		tc, err := d.DialContext(ctx, "tcp", o.Server.String())
-		if err != nil {
-			p.fail(ReasonRendezvousUnreachable)
-			return nil
+		if ts := p.tcp; ts != nil && len(ts.server) > 0 {
+			cc.Conn, ts.server = ts.server[0], ts.server[1:] // the client closes it
+		} else {
+			d := net.Dialer{Timeout: tcpDialTimeout}
+			tc, err := d.DialContext(ctx, "tcp", o.Server.String())
+			if err != nil {
+				p.fail(ReasonRendezvousUnreachable)
+				return nil
+			}
+			cc.Conn = tc
 		}
-		cc.Conn = tc
 	}
 	rv, err := rendezvous.NewClient(cc)
 	if err != nil {
@@ -281,7 +308,7 @@ func (p *puncher) run(ctx context.Context) error {
 		p.rep.Self.MappedAddress = strp(joined.Observed.String())
 	}
 
-	// 3. Wait for the peer.
+	// 4. Wait for the peer.
 	o.OnProgress("waiting for the peer to join")
 	waitStart := time.Now()
 	wctx, wcancel := withReserve(ctx, reportReserve)
@@ -302,12 +329,18 @@ func (p *puncher) run(ctx context.Context) error {
 	if pair.PeerTCP {
 		pi.Transport = "tcp"
 	}
+	if pc.TCP != "" {
+		pi.TCP = &TCPInfo{MappedAddress: strp(pc.TCP), MappingBehavior: pc.TCPMapping}
+	}
 	for _, a := range pair.Addrs {
 		pi.PrivateAddresses = append(pi.PrivateAddresses, a.String())
 	}
 	p.rep.Peer = &pi
 	key := p.sess.PunchKey(pair.PairNonce)
+	sig := newSignaller(rv, key, p.log)
+	defer sig.close()
 
+	// 5. Connect.
 	var obs Observation
 	var planned FailureReason
 	switch {
@@ -315,28 +348,37 @@ func (p *puncher) run(ctx context.Context) error {
 		planned = ReasonModeMismatch
 		_, _ = rv.Ready(ctx)
 	case o.Mode == ModeICE:
-		obs, planned = p.runICE(ctx, rv, pair, peer, pc)
+		obs, planned = p.runICE(ctx, sig, pair, self, peer, pc, key)
 	case o.Mode == ModeTCP:
 		obs, planned = p.runTCP(ctx, rv, pair, self, peer, pc, key)
 	default:
 		obs, planned = p.runUDP(ctx, rv, pair, self, peer, key)
 	}
-	if !obs.Success && o.Relay != nil && planned != ReasonModeMismatch && o.Mode != ModeICE {
+	// ICE has its relay candidates; the other modes fall back on the relay
+	// when either side has one.
+	relayTried := false
+	if !obs.Success && (o.Relay != nil || pc.Relay) && planned != ReasonModeMismatch && o.Mode != ModeICE && ctx.Err() == nil {
+		relayTried = true
 		direct := mergeReason(obs, nil, planned)
-		if r, ok := p.runRelay(ctx, rv, pair, key); ok {
+		if r, ok := p.runRelay(ctx, sig, pair, self, peer, pc, key); ok {
 			obs = r
-			p.rep.DirectFailureReason = &direct
+			if p.rep.Path != nil && *p.rep.Path == PathRelay {
+				p.rep.DirectFailureReason = &direct
+			}
 			planned = ""
 		}
 	}
 	obs.Mode = string(o.Mode)
-	if !obs.Success && planned != "" {
-		obs.Reason = planned
-	} else if !udp {
-		obs.Reason = ReasonUDPBlocked
+	if !obs.Success {
+		switch {
+		case planned != "":
+			obs.Reason = planned
+		case !udp && o.Mode != ModeTCP:
+			obs.Reason = ReasonUDPBlocked
+		}
 	}
 
-	// 4. Exchange results through the server: both sides name one reason.
+	// 6. Exchange results through the server: both sides name one reason.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), resultWait+time.Second)
 	res, rerr := rv.Result(rctx, mustJSON(obs), resultWait)
 	rcancel()
@@ -354,8 +396,9 @@ func (p *puncher) run(ctx context.Context) error {
 		if theirs == nil && res.Code == string(ReasonPeerLeft) && planned == "" && obs.PingsReceived+obs.PongsReceived == 0 {
 			r = ReasonPeerLeft
 		}
-		if o.Relay != nil && o.Mode != ModeICE && planned != ReasonModeMismatch {
-			p.rep.DirectFailureReason = &r
+		if relayTried {
+			direct := r
+			p.rep.DirectFailureReason = &direct
 			r = ReasonRelayFailed
 		}
 		p.fail(r)
@@ -436,13 +479,18 @@ func (p *puncher) connected(c conn, pair rendezvous.Pair, peer peerView) {
 }
 
 func (p *puncher) measureUDP(ctx context.Context, e *engine, c conn) {
-	n, iv := measureCount, measureInterval
-	if p.o.Duration > 0 {
-		iv = durationInterval
-		n = max(1, int(p.o.Duration/iv))
-	}
+	n, iv := p.measureCount()
 	rtts, sent := e.measure(ctx, c, n, iv)
 	p.fillMeasure(rtts, sent)
+}
+
+// measureCount is how many RTT probes go out after connecting, and how
+// often: a few, or one every durationInterval over --duration.
+func (p *puncher) measureCount() (int, time.Duration) {
+	if p.o.Duration > 0 {
+		return max(1, int(p.o.Duration/durationInterval)), durationInterval
+	}
+	return measureCount, measureInterval
 }
 
 func (p *puncher) fillMeasure(rtts []time.Duration, sent int) {

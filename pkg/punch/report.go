@@ -40,6 +40,10 @@ const (
 	ReasonOneWayOnly FailureReason = "one-way-only"
 	// ReasonTCPRefused: TCP connection attempts were reset or timed out.
 	ReasonTCPRefused FailureReason = "tcp-failed"
+	// ReasonTCPUnpredictable: a NAT gives each TCP destination its own
+	// port and the other side accepts no unsolicited connection, so no
+	// TCP simultaneous open can meet (--tcp).
+	ReasonTCPUnpredictable FailureReason = "tcp-unpredictable"
 	// ReasonICEFailed: the ICE agent found no working candidate pair.
 	ReasonICEFailed FailureReason = "ice-failed"
 	// ReasonRelayFailed: direct failed, and so did the TURN relay.
@@ -51,7 +55,7 @@ const (
 // FailureReasons lists every code, for documentation and tests.
 var FailureReasons = []FailureReason{ReasonUDPBlocked, ReasonRendezvousUnreachable, ReasonSessionFull, ReasonRefused,
 	ReasonPeerNeverJoined, ReasonPeerLeft, ReasonModeMismatch, ReasonSymmetricBothRandom, ReasonSymmetricUnpredictable,
-	ReasonFilteredNoInbound, ReasonOneWayOnly, ReasonTCPRefused, ReasonICEFailed, ReasonRelayFailed, ReasonTimeout}
+	ReasonFilteredNoInbound, ReasonOneWayOnly, ReasonTCPRefused, ReasonTCPUnpredictable, ReasonICEFailed, ReasonRelayFailed, ReasonTimeout}
 
 // Report is the outcome of a punch, and the JSON document of
 // `natkit punch --json` (schema natkit.punch/v1). Unknowns are null.
@@ -97,8 +101,10 @@ type Report struct {
 	// WaitedForPeerMs is how long this side waited for the other to join.
 	WaitedForPeerMs *float64 `json:"waited_for_peer_ms"`
 	// ICE holds the candidate exchange of --ice.
-	ICE        *ICEReport `json:"ice"`
-	DurationMs float64    `json:"duration_ms"`
+	ICE *ICEReport `json:"ice"`
+	// Relay describes the TURN fallback when it was tried.
+	Relay      *RelayReport `json:"relay"`
+	DurationMs float64      `json:"duration_ms"`
 }
 
 // PeerInfo is one side: its NAT and addresses.
@@ -110,6 +116,36 @@ type PeerInfo struct {
 	PrivateAddresses []string `json:"private_addresses"`
 	// Transport is how it reached the rendezvous server: udp or tcp.
 	Transport string `json:"transport"`
+	// TCP is the side's TCP mapping (--tcp), else null.
+	TCP *TCPInfo `json:"tcp"`
+}
+
+// TCPInfo is how a side's NAT maps TCP, learned from connections to both
+// of the rendezvous server's addresses from the punching port.
+type TCPInfo struct {
+	MappedAddress *string `json:"mapped_address"`
+	// MappingBehavior is endpoint-independent, address-and-port-dependent
+	// or unknown (the server has one address).
+	MappingBehavior string `json:"mapping_behavior"`
+}
+
+// RelayReport is the TURN fallback.
+type RelayReport struct {
+	// Server is the TURN server (null on the side without --relay).
+	Server *string `json:"server"`
+	// Transport is how the allocating side reached it: udp, or tcp when
+	// its UDP is blocked.
+	Transport string `json:"transport"`
+	// AllocatedBy is "self" when this side holds the allocation, "peer"
+	// when it sends to the peer's relayed address.
+	AllocatedBy    string  `json:"allocated_by"`
+	RelayedAddress *string `json:"relayed_address"`
+	// AllocateMs is the Allocate exchange, 401 challenge included;
+	// ConnectMs runs from the start of the fallback to verified two-way
+	// traffic through the relay.
+	AllocateMs *float64 `json:"allocate_ms"`
+	ConnectMs  *float64 `json:"connect_ms"`
+	Error      *string  `json:"error"`
 }
 
 // Attempt is one strategy's probes.
@@ -137,14 +173,21 @@ type Observation struct {
 
 // ICEReport is the candidate exchange of an ICE run.
 type ICEReport struct {
+	// LocalCandidates and RemoteCandidates are SDP attribute values
+	// ("candidate:..." as in a=candidate: lines, RFC 8839 §5.1).
 	LocalCandidates  []string `json:"local_candidates"`
 	RemoteCandidates []string `json:"remote_candidates"`
 	SelectedPair     *string  `json:"selected_pair"`
-	// GatherMs is how long candidate gathering took; NominationWaitMs the
-	// acceptance waits configured for nomination (lowered from pion's
-	// defaults: host 0, srflx 500, prflx 1000, relay 2000 ms).
-	GatherMs         *float64 `json:"gather_ms"`
-	NominationWaitMs float64  `json:"nomination_wait_ms"`
+	// GatherMs is how long candidate gathering took (it runs while the
+	// peer is awaited, before time_to_connect starts); CheckingMs runs
+	// from the start of the connectivity checks to pion's selection.
+	GatherMs   *float64 `json:"gather_ms"`
+	CheckingMs *float64 `json:"checking_ms"`
+	// NominationWaitMs is the acceptance wait that held back the selected
+	// pair's nomination, included in time_to_connect: natkit lowers pion's
+	// defaults (host 0, srflx 500, prflx 1000, relay 2000 ms) to 0 but for
+	// relayed pairs (300 ms, so that a direct pair still wins).
+	NominationWaitMs float64 `json:"nomination_wait_ms"`
 }
 
 // mergeReason decides the failure code from both sides' observations, so

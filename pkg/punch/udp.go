@@ -257,12 +257,12 @@ func (e *engine) run(ctx context.Context, main *sock, p plan, peer peerView, har
 		// Primes first, in window order: a sequential NAT then gives our
 		// flows the ports the peer predicted.
 		for _, t := range targets {
-			if t.prime {
+			if t.prime && !t.later {
 				e.ping(ctx, main, t.addr, t.strategy, primeTTL)
 			}
 		}
 		for _, t := range targets {
-			if !t.prime {
+			if !t.prime && !t.later {
 				e.ping(ctx, main, t.addr, t.strategy, 0)
 			}
 		}
@@ -384,48 +384,11 @@ func (e *engine) measure(ctx context.Context, c conn, n int, interval time.Durat
 	for len(e.pongs) > 0 {
 		<-e.pongs
 	}
-	mine := map[uint64]bool{}
-	deadline := time.Time{}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		if sent < n {
-			id := txid()
-			b := encodeProbe(e.key, probe{kind: kindPing, strategy: c.strategy, from: e.index, ts: int64(time.Since(e.start)), txid: id})
-			if c.sock.write(b, c.remote, 0) == nil {
-				sent++
-				mine[id] = true
-			}
-			if sent == n {
-				deadline = time.Now().Add(max(4*interval, 300*time.Millisecond))
-			}
-		}
-	wait:
-		for {
-			var timeout <-chan time.Time
-			if !deadline.IsZero() {
-				timeout = time.After(time.Until(deadline))
-			}
-			select {
-			case <-ctx.Done():
-				return rtts, sent
-			case p := <-e.pongs:
-				if mine[p.txid] {
-					delete(mine, p.txid)
-					rtts = append(rtts, p.at.Sub(e.start.Add(time.Duration(p.ts))))
-				}
-				if len(rtts) >= sent && sent == n {
-					return rtts, sent
-				}
-			case <-tick.C:
-				if sent < n {
-					break wait
-				}
-			case <-timeout:
-				return rtts, sent
-			}
-		}
+	send := func(id uint64) error {
+		b := encodeProbe(e.key, probe{kind: kindPing, strategy: c.strategy, from: e.index, ts: int64(time.Since(e.start)), txid: id})
+		return c.sock.write(b, c.remote, 0)
 	}
+	return measureRTT(ctx, send, e.pongs, e.start, n, interval)
 }
 
 // pacer is a token bucket shared by every send of a punch.
@@ -483,6 +446,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-func isClosed(err error) bool { return err != nil && (errorsIs(err, net.ErrClosed)) }
+func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
 
-var errorsIs = errors.Is
+// errNoPath: a probe had nowhere to go yet.
+var errNoPath = errors.New("punch: no path to the peer yet")

@@ -98,6 +98,17 @@ type Config struct {
 	RateLimit, RateBurst int
 	NoRateLimit          bool
 
+	// Share splits the primary address with another server, a TURN relay
+	// on the same port (RFC 8656 §4): Binding stays here, while ChannelData
+	// and RFC 5389 messages of other methods go to the PacketConns and
+	// Listeners that Server.Shared returns (see forTURN). The primary UDP
+	// address, TCP and TLS are shared; the RFC 5780 alternates are not.
+	Share bool
+	// ShareQueue bounds the datagrams waiting for the sharer, per socket:
+	// 0 means DefaultShareQueue. Beyond it they are dropped and counted,
+	// so that a slow sharer never holds up Binding.
+	ShareQueue int
+
 	// Logger gets lifecycle events, never per-packet ones: nil discards.
 	Logger *slog.Logger
 }
@@ -179,7 +190,7 @@ func (c Config) withDefaults() (Config, error) {
 		// RFC 8489 §14.14: fewer than 128 characters.
 		return c, fmt.Errorf("%w: software %q is longer than 127 characters", ErrConfig, c.Software)
 	}
-	if c.UDPSockets < 0 || c.Batch < 0 || c.MaxConns < 0 || c.IdleTimeout < 0 || c.MaxMessage < 0 || c.ShutdownTimeout < 0 {
+	if c.UDPSockets < 0 || c.Batch < 0 || c.ShareQueue < 0 || c.MaxConns < 0 || c.IdleTimeout < 0 || c.MaxMessage < 0 || c.ShutdownTimeout < 0 {
 		return c, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
 	if c.UDPSockets == 0 {
@@ -193,6 +204,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Batch > 1024 {
 		return c, fmt.Errorf("%w: batch %d is too large (at most 1024)", ErrConfig, c.Batch)
+	}
+	if c.ShareQueue == 0 {
+		c.ShareQueue = DefaultShareQueue
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns

@@ -34,11 +34,14 @@ const (
 	// DropRateLimit: the answer was not sent because its destination IP
 	// exceeded the per-source rate (UDP only; see Config.RateLimit).
 	DropRateLimit
+	// Forwarded: handed to the server sharing the port (Config.Share), a
+	// TURN message or ChannelData; never answered here.
+	Forwarded
 	numVerdicts
 )
 
 var verdictNames = [numVerdicts]string{"answered", "answered_error", "drop_not_stun", "drop_not_request",
-	"drop_fingerprint", "drop_change", "drop_rate_limit"}
+	"drop_fingerprint", "drop_change", "drop_rate_limit", "forwarded"}
 
 func (v Verdict) String() string {
 	if v < numVerdicts {

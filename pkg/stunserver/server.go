@@ -53,12 +53,25 @@ type udpGroup struct {
 	role  Role
 	local netip.AddrPort
 	conns []*net.UDPConn
+	// shared[i] gets socket i's datagrams for the sharer (Config.Share,
+	// primary group only); nil otherwise.
+	shared []*sharedPacketConn
 }
 
 type streamListener struct {
 	network string // "tcp" or "tls"
 	local   netip.AddrPort
 	ln      net.Listener
+	shared  *sharedListener // Config.Share: streams for the sharer
+}
+
+// newStream makes a stream listener, shared with the sharer if asked.
+func (s *Server) newStream(network string, tcp, ln net.Listener) *streamListener {
+	st := &streamListener{network: network, local: addrOf(tcp.Addr()), ln: ln}
+	if s.cfg.Share {
+		st.shared = newSharedListener(tcp.Addr())
+	}
+	return st
 }
 
 // New validates cfg and binds every socket, so that a port in use or a bad
@@ -104,7 +117,7 @@ func (s *Server) bind() error {
 		if err != nil {
 			return err
 		}
-		s.streams = append(s.streams, &streamListener{network: "tls", local: addrOf(ln.Addr()), ln: newTLSListener(ln, s.cfg.TLS)})
+		s.streams = append(s.streams, s.newStream("tls", ln, newTLSListener(ln, s.cfg.TLS)))
 	}
 	return nil
 }
@@ -117,6 +130,11 @@ func (s *Server) bindPrimary() error {
 		g, err := s.listenUDP(addr, Primary)
 		if err != nil {
 			return err
+		}
+		if s.cfg.Share {
+			for _, c := range g.conns {
+				g.shared = append(g.shared, newSharedPacketConn(c, s.cfg.ShareQueue))
+			}
 		}
 		s.udp = append(s.udp, g)
 		addr = g.local
@@ -143,7 +161,7 @@ func (s *Server) bindPrimary() error {
 		if err != nil {
 			return err
 		}
-		s.streams = append(s.streams, &streamListener{network: "tcp", local: addrOf(ln.Addr()), ln: ln})
+		s.streams = append(s.streams, s.newStream("tcp", ln, ln))
 	}
 	return nil
 }
@@ -382,13 +400,21 @@ func (s *Server) Close() error {
 	return s.closeEr
 }
 
+// closeSockets closes every socket, and what was shared of them in case
+// the sharer has not (that part is idempotent and closes no socket).
 func (s *Server) closeSockets() {
 	for _, g := range s.udp {
+		for _, p := range g.shared {
+			p.Close()
+		}
 		for _, c := range g.conns {
 			c.Close()
 		}
 	}
 	for _, st := range s.streams {
+		if st.shared != nil {
+			st.shared.Close()
+		}
 		st.ln.Close()
 	}
 }
@@ -408,6 +434,7 @@ func (s *Server) Stats() Stats {
 		st.UDPBatches += w.batches.Load()
 		st.UDPChanged += w.changed.Load()
 		st.UDPResponsePort += w.responsePort.Load()
+		st.UDPForwardDropped += w.fwdDropped.Load()
 	}
 	for i := range st.Stream {
 		st.Stream[i] = s.stream.verdicts[i].Load()
@@ -417,6 +444,7 @@ func (s *Server) Stats() Stats {
 	st.ConnsOpen = s.stream.open.Load()
 	st.ConnsIdle = s.stream.idle.Load()
 	st.ConnsBad = s.stream.badFramed.Load()
+	st.ConnsForwarded = s.stream.forwarded.Load()
 	return st
 }
 

@@ -20,6 +20,10 @@ type Stats struct {
 	// ones, ConnsIdle those closed by IdleTimeout, ConnsBad those closed
 	// for bad framing or a failed TLS handshake.
 	ConnsAccepted, ConnsRejected, ConnsOpen, ConnsIdle, ConnsBad uint64
+	// With Config.Share: UDP[Forwarded] and Stream[Forwarded] count what
+	// went to the sharer, UDPForwardDropped the datagrams among them that
+	// found its queue full, ConnsForwarded the streams handed over.
+	UDPForwardDropped, ConnsForwarded uint64
 }
 
 // Verdicts lists every verdict, for exposing Stats.UDP and Stats.Stream.
@@ -41,10 +45,12 @@ type workerStats struct {
 	batches      atomic.Uint64
 	changed      atomic.Uint64
 	responsePort atomic.Uint64
+	fwdDropped   atomic.Uint64
 	_            [64]byte
 }
 
 type streamStats struct {
 	verdicts                                  [numVerdicts]atomic.Uint64
 	accepted, rejected, open, idle, badFramed atomic.Uint64
+	forwarded                                 atomic.Uint64
 }

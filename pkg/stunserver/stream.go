@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"time"
 
@@ -46,8 +45,8 @@ func (s *Server) serveStream(st *streamListener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.untrack(c)
-			s.serveConn(c, st.local)
+			handed := s.serveConn(c, st)
+			s.untrack(c, !handed)
 		}()
 	}
 }
@@ -69,8 +68,11 @@ func (s *Server) track(c net.Conn) bool {
 	return true
 }
 
-func (s *Server) untrack(c net.Conn) {
-	c.Close()
+// untrack forgets c, closing it unless it was handed to the sharer.
+func (s *Server) untrack(c net.Conn, close bool) {
+	if close {
+		c.Close()
+	}
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -80,14 +82,17 @@ func (s *Server) untrack(c net.Conn) {
 // serveConn reads STUN messages framed by their length field (RFC 8489
 // §6.2.2: no other framing on TCP and TLS) and answers each Binding request
 // in order. The connection closes on idle, on a message longer than
-// MaxMessage, or on bytes that are not STUN.
-func (s *Server) serveConn(c net.Conn, local netip.AddrPort) {
+// MaxMessage, or on bytes that are not STUN. On a shared listener, the
+// first message for the sharer hands the whole connection over to it
+// (handed is then true and c is the sharer's).
+func (s *Server) serveConn(c net.Conn, st *streamListener) (handed bool) {
+	local := st.local
 	src := addrOf(c.RemoteAddr())
 	if tc, ok := c.(*tls.Conn); ok {
 		_ = tc.SetDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		if err := tc.Handshake(); err != nil {
 			s.stream.badFramed.Add(1)
-			return
+			return false
 		}
 	}
 	br := bufio.NewReaderSize(c, 4096)
@@ -97,32 +102,42 @@ func (s *Server) serveConn(c net.Conn, local netip.AddrPort) {
 	r := NewResponder(s.cfg.Software, Quad{})
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if st.shared != nil {
+			fwd, err := peekTURN(br)
+			if err != nil {
+				s.closeReason(err)
+				return false
+			}
+			if fwd {
+				return s.handOver(c, br, st)
+			}
+		}
 		if _, err := io.ReadFull(br, buf[:stun.HeaderSize]); err != nil {
 			s.closeReason(err)
-			return
+			return false
 		}
 		n, err := stun.MessageLength(buf[:stun.HeaderSize])
 		if err != nil || n > len(buf) || (n-stun.HeaderSize)%4 != 0 {
 			s.stream.badFramed.Add(1)
-			return
+			return false
 		}
 		if _, err := io.ReadFull(br, buf[stun.HeaderSize:n]); err != nil {
 			s.closeReason(err)
-			return
+			return false
 		}
 		rep := r.Respond(buf[:n], src, local, out)
 		resp, v := rep.Msg, rep.Verdict
 		s.stream.verdicts[v].Add(1)
 		if v == DropNotSTUN {
 			s.stream.badFramed.Add(1)
-			return
+			return false
 		}
 		if resp == nil {
 			continue
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		if _, err := c.Write(resp); err != nil {
-			return
+			return false
 		}
 	}
 }

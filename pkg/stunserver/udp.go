@@ -51,6 +51,10 @@ func (s *Server) serveUDP(g *udpGroup, i int, w *workerStats) {
 		mem = mem[respBufSize:]
 	}
 	r := NewResponder(s.cfg.Software, s.quad)
+	var shared *sharedPacketConn
+	if g.shared != nil {
+		shared = g.shared[i]
+	}
 	for {
 		n, err := bc.read(d)
 		if err != nil {
@@ -71,6 +75,16 @@ func (s *Server) serveUDP(g *udpGroup, i int, w *workerStats) {
 		var via uint8 // bit r: some answer leaves from role r
 		for i := 0; i < n; i++ {
 			dg := &d[i]
+			if shared != nil && forTURN(dg.buf[:dg.n]) {
+				// For the server sharing the port (TURN): a copy goes to
+				// its queue, or nowhere when the queue is full.
+				dg.out = nil
+				w.verdicts[Forwarded].Add(1)
+				if !shared.push(dg.buf[:dg.n], dg.src) {
+					w.fwdDropped.Add(1)
+				}
+				continue
+			}
 			rep := r.Respond(dg.buf[:dg.n], dg.src, g.local, dg.outb)
 			msg, v := rep.Msg, rep.Verdict
 			if msg != nil && s.lim != nil && !s.lim.allow(dg.src.Addr(), now) {

@@ -25,9 +25,12 @@ import (
 // Budgets of a lab run.
 const (
 	defaultTimeout = 3 * time.Minute
-	serveReady     = 15 * time.Second // natkit serve must bind its STUN ports within this
-	probeTimeout   = 30 * time.Second // one `natkit probe` in one host
-	stunPort       = 3478             // RFC 8489 section 9 default port
+	// punchMatrixTimeout: with --punch, 45 pairs of the catalogue at up to
+	// punchTimeout each in the worst case, about 1 s each in practice.
+	punchMatrixTimeout = 10 * time.Minute
+	serveReady         = 15 * time.Second // natkit serve must bind its STUN ports within this
+	probeTimeout       = 30 * time.Second // one `natkit probe` in one host
+	stunPort           = 3478             // RFC 8489 section 9 default port
 )
 
 // Options holds the lab command's dependencies, flags and test seams.
@@ -40,6 +43,10 @@ type Options struct {
 	Keep bool
 	Down bool
 	List bool
+	// Punch runs natkit punch between every pair of NATs in PunchMode
+	// (udp, tcp or ice).
+	Punch     bool
+	PunchMode string
 
 	// Executable returns the natkit binary run inside the namespaces
 	// (default os.Executable).
@@ -58,9 +65,17 @@ func NewCmdLab(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 network namespaces and nftables, starts natkit serve on a server with two public
 addresses, runs natkit probe from every host behind every NAT and prints what each
 saw next to what the NAT should do. Everything is removed afterwards unless --keep
-is given; lab --down removes every natkit namespace left behind.`,
+is given; lab --down removes every natkit namespace left behind.
+
+With --punch it also runs natkit punch (meeting on serve's rendezvous server) between
+every pair of NATs, one pair at a time (and between the two hosts each NAT then
+has), and prints the grid: how each pair connected (path/strategy and the time to
+connect) or why not (the failure code). --punch-mode tcp or ice punches with --tcp
+or --ice.`,
 		Example: `  sudo natkit lab
   sudo natkit lab --nat full-cone --nat symmetric-random --keep
+  sudo natkit lab --punch
+  sudo natkit lab --punch --punch-mode ice --nat full-cone --nat port-restricted-cone --json
   sudo natkit lab --down
   natkit lab --list`,
 		Args: cobra.NoArgs,
@@ -70,6 +85,15 @@ is given; lab --down removes every natkit namespace left behind.`,
 			}
 			if opts.List && (len(opts.NATs) > 0 || opts.Keep) {
 				return cmdutil.UsageErrorf("--list prints the catalogue: it takes no --nat or --keep")
+			}
+			if opts.Punch && (opts.Down || opts.List) {
+				return cmdutil.UsageErrorf("--punch runs in a lab: it takes no --down or --list")
+			}
+			if cmd.Flags().Changed("punch-mode") && !opts.Punch {
+				return cmdutil.UsageErrorf("--punch-mode needs --punch")
+			}
+			if _, ok := punchModes[opts.PunchMode]; !ok {
+				return cmdutil.UsageErrorf("--punch-mode %q: use udp, tcp or ice", opts.PunchMode)
 			}
 			for i, name := range opts.NATs {
 				if _, ok := natlab.Lookup(name); !ok {
@@ -83,7 +107,11 @@ is given; lab --down removes every natkit namespace left behind.`,
 			if runF != nil {
 				return runF(opts)
 			}
-			ctx, cancel := f.WithTimeout(cmd.Context(), defaultTimeout)
+			timeout := defaultTimeout
+			if opts.Punch {
+				timeout = punchMatrixTimeout
+			}
+			ctx, cancel := f.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			return run(ctx, opts)
 		},
@@ -93,6 +121,8 @@ is given; lab --down removes every natkit namespace left behind.`,
 	fl.BoolVar(&opts.Keep, "keep", false, "leave the lab running (remove it later with --down)")
 	fl.BoolVar(&opts.Down, "down", false, "remove every namespace natkit lab made")
 	fl.BoolVar(&opts.List, "list", false, "print the NAT catalogue and exit")
+	fl.BoolVar(&opts.Punch, "punch", false, "also run natkit punch between every pair of NATs and print the grid")
+	fl.StringVar(&opts.PunchMode, "punch-mode", "udp", "with --punch: udp, tcp (--tcp) or ice (--ice)")
 	return cmd
 }
 
@@ -135,6 +165,13 @@ func run(ctx context.Context, opts *Options) error {
 	if len(specs) == 0 {
 		specs = natlab.Catalogue()
 	}
+	if opts.Punch {
+		// Two hosts behind each NAT: the grid's diagonal punches between
+		// them.
+		for i := range specs {
+			specs[i].Hosts = 2
+		}
+	}
 
 	opts.IO.StartProgress(fmt.Sprintf("building %d NATs", len(specs)))
 	l, err := natlab.New(ctx, natlab.Config{Logger: opts.Logger}, specs...)
@@ -161,6 +198,24 @@ func run(ctx context.Context, opts *Options) error {
 	}
 	opts.IO.StartProgress("probing from every host")
 	r := probeAll(ctx, l, exe)
+	if opts.Punch {
+		mode := opts.PunchMode
+		if mode == "" {
+			mode = "udp"
+		}
+		opts.IO.StartProgress("waiting for the rendezvous server")
+		rctx, rcancel := context.WithCancel(ctx)
+		server, stop, err := rendezvousFor(rctx, l, exe)
+		if err != nil {
+			rcancel()
+			opts.IO.StopProgress()
+			return err
+		}
+		r.Punch = punchAll(ctx, l, exe, mode, server, opts.IO.StartProgress)
+		rcancel()
+		stop()
+		r.OK = r.OK && r.Punch.OK
+	}
 	opts.IO.StopProgress()
 	r.Kept = opts.Keep
 	r.DurationMs = time.Since(start).Milliseconds()
@@ -186,7 +241,16 @@ func startServe(ctx context.Context, log *slog.Logger, l *natlab.Lab, exe string
 		return fmt.Errorf("start natkit serve in %s: %w", srv.NS(), err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- p.Wait() }()
+	// Process.Wait, not Cmd.Wait: the lab's Close waits for the command
+	// too, and of two Cmd.Waits one never returns (only one receives the
+	// end of the stderr copy).
+	go func() {
+		st, err := p.Process.Wait()
+		if err == nil {
+			err = errors.New(st.String()) // "exit status 1"
+		}
+		exited <- err
+	}()
 	deadline := time.NewTimer(serveReady)
 	defer deadline.Stop()
 	for {

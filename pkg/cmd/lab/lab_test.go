@@ -6,9 +6,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/natlab"
 	"github.com/natkit/natkit/pkg/natlab/natlabtest"
 )
@@ -30,6 +32,12 @@ func TestNewCmdLabFlags(t *testing.T) {
 		{name: "down with nat", args: "--down --nat full-cone", wantCode: cmdutil.ExitUsage, wantErr: "--down removes every lab"},
 		{name: "list with keep", args: "--list --keep", wantCode: cmdutil.ExitUsage, wantErr: "--list prints the catalogue"},
 		{name: "positional", args: "full-cone", wantCode: cmdutil.ExitUsage, wantErr: "unknown command"},
+		{name: "punch", args: "--punch --nat full-cone", want: Options{NATs: []string{"full-cone"}, Punch: true, PunchMode: "udp"}},
+		{name: "punch ice", args: "--punch --punch-mode ice", want: Options{Punch: true, PunchMode: "ice"}},
+		{name: "punch mode alone", args: "--punch-mode tcp", wantCode: cmdutil.ExitUsage, wantErr: "--punch-mode needs --punch"},
+		{name: "punch bad mode", args: "--punch --punch-mode smoke", wantCode: cmdutil.ExitUsage, wantErr: `--punch-mode "smoke": use udp, tcp or ice`},
+		{name: "punch down", args: "--punch --down", wantCode: cmdutil.ExitUsage, wantErr: "--punch runs in a lab"},
+		{name: "punch list", args: "--punch --list", wantCode: cmdutil.ExitUsage, wantErr: "--punch runs in a lab"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,8 +61,11 @@ func TestNewCmdLabFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if tt.want.PunchMode == "" {
+				tt.want.PunchMode = "udp"
+			}
 			if strings.Join(got.NATs, ",") != strings.Join(tt.want.NATs, ",") || got.Keep != tt.want.Keep ||
-				got.Down != tt.want.Down || got.List != tt.want.List {
+				got.Down != tt.want.Down || got.List != tt.want.List || got.Punch != tt.want.Punch || got.PunchMode != tt.want.PunchMode {
 				t.Errorf("options = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -118,5 +129,63 @@ func TestRun(t *testing.T) {
 	}
 	if left, _ := natlab.Down(context.Background(), r.LabID); left != 0 {
 		t.Errorf("run left %d namespaces of lab %s", left, r.LabID)
+	}
+}
+
+// TestRunPunch builds three NATs with two hosts each and runs the punch
+// matrix in them: every pair connects (the diagonal over the LAN), and the
+// text report prints the grid.
+func TestRunPunch(t *testing.T) {
+	natlabtest.Require(t)
+	leaktest.Check(t)
+	exe := natlabtest.Natkit(t)
+	nats := []string{natlab.FullCone, natlab.PortRestrictedCone, natlab.SymmetricRandom}
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			if format == "text" && testing.Short() {
+				t.Skip("one lab is enough in -short mode")
+			}
+			ios, _, out, errOut := iostreams.Test()
+			o := &Options{IO: ios, Globals: &cmdutil.GlobalOptions{JSON: format == "json"}, NATs: nats, Punch: true, PunchMode: "udp",
+				Executable: func() (string, error) { return exe, nil }, Available: natlab.Available}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			err := run(ctx, o)
+			if err != nil {
+				t.Errorf("run = %v\nstdout: %s\nstderr: %s", err, out, errOut)
+			}
+			if format == "text" {
+				text := out.String()
+				t.Logf("\n%s", text)
+				for _, want := range []string{"punch (udp): 6/6 pairs connected", "lan/lan ", "direct/birthday ", "direct/simultaneous "} {
+					if !strings.Contains(text, want) {
+						t.Errorf("text report lacks %q", want)
+					}
+				}
+				return
+			}
+			var r Report
+			if jerr := json.Unmarshal(out.Bytes(), &r); jerr != nil {
+				t.Fatalf("stdout is not one JSON document (%v): %s", jerr, out)
+			}
+			m := r.Punch
+			if m == nil || !r.OK || m.Mode != "udp" || len(m.NATs) != 3 || len(m.Pairs) != 6 || m.Connected != 6 {
+				t.Fatalf("punch matrix: %s", out)
+			}
+			for _, p := range m.Pairs {
+				for _, v := range []PunchView{p.AView, p.BView} {
+					if !v.Success || v.Path == nil || v.TimeToConnectMs == nil || v.RTTMs == nil {
+						t.Errorf("%s ↔ %s: %+v", p.A, p.B, v)
+						continue
+					}
+					if wantLAN := p.A == p.B; wantLAN != (*v.Path == "lan") {
+						t.Errorf("%s ↔ %s: path %s", p.A, p.B, *v.Path)
+					}
+				}
+			}
+			if left, _ := natlab.Down(context.Background(), r.LabID); left != 0 {
+				t.Errorf("run left %d namespaces of lab %s", left, r.LabID)
+			}
+		})
 	}
 }

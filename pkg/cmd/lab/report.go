@@ -22,7 +22,9 @@ type Report struct {
 	NATs            []NATReport   `json:"nats,omitempty"`
 	Removed         *int          `json:"removed,omitempty"` // namespaces removed by --down
 	Catalogue       []natlab.Spec `json:"catalogue,omitempty"`
-	DurationMs      int64         `json:"duration_ms"`
+	// Punch is the --punch matrix.
+	Punch      *PunchMatrix `json:"punch,omitempty"`
+	DurationMs int64        `json:"duration_ms"`
 }
 
 // NATReport is one NAT of the lab with what its hosts saw.
@@ -64,6 +66,9 @@ func renderReport(opts *Options, r Report) error {
 	if !r.OK {
 		verdict = cs.Red(fmt.Sprintf("lab %s: only %d/%d hosts behaved as their NAT should", r.LabID, r.HostsAsExpected, r.Hosts))
 	}
+	if p := r.Punch; p != nil {
+		verdict += fmt.Sprintf("; punch (%s): %d/%d pairs connected", p.Mode, p.Connected, len(p.Pairs))
+	}
 	fmt.Fprintln(opts.IO.Out, verdict)
 	fmt.Fprintf(opts.IO.Out, "server %s (also %s)\n\n", r.Server, strings.Join(r.ServerAddresses[1:], ", "))
 	rows := [][]string{{"NAT", "HOST", "LOCAL", "MAPPED", "EXPECTED", "OK"}}
@@ -91,6 +96,11 @@ func renderReport(opts *Options, r Report) error {
 	}
 	if err := render.Table(opts.IO.Out, rows); err != nil {
 		return err
+	}
+	if r.Punch != nil {
+		if err := renderPunch(opts.IO.Out, r.Punch); err != nil {
+			return err
+		}
 	}
 	if r.Kept {
 		fmt.Fprintf(opts.IO.Out, "\nkept: ip netns list | grep natkit-%s; remove with: natkit lab --down\n", r.LabID)

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -37,8 +39,9 @@ type PunchOptions struct {
 	Rendezvous    string
 	Session       string
 	Relay         string
-	RelayUser     string
-	RelayPassword string
+	RelayUser     string // --user (or --relay-user)
+	RelayPassword string // --password (or --relay-password, $NATKIT_TURN_PASSWORD)
+	STUN          string
 	TCP           bool
 	ICE           bool
 	Duration      time.Duration
@@ -52,8 +55,13 @@ type PunchOptions struct {
 	// Parsed by validate.
 	server     endpoint.Endpoint
 	relay      *endpoint.Endpoint
+	stun       *endpoint.Endpoint
 	strategies []engine.Strategy
 }
+
+// PasswordEnv is read for the TURN password when neither --password nor
+// the URI gives one (as natkit turn does: it keeps the secret out of ps).
+const PasswordEnv = "NATKIT_TURN_PASSWORD"
 
 // NewCmdPunch returns the punch command. runF replaces the run function in
 // tests.
@@ -72,15 +80,28 @@ one side is not behind a NAT. After connecting, two-way traffic is verified and
 the round trip measured (and loss, over --duration).
 
 Without SESSION, a short code is made up and printed on stderr (and in the JSON):
-give it to the other host. With --relay, a TURN server carries the traffic when
-no direct path opens. When punching fails, failure_reason names why with a stable
+give it to the other host. When punching fails, failure_reason names why with a stable
 code (udp-blocked, peer-never-joined, symmetric-both-random, filtered-no-inbound, ...).
+
+--tcp punches TCP instead: both hosts connect to each other at once from the port
+their NAT mapped towards the rendezvous server (TCP simultaneous open), and accept
+on it too. --ice runs a full ICE exchange (pion/ice) instead of
+natkit's strategies: host, server-reflexive (from the rendezvous server, or --stun)
+and, with --relay, relayed candidates, trickled through the rendezvous server; -v
+prints them as a=candidate: lines. Both hosts must give the same mode.
+
+--relay TURN-URI names a TURN server to fall back on when no direct path opens (with
+--ice: relay candidates): one host allocates, the other sends to its relayed
+address. Credentials come from the URI (turn:USER:PASS@HOST), --user and --password,
+or $NATKIT_TURN_PASSWORD; only one host needs them.
 Exit status: 0 connected, 1 not connected, 2 bad usage.`,
 		Example: `  natkit punch --rendezvous rv.example.net              # prints a code
   natkit punch --rendezvous rv.example.net 7kfq-29mx    # on the other host
   natkit punch --rendezvous 203.0.113.10 --duration 5s mysession
   natkit punch --rendezvous rv.example.net --relay turn:alice:secret@turn.example.net mysession
-  natkit punch --rendezvous rv.example.net --ice --json mysession`,
+  natkit punch --rendezvous rv.example.net --relay turn.example.net --user alice mysession
+  natkit punch --rendezvous rv.example.net --ice -v mysession
+  natkit punch --rendezvous rv.example.net --tcp --json mysession`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Session = ""
@@ -99,8 +120,13 @@ Exit status: 0 connected, 1 not connected, 2 bad usage.`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Rendezvous, "rendezvous", "", "rendezvous `SERVER` (HOST[:PORT], default port 3480)")
 	fl.StringVar(&opts.Relay, "relay", "", "fall back on this TURN server (`TURN-URI`, turn:[USER:PASS@]HOST[:PORT])")
-	fl.StringVar(&opts.RelayUser, "relay-user", "", "TURN user name (instead of in the URI)")
-	fl.StringVar(&opts.RelayPassword, "relay-password", "", "TURN password (instead of in the URI)")
+	fl.StringVarP(&opts.RelayUser, "user", "u", "", "TURN username for --relay (instead of in the URI)")
+	fl.StringVarP(&opts.RelayPassword, "password", "p", "", "TURN password for --relay (default: $"+PasswordEnv+")")
+	fl.StringVar(&opts.RelayUser, "relay-user", "", "same as --user")
+	fl.StringVar(&opts.RelayPassword, "relay-password", "", "same as --password")
+	_ = fl.MarkHidden("relay-user")
+	_ = fl.MarkHidden("relay-password")
+	fl.StringVar(&opts.STUN, "stun", "", "STUN `SERVER` for --ice server-reflexive candidates (default: the rendezvous server)")
 	fl.BoolVar(&opts.TCP, "tcp", false, "punch TCP (simultaneous open) instead of UDP")
 	fl.BoolVar(&opts.ICE, "ice", false, "run a full ICE exchange (pion/ice) instead of natkit's strategies")
 	fl.DurationVar(&opts.Duration, "duration", 0, "send traffic for this long after connecting and report loss")
@@ -129,6 +155,9 @@ func (o *PunchOptions) validate() error {
 	if o.TCP && o.ICE {
 		return cmdutil.UsageErrorf("--tcp and --ice exclude each other: give one of them")
 	}
+	if o.TCP && !engine.TCPSupported {
+		return cmdutil.UsageErrorf("--tcp needs SO_REUSEPORT, which natkit does not use on %s: punch UDP or use --ice", runtime.GOOS)
+	}
 	if o.Duration < 0 || o.Duration > 10*time.Minute {
 		return cmdutil.UsageErrorf("--duration %v: give 0 to 10m", o.Duration)
 	}
@@ -143,14 +172,34 @@ func (o *PunchOptions) validate() error {
 			return cmdutil.UsageErrorf("--relay %q: give a turn: URI over UDP, e.g. turn:alice:secret@turn.example.net", o.Relay)
 		}
 		if user != "" && o.RelayUser == "" {
-			o.RelayUser, o.RelayPassword = user, pass
+			o.RelayUser = user
+		}
+		if pass != "" && o.RelayPassword == "" {
+			o.RelayPassword = pass
+		}
+		if o.RelayPassword == "" {
+			o.RelayPassword = os.Getenv(PasswordEnv)
 		}
 		if o.RelayUser == "" || o.RelayPassword == "" {
-			return cmdutil.UsageErrorf("--relay needs credentials: turn:USER:PASS@HOST or --relay-user and --relay-password")
+			return cmdutil.UsageErrorf("--relay needs credentials: turn:USER:PASS@HOST, or --user and --password (or $%s)", PasswordEnv)
 		}
 		o.relay = &ep
 	} else if o.RelayUser != "" || o.RelayPassword != "" {
-		return cmdutil.UsageErrorf("--relay-user and --relay-password need --relay")
+		return cmdutil.UsageErrorf("--user and --password are for --relay: give the TURN server with --relay")
+	}
+	o.stun = nil
+	if o.STUN != "" {
+		if !o.ICE {
+			return cmdutil.UsageErrorf("--stun is for --ice's server-reflexive candidates: add --ice or drop --stun")
+		}
+		ep, err := endpoint.Parse(o.STUN, endpoint.STUN)
+		if err != nil {
+			return cmdutil.UsageErrorf("--stun: %v", err)
+		}
+		if ep.Scheme != endpoint.STUN || ep.Transport == "tcp" || ep.Transport == "tls" {
+			return cmdutil.UsageErrorf("--stun %q: give a STUN server over UDP, HOST[:PORT] or stun:HOST[:PORT]", o.STUN)
+		}
+		o.stun = &ep
 	}
 	o.strategies = nil
 	for _, s := range o.Strategies {
@@ -233,6 +282,13 @@ func punchRun(ctx context.Context, o *PunchOptions) error {
 		}
 		eo.Relay = &engine.Relay{Server: netip.AddrPortFrom(rip, uint16(o.relay.Port)), Username: o.RelayUser, Password: o.RelayPassword}
 	}
+	if o.stun != nil {
+		sip, err := o.Resolve(ctx, o.stun.Host)
+		if err != nil {
+			return cmdutil.UsageErrorf("--stun %s: %v", o.stun.Host, err)
+		}
+		eo.STUN = netip.AddrPortFrom(sip, uint16(o.stun.Port))
+	}
 	rep, err := o.Run(ctx, eo)
 	o.IO.StopProgress()
 	if err != nil {
@@ -269,6 +325,7 @@ var reasonText = map[engine.FailureReason]string{
 	engine.ReasonFilteredNoInbound:      "probes went out on both sides but none came in: the NATs or firewalls filter them",
 	engine.ReasonOneWayOnly:             "probes arrived in one direction only",
 	engine.ReasonTCPRefused:             "TCP simultaneous open failed (connections reset or timed out)",
+	engine.ReasonTCPUnpredictable:       "a NAT gives every TCP destination its own port and the other side accepts no unsolicited connection; use UDP or --relay",
 	engine.ReasonICEFailed:              "ICE found no working candidate pair",
 	engine.ReasonRelayFailed:            "no direct path, and the TURN relay failed too",
 	engine.ReasonTimeout:                "the timeout ended the attempt",
@@ -316,6 +373,9 @@ func natLine(p engine.PeerInfo) string {
 	if p.Transport == "tcp" {
 		s += " via TCP"
 	}
+	if p.TCP != nil {
+		s += fmt.Sprintf("; TCP %s (mapping %s)", orDash(p.TCP.MappedAddress), p.TCP.MappingBehavior)
+	}
 	return s
 }
 
@@ -339,6 +399,16 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, r engine.Report, verbose
 	}
 	if r.DirectFailureReason != nil {
 		rows = append(rows, []string{"direct", string(*r.DirectFailureReason)})
+	}
+	if rl := r.Relay; rl != nil {
+		s := "relayed address " + orDash(rl.RelayedAddress)
+		if rl.AllocatedBy == "peer" {
+			s = "the peer's relayed address " + orDash(rl.RelayedAddress)
+		}
+		if rl.Error != nil {
+			s += " (" + *rl.Error + ")"
+		}
+		rows = append(rows, []string{"relay", s})
 	}
 	rows = append(rows, []string{"self", natLine(r.Self)})
 	if r.Peer != nil {
@@ -370,16 +440,34 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, r engine.Report, verbose
 		}
 		fmt.Fprintln(w)
 	}
-	if r.ICE != nil {
-		for _, c := range r.ICE.LocalCandidates {
+	if ice := r.ICE; ice != nil {
+		fmt.Fprintln(w, "local candidates:")
+		for _, c := range ice.LocalCandidates {
 			fmt.Fprintf(w, "a=%s\n", c)
 		}
-		for _, c := range r.ICE.RemoteCandidates {
-			fmt.Fprintf(w, "remote a=%s\n", c)
+		fmt.Fprintln(w, "remote candidates:")
+		for _, c := range ice.RemoteCandidates {
+			fmt.Fprintf(w, "a=%s\n", c)
 		}
-		if r.ICE.SelectedPair != nil {
-			fmt.Fprintf(w, "selected pair: %s\n", *r.ICE.SelectedPair)
+		if ice.SelectedPair != nil {
+			fmt.Fprintf(w, "selected pair: %s\n", *ice.SelectedPair)
 		}
+		ms := func(v *float64) string {
+			if v == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.1f ms", *v)
+		}
+		fmt.Fprintf(w, "gathering %s, checks %s, nomination wait %.0f ms\n", ms(ice.GatherMs), ms(ice.CheckingMs), ice.NominationWaitMs)
+	}
+	if rl := r.Relay; rl != nil && (rl.AllocateMs != nil || rl.ConnectMs != nil) {
+		ms := func(v *float64) string {
+			if v == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.1f ms", *v)
+		}
+		fmt.Fprintf(w, "relay: %s via %s, allocate %s, connect %s\n", orDash(rl.Server), rl.Transport, ms(rl.AllocateMs), ms(rl.ConnectMs))
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ func TestNewCmdPunch(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    string
+		env     string // $NATKIT_TURN_PASSWORD
 		wantErr string
 		check   func(t *testing.T, o *PunchOptions)
 	}{
@@ -53,7 +54,30 @@ func TestNewCmdPunch(t *testing.T) {
 		{name: "tcp and ice", args: "--rendezvous rv.test --tcp --ice x", wantErr: "exclude each other"},
 		{name: "relay without credentials", args: "--rendezvous rv.test --relay turn:turn.test x", wantErr: "needs credentials"},
 		{name: "relay tls", args: "--rendezvous rv.test --relay turns:a:b@turn.test x", wantErr: "turn: URI over UDP"},
-		{name: "user without relay", args: "--rendezvous rv.test --relay-user a x", wantErr: "need --relay"},
+		{name: "user without relay", args: "--rendezvous rv.test --relay-user a x", wantErr: "are for --relay"},
+		{name: "password without relay", args: "--rendezvous rv.test -p s3cret x", wantErr: "are for --relay"},
+		{name: "relay with --user and --password", args: "--rendezvous rv.test --relay turn.test:3479 --user bob -p pw x", check: func(t *testing.T, o *PunchOptions) {
+			if o.relay == nil || o.relay.Port != 3479 || o.RelayUser != "bob" || o.RelayPassword != "pw" {
+				t.Errorf("%+v %+v", o, o.relay)
+			}
+		}},
+		{name: "relay password from the environment", args: "--rendezvous rv.test --relay turn:turn.test -u bob x", env: "envpw", check: func(t *testing.T, o *PunchOptions) {
+			if o.relay == nil || o.RelayUser != "bob" || o.RelayPassword != "envpw" {
+				t.Errorf("%+v", o)
+			}
+		}},
+		{name: "flags win over the URI", args: "--rendezvous rv.test --relay turn:alice:uri@turn.test -p flag x", check: func(t *testing.T, o *PunchOptions) {
+			if o.RelayUser != "alice" || o.RelayPassword != "flag" {
+				t.Errorf("%+v", o)
+			}
+		}},
+		{name: "ice with stun", args: "--rendezvous rv.test --ice --stun stun.test x", check: func(t *testing.T, o *PunchOptions) {
+			if o.stun == nil || o.stun.Host != "stun.test" || o.stun.Port != 3478 {
+				t.Errorf("%+v", o.stun)
+			}
+		}},
+		{name: "stun without ice", args: "--rendezvous rv.test --stun stun.test x", wantErr: "--stun is for --ice"},
+		{name: "stun over tls", args: "--rendezvous rv.test --ice --stun stuns:stun.test x", wantErr: "STUN server over UDP"},
 		{name: "bad strategy", args: "--rendezvous rv.test --strategies teleport x", wantErr: `"teleport" is not a UDP strategy`},
 		{name: "strategies with tcp", args: "--rendezvous rv.test --tcp --strategies lan x", wantErr: "applies to UDP"},
 		{name: "negative duration", args: "--rendezvous rv.test --duration -1s x", wantErr: "--duration"},
@@ -65,6 +89,7 @@ func TestNewCmdPunch(t *testing.T) {
 			f := cmdutil.NewFactory(ios)
 			var got *PunchOptions
 			cmd := NewCmdPunch(f, func(o *PunchOptions) error { got = o; return nil })
+			t.Setenv(PasswordEnv, tt.env)
 			cmd.SetArgs(strings.Fields(tt.args))
 			cmd.SetOut(&bytes.Buffer{})
 			cmd.SetErr(&bytes.Buffer{})
@@ -141,7 +166,30 @@ func cannedReports() map[string]engine.Report {
 	fail.Attempts = []engine.Attempt{{Strategy: engine.StrategySimultaneous, Targets: 2, Sent: 14}}
 	fail.PeerResult = &engine.Observation{Sent: 14, Reason: engine.ReasonSymmetricBothRandom, Mode: "udp"}
 	fail.Session = sp("7kfq-29mx")
-	return map[string]engine.Report{"connected": ok, "failed": fail}
+
+	ice := ok
+	ice.Mode, ice.Strategy, ice.TimeToConnectMs = "ice", stp(engine.StrategyICE), fp(61.7)
+	ice.LocalAddress, ice.RemoteAddress = sp("198.51.100.10:40002"), sp("198.51.100.14:48213")
+	ice.Attempts = []engine.Attempt{{Strategy: engine.StrategyICE, Targets: 2, Sent: 2, Received: 7, Success: true}}
+	ice.PeerResult = &engine.Observation{Success: true, Strategy: engine.StrategyICE, Path: engine.PathDirect, Sent: 6, PingsReceived: 6, PongsReceived: 6, Mode: "ice"}
+	ice.ICE = &engine.ICEReport{
+		LocalCandidates: []string{"candidate:1805372593 1 udp 2130706431 192.168.1.10 40001 typ host",
+			"candidate:3432713391 1 udp 1694498815 198.51.100.10 40002 typ srflx raddr 0.0.0.0 rport 40002"},
+		RemoteCandidates: []string{"candidate:2234871045 1 udp 2130706431 192.168.5.10 50001 typ host",
+			"candidate:1145962217 1 udp 1694498815 198.51.100.14 48213 typ srflx raddr 0.0.0.0 rport 50002"},
+		SelectedPair: sp("srflx 198.51.100.10:40002 ↔ srflx 198.51.100.14:48213"), GatherMs: fp(3.2), CheckingMs: fp(41.9)}
+
+	relayed := fail
+	relayed.Session = nil
+	relayed.Success, relayed.FailureReason, relayed.DirectFailureReason = true, nil, rp(engine.ReasonSymmetricBothRandom)
+	relayed.Path, relayed.Strategy, relayed.TimeToConnectMs, relayed.RTTMs = pathp(engine.PathRelay), stp(engine.StrategyRelay), fp(1512.4), fp(0.43)
+	relayed.LocalAddress, relayed.RemoteAddress = sp("203.0.113.10:50123"), sp("198.51.100.14:31340")
+	relayed.PacketsSent, relayed.PacketsReceived = 5, 5
+	relayed.Attempts = append(relayed.Attempts, engine.Attempt{Strategy: engine.StrategyRelay, Targets: 1, Sent: 6, Received: 7, Success: true})
+	relayed.PeerResult = &engine.Observation{Success: true, Strategy: engine.StrategyRelay, Path: engine.PathRelay, Sent: 20, PingsReceived: 6, PongsReceived: 6, Mode: "udp"}
+	relayed.Relay = &engine.RelayReport{Server: sp("203.0.113.10:3478"), Transport: "udp", AllocatedBy: "self",
+		RelayedAddress: sp("203.0.113.10:50123"), AllocateMs: fp(2.1), ConnectMs: fp(14.6)}
+	return map[string]engine.Report{"connected": ok, "failed": fail, "ice": ice, "relayed": relayed}
 }
 
 func TestRender(t *testing.T) {
@@ -170,5 +218,16 @@ func TestRender(t *testing.T) {
 				golden(t, name+"."+mode, normalize(out.String()))
 			})
 		}
+	}
+}
+
+func TestReasonText(t *testing.T) {
+	for _, r := range engine.FailureReasons {
+		if reasonText[r] == "" {
+			t.Errorf("failure reason %q has no explanation", r)
+		}
+	}
+	if len(reasonText) != len(engine.FailureReasons) {
+		t.Errorf("%d explanations for %d failure reasons", len(reasonText), len(engine.FailureReasons))
 	}
 }

@@ -3,25 +3,21 @@ package serve
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/netip"
-	"os"
+	"net"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
-	"gopkg.in/yaml.v3"
 
-	"github.com/natkit/natkit/pkg/buildinfo"
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/daemon"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/render"
+	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stunserver"
+	"github.com/natkit/natkit/pkg/turnserver"
 )
 
 // DefaultHTTP is where health and metrics are served unless --http says
@@ -53,8 +49,24 @@ type Options struct {
 	UDPSockets  int
 	UDPBatch    int
 
+	Realm          string
+	Users          []string // NAME:PASSWORD
+	UsersFile      string
+	AuthSecret     string // also from NATKIT_AUTH_SECRET
+	AllowPeers     []string
+	PublicIP       string
+	RelayPorts     string
+	TURNUserQuota  int
+	TURNTotalQuota int
+	TURNChallenge  float64
+	NoTURN         bool
+
+	RendezvousPort int
+
 	// Derived by validation.
 	Daemon daemon.Config
+	// TURNOff says why TURN is off ("" when it runs).
+	TURNOff string
 
 	// Test seams: Ready is called with the daemon once it listens.
 	Ready func(*daemon.Daemon)
@@ -65,10 +77,11 @@ func NewCmdServe(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	opts := &Options{IO: f.IOStreams, Globals: f.Globals}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the natkit servers (STUN today)",
+		Short: "Run the natkit servers: STUN, TURN and rendezvous",
 		Long: `Run the natkit servers in one process: a STUN server (RFC 8489 Binding over
-UDP and TCP, TLS with --tls-cert/--tls-key, RFC 3489 classic clients too) and
-an HTTP endpoint with /healthz and Prometheus /metrics.
+UDP and TCP, TLS with --tls-cert/--tls-key, RFC 3489 classic clients too), a
+TURN relay on the same port, the rendezvous server for natkit punch, and an
+HTTP endpoint with /healthz and Prometheus /metrics.
 
 NAT behaviour discovery (RFC 5780) needs two IPs: with --alt-ip, UDP listens
 on both IPs, each with --stun-port and --stun-alt-port, and answers
@@ -82,12 +95,31 @@ UDP answers to one source IP (IPv6: one /64) are limited to --stun-rate a
 second after a burst of --stun-burst, so that the server cannot be used to
 flood a spoofed address.
 
+TURN (RFC 8656) shares the STUN port on UDP, TCP and TLS: Binding requests
+are STUN's, every other STUN method and ChannelData is TURN's. It runs when
+credentials are given — --user NAME:PASSWORD (repeatable), --users-file
+(one NAME:PASSWORD a line) or --auth-secret (TURN REST ephemeral
+credentials; also from NATKIT_AUTH_SECRET, which keeps it out of ps) — and
+--no-turn is not; otherwise it is off, and stderr says so. Relays bind on
+--listen (when it is an IPv4 address) within --relay-ports and are
+advertised as --public-ip behind 1:1 NAT. Peers in private and special-use
+ranges (loopback, RFC 1918, link-local, cloud metadata, ...) are denied
+unless --allow-peer opens them, e.g. --allow-peer 127.0.0.0/8 for tests on
+one host.
+
+The rendezvous server listens on --rendezvous-port (UDP and TCP) on
+--listen and --alt-ip; 0 turns it off.
+
 Settings come from flags and from a YAML --config file whose keys are the
-flag names (e.g. "stun-port: 3478"); flags win. One line per listening socket
-goes to stderr; with --json a startup document goes to stdout. SIGTERM or
-SIGINT stops the servers cleanly.`,
+flag names (e.g. "stun-port: 3478", "user: [alice:secret]"); flags win, and
+a repeatable flag on the command line replaces the file's list. One line
+per listening socket goes to stderr; with --json a startup document goes to
+stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 		Example: `  natkit serve
   natkit serve --listen 192.0.2.10 --alt-ip 192.0.2.11
+  natkit serve --listen 192.0.2.10 --user alice:wonderland --user bob:builder
+  NATKIT_AUTH_SECRET=s3cret natkit serve --listen 10.0.0.5 --public-ip 192.0.2.10
+  natkit serve --listen 127.0.0.1 --user test:test --allow-peer 127.0.0.0/8
   natkit serve --listen 192.0.2.10 --tls-cert cert.pem --tls-key key.pem
   natkit serve --config /etc/natkit/serve.yaml --http off`,
 		Args: cobra.NoArgs,
@@ -108,194 +140,40 @@ SIGINT stops the servers cleanly.`,
 	fl.StringVar(&opts.ConfigFile, "config", "", "read settings from this YAML `file` (keys are flag names)")
 	fl.StringVar(&opts.Listen, "listen", "0.0.0.0", "`IP` address to listen on")
 	fl.StringVar(&opts.AltIP, "alt-ip", "", "second `IP` address for full RFC 5780 NAT behaviour discovery (\"none\": one IP)")
-	fl.IntVar(&opts.STUNPort, "stun-port", stunserver.DefaultPort, "STUN port on UDP and TCP")
+	fl.IntVar(&opts.STUNPort, "stun-port", stunserver.DefaultPort, "STUN and TURN port on UDP and TCP")
 	fl.IntVar(&opts.STUNAltPort, "stun-alt-port", stunserver.DefaultAltPort, "second STUN UDP port, on each IP, for RFC 5780 CHANGE-REQUEST (0 picks a free one)")
 	fl.IntVar(&opts.STUNRate, "stun-rate", stunserver.DefaultRateLimit, "UDP answers a second to one source IP (0: no limit)")
 	fl.IntVar(&opts.STUNBurst, "stun-burst", 0, "UDP answers to one source IP in a burst (0: twice --stun-rate)")
-	fl.IntVar(&opts.TLSPort, "tls-port", stunserver.DefaultTLSPort, "STUN over TLS port (with --tls-cert and --tls-key)")
-	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM certificate `file` for STUN over TLS")
-	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key `file` for STUN over TLS")
+	fl.IntVar(&opts.TLSPort, "tls-port", stunserver.DefaultTLSPort, "STUN and TURN over TLS port (with --tls-cert and --tls-key)")
+	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM certificate `file` for STUN and TURN over TLS")
+	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key `file` for STUN and TURN over TLS")
 	fl.StringVar(&opts.HTTP, "http", DefaultHTTP, "`ADDR` for /healthz and /metrics, or \"off\"")
 	fl.StringVar(&opts.Software, "software", stunserver.DefaultSoftware, "SOFTWARE attribute in STUN responses (\"-\" for none)")
 	fl.IntVar(&opts.UDPSockets, "stun-udp-sockets", 0, "SO_REUSEPORT sockets per UDP address (0: one per CPU)")
 	fl.IntVar(&opts.UDPBatch, "stun-udp-batch", 0, "datagrams per recvmmsg/sendmmsg (0: 64; 1: no batching)")
+	fl.StringVar(&opts.Realm, "realm", turnserver.DefaultRealm, "TURN realm for long-term credentials")
+	fl.StringArrayVar(&opts.Users, "user", nil, "TURN account `NAME:PASSWORD` (repeatable)")
+	fl.StringVar(&opts.UsersFile, "users-file", "", "TURN accounts, one NAME:PASSWORD a line, from this `file`")
+	fl.StringVar(&opts.AuthSecret, "auth-secret", "", "TURN REST shared `secret` for ephemeral credentials (or $"+EnvAuthSecret+")")
+	fl.StringArrayVar(&opts.AllowPeers, "allow-peer", nil, "let TURN relay to this `CIDR`, which the peer policy denies otherwise (repeatable)")
+	fl.StringVar(&opts.PublicIP, "public-ip", "", "IPv4 `address` advertised for TURN relays (behind 1:1 NAT)")
+	fl.StringVar(&opts.RelayPorts, "relay-ports", fmt.Sprintf("%d-%d", turnserver.DefaultRelayMin, turnserver.DefaultRelayMax), "TURN relay port range `MIN-MAX`")
+	fl.IntVar(&opts.TURNUserQuota, "turn-user-quota", turnserver.DefaultUserQuota, "live TURN allocations per user (0: no limit)")
+	fl.IntVar(&opts.TURNTotalQuota, "turn-total-quota", turnserver.DefaultTotalQuota, "live TURN allocations in all")
+	fl.Float64Var(&opts.TURNChallenge, "turn-challenge-rate", 0, "TURN 401 answers a second to one source IP (0: 20; negative: no limit)")
+	fl.BoolVar(&opts.NoTURN, "no-turn", false, "do not run the TURN relay")
+	fl.IntVar(&opts.RendezvousPort, "rendezvous-port", rendezvous.DefaultPort, "rendezvous port on UDP and TCP (0: no rendezvous server)")
 	_ = fl.MarkHidden("stun-udp-sockets")
 	_ = fl.MarkHidden("stun-udp-batch")
+	_ = fl.MarkHidden("turn-challenge-rate")
 	return cmd
-}
-
-// fileConfig is the YAML config file: the flags' names and types.
-type fileConfig struct {
-	Listen      *string `yaml:"listen"`
-	AltIP       *string `yaml:"alt-ip"`
-	STUNPort    *int    `yaml:"stun-port"`
-	STUNAltPort *int    `yaml:"stun-alt-port"`
-	STUNRate    *int    `yaml:"stun-rate"`
-	STUNBurst   *int    `yaml:"stun-burst"`
-	TLSPort     *int    `yaml:"tls-port"`
-	TLSCert     *string `yaml:"tls-cert"`
-	TLSKey      *string `yaml:"tls-key"`
-	HTTP        *string `yaml:"http"`
-	Software    *string `yaml:"software"`
-	UDPSockets  *int    `yaml:"stun-udp-sockets"`
-	UDPBatch    *int    `yaml:"stun-udp-batch"`
-}
-
-// loadConfig applies the config file to the options whose flags were not given.
-func (o *Options) loadConfig(flags *pflag.FlagSet) error {
-	if o.ConfigFile == "" {
-		return nil
-	}
-	data, err := os.ReadFile(o.ConfigFile)
-	if err != nil {
-		return cmdutil.UsageErrorf("--config: %v", unwrapPath(err))
-	}
-	var fc fileConfig
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return cmdutil.UsageErrorf("--config %s: %s", o.ConfigFile, strings.ReplaceAll(err.Error(), "\n", "; "))
-	}
-	setS := func(name string, dst *string, v *string) {
-		if v != nil && !flags.Changed(name) {
-			*dst = *v
-		}
-	}
-	setI := func(name string, dst *int, v *int) {
-		if v != nil && !flags.Changed(name) {
-			*dst = *v
-		}
-	}
-	setS("listen", &o.Listen, fc.Listen)
-	setS("alt-ip", &o.AltIP, fc.AltIP)
-	setI("stun-port", &o.STUNPort, fc.STUNPort)
-	setI("stun-alt-port", &o.STUNAltPort, fc.STUNAltPort)
-	setI("stun-rate", &o.STUNRate, fc.STUNRate)
-	setI("stun-burst", &o.STUNBurst, fc.STUNBurst)
-	setI("tls-port", &o.TLSPort, fc.TLSPort)
-	setS("tls-cert", &o.TLSCert, fc.TLSCert)
-	setS("tls-key", &o.TLSKey, fc.TLSKey)
-	setS("http", &o.HTTP, fc.HTTP)
-	setS("software", &o.Software, fc.Software)
-	setI("stun-udp-sockets", &o.UDPSockets, fc.UDPSockets)
-	setI("stun-udp-batch", &o.UDPBatch, fc.UDPBatch)
-	return nil
-}
-
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
-	}
-	return err
-}
-
-// validate merges the config file and checks every value, building the
-// daemon configuration. Every failure is a usage error (exit 2).
-func (o *Options) validate(flags *pflag.FlagSet) error {
-	altPortGiven := flags.Changed("stun-alt-port")
-	if err := o.loadConfig(flags); err != nil {
-		return err
-	}
-	if !altPortGiven && o.STUNAltPort != stunserver.DefaultAltPort {
-		altPortGiven = true // from the config file
-	}
-	ip, err := netip.ParseAddr(o.Listen)
-	if err != nil || ip.Zone() != "" {
-		return cmdutil.UsageErrorf("--listen %q is not an IP address: give one such as 0.0.0.0 or 192.0.2.10", o.Listen)
-	}
-	ip = ip.Unmap()
-	for _, p := range []struct {
-		name string
-		v    int
-	}{{"--stun-port", o.STUNPort}, {"--stun-alt-port", o.STUNAltPort}, {"--tls-port", o.TLSPort}} {
-		if p.v < 0 || p.v > 65535 {
-			return cmdutil.UsageErrorf("%s %d is not a port: give 1-65535 (0 picks a free one)", p.name, p.v)
-		}
-	}
-	var altIP netip.Addr
-	if o.AltIP != "" && o.AltIP != "none" {
-		a, err := netip.ParseAddr(o.AltIP)
-		if err != nil || a.Zone() != "" {
-			return cmdutil.UsageErrorf("--alt-ip %q is not an IP address: give the server's second address, such as 192.0.2.11", o.AltIP)
-		}
-		altIP = a.Unmap()
-		switch {
-		case ip.IsUnspecified():
-			return cmdutil.UsageErrorf("--alt-ip needs a concrete --listen address, not %s: give the IP clients reach, e.g. --listen 192.0.2.10 --alt-ip %s", ip, altIP)
-		case altIP.IsUnspecified():
-			return cmdutil.UsageErrorf("--alt-ip %s is a wildcard: give the server's second address", altIP)
-		case altIP.Is4() != ip.Is4():
-			return cmdutil.UsageErrorf("--alt-ip %s and --listen %s are of different families: give two IPv4 or two IPv6 addresses", altIP, ip)
-		case altIP == ip:
-			return cmdutil.UsageErrorf("--alt-ip %s is the --listen address: give the server's second address", altIP)
-		}
-	}
-	altPort := o.STUNAltPort
-	switch {
-	case altPort != 0 && altPort == o.STUNPort:
-		return cmdutil.UsageErrorf("--stun-alt-port %d is the --stun-port: give another port (default %d)", altPort, stunserver.DefaultAltPort)
-	case o.STUNPort == 0 && !altPortGiven:
-		altPort = 0 // a free primary port gets a free alternate one
-	case altPort == 0:
-		altPort = stunserver.AnyPort
-	}
-	if o.STUNRate < 0 || o.STUNRate > 1_000_000_000 {
-		return cmdutil.UsageErrorf("--stun-rate %d: give answers a second per source IP, or 0 for no limit", o.STUNRate)
-	}
-	if o.STUNBurst < 0 || o.STUNBurst > 1_000_000_000 {
-		return cmdutil.UsageErrorf("--stun-burst %d: give a number of answers, or 0 for twice --stun-rate", o.STUNBurst)
-	}
-	if o.UDPSockets < 0 || o.UDPSockets > 256 {
-		return cmdutil.UsageErrorf("--stun-udp-sockets %d: give 0 (one per CPU) to 256", o.UDPSockets)
-	}
-	if o.UDPBatch < 0 || o.UDPBatch > 1024 {
-		return cmdutil.UsageErrorf("--stun-udp-batch %d: give 0 (default) to 1024", o.UDPBatch)
-	}
-	if len(o.Software) > 127 {
-		return cmdutil.UsageErrorf("--software is %d characters long: RFC 8489 allows at most 127", len(o.Software))
-	}
-	sc := &stunserver.Config{
-		Addr:        netip.AddrPortFrom(ip, uint16(o.STUNPort)),
-		AltIP:       altIP,
-		AltPort:     altPort,
-		Software:    o.Software,
-		UDPSockets:  o.UDPSockets,
-		Batch:       o.UDPBatch,
-		RateLimit:   o.STUNRate,
-		RateBurst:   o.STUNBurst,
-		NoRateLimit: o.STUNRate == 0,
-	}
-	if o.Software == "" {
-		sc.Software = "-"
-	}
-	switch {
-	case o.TLSCert != "" && o.TLSKey != "":
-		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
-		if err != nil {
-			return cmdutil.UsageErrorf("--tls-cert/--tls-key: %v", unwrapPath(err))
-		}
-		sc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		sc.TLSAddr = netip.AddrPortFrom(ip, uint16(o.TLSPort))
-	case o.TLSCert != "" || o.TLSKey != "":
-		return cmdutil.UsageErrorf("--tls-cert and --tls-key go together: give both for STUN over TLS, or neither")
-	}
-	httpAddr := o.HTTP
-	if httpAddr == "off" {
-		httpAddr = ""
-	}
-	if httpAddr != "" {
-		if _, err := netip.ParseAddrPort(httpAddr); err != nil {
-			return cmdutil.UsageErrorf("--http %q is not IP:PORT: give one such as 127.0.0.1:9478, or \"off\"", o.HTTP)
-		}
-	}
-	o.Daemon = daemon.Config{STUN: sc, HTTPAddr: httpAddr, Version: buildinfo.Version()}
-	return nil
 }
 
 // Startup is the JSON document `natkit serve --json` prints once listening.
 type Startup struct {
 	render.Envelope
+	// Listeners lists every listening socket with its service ("stun",
+	// "turn", "rendezvous", "http"); TURN's are STUN's, shared.
 	Listeners []StartupListener `json:"listeners"`
 	// RFC5780 is how much NAT behaviour discovery the STUN server offers:
 	// "full" (two IPs × two ports), "port-only" (one IP: no OTHER-ADDRESS,
@@ -303,6 +181,8 @@ type Startup struct {
 	RFC5780 *string `json:"rfc5780"`
 	// STUNRateLimit is the per-source limit on UDP answers; null when off.
 	STUNRateLimit *RateLimit `json:"stun_rate_limit"`
+	// TURN describes the relay; null when it is off.
+	TURN *TURNInfo `json:"turn"`
 }
 
 // StartupListener is one listening socket.
@@ -313,12 +193,35 @@ type StartupListener struct {
 	// Role is the RFC 5780 role of a STUN UDP socket: "primary",
 	// "alt-port", "alt-ip" or "alt-ip-port".
 	Role string `json:"role,omitempty"`
+	// SharedWith names the service whose socket this is: "stun" for TURN.
+	SharedWith string `json:"shared_with,omitempty"`
 }
 
 // RateLimit is a token bucket: Rate a second after a burst of Burst.
 type RateLimit struct {
 	Rate  int `json:"rate"`
 	Burst int `json:"burst"`
+}
+
+// TURNInfo is what the TURN relay offers. Credentials never appear.
+type TURNInfo struct {
+	Realm string `json:"realm"`
+	// RelayAddress is the IP advertised in XOR-RELAYED-ADDRESS.
+	RelayAddress string `json:"relay_address"`
+	RelayPorts   Range  `json:"relay_ports"`
+	// AllowedPeers are the prefixes --allow-peer opened.
+	AllowedPeers []string `json:"allowed_peers"`
+	// UserQuota is null when unlimited.
+	UserQuota  *int `json:"user_quota"`
+	TotalQuota int  `json:"total_quota"`
+	// RESTCredentials says whether --auth-secret is set.
+	RESTCredentials bool `json:"rest_credentials"`
+}
+
+// Range is an inclusive range of ports.
+type Range struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
 }
 
 // modeLine describes the STUN server's RFC 5780 support in one line.
@@ -339,38 +242,98 @@ func modeLine(s *stunserver.Server) string {
 	return b.String()
 }
 
+// turnInfo describes the running relay for the startup document and line.
+func turnInfo(cfg *turnserver.Config, s *turnserver.Server) *TURNInfo {
+	info := &TURNInfo{Realm: cfg.Realm, RelayAddress: s.RelayAddr().String(),
+		RelayPorts:   Range{int(cfg.RelayPorts.Min), int(cfg.RelayPorts.Max)},
+		AllowedPeers: []string{}, TotalQuota: cfg.TotalQuota, RESTCredentials: cfg.AuthSecret != ""}
+	for _, p := range cfg.Allow {
+		info.AllowedPeers = append(info.AllowedPeers, p.String())
+	}
+	if cfg.UserQuota > 0 {
+		q := cfg.UserQuota
+		info.UserQuota = &q
+	}
+	return info
+}
+
+// turnLine describes the relay in one line (no secret in it).
+func turnLine(cfg *turnserver.Config, info *TURNInfo) string {
+	var creds []string
+	if n := len(cfg.Users); n == 1 {
+		creds = append(creds, "1 user")
+	} else if n > 1 {
+		creds = append(creds, fmt.Sprintf("%d users", n))
+	}
+	if cfg.UsersFile != "" {
+		creds = append(creds, "users from "+cfg.UsersFile)
+	}
+	if info.RESTCredentials {
+		creds = append(creds, "REST credentials")
+	}
+	peers := "private and special-use peers denied"
+	if len(info.AllowedPeers) > 0 {
+		peers += " except " + strings.Join(info.AllowedPeers, ", ")
+	}
+	quota := "no per-user limit"
+	if info.UserQuota != nil {
+		quota = fmt.Sprintf("%d per user", *info.UserQuota)
+	}
+	return fmt.Sprintf("turn: realm %q, %s; relays on %s ports %d-%d; %s; allocations: %s, %d in all",
+		info.Realm, strings.Join(creds, ", "), info.RelayAddress, info.RelayPorts.Min, info.RelayPorts.Max, peers, quota, info.TotalQuota)
+}
+
+// isSetupError tells the errors of binding and configuring the servers:
+// bad usage or configuration (exit 2), not a failure of the run.
+func isSetupError(err error) bool {
+	var (
+		sb *stunserver.BindError
+		tb *turnserver.BindError
+		oe *net.OpError
+	)
+	return errors.As(err, &sb) || errors.As(err, &tb) || errors.As(err, &oe) ||
+		errors.Is(err, stunserver.ErrConfig) || errors.Is(err, turnserver.ErrConfig) ||
+		strings.HasPrefix(err.Error(), "cannot listen") || strings.HasPrefix(err.Error(), "rendezvous:")
+}
+
 func serveRun(o *Options) error {
 	cfg := o.Daemon
 	cfg.Logger = o.Logger
 	d, err := daemon.New(cfg)
 	if err != nil {
-		var be *stunserver.BindError
-		if errors.As(err, &be) || strings.HasPrefix(err.Error(), "cannot listen") || errors.Is(err, stunserver.ErrConfig) {
+		if isSetupError(err) {
 			return cmdutil.UsageErrorf("%v", err)
 		}
 		return err
 	}
-	// One line per socket, STUN's first, then what the STUN server offers.
+	// One line per socket, service by service, each service's summary
+	// after its sockets.
 	doc := Startup{Envelope: render.NewEnvelope("serve")}
 	stun := d.STUN()
 	ls := d.Listeners()
-	for _, l := range ls {
-		doc.Listeners = append(doc.Listeners, StartupListener{Service: l.Service, Network: l.Network, Address: l.Addr.String(), Role: l.Role})
-		if l.Service == "stun" {
-			fmt.Fprintln(o.IO.ErrOut, l.String())
-		}
-	}
+	summary := map[string][]string{} // lines after a service's sockets
 	if stun != nil {
-		fmt.Fprintln(o.IO.ErrOut, modeLine(stun))
+		summary["stun"] = []string{modeLine(stun)}
 		mode := stun.Mode().String()
 		doc.RFC5780 = &mode
 		if rate, burst := stun.RateLimit(); rate > 0 {
 			doc.STUNRateLimit = &RateLimit{Rate: rate, Burst: burst}
 		}
 	}
-	for _, l := range ls {
-		if l.Service != "stun" {
-			fmt.Fprintln(o.IO.ErrOut, l.String())
+	if t := d.TURN(); t != nil {
+		doc.TURN = turnInfo(cfg.TURN, t)
+		summary["turn"] = []string{turnLine(cfg.TURN, doc.TURN)}
+	} else if o.TURNOff != "" {
+		summary["stun"] = append(summary["stun"], "turn: off ("+o.TURNOff+")")
+	}
+	for i, l := range ls {
+		doc.Listeners = append(doc.Listeners, StartupListener{Service: l.Service, Network: l.Network, Address: l.Addr.String(),
+			Role: l.Role, SharedWith: l.SharedWith})
+		fmt.Fprintln(o.IO.ErrOut, l.String())
+		if i == len(ls)-1 || ls[i+1].Service != l.Service {
+			for _, s := range summary[l.Service] {
+				fmt.Fprintln(o.IO.ErrOut, s)
+			}
 		}
 	}
 	if o.JSON {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
@@ -27,6 +28,7 @@ import (
 	"github.com/natkit/natkit/pkg/daemon"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/stunserver"
+	"github.com/natkit/natkit/pkg/turnserver"
 )
 
 // parse runs `serve args` with an injected run function and returns the
@@ -84,6 +86,10 @@ func TestFlags(t *testing.T) {
 	badYAML := writeFile(t, "broken.yaml", "listen: [\n")
 	empty := writeFile(t, "empty.yaml", "")
 	rfcFile := writeFile(t, "rfc.yaml", "listen: 127.0.0.1\nalt-ip: 127.0.0.2\nstun-port: 0\nstun-alt-port: 5001\nstun-rate: 10\nstun-burst: 20\n")
+	usersFile := writeFile(t, "users", "alice:wonderland\n")
+	turnFile := writeFile(t, "turn.yaml", "user: [\"alice:wonderland\", \"bob:builder\"]\nallow-peer: 127.0.0.0/8\nrealm: lab\n"+
+		"relay-ports: 30000-30999\nturn-user-quota: 7\nauth-secret: from-file\nrendezvous-port: 4480\n")
+	noTURNFile := writeFile(t, "noturn.yaml", "no-turn: true\n")
 	tests := []struct {
 		name  string
 		args  []string
@@ -198,6 +204,111 @@ func TestFlags(t *testing.T) {
 		{name: "broken config", args: []string{"--config", badYAML}, code: 2, err: "broken.yaml"},
 		{name: "long software", args: []string{"--software", strings.Repeat("x", 128)}, code: 2, err: "127"},
 		{name: "argument", args: []string{"extra"}, code: 1, err: "unknown command"},
+
+		// TURN.
+		{name: "turn off without credentials", check: func(t *testing.T, o *Options) {
+			if o.Daemon.TURN != nil || !strings.HasPrefix(o.TURNOff, "no credentials") {
+				t.Errorf("turn %+v, off %q", o.Daemon.TURN, o.TURNOff)
+			}
+		}},
+		{name: "users", args: []string{"--user", "alice:wonderland", "--user", "bob:pa:ss"}, check: func(t *testing.T, o *Options) {
+			c := o.Daemon.TURN
+			if c == nil || len(c.Users) != 2 || c.Users[0].Name != "alice" || c.Users[1].Name != "bob" || fmt.Sprint(c.Users[1].Password) != "[redacted]" ||
+				c.Realm != "natkit" || c.RelayPorts != (turnserver.PortRange{Min: 49152, Max: 65535}) || c.UserQuota != 100 || c.TotalQuota != 10000 ||
+				c.RelayIP.IsValid() || c.PublicIP.IsValid() || len(c.Allow) != 0 || c.AuthSecret != "" || c.ChallengeRate != 0 || o.TURNOff != "" {
+				t.Errorf("turn config %+v", c)
+			}
+			if string(c.Users[1].Password) != "pa:ss" {
+				t.Error("the password is cut at its colon")
+			}
+		}},
+		{name: "relays on the listen address", args: []string{"--user", "a:b", "--listen", "127.0.0.1"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.TURN.RelayIP != netip.MustParseAddr("127.0.0.1") {
+				t.Errorf("relay ip %v", o.Daemon.TURN.RelayIP)
+			}
+		}},
+		{name: "ipv6 listen relays on ipv4", args: []string{"--user", "a:b", "--listen", "::1"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.TURN.RelayIP.IsValid() {
+				t.Errorf("relay ip %v", o.Daemon.TURN.RelayIP)
+			}
+		}},
+		{name: "no turn", args: []string{"--user", "a:b", "--no-turn"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.TURN != nil || o.TURNOff != "--no-turn" {
+				t.Errorf("turn %+v, off %q", o.Daemon.TURN, o.TURNOff)
+			}
+		}},
+		{name: "auth secret", args: []string{"--auth-secret", "s3cret"}, check: func(t *testing.T, o *Options) {
+			if c := o.Daemon.TURN; c == nil || string(c.AuthSecret) != "s3cret" {
+				t.Errorf("turn %+v", c)
+			}
+		}},
+		{name: "turn settings", args: []string{"--user", "a:b", "--realm", "example.org", "--allow-peer", "127.0.0.1/8", "--allow-peer", "10.1.2.3",
+			"--allow-peer", "fd00::/8", "--public-ip", "192.0.2.10", "--relay-ports", "20000-29999", "--turn-user-quota", "0", "--turn-total-quota", "5",
+			"--turn-challenge-rate", "-1"}, check: func(t *testing.T, o *Options) {
+			c := o.Daemon.TURN
+			if c.Realm != "example.org" || fmt.Sprint(c.Allow) != "[127.0.0.0/8 10.1.2.3/32 fd00::/8]" || c.PublicIP != netip.MustParseAddr("192.0.2.10") ||
+				c.RelayPorts != (turnserver.PortRange{Min: 20000, Max: 29999}) || c.UserQuota != -1 || c.TotalQuota != 5 || c.ChallengeRate != -1 {
+				t.Errorf("turn config %+v", c)
+			}
+		}},
+		{name: "users file", args: []string{"--users-file", usersFile}, check: func(t *testing.T, o *Options) {
+			if c := o.Daemon.TURN; c == nil || c.UsersFile != usersFile {
+				t.Errorf("turn %+v", c)
+			}
+		}},
+		{name: "turn from the config file", args: []string{"--config", turnFile}, check: func(t *testing.T, o *Options) {
+			c := o.Daemon.TURN
+			if c == nil || len(c.Users) != 2 || c.Users[1].Name != "bob" || fmt.Sprint(c.Allow) != "[127.0.0.0/8]" || c.Realm != "lab" ||
+				c.RelayPorts.Min != 30000 || c.UserQuota != 7 || string(c.AuthSecret) != "from-file" || o.Daemon.Rendezvous.Addrs[0].Port() != 4480 {
+				t.Errorf("config not applied: %+v %+v", c, o.Daemon.Rendezvous)
+			}
+		}},
+		{name: "flags replace the file's lists", args: []string{"--config", turnFile, "--user", "carol:x"}, check: func(t *testing.T, o *Options) {
+			if c := o.Daemon.TURN; len(c.Users) != 1 || c.Users[0].Name != "carol" || len(c.Allow) != 1 {
+				t.Errorf("users %v allow %v", c.Users, c.Allow)
+			}
+		}},
+		{name: "no-turn in the file", args: []string{"--config", noTURNFile, "--user", "a:b"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.TURN != nil || o.TURNOff != "--no-turn" {
+				t.Errorf("turn %+v", o.Daemon.TURN)
+			}
+		}},
+		{name: "user without colon", args: []string{"--user", "topsecretvalue"}, code: 2, err: "--user: a value has no colon"},
+		{name: "user without name", args: []string{"--user", ":topsecretvalue"}, code: 2, err: "empty or broken name"},
+		{name: "user without password", args: []string{"--user", "alice:"}, code: 2, err: "--user alice: empty password"},
+		{name: "user twice", args: []string{"--user", "alice:a", "--user", "alice:b"}, code: 2, err: "--user alice is given twice"},
+		{name: "missing users file", args: []string{"--users-file", "/nonexistent/users"}, code: 2, err: "--users-file: /nonexistent/users: no such file"},
+		{name: "bad allow-peer", args: []string{"--allow-peer", "loopback"}, code: 2, err: `--allow-peer "loopback" is not a CIDR prefix`},
+		{name: "ipv6 public ip", args: []string{"--public-ip", "2001:db8::1"}, code: 2, err: "--public-ip"},
+		{name: "bad public ip", args: []string{"--public-ip", "me"}, code: 2, err: "--public-ip"},
+		{name: "relay ports reversed", args: []string{"--relay-ports", "5000-4000"}, code: 2, err: "--relay-ports \"5000-4000\""},
+		{name: "relay ports one number", args: []string{"--relay-ports", "5000"}, code: 2, err: "MIN-MAX"},
+		{name: "relay port 0", args: []string{"--relay-ports", "0-10"}, code: 2, err: "MIN-MAX"},
+		{name: "negative user quota", args: []string{"--turn-user-quota", "-1"}, code: 2, err: "--turn-user-quota -1"},
+		{name: "zero total quota", args: []string{"--turn-total-quota", "0"}, code: 2, err: "--turn-total-quota 0"},
+		{name: "empty realm", args: []string{"--realm", ""}, code: 2, err: "--realm"},
+
+		// Rendezvous.
+		{name: "rendezvous default", check: func(t *testing.T, o *Options) {
+			r := o.Daemon.Rendezvous
+			if r == nil || fmt.Sprint(r.Addrs) != "[0.0.0.0:3480]" || r.Software != "natkit" {
+				t.Errorf("rendezvous %+v", r)
+			}
+		}},
+		{name: "rendezvous on both addresses", args: []string{"--listen", "192.0.2.10", "--alt-ip", "192.0.2.11", "--rendezvous-port", "4000", "--software", "-"}, check: func(t *testing.T, o *Options) {
+			r := o.Daemon.Rendezvous
+			if fmt.Sprint(r.Addrs) != "[192.0.2.10:4000 192.0.2.11:4000]" || r.Software != "" {
+				t.Errorf("rendezvous %+v", r)
+			}
+		}},
+		{name: "rendezvous off", args: []string{"--rendezvous-port", "0"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.Rendezvous != nil {
+				t.Errorf("rendezvous %+v", o.Daemon.Rendezvous)
+			}
+		}},
+		{name: "rendezvous port too big", args: []string{"--rendezvous-port", "70000"}, code: 2, err: "--rendezvous-port 70000 is not a port"},
+		{name: "rendezvous on the stun port", args: []string{"--rendezvous-port", "3478"}, code: 2, err: "--rendezvous-port 3478 is a STUN port"},
+		{name: "rendezvous on the alt port", args: []string{"--rendezvous-port", "3479"}, code: 2, err: "is a STUN port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,6 +325,9 @@ func TestFlags(t *testing.T) {
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				if strings.Contains(err.Error(), "topsecretvalue") {
+					t.Errorf("error shows a password: %q", err)
 				}
 				if strings.Contains(err.Error(), "\n") {
 					t.Errorf("error spans lines: %q", err)
@@ -250,7 +364,7 @@ func TestRun(t *testing.T) {
 	defer cancel()
 	var listeners []daemon.Listener
 	err, out, errOut := run(t, ctx, true, func(d *daemon.Daemon) { listeners = d.Listeners(); cancel() },
-		"--listen", "127.0.0.1", "--stun-port", "0", "--http", "127.0.0.1:0")
+		"--listen", "127.0.0.1", "--stun-port", "0", "--http", "127.0.0.1:0", "--rendezvous-port", "0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,6 +382,11 @@ func TestRun(t *testing.T) {
 	// The mode line follows the STUN sockets.
 	if want := "stun: rfc5780 port-only: one IP, so no OTHER-ADDRESS"; !strings.Contains(errOut, listeners[2].String()+"\n"+want) {
 		t.Errorf("stderr lacks %q after the STUN listeners:\n%s", want, errOut)
+	}
+	// Without credentials TURN is off, and stderr says why.
+	if want := "; no rate limit\nturn: off (no credentials: give --user, --users-file or --auth-secret)\nhttp: listening"; !strings.Contains(errOut, want) &&
+		!strings.Contains(errOut, "burst 4000\nturn: off (no credentials: give --user, --users-file or --auth-secret)\nhttp: listening") {
+		t.Errorf("stderr lacks the turn: off line after the STUN lines:\n%s", errOut)
 	}
 	var doc startupDoc
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
@@ -294,7 +413,7 @@ func TestRunFull(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	err, out, errOut := run(t, ctx, true, func(*daemon.Daemon) { cancel() },
-		"--listen", "127.0.0.1", "--alt-ip", "127.0.0.2", "--stun-port", "0", "--stun-rate", "0", "--http", "off")
+		"--listen", "127.0.0.1", "--alt-ip", "127.0.0.2", "--stun-port", "0", "--stun-rate", "0", "--http", "off", "--rendezvous-port", "0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +440,7 @@ func TestRunFull(t *testing.T) {
 func TestRunTextHasEmptyStdout(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	err, out, _ := run(t, ctx, false, func(*daemon.Daemon) { cancel() }, "--listen", "127.0.0.1", "--stun-port", "0", "--http", "off")
+	err, out, _ := run(t, ctx, false, func(*daemon.Daemon) { cancel() }, "--listen", "127.0.0.1", "--stun-port", "0", "--http", "off", "--rendezvous-port", "0")
 	if err != nil || out != "" {
 		t.Errorf("err %v, stdout %q", err, out)
 	}
@@ -334,7 +453,7 @@ func TestRunPortInUse(t *testing.T) {
 	}
 	defer busy.Close()
 	port := busy.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-	err, _, _ = run(t, context.Background(), false, nil, "--listen", "127.0.0.1", "--stun-port", itoa(int(port)), "--http", "off", "--stun-udp-sockets", "1")
+	err, _, _ = run(t, context.Background(), false, nil, "--listen", "127.0.0.1", "--stun-port", itoa(int(port)), "--http", "off", "--stun-udp-sockets", "1", "--rendezvous-port", "0")
 	if code := cmdutil.ExitCode(err, true); code != 2 {
 		t.Fatalf("exit %d (%v), want 2", code, err)
 	}
@@ -351,7 +470,7 @@ func TestRunSIGTERM(t *testing.T) {
 	done := make(chan error, 1)
 	ready := make(chan struct{})
 	go func() {
-		err, _, _ := run(t, ctx, false, func(*daemon.Daemon) { close(ready) }, "--listen", "127.0.0.1", "--stun-port", "0", "--http", "127.0.0.1:0")
+		err, _, _ := run(t, ctx, false, func(*daemon.Daemon) { close(ready) }, "--listen", "127.0.0.1", "--stun-port", "0", "--http", "127.0.0.1:0", "--rendezvous-port", "0")
 		done <- err
 	}()
 	select {

@@ -1,0 +1,358 @@
+package stunserver
+
+import (
+	"bufio"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/natkit/natkit/pkg/stun"
+)
+
+// Port sharing (Config.Share): a TURN server listens on the STUN port too
+// (RFC 8656 §4), so the STUN server, which owns the sockets, splits the
+// traffic. Binding stays here; what forTURN picks goes to the sharer through
+// the PacketConns and Listeners that Shared returns. The sharer owns those
+// and closes them; closing them never closes a socket, which stays the STUN
+// server's to close.
+
+// DefaultShareQueue is how many datagrams wait, per socket, for the server
+// sharing the port; beyond that they are dropped and counted.
+const DefaultShareQueue = 512
+
+// sharedBufSize holds any datagram the STUN sockets can receive.
+const sharedBufSize = udpBufSize
+
+// forTURN reports whether the datagram b belongs to the server sharing
+// the port: ChannelData (RFC 8656 §12.4: the first two bits are 01,
+// channels 0x4000-0x7FFF, and a length that the datagram holds with at
+// most three bytes of padding, §12.5) or an RFC 5389 STUN message (the
+// magic cookie, RFC 8489 §5) of another method than Binding. Binding
+// messages of every class, RFC 3489 messages and anything else stay here,
+// to be answered or dropped and counted, so that garbage (text, say, whose
+// letters look like channel numbers) does not take room in the sharer's
+// queue.
+func forTURN(b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	switch b[0] >> 6 {
+	case 1:
+		pad := len(b) - 4 - int(binary.BigEndian.Uint16(b[2:4]))
+		return pad >= 0 && pad <= 3
+	case 0:
+		// The method is the type without its two class bits (RFC 8489 §5).
+		return len(b) >= stun.HeaderSize && binary.BigEndian.Uint32(b[4:8]) == stun.MagicCookie &&
+			binary.BigEndian.Uint16(b[0:2])&0x3EEF != uint16(stun.MethodBinding)
+	}
+	return false
+}
+
+// Shared is what a server sharing the port receives (Config.Share). Both
+// lists are empty without Share.
+type Shared struct {
+	// PacketConns has one PacketConn per SO_REUSEPORT socket of the primary
+	// UDP address, so that the sharer can run one read loop per socket as
+	// the kernel spreads clients over them. LocalAddr is the socket's
+	// address, ReadFrom returns *net.UDPAddr sources and WriteTo sends from
+	// the socket. Read deadlines work; write deadlines are ignored (the
+	// socket is shared).
+	PacketConns []net.PacketConn
+	// Listeners has one Listener per stream listener: TCP on the primary
+	// address, then TLS when configured. A connection is handed over at its
+	// first message for the sharer, with every byte read so far replayed
+	// (Binding requests before it were answered here). TLS connections come
+	// decrypted: TLS ends here, once, with the STUN server's certificate.
+	Listeners []net.Listener
+}
+
+// Shared returns the PacketConns and Listeners for the server sharing the
+// port. The caller owns them and must close them; that closes no socket.
+func (s *Server) Shared() Shared {
+	var sh Shared
+	for _, g := range s.udp {
+		for _, p := range g.shared {
+			sh.PacketConns = append(sh.PacketConns, p)
+		}
+	}
+	for _, st := range s.streams {
+		if st.shared != nil {
+			sh.Listeners = append(sh.Listeners, st.shared)
+		}
+	}
+	return sh
+}
+
+// sharedPacket is one datagram waiting for the sharer.
+type sharedPacket struct {
+	b   []byte
+	n   int
+	src netip.AddrPort
+}
+
+// sharedPacketConn is one STUN UDP socket as the sharer sees it: the
+// socket's goroutine pushes datagrams into a bounded queue, never blocking;
+// ReadFrom takes them out.
+type sharedPacketConn struct {
+	conn  *net.UDPConn
+	laddr *net.UDPAddr
+	in    chan sharedPacket // capacity max: never full while buffers ≤ max
+	free  chan []byte       // buffers back from ReadFrom
+	max   int
+	made  int // buffers allocated; only the socket's goroutine touches it
+	done  chan struct{}
+	once  sync.Once
+	rdl   deadline
+}
+
+func newSharedPacketConn(c *net.UDPConn, queue int) *sharedPacketConn {
+	return &sharedPacketConn{conn: c, laddr: net.UDPAddrFromAddrPort(addrOf(c.LocalAddr())),
+		in: make(chan sharedPacket, queue), free: make(chan []byte, queue), max: queue,
+		done: make(chan struct{}), rdl: newDeadline()}
+}
+
+// push queues a copy of b from src. It is called by the socket's goroutine
+// only, and returns false, dropping b, when the queue is full or closed.
+// Buffers are allocated as the queue first grows, then recycled.
+func (p *sharedPacketConn) push(b []byte, src netip.AddrPort) bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+	}
+	var buf []byte
+	select {
+	case buf = <-p.free:
+	default:
+		if p.made >= p.max {
+			return false
+		}
+		p.made++
+		buf = make([]byte, sharedBufSize)
+	}
+	n := copy(buf, b)
+	select {
+	case p.in <- sharedPacket{b: buf, n: n, src: src}:
+		return true
+	default: // cannot happen (see in), but never block the STUN goroutine
+		p.free <- buf
+		return false
+	}
+}
+
+func (p *sharedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	select {
+	case <-p.done:
+		return 0, nil, p.opErr("read", net.ErrClosed)
+	default:
+	}
+	select {
+	case pk := <-p.in:
+		n := copy(b, pk.b[:pk.n])
+		p.free <- pk.b // capacity max: never blocks
+		return n, net.UDPAddrFromAddrPort(pk.src), nil
+	case <-p.done:
+		return 0, nil, p.opErr("read", net.ErrClosed)
+	case <-p.rdl.wait():
+		return 0, nil, p.opErr("read", os.ErrDeadlineExceeded)
+	}
+}
+
+func (p *sharedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	select {
+	case <-p.done:
+		return 0, p.opErr("write", net.ErrClosed)
+	default:
+	}
+	return p.conn.WriteTo(b, addr)
+}
+
+func (p *sharedPacketConn) opErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: "udp", Source: p.laddr, Err: err}
+}
+
+// Close stops ReadFrom and WriteTo; the socket stays open. Idempotent.
+func (p *sharedPacketConn) Close() error {
+	p.once.Do(func() { close(p.done) })
+	return nil
+}
+
+func (p *sharedPacketConn) LocalAddr() net.Addr                { return p.laddr }
+func (p *sharedPacketConn) SetDeadline(t time.Time) error      { p.rdl.set(t); return nil }
+func (p *sharedPacketConn) SetReadDeadline(t time.Time) error  { p.rdl.set(t); return nil }
+func (p *sharedPacketConn) SetWriteDeadline(t time.Time) error { return nil }
+
+// deadline is a read deadline as a channel that closes when it passes.
+type deadline struct {
+	mu      sync.Mutex
+	ch      chan struct{}
+	expired bool
+	gen     uint64
+	timer   *time.Timer
+}
+
+func newDeadline() deadline { return deadline{ch: make(chan struct{})} }
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.gen++
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+	if d.expired {
+		d.ch, d.expired = make(chan struct{}), false
+	}
+	if t.IsZero() {
+		return
+	}
+	dur := time.Until(t)
+	if dur <= 0 {
+		close(d.ch)
+		d.expired = true
+		return
+	}
+	gen := d.gen
+	d.timer = time.AfterFunc(dur, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.gen == gen && !d.expired {
+			close(d.ch)
+			d.expired = true
+		}
+	})
+}
+
+func (d *deadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ch
+}
+
+// sharedListener is one stream listener as the sharer sees it: Accept
+// returns the connections the STUN server hands over.
+type sharedListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	mu   sync.RWMutex // held for reading while handing over, for writing to close
+	shut bool
+}
+
+func newSharedListener(addr net.Addr) *sharedListener {
+	return &sharedListener{addr: addr, ch: make(chan net.Conn, 16), done: make(chan struct{})}
+}
+
+// handOver gives c to Accept. It returns false when the listener is closed
+// or stop is, and the caller keeps c.
+func (l *sharedListener) handOver(c net.Conn, stop <-chan struct{}) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.shut {
+		return false
+	}
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+	case <-stop:
+	}
+	return false
+}
+
+func (l *sharedListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.done:
+		return nil, l.closedErr()
+	default:
+	}
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, l.closedErr()
+	}
+}
+
+func (l *sharedListener) closedErr() error {
+	return &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+}
+
+// Close stops Accept and closes the connections handed over but not yet
+// accepted. The listening socket stays open. Idempotent.
+func (l *sharedListener) Close() error {
+	l.once.Do(func() {
+		close(l.done)
+		l.mu.Lock() // waits for handOver calls under way
+		l.shut = true
+		l.mu.Unlock()
+		for {
+			select {
+			case c := <-l.ch:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+func (l *sharedListener) Addr() net.Addr { return l.addr }
+
+// prefixConn replays bytes already read from a connection before reading
+// on.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(b, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// peekTURN looks at the next message on a stream without consuming it and
+// reports whether it is for the sharer: ChannelData by its first two bits
+// (its length is the sharer's to check), or a message forTURN picks.
+func peekTURN(br *bufio.Reader) (bool, error) {
+	h, err := br.Peek(4)
+	if err != nil {
+		return false, err
+	}
+	switch h[0] >> 6 {
+	case 1:
+		return true, nil
+	case 0:
+	default:
+		return false, nil // not STUN: the framing check closes the stream
+	}
+	if h, err = br.Peek(stun.HeaderSize); err != nil {
+		return false, err
+	}
+	return forTURN(h), nil
+}
+
+// handOver passes the stream c, whose next message is for the sharer, to
+// it with every byte buffered in br. It returns false if the sharer is
+// gone (the caller closes c).
+func (s *Server) handOver(c net.Conn, br *bufio.Reader, st *streamListener) bool {
+	pre := make([]byte, br.Buffered())
+	_, _ = br.Read(pre) // buffered bytes only: no read on c
+	_ = c.SetDeadline(time.Time{})
+	s.stream.verdicts[Forwarded].Add(1)
+	if !st.shared.handOver(&prefixConn{Conn: c, pre: pre}, s.done) {
+		return false
+	}
+	s.stream.forwarded.Add(1)
+	return true
+}
