@@ -7,34 +7,18 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnclient"
 	"github.com/natkit/natkit/pkg/turnserver"
 )
-
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(3 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				t.Errorf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -49,7 +33,7 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestDaemon(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	d, err := New(Config{
 		STUN:     &stunserver.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0")},
 		HTTPAddr: "127.0.0.1:0",
@@ -165,7 +149,7 @@ func checkExposition(t *testing.T, body string) {
 }
 
 func TestNewErrors(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +191,7 @@ func turnConfig() *turnserver.Config {
 // listeners say which is which, TURN relays on the STUN port, and
 // /metrics has every server's counters in a valid exposition.
 func TestDaemonAll(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	d, err := New(Config{
 		STUN:       &stunserver.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), UDPSockets: 2},
 		TURN:       turnConfig(),
@@ -324,7 +308,7 @@ func TestDaemonAll(t *testing.T) {
 
 // TestDaemonTURNAlone: without STUN, TURN binds its own sockets.
 func TestDaemonTURNAlone(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	tc := turnConfig()
 	tc.Addr = netip.MustParseAddrPort("127.0.0.1:0")
 	tc.UDPSockets = 1
@@ -351,7 +335,7 @@ func TestDaemonTURNAlone(t *testing.T) {
 // TestNewErrorsCloseEverything: a server that cannot start leaves nothing
 // open: the STUN port it bound is free again.
 func TestNewErrorsCloseEverything(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	busy, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

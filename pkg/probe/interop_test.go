@@ -12,26 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/interoptest"
 	"github.com/natkit/natkit/pkg/probe"
 	"github.com/natkit/natkit/pkg/stunclient"
 )
-
-// tool finds a third-party binary; the test skips without it, unless
-// NATKIT_E2E=1 demands it.
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	for _, p := range []string{name, "/usr/sbin/" + name, "/usr/bin/" + name} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	msg := fmt.Sprintf("%s not installed (Debian package %s): interop test skipped", name, pkg)
-	if os.Getenv("NATKIT_E2E") == "1" {
-		t.Fatal(msg + " — NATKIT_E2E=1 requires it")
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // freePort returns a port free for both UDP and TCP on 127.0.0.1.
 func freePort(t *testing.T) int {
@@ -95,7 +79,7 @@ func start(t *testing.T, addr string, name string, args ...string) {
 // TestInteropCoturn probes coturn's turnserver (STUN only) on loopback over
 // UDP and TCP.
 func TestInteropCoturn(t *testing.T) {
-	bin := tool(t, "turnserver", "coturn")
+	bin := interoptest.Tool(t, "turnserver", "coturn")
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	dir := t.TempDir()
@@ -122,7 +106,7 @@ func TestInteropCoturn(t *testing.T) {
 // TestInteropStund probes Vovida's RFC 3489 stund with its two addresses
 // 127.0.0.1 and 127.0.0.2 (both on lo).
 func TestInteropStund(t *testing.T) {
-	bin := tool(t, "stund", "stun-server")
+	bin := interoptest.Tool(t, "stund", "stun-server")
 	port, alt := freePort(t), freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	start(t, addr, bin, "-h", "127.0.0.1", "-a", "127.0.0.2", "-p", fmt.Sprint(port), "-o", fmt.Sprint(alt))

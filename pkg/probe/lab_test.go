@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/interoptest"
 	"github.com/natkit/natkit/pkg/natlab"
 	"github.com/natkit/natkit/pkg/natlab/natlabtest"
 	"github.com/natkit/natkit/pkg/probe"
@@ -24,8 +25,8 @@ func TestLab(t *testing.T) {
 		t.Skip("lab test skipped in -short mode")
 	}
 	natlabtest.Require(t)
-	turnserver := tool(t, "turnserver", "coturn")
-	stund := tool(t, "stund", "stun-server")
+	turnserver := interoptest.Tool(t, "turnserver", "coturn")
+	stund := interoptest.Tool(t, "stund", "stun-server")
 	bin := natlabtest.Natkit(t)
 	l := natlabtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

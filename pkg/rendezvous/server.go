@@ -80,6 +80,8 @@ type Server struct {
 	secret []byte
 	socks  []*udpSock
 	tcps   []net.Listener
+	// udpResp and streamResp hold STUN responders (stun.go).
+	udpResp, streamResp sync.Pool
 
 	mu       sync.Mutex
 	sessions map[[SessionIDSize]byte]*session
@@ -181,6 +183,7 @@ func New(cfg Config) (*Server, error) {
 			s.tcps = append(s.tcps, ln)
 		}
 	}
+	s.initResponders()
 	return s, nil
 }
 

@@ -6,31 +6,15 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunclient"
 )
-
-// checkLeaks fails t if goroutines started during the test outlive it.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(3 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<16)
-			t.Errorf("%d goroutines leaked:\n%s", n-before, buf[:runtime.Stack(buf, true)])
-		}
-	})
-}
 
 // startServer runs a server on 127.0.0.1 and 127.0.0.2 (any free port).
 func startServer(t *testing.T, cfg Config) *Server {
@@ -105,7 +89,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 }
 
 func TestPairSignalResult(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, Config{})
 	ctx := ctxT(t, 10*time.Second)
 	a := newUDPClient(t, s.Addr(), "Blue-Fox", "card-a")
@@ -174,7 +158,7 @@ func TestPairSignalResult(t *testing.T) {
 }
 
 func TestThirdPeerRefusedAndCannotInject(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, Config{})
 	ctx := ctxT(t, 10*time.Second)
 	a := newUDPClient(t, s.Addr(), "secret", "a")
@@ -228,7 +212,7 @@ func TestThirdPeerRefusedAndCannotInject(t *testing.T) {
 }
 
 func TestJoinNeedsCookieFromSameAddress(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, Config{})
 	ctx := ctxT(t, 5*time.Second)
 	a := newUDPClient(t, s.Addr(), "cookie", "a")
@@ -258,7 +242,7 @@ func TestJoinNeedsCookieFromSameAddress(t *testing.T) {
 }
 
 func TestGarbageAndFloodStayBounded(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, Config{MaxSessions: 20, JoinRate: 1000})
 	ctx := ctxT(t, 20*time.Second)
 	pc, _ := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -304,7 +288,7 @@ func TestGarbageAndFloodStayBounded(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, Config{JoinRate: 2})
 	ctx := ctxT(t, 10*time.Second)
 	limited := 0
@@ -322,7 +306,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	now := time.Now()
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -342,7 +326,7 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestPeerNeverJoinedResult(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, Config{})
 	ctx := ctxT(t, 5*time.Second)
 	a := newUDPClient(t, s.Addr(), "alone", "a")
@@ -362,7 +346,7 @@ func TestPeerNeverJoinedResult(t *testing.T) {
 }
 
 func TestTCPClient(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, Config{})
 	ctx := ctxT(t, 10*time.Second)
 	conn, err := net.Dial("tcp", s.TCPAddrs()[0].String())
@@ -401,7 +385,7 @@ func TestTCPClient(t *testing.T) {
 }
 
 func TestSTUNWithChangeRequest(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, Config{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("127.0.0.2:0")},
 		Software: "natkit test"})
 	pc, _ := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -456,5 +440,32 @@ func TestNewValidates(t *testing.T) {
 			s.Close()
 			t.Errorf("New(%+v) accepted", cfg)
 		}
+	}
+}
+
+func TestSTUNOverTCP(t *testing.T) {
+	leaktest.Check(t)
+	s := startServer(t, Config{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
+	conn, err := net.Dial("tcp", s.TCPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	tid := [12]byte{1, 2, 3}
+	if _, err := conn.Write(Frame(stun.NewBuilder(nil, stun.BindingRequest, stun.MagicCookie, tid).Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ReadFrame(conn, make([]byte, MaxMessageSize+2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m stun.Message
+	if err := m.Decode(b); err != nil || m.Type != stun.BindingSuccess || m.TID != tid {
+		t.Fatalf("answer %x: %v", b, err)
+	}
+	got, attr, err := m.MappedAddress()
+	if err != nil || attr != stun.AttrXORMappedAddress || got != addrPortOf(conn.LocalAddr()) {
+		t.Errorf("XOR-MAPPED-ADDRESS %v (%v), want %v", got, err, conn.LocalAddr())
 	}
 }

@@ -73,11 +73,10 @@ type outgoing struct {
 // handle processes one datagram or frame from src, received on listener i.
 func (s *Server) handle(b []byte, src netip.AddrPort, i int, send func([]byte) error, tcp bool) {
 	if isSTUN(b) {
-		if !tcp {
+		if tcp {
+			s.answerSTUNStream(b, src, s.socks[i].addr, send)
+		} else {
 			s.answerSTUN(b, src, i)
-		} else if out := s.stunResponse(b, src, s.socks[i].addr, false); out != nil {
-			s.stats.STUN.Add(1)
-			_ = send(out)
 		}
 		return
 	}

@@ -5,76 +5,77 @@ import (
 	"net/netip"
 
 	"github.com/natkit/natkit/pkg/stun"
+	"github.com/natkit/natkit/pkg/stunserver"
 )
 
-// The server answers STUN Binding requests (RFC 8489 §6.3) on its ports so
-// that a peer learns its mapping from the same server, from the socket it
-// punches with, and — with two server addresses — how its NAT maps and
-// filters: CHANGE-REQUEST (RFC 5780 §7.2) is honoured by answering from the
-// other IP, or from another port of the same IP.
+// The server answers STUN Binding requests on its ports, with natkit's STUN
+// server's Responder, so that a peer learns its mapping from the same
+// server, from the socket it punches with, and — with two server addresses
+// — how its NAT maps and filters: RFC 5780 CHANGE-REQUEST and OTHER-ADDRESS
+// over the quad of the two listening sockets and their auxiliary ports.
 
 func isSTUN(b []byte) bool { return stun.IsMessage(b) }
 
+// responder is a stunserver.Responder (not safe for concurrent use) and
+// its output buffer, pooled: every socket and connection goroutine answers.
+type responder struct {
+	r   *stunserver.Responder
+	buf []byte
+}
+
+// quad returns the sockets' addresses by RFC 5780 role: the first
+// listening address and its auxiliary port, then the second's.
+func (s *Server) quad() stunserver.Quad {
+	var q stunserver.Quad
+	for i, u := range s.socks[:min(2, len(s.socks))] {
+		q[2*i] = u.addr
+		q[2*i+1] = addrPortOf(u.aux.LocalAddr())
+	}
+	return q
+}
+
+// socketFor returns the socket of role r.
+func (s *Server) socketFor(r stunserver.Role) net.PacketConn {
+	u := s.socks[min(int(r)/2, len(s.socks)-1)]
+	if r == stunserver.AltPort || r == stunserver.AltIPPort {
+		return u.aux
+	}
+	return u.pc
+}
+
+// initResponders makes the pools of STUN responders, once the sockets
+// are open.
+func (s *Server) initResponders() {
+	q, sw := s.quad(), s.cfg.Software
+	s.udpResp.New = func() any { return &responder{r: stunserver.NewResponder(sw, q), buf: make([]byte, 0, 512)} }
+	s.streamResp.New = func() any {
+		return &responder{r: stunserver.NewResponder(sw, stunserver.Quad{}), buf: make([]byte, 0, 512)}
+	}
+}
+
+// answerSTUN answers a STUN request received on UDP socket i.
 func (s *Server) answerSTUN(b []byte, src netip.AddrPort, i int) {
-	m := stun.Message{}
-	if err := m.Decode(b); err != nil || m.Type != stun.BindingRequest {
-		s.stats.Dropped.Add(1)
-		return
-	}
-	var flags uint32
-	if f, ok, err := m.ChangeRequest(); err == nil && ok {
-		flags = f
-	}
-	j := i
-	if flags&stun.ChangeIP != 0 {
-		if len(s.socks) < 2 {
-			s.stats.Dropped.Add(1)
-			return // cannot change IP: no answer, as RFC 3489 servers do
-		}
-		j = 1 - i
-	}
-	u := s.socks[j]
-	pc, origin := u.pc, u.addr
-	if flags&stun.ChangePort != 0 {
-		pc, origin = u.aux, addrPortOf(u.aux.LocalAddr())
-	}
-	out := s.stunResponse(b, src, origin, true)
-	if out == nil {
+	r := s.udpResp.Get().(*responder)
+	defer s.udpResp.Put(r)
+	rep := r.r.Respond(b, src, s.socks[i].addr, r.buf)
+	if rep.Msg == nil {
 		s.stats.Dropped.Add(1)
 		return
 	}
 	s.stats.STUN.Add(1)
-	_, _ = pc.WriteTo(out, netUDPAddr(src))
+	_, _ = s.socketFor(rep.From).WriteTo(rep.Msg, net.UDPAddrFromAddrPort(rep.To))
 }
 
-// stunResponse builds a Binding success response to req from src, sent
-// from origin; nil when req is not a Binding request.
-func (s *Server) stunResponse(req []byte, src, origin netip.AddrPort, udp bool) []byte {
-	m := stun.Message{}
-	if err := m.Decode(req); err != nil || m.Type != stun.BindingRequest || m.Classic() {
-		return nil
+// answerSTUNStream answers a STUN request received on a TCP connection
+// whose local address is local.
+func (s *Server) answerSTUNStream(b []byte, src, local netip.AddrPort, send func([]byte) error) {
+	r := s.streamResp.Get().(*responder)
+	defer s.streamResp.Put(r)
+	rep := r.r.Respond(b, src, local, r.buf)
+	if rep.Msg == nil {
+		s.stats.Dropped.Add(1)
+		return
 	}
-	b := stun.NewBuilder(make([]byte, 0, 128), stun.BindingSuccess, m.Cookie, m.TID)
-	b.AddXORAddress(stun.AttrXORMappedAddress, src)
-	if origin.Addr().IsValid() && !origin.Addr().IsUnspecified() {
-		b.AddAddress(stun.AttrResponseOrigin, origin)
-	}
-	if udp && len(s.socks) == 2 {
-		other := s.socks[0].addr
-		if origin.Addr() == other.Addr() {
-			other = s.socks[1].addr
-		}
-		b.AddAddress(stun.AttrOtherAddress, other)
-	}
-	if s.cfg.Software != "" {
-		sw := s.cfg.Software
-		for len(sw)%4 != 0 {
-			sw += " "
-		}
-		b.AddString(stun.AttrSoftware, sw)
-	}
-	b.AddFingerprint()
-	return b.Bytes()
+	s.stats.STUN.Add(1)
+	_ = send(rep.Msg)
 }
-
-func netUDPAddr(ap netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(ap) }

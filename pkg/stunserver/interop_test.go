@@ -12,28 +12,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natkit/natkit/pkg/interoptest"
 )
 
 // Interop tests run real third-party STUN clients (Debian packages coturn
 // and stun-client) against an in-process server on loopback. Without the
 // tool they skip, unless NATKIT_E2E=1, when they fail.
-
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/bin", "/usr/sbin", "/usr/local/bin"} {
-			if _, serr := os.Stat(dir + "/" + name); serr == nil {
-				return dir + "/" + name
-			}
-		}
-		if os.Getenv("NATKIT_E2E") == "1" {
-			t.Fatalf("%s not found (apt-get install %s); NATKIT_E2E=1 makes this a failure", name, pkg)
-		}
-		t.Skipf("%s not found: apt-get install %s to run this interop test", name, pkg)
-	}
-	return p
-}
 
 var (
 	// turnutils_stunclient: "0: : IPv4. UDP reflexive addr: 127.0.0.1:58353"
@@ -85,7 +70,7 @@ func runTool(t *testing.T, path string, args ...string) string {
 }
 
 func TestInteropTurnutilsStunclient(t *testing.T) {
-	tool := needTool(t, "turnutils_stunclient", "coturn")
+	tool := interoptest.Tool(t, "turnutils_stunclient", "coturn")
 	s := start(t, Config{})
 	out := runTool(t, tool, "-p", strconv.Itoa(int(s.Addr().Port())), "127.0.0.1")
 	got, ok := parseMapped(turnutilsRe, out)
@@ -103,7 +88,7 @@ func TestInteropTurnutilsStunclient(t *testing.T) {
 // TestInteropVovidaStun runs the classic RFC 3489 client: it sends requests
 // without the magic cookie and must find its own source port mapped.
 func TestInteropVovidaStun(t *testing.T) {
-	tool := needTool(t, "stun", "stun-client")
+	tool := interoptest.Tool(t, "stun", "stun-client")
 	s := start(t, Config{})
 	port := freePortPair(t)
 	out := runTool(t, tool, s.Addr().String(), "-v", "-p", strconv.Itoa(port))
@@ -158,7 +143,7 @@ func firstLines(s string, n int) string {
 // and the lifetime test must get its RESPONSE-PORT answer. Against a
 // port-only server it must find no OTHER-ADDRESS and so give no verdict.
 func TestInteropNatdiscovery(t *testing.T) {
-	tool := needTool(t, "turnutils_natdiscovery", "coturn")
+	tool := interoptest.Tool(t, "turnutils_natdiscovery", "coturn")
 	if runtimeNoLoopbackAlt(t) {
 		return
 	}
@@ -206,7 +191,7 @@ func TestInteropNatdiscovery(t *testing.T) {
 // in SOURCE-ADDRESS and the diagonal in CHANGED-ADDRESS, and the verdict is
 // "Open".
 func TestInteropVovidaRFC5780(t *testing.T) {
-	tool := needTool(t, "stun", "stun-client")
+	tool := interoptest.Tool(t, "stun", "stun-client")
 	if runtimeNoLoopbackAlt(t) {
 		return
 	}

@@ -6,31 +6,20 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
-)
 
-func need(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("NATKIT_E2E") == "1" {
-			t.Fatalf("%s is not installed (Debian package coturn) and NATKIT_E2E=1", tool)
-		}
-		t.Skipf("%s is not installed (apt-get install coturn); set NATKIT_E2E=1 to make this a failure", tool)
-	}
-	return p
-}
+	"github.com/natkit/natkit/pkg/interoptest"
+)
 
 // startCoturn runs coturn's turnserver on 127.0.0.1 with long-term
 // credentials alice:wonderland, loopback peers allowed, and returns its port.
 func startCoturn(t *testing.T) int {
 	t.Helper()
-	bin := need(t, "turnserver")
+	bin := interoptest.Tool(t, "turnserver", "coturn")
 	dir := t.TempDir()
 	for try := 0; try < 5; try++ {
 		l, err := net.ListenPacket("udp4", "127.0.0.1:0")
