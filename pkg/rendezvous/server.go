@@ -220,7 +220,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		for i, u := range s.socks {
 			s.wg.Add(2)
 			go s.readUDP(i, u.pc)
-			go s.drain(u.aux)
+			go s.readAux(u.aux)
 		}
 		for i, ln := range s.tcps {
 			s.wg.Add(1)
@@ -287,14 +287,26 @@ func (s *Server) readUDP(i int, pc net.PacketConn) {
 	}
 }
 
-// drain reads the auxiliary socket: it only sends, but must not fill up.
-func (s *Server) drain(pc net.PacketConn) {
+// readAux reads an auxiliary socket: it answers STUN, since
+// OTHER-ADDRESS can name it (RFC 5780 §6), and drops everything else.
+func (s *Server) readAux(pc net.PacketConn) {
 	defer s.wg.Done()
-	buf := make([]byte, 1500)
+	buf := make([]byte, 2048)
+	local := addrPortOf(pc.LocalAddr())
 	for {
-		if _, _, err := pc.ReadFrom(buf); errors.Is(err, net.ErrClosed) {
-			return
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
 		}
+		s.stats.Received.Add(1)
+		if !isSTUN(buf[:n]) {
+			s.stats.Dropped.Add(1)
+			continue
+		}
+		s.answerSTUN(buf[:n], addrPortOf(from), local)
 	}
 }
 

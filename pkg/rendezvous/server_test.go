@@ -425,7 +425,12 @@ func TestSTUNWithChangeRequest(t *testing.T) {
 				t.Errorf("answer from %v", r.From)
 			}
 			if !r.OtherAddress.IsValid() || !strings.HasPrefix(r.Software, "natkit test") {
-				t.Errorf("other %v software %q", r.OtherAddress, r.Software)
+				t.Fatalf("other %v software %q", r.OtherAddress, r.Software)
+			}
+			// OTHER-ADDRESS answers too (mapping tests send there).
+			o, err := c.Do(ctx, net.UDPAddrFromAddrPort(r.OtherAddress), stunclient.Request{})
+			if err != nil || o.From != r.OtherAddress || o.Mapped != r.Mapped {
+				t.Errorf("at OTHER-ADDRESS %v: %+v, %v", r.OtherAddress, o, err)
 			}
 		})
 	}

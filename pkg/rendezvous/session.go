@@ -76,7 +76,7 @@ func (s *Server) handle(b []byte, src netip.AddrPort, i int, send func([]byte) e
 		if tcp {
 			s.answerSTUNStream(b, src, s.socks[i].addr, send)
 		} else {
-			s.answerSTUN(b, src, i)
+			s.answerSTUN(b, src, s.socks[i].addr)
 		}
 		return
 	}

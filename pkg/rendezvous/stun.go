@@ -53,11 +53,11 @@ func (s *Server) initResponders() {
 	}
 }
 
-// answerSTUN answers a STUN request received on UDP socket i.
-func (s *Server) answerSTUN(b []byte, src netip.AddrPort, i int) {
+// answerSTUN answers a STUN request received on the UDP socket at local.
+func (s *Server) answerSTUN(b []byte, src, local netip.AddrPort) {
 	r := s.udpResp.Get().(*responder)
 	defer s.udpResp.Put(r)
-	rep := r.r.Respond(b, src, s.socks[i].addr, r.buf)
+	rep := r.r.Respond(b, src, local, r.buf)
 	if rep.Msg == nil {
 		s.stats.Dropped.Add(1)
 		return
