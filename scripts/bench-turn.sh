@@ -1,101 +1,208 @@
 #!/usr/bin/env bash
-# scripts/bench-turn.sh — coturn and natkit's TURN server side by side, on
-# loopback, measured by the same clients: `natkit turn bench` (allocations/s,
-# relayed packets/s, p99 relay latency) and coturn's turnutils_uclient in load
-# mode (relayed packets/s), plus memory per allocation (RSS growth while
-# turnutils_uclient holds N allocations). natkit runs twice: with one UDP
-# socket (pion's single read loop) and with SO_REUSEPORT sockets, one per CPU.
+# scripts/bench-turn.sh — coturn and `natkit serve` (TURN on its STUN port)
+# side by side, on loopback, measured by the same clients:
 #
-#   scripts/bench-turn.sh                 # defaults: 3 s phases
-#   DURATION=5s HOLD=2000 scripts/bench-turn.sh
+#   - `natkit turn bench`: allocations/s (allocate and release, 16 at a time),
+#     relayed packets/s (CLIENTS clients, 64 packets in flight each, through a
+#     channel to an echo peer) and p99 relay round-trip latency at a light rate;
+#   - coturn's turnutils_uclient in load mode (UC_CLIENTS clients, each a
+#     pair of allocations, UC_MSGS messages each, no pacing): relayed
+#     packets/s, that is twice the messages echoed back divided by the time
+#     between the end of its connect phase and the end of its transmit phase;
+#   - memory per allocation: the server's RSS growth while turnutils_uclient
+#     clients (-h) hold HOLD allocations, divided by the relay sockets the
+#     server really holds (counted with ss), on a freshly started server.
 #
-# Needs coturn (turnserver, turnutils_uclient, turnutils_peer). Loopback only.
+# natkit runs twice, for the before and after of SO_REUSEPORT: with one UDP
+# socket (--stun-udp-sockets 1: one pion read loop) and with NATKIT_SOCKETS
+# sockets (default 0: one per CPU). Each server runs alone in turn, with the
+# clients sharing the machine's CPUs (no pinning).
+#
+#   scripts/bench-turn.sh                       # defaults: 3 s relay phase
+#   DURATION=5s HOLD=1000 scripts/bench-turn.sh
+#
+# Needs coturn (turnserver, turnutils_uclient, turnutils_peer) and ss.
+# Everything listens on 127.0.0.1 and 127.0.0.2 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-3s}
-ALLOCS=${ALLOCS:-1000}
-CLIENTS=${CLIENTS:-4}
-HOLD=${HOLD:-1000}          # allocations held for the memory measurement
-UC_CLIENTS=${UC_CLIENTS:-20} # turnutils_uclient load: clients, messages each
-UC_MSGS=${UC_MSGS:-2000}
+DURATION=${DURATION:-3s}     # natkit turn bench: relay phase
+ALLOCS=${ALLOCS:-1000}       # natkit turn bench: allocation phase
+CLIENTS=${CLIENTS:-4}        # natkit turn bench: relaying clients
+UC_CLIENTS=${UC_CLIENTS:-50} # turnutils_uclient load: clients × messages each
+UC_MSGS=${UC_MSGS:-10000}
+HOLD=${HOLD:-1000}           # allocations held for the memory measurement
+HOLD_PROCS=${HOLD_PROCS:-8}  # turnutils_uclient processes holding them
+NATKIT_SOCKETS=${NATKIT_SOCKETS:-0}
+BASE_PORT=${BASE_PORT:-34790}
+COTURN_RELAYS=20000-24999 NATKIT_RELAYS=25000-29999 # below the ephemeral range
+export PATH="$PATH:/usr/sbin:/sbin"
 
-for t in turnserver turnutils_uclient turnutils_peer; do
-  command -v "$t" >/dev/null || { echo "bench-turn: $t not found (apt-get install coturn)" >&2; exit 2; }
+for t in turnserver turnutils_uclient turnutils_peer ss python3; do
+  command -v "$t" >/dev/null || { echo "bench-turn: $t not found (apt-get install coturn iproute2 python3)" >&2; exit 2; }
 done
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
+echo "== building natkit" >&2
 go build -o "$work/natkit" ./cmd/natkit
-go build -o "$work/turnserve" ./pkg/turnserver/internal/turnserve
 
-COTURN_PORT=34790 NATKIT1_PORT=34791 NATKIT_PORT=34792 PEER_PORT=34793 UPEER_PORT=34794
-"$work/natkit" turn echo --listen 127.0.0.2:$PEER_PORT 2>/dev/null & pids+=($!)
-turnutils_peer -L 127.0.0.2 -p $UPEER_PORT >/dev/null 2>&1 & pids+=($!)
+# free_port N: the first port from N up that nothing uses on UDP or TCP.
+# Each port below is looked for after the one before, so all are distinct.
+free_port() {
+  local p=$1
+  while ss -Hanu "sport = :$p" | grep -q . || ss -Hant "sport = :$p" | grep -q .; do
+    p=$((p + 1))
+  done
+  echo "$p"
+}
+COTURN_PORT=$(free_port "$BASE_PORT")
+NATKIT_PORT=$(free_port $((COTURN_PORT + 1)))
+NATKIT_ALT_PORT=$(free_port $((NATKIT_PORT + 1)))
+PEER_PORT=$(free_port $((NATKIT_ALT_PORT + 1)))
+UPEER_PORT=$(free_port $((PEER_PORT + 1)))
 
-turnserver -n --listening-ip 127.0.0.1 --relay-ip 127.0.0.1 --listening-port $COTURN_PORT \
-  --min-port 40000 --max-port 44999 --realm natkit --user alice:wonderland --lt-cred-mech \
-  --no-tls --no-dtls --no-cli --allow-loopback-peers --no-stdout-log --log-file "$work/coturn.log" \
-  --pidfile "$work/coturn.pid" >/dev/null 2>&1 & pids+=($!); coturn_pid=$!
-# natkit: quotas and the 401 limit opened for load from one source address.
-natkit_args=(--user alice:wonderland --realm natkit --allow-peer 127.0.0.0/8 --user-quota 100000
-  --total-quota 100000 --challenge-rate -1)
-"$work/turnserve" --listen 127.0.0.1:$NATKIT1_PORT --relay-ports 45000-49999 --udp-sockets 1 "${natkit_args[@]}" 2>/dev/null & pids+=($!); natkit1_pid=$!
-"$work/turnserve" --listen 127.0.0.1:$NATKIT_PORT --relay-ports 50000-54999 "${natkit_args[@]}" 2>/dev/null & pids+=($!); natkit_pid=$!
-sleep 1
+# The echo peers, on 127.0.0.2: natkit's for natkit turn bench, coturn's for
+# turnutils_uclient.
+"$work/natkit" turn echo --listen 127.0.0.2:"$PEER_PORT" 2>"$work/echo.log" & pids+=($!)
+turnutils_peer -L 127.0.0.2 -p "$UPEER_PORT" >/dev/null 2>&1 & pids+=($!)
+
+server_pid=
+start_coturn() {
+  turnserver -n --listening-ip 127.0.0.1 --relay-ip 127.0.0.1 --listening-port "$COTURN_PORT" \
+    --min-port "${COTURN_RELAYS%-*}" --max-port "${COTURN_RELAYS#*-}" --realm natkit --user alice:wonderland --lt-cred-mech \
+    --no-tls --no-dtls --no-cli --allow-loopback-peers --no-stdout-log --simple-log --log-file "$work/coturn.log" \
+    --pidfile "$work/coturn.pid" >/dev/null 2>&1 &
+  server_pid=$!; pids+=("$server_pid")
+}
+# natkit serve: TURN on the STUN port, quotas and the 401 limit opened for
+# load from one source address, no rendezvous or HTTP.
+start_natkit() { # udp-sockets
+  "$work/natkit" serve --listen 127.0.0.1 --stun-port "$NATKIT_PORT" --stun-alt-port "$NATKIT_ALT_PORT" \
+    --stun-udp-sockets "$1" --http off --rendezvous-port 0 --realm natkit --user alice:wonderland \
+    --allow-peer 127.0.0.0/8 --relay-ports "$NATKIT_RELAYS" --turn-user-quota 0 --turn-total-quota 100000 \
+    --turn-challenge-rate -1 2>"$work/natkit.log" &
+  server_pid=$!; pids+=("$server_pid")
+}
+stop_server() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
+
+wait_ready() { # port: an allocation succeeds
+  for _ in $(seq 50); do
+    if "$work/natkit" turn --server "127.0.0.1:$1" --user alice --password wonderland --timeout 1s >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "bench-turn: no TURN server answers on 127.0.0.1:$1" >&2; exit 1
+}
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+relays() { # MIN-MAX → UDP sockets bound in that range
+  ss -Hanu "( sport >= :${1%-*} and sport <= :${1#*-} )" | wc -l
+}
 
-# natkit turn bench → "allocs pps p99"
+# mem_per_alloc port pid relay-range → "bytes-per-allocation held"
+mem_per_alloc() {
+  local port=$1 pid=$2 range=$3 before after held last=-1 same=0 ucs=() i
+  before=$(rss_kb "$pid")
+  # turnutils_uclient -m N makes 2N allocations: a pair per client.
+  for ((i = 0; i < HOLD_PROCS; i++)); do
+    turnutils_uclient -c -h -u alice -w wonderland -e 127.0.0.2 -r "$UPEER_PORT" -p "$port" \
+      -m $(((HOLD / 2 + i) / HOLD_PROCS)) -n 1 -z 100 127.0.0.1 >/dev/null 2>&1 &
+    ucs+=($!); pids+=($!)
+  done
+  # Until every allocation is held, or none has been added for 3 s (60 s at most).
+  for _ in $(seq 120); do
+    sleep 0.5
+    held=$(relays "$range")
+    if [ "$held" -ge "$HOLD" ]; then break; fi
+    if [ "$held" = "$last" ]; then same=$((same + 1)); else same=0; fi
+    if [ "$same" -ge 6 ]; then break; fi
+    last=$held
+  done
+  sleep 1 # let the last allocations settle
+  held=$(relays "$range") after=$(rss_kb "$pid")
+  for p in "${ucs[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${ucs[@]}"; do wait "$p" 2>/dev/null || true; done
+  python3 -c "h=$held; print(round(($after-$before)*1024/h) if h else '-', h)"
+}
+
+# nk_bench port → "allocs/s relayed-pkt/s p99-ms"
 nk_bench() {
   "$work/natkit" turn bench --json --server "127.0.0.1:$1" --user alice --password wonderland \
-    --peer 127.0.0.2:$PEER_PORT --allocations "$ALLOCS" --clients "$CLIENTS" --duration "$DURATION" 2>/dev/null |
-    python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["allocations_per_s"], r["relayed_packets_per_s"], r["latency_p99_ms"] or 0)'
+    --peer 127.0.0.2:"$PEER_PORT" --allocations "$ALLOCS" --clients "$CLIENTS" --duration "$DURATION" 2>"$work/bench.log" |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["allocations_per_s"]), round(r["relayed_packets_per_s"]), r["latency_p99_ms"] or "-")' ||
+    { echo "bench-turn: natkit turn bench failed:" >&2; cat "$work/bench.log" >&2; echo "- - -"; }
 }
 
-# turnutils_uclient load mode → relayed packets/s (2 × echoed messages / wall time)
+# uc_load port → relayed packets/s: 2 × messages echoed back, over the
+# transmit phase (from the end of the connect phase, by line timestamps).
 uc_load() {
-  local t0 t1 out recv
-  t0=$(date +%s.%N)
-  out=$(timeout 120 turnutils_uclient -c -u alice -w wonderland -e 127.0.0.2 -r $UPEER_PORT -p "$1" \
-    -m "$UC_CLIENTS" -n "$UC_MSGS" -l 100 -z 1 127.0.0.1 2>&1 || true)
-  t1=$(date +%s.%N)
-  recv=$(printf '%s\n' "$out" | sed -n 's/.*tot_recv_msgs=\([0-9]*\)$/\1/p' | tail -1)
-  python3 -c "print(round(2*${recv:-0}/($t1-$t0)))"
-}
-
-# RSS growth per allocation while turnutils_uclient holds $HOLD of them.
-mem_per_alloc() {
-  local pid=$2 before after uc
-  before=$(rss_kb "$pid")
-  timeout 60 turnutils_uclient -c -h -u alice -w wonderland -e 127.0.0.2 -r $UPEER_PORT -p "$1" \
-    -m "$HOLD" -n 1 -z 100 127.0.0.1 >/dev/null 2>&1 & uc=$!
-  sleep 6
-  after=$(rss_kb "$pid")
-  kill $uc 2>/dev/null || true; wait $uc 2>/dev/null || true
-  python3 -c "print(round(($after-$before)*1024/$HOLD))"
+  stdbuf -oL -eL timeout 300 turnutils_uclient -c -u alice -w wonderland -e 127.0.0.2 -r "$UPEER_PORT" -p "$1" \
+    -m "$UC_CLIENTS" -n "$UC_MSGS" -l 100 -z 0 127.0.0.1 2>&1 |
+    while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done >"$work/uclient.log" || true
+  python3 - "$work/uclient.log" <<'EOF'
+import re, sys
+t0 = t1 = recv = None
+for line in open(sys.argv[1]):
+    ts, _, rest = line.partition(" ")
+    if "Total connect time" in rest and t0 is None:
+        t0 = float(ts)
+    m = re.search(r"start_mclient: tot_send_msgs=\d+, tot_recv_msgs=(\d+)$", rest.strip())
+    if m:
+        t1, recv = float(ts), int(m.group(1))
+print(round(2 * recv / (t1 - t0)) if t0 and t1 and t1 > t0 else "-")
+EOF
 }
 
 declare -A R
-for s in coturn:$COTURN_PORT:$coturn_pid natkit-1socket:$NATKIT1_PORT:$natkit1_pid natkit:$NATKIT_PORT:$natkit_pid; do
-  IFS=: read -r name port pid <<<"$s"
-  echo "== $name (127.0.0.1:$port)" >&2
-  read -r a p l <<<"$(nk_bench "$port")"
-  R[$name.allocs]=$a R[$name.pps]=$p R[$name.p99]=$l
+names=(coturn natkit-1socket natkit)
+start() { # name → a fresh server, ready; sets port and range
+  case $1 in
+    coturn) start_coturn; port=$COTURN_PORT range=$COTURN_RELAYS ;;
+    natkit-1socket) start_natkit 1; port=$NATKIT_PORT range=$NATKIT_RELAYS ;;
+    natkit) start_natkit "$NATKIT_SOCKETS"; port=$NATKIT_PORT range=$NATKIT_RELAYS ;;
+  esac
+  wait_ready "$port"
+}
+for name in "${names[@]}"; do
+  # Memory on a fresh server, then the load on another fresh one (the held
+  # allocations outlive their clients until they expire).
+  start "$name"
+  echo "== $name on 127.0.0.1:$port: memory" >&2
+  read -r "R[$name.mem]" "R[$name.held]" <<<"$(mem_per_alloc "$port" "$server_pid" "$range")"
+  stop_server
+  start "$name"
+  echo "== $name on 127.0.0.1:$port: natkit turn bench, turnutils_uclient" >&2
+  read -r "R[$name.allocs]" "R[$name.pps]" "R[$name.p99]" <<<"$(nk_bench "$port")"
   R[$name.ucpps]=$(uc_load "$port")
-  R[$name.mem]=$(mem_per_alloc "$port" "$pid")
+  stop_server
 done
 
-ratio() { python3 -c "a,b=float('$1'),float('$2'); print(f'{a/b:.2f}' if b else '-')"; }
-printf '\n%-16s %12s %16s %14s %18s %14s\n' SERVER "ALLOCS/S" "RELAYED PKT/S" "P99 (ms)" "UCLIENT PKT/S" "BYTES/ALLOC"
-for n in coturn natkit-1socket natkit; do
-  printf '%-16s %12s %16s %14s %18s %14s\n' "$n" "${R[$n.allocs]}" "${R[$n.pps]}" "${R[$n.p99]}" "${R[$n.ucpps]}" "${R[$n.mem]}"
+ratio() { python3 -c "
+try: print(f'{float(\"$1\")/float(\"$2\"):.2f}')
+except Exception: print('-')"; }
+row() { printf '%-22s %10s %14s %10s %14s %12s\n' "$@"; }
+sockets=$NATKIT_SOCKETS; [ "$sockets" != 0 ] || sockets="$(nproc) (one per CPU)"
+echo
+echo "TURN over UDP on loopback: coturn $(turnserver --version 2>/dev/null | head -1) and natkit serve; $(nproc) CPUs shared by servers and clients"
+row SERVER "ALLOCS/S" "RELAYED PKT/S" "P99 MS" "UCLIENT PKT/S" "BYTES/ALLOC"
+for n in "${names[@]}"; do
+  row "$n" "${R[$n.allocs]}" "${R[$n.pps]}" "${R[$n.p99]}" "${R[$n.ucpps]}" "${R[$n.mem]}"
 done
-printf '%-16s %12s %16s %14s %18s %14s\n' "natkit/coturn" "$(ratio "${R[natkit.allocs]}" "${R[coturn.allocs]}")" \
-  "$(ratio "${R[natkit.pps]}" "${R[coturn.pps]}")" "$(ratio "${R[natkit.p99]}" "${R[coturn.p99]}")" \
-  "$(ratio "${R[natkit.ucpps]}" "${R[coturn.ucpps]}")" "$(ratio "${R[natkit.mem]}" "${R[coturn.mem]}")"
-echo "(clients: natkit turn bench, $CLIENTS relaying clients × window 64, $DURATION; turnutils_uclient -m $UC_CLIENTS -n $UC_MSGS -z 1;" \
-  "memory: RSS growth over $HOLD held allocations; $(nproc) CPUs shared by servers and clients)"
+for pair in natkit:coturn natkit-1socket:coturn natkit:natkit-1socket; do
+  a=${pair%:*} b=${pair#*:}
+  row "$a/$b" "$(ratio "${R[$a.allocs]}" "${R[$b.allocs]}")" "$(ratio "${R[$a.pps]}" "${R[$b.pps]}")" \
+    "$(ratio "${R[$a.p99]}" "${R[$b.p99]}")" "$(ratio "${R[$a.ucpps]}" "${R[$b.ucpps]}")" "$(ratio "${R[$a.mem]}" "${R[$b.mem]}")"
+done
+echo "natkit: --stun-udp-sockets $sockets; natkit-1socket: --stun-udp-sockets 1 (one pion read loop)."
+echo "ALLOCS/S, RELAYED PKT/S, P99: natkit turn bench, $ALLOCS allocations 16 at a time, $CLIENTS clients x 64 in flight for $DURATION."
+echo "UCLIENT PKT/S: turnutils_uclient -m $UC_CLIENTS -n $UC_MSGS -z 0, 2 x echoed / transmit time."
+echo "BYTES/ALLOC: RSS growth of a fresh server holding turnutils_uclient allocations" \
+  "(held: coturn ${R[coturn.held]}, natkit-1socket ${R[natkit-1socket.held]}, natkit ${R[natkit.held]} of $HOLD)."

@@ -149,7 +149,7 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key `file` for STUN and TURN over TLS")
 	fl.StringVar(&opts.HTTP, "http", DefaultHTTP, "`ADDR` for /healthz and /metrics, or \"off\"")
 	fl.StringVar(&opts.Software, "software", stunserver.DefaultSoftware, "SOFTWARE attribute in STUN responses (\"-\" for none)")
-	fl.IntVar(&opts.UDPSockets, "stun-udp-sockets", 0, "SO_REUSEPORT sockets per UDP address (0: one per CPU)")
+	fl.IntVar(&opts.UDPSockets, "stun-udp-sockets", 0, "SO_REUSEPORT sockets per UDP address, each read by STUN and by TURN (0: one per CPU)")
 	fl.IntVar(&opts.UDPBatch, "stun-udp-batch", 0, "datagrams per recvmmsg/sendmmsg (0: 64; 1: no batching)")
 	fl.StringVar(&opts.Realm, "realm", turnserver.DefaultRealm, "TURN realm for long-term credentials")
 	fl.StringArrayVar(&opts.Users, "user", nil, "TURN account `NAME:PASSWORD` (repeatable)")

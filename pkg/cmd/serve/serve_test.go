@@ -90,6 +90,7 @@ func TestFlags(t *testing.T) {
 	turnFile := writeFile(t, "turn.yaml", "user: [\"alice:wonderland\", \"bob:builder\"]\nallow-peer: 127.0.0.0/8\nrealm: lab\n"+
 		"relay-ports: 30000-30999\nturn-user-quota: 7\nauth-secret: from-file\nrendezvous-port: 4480\n")
 	noTURNFile := writeFile(t, "noturn.yaml", "no-turn: true\n")
+	socketsFile := writeFile(t, "sockets.yaml", "stun-udp-sockets: 3\n")
 	tests := []struct {
 		name  string
 		args  []string
@@ -146,6 +147,29 @@ func TestFlags(t *testing.T) {
 				t.Errorf("config not applied: %+v", s)
 			}
 		}},
+		{name: "udp sockets: one per CPU by default", check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.UDPSockets != 0 {
+				t.Errorf("udp sockets %d", o.Daemon.STUN.UDPSockets)
+			}
+		}},
+		{name: "udp sockets", args: []string{"--stun-udp-sockets", "1", "--user", "a:b"}, check: func(t *testing.T, o *Options) {
+			// TURN shares STUN's sockets (one read loop each): the count is STUN's.
+			if o.Daemon.STUN.UDPSockets != 1 || o.Daemon.TURN == nil {
+				t.Errorf("udp sockets %d, turn %v", o.Daemon.STUN.UDPSockets, o.Daemon.TURN)
+			}
+		}},
+		{name: "udp sockets from the config file", args: []string{"--config", socketsFile}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.UDPSockets != 3 {
+				t.Errorf("udp sockets %d", o.Daemon.STUN.UDPSockets)
+			}
+		}},
+		{name: "udp sockets flag over the file", args: []string{"--config", socketsFile, "--stun-udp-sockets", "0"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.UDPSockets != 0 {
+				t.Errorf("udp sockets %d", o.Daemon.STUN.UDPSockets)
+			}
+		}},
+		{name: "negative udp sockets", args: []string{"--stun-udp-sockets", "-1"}, code: 2, err: "--stun-udp-sockets -1: give 0 (one per CPU) to 256"},
+		{name: "too many udp sockets", args: []string{"--stun-udp-sockets", "257"}, code: 2, err: "--stun-udp-sockets 257"},
 		{name: "alt ip with wildcard listen", args: []string{"--alt-ip", "192.0.2.11"}, code: 2, err: "--alt-ip needs a concrete --listen address, not 0.0.0.0"},
 		{name: "alt ip not an ip", args: []string{"--listen", "192.0.2.10", "--alt-ip", "second"}, code: 2, err: `--alt-ip "second" is not an IP address`},
 		{name: "alt ip other family", args: []string{"--listen", "192.0.2.10", "--alt-ip", "2001:db8::1"}, code: 2, err: "different families"},

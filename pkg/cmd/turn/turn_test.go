@@ -3,6 +3,7 @@ package turn
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"log/slog"
@@ -15,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/turnclient"
 	"github.com/natkit/natkit/pkg/turnserver"
@@ -206,6 +210,62 @@ func TestRunLive(t *testing.T) {
 				t.Fatalf("err %v\n%s", err, out)
 			}
 			golden(t, tc.name, normalize(out))
+		})
+	}
+}
+
+// TestRunTLS runs `natkit turn` over TLS against natkit's servers composed
+// as `natkit serve --tls-cert --tls-key` runs them, with a self-signed
+// certificate made here: trusted through --ca-file or --insecure it
+// allocates and relays; trusted by nothing, the handshake fails (exit 1).
+func TestRunTLS(t *testing.T) {
+	leaktest.Check(t)
+	cert, certPEM := selfSigned(t)
+	ca := writeTemp(t, "ca.pem", certPEM)
+	_, otherPEM := selfSigned(t) // another certificate for 127.0.0.1
+	otherCA := writeTemp(t, "other.pem", otherPEM)
+	s := startServe(t, cert, netip.MustParsePrefix("127.0.0.0/8"))
+	echo := startEcho(t)
+	turn := func(f *cmdutil.Factory) *cobra.Command { return NewCmdTurn(f, nil) }
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		args []string
+		err  string // "" when the relay must work
+	}{
+		{name: "turns uri, ca file", args: []string{"turns:" + s.tls.String(), "--ca-file", ca}},
+		{name: "transport tls, insecure", args: []string{"--server", s.tls.String(), "--transport", "tls", "--insecure"}},
+		{name: "untrusted", args: []string{"turns:" + s.tls.String()}, err: "certificate signed by unknown authority"},
+		{name: "another ca", args: []string{"turns:" + s.tls.String(), "--ca-file", otherCA}, err: "certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := s.d.TURN().Stats().AllocationsTotal
+			args := append([]string{"turn", "--json", "-u", "alice", "-p", "wonderland", "--peer", echo.String(), "--count", "3", "--interval", "1ms"}, tc.args...)
+			r := execute(ctx, t, turn, args...)
+			if tc.err != "" {
+				if r.code != cmdutil.ExitBad || r.err == nil || !strings.Contains(r.err.Error(), "over tls") || !strings.Contains(r.err.Error(), tc.err) {
+					t.Fatalf("exit %d: %v; want exit 1 with %q", r.code, r.err, tc.err)
+				}
+				if n := s.d.TURN().Stats().AllocationsTotal - before; n != 0 {
+					t.Errorf("%d allocations made without a trusted certificate", n)
+				}
+				return
+			}
+			if r.code != 0 {
+				t.Fatalf("exit %d: %v\n%s", r.code, r.err, r.stdout)
+			}
+			var rep turnclient.Report
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("stdout: %v\n%s", err, r.stdout)
+			}
+			if !rep.Success || rep.Transport != "tls" || rep.ServerAddress != s.tls.String() || rep.RelayedAddress == nil ||
+				!strings.HasPrefix(*rep.RelayedAddress, "127.0.0.1:") || rep.Received == 0 || rep.Received > rep.Sent {
+				t.Errorf("report: success %v over %s to %s, relayed %v, %d/%d back", rep.Success, rep.Transport, rep.ServerAddress,
+					deref(rep.RelayedAddress), rep.Received, rep.Sent)
+			}
+			if n := s.d.TURN().Stats().AllocationsTotal - before; n != 1 {
+				t.Errorf("server made %d allocations, want 1", n)
+			}
 		})
 	}
 }
