@@ -19,37 +19,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/stun"
 )
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
 
-// checkLeaks fails t if goroutines started during the test outlive it.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
 // start runs a server for the test; it is closed (and checked) at cleanup.
 func start(t *testing.T, cfg Config) *Server {
 	t.Helper()
-	checkLeaks(t)
+	leaktest.Check(t)
 	if !cfg.Addr.IsValid() {
 		cfg.Addr = loopback
 	}
@@ -487,7 +466,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestShutdown(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s, err := New(Config{Addr: loopback})
 	if err != nil {
 		t.Fatal(err)
@@ -531,7 +510,7 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestCloseWithoutServe(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s, err := New(Config{Addr: loopback})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunclient"
 	"github.com/natkit/natkit/pkg/turnclient"
@@ -25,7 +26,7 @@ func code(err error) int {
 }
 
 func TestQuotas(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, func(c *Config) { c.UserQuota = 2; c.TotalQuota = 3 })
 	ctx := ctxT(t)
 	var clients []*turnclient.Client
@@ -56,7 +57,7 @@ func TestQuotas(t *testing.T) {
 // TestWrongCredentials441: requests on an allocation must come with the
 // username that made it (RFC 8656 §5).
 func TestWrongCredentials441(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, nil)
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -99,7 +100,7 @@ type nopClose struct{ net.PacketConn }
 func (nopClose) Close() error { return nil }
 
 func TestRefusals(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, nil)
 	ctx := ctxT(t)
 	key := stun.LongTermKey("alice", DefaultRealm, "wonderland")
@@ -157,7 +158,7 @@ func TestRefusals(t *testing.T) {
 // TestNoPermissionDropped: data to a peer without a permission is dropped
 // (client → peer), and so is data from a peer without one (peer → client).
 func TestNoPermissionDropped(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, nil)
 	for _, tr := range []string{"udp", "tcp"} {
 		t.Run(tr, func(t *testing.T) {
@@ -213,7 +214,7 @@ func TestNoPermissionDropped(t *testing.T) {
 }
 
 func TestRESTCredentials(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	now := time.Unix(1_700_000_000, 0)
 	s := startServer(t, func(c *Config) { c.Users = nil; c.AuthSecret = "s3cret"; c.Now = func() time.Time { return now } })
 	ctx := ctxT(t)
@@ -236,7 +237,7 @@ func TestRESTCredentials(t *testing.T) {
 
 // TestChallengeLimit: a source gets at most burst 401s, then silence.
 func TestChallengeLimit(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, func(c *Config) { c.ChallengeRate = 0.001; c.ChallengeBurst = 3 })
 	ctx := ctxT(t)
 	answered := 0
@@ -304,7 +305,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 }
 
 func TestCloseIdempotent(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s, err := New(Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Users: []User{{Name: "a", Password: "b"}}, RelayPorts: testRelayPorts})
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +319,7 @@ func TestCloseIdempotent(t *testing.T) {
 
 // TestHandedSockets: the daemon's way — sockets opened by the caller.
 func TestHandedSockets(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +355,7 @@ func TestHandedSockets(t *testing.T) {
 // TestTCPCloseReleases: an allocation made over TCP ends with its
 // connection (RFC 8656 §3.1), returning the quota.
 func TestTCPCloseReleases(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, func(c *Config) { c.UserQuota = 1 })
 	ctx := ctxT(t)
 	c := dial(t, s, "tcp", "alice", "wonderland")

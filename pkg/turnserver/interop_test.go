@@ -3,28 +3,16 @@ package turnserver
 import (
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-)
 
-// need returns the path of a third-party tool: the test skips without it,
-// and fails when NATKIT_E2E=1 (CI).
-func need(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("NATKIT_E2E") == "1" {
-			t.Fatalf("%s is not installed (Debian package coturn) and NATKIT_E2E=1", tool)
-		}
-		t.Skipf("%s is not installed (apt-get install coturn); set NATKIT_E2E=1 to make this a failure", tool)
-	}
-	return p
-}
+	"github.com/natkit/natkit/pkg/interoptest"
+	"github.com/natkit/natkit/pkg/leaktest"
+)
 
 // freeUDPPort finds a port free on 127.0.0.2 for turnutils_peer.
 func freeUDPPort(t *testing.T) int {
@@ -39,7 +27,7 @@ func freeUDPPort(t *testing.T) int {
 // startPeer runs coturn's turnutils_peer (a UDP echo) on 127.0.0.2.
 func startPeer(t *testing.T) int {
 	t.Helper()
-	bin := need(t, "turnutils_peer")
+	bin := interoptest.Tool(t, "turnutils_peer", "coturn")
 	port := freeUDPPort(t)
 	cmd := exec.Command(bin, "-L", "127.0.0.2", "-p", strconv.Itoa(port))
 	if err := cmd.Start(); err != nil {
@@ -55,9 +43,9 @@ func startPeer(t *testing.T) int {
 // turnutils_peer through natkit's server, over UDP and TCP, with no errors
 // and no loss; a wrong password makes it fail.
 func TestUclientRelaysThroughNatkit(t *testing.T) {
-	uclient := need(t, "turnutils_uclient")
+	uclient := interoptest.Tool(t, "turnutils_uclient", "coturn")
 	peer := startPeer(t)
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, nil)
 	port := strconv.Itoa(int(s.addr("udp").Port()))
 	run := func(args ...string) (string, error) {

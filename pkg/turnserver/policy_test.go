@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/peerpolicy"
 	"github.com/natkit/natkit/pkg/turnclient"
 )
@@ -64,7 +65,7 @@ func bypasses(s *Server) []struct {
 // bypass form get 403 on UDP and TCP, and Send indications to them are
 // dropped.
 func TestPeerPolicyDeniesBypasses(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, nil)
 	for _, tr := range []string{"udp", "tcp"} {
 		t.Run(tr, func(t *testing.T) {

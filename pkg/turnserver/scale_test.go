@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/turnclient"
 )
 
@@ -27,7 +28,7 @@ func TestTenThousandAllocations(t *testing.T) {
 	for i := 0; i <= users; i++ {
 		list = append(list, User{Name: fmt.Sprintf("u%d", i), Password: "pw"})
 	}
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, func(c *Config) {
 		c.Users = list
 		c.UserQuota = perUser

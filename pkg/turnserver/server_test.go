@@ -6,30 +6,12 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"runtime"
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/turnclient"
 )
-
-// noLeaks fails the test if goroutines outlive it.
-func noLeaks(t testing.TB) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Errorf("goroutines leaked: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:n])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
 
 // testRelayPorts stays below Linux's ephemeral range (32768-60999), so that
 // test peers on ephemeral ports never land on a relay port.
@@ -116,7 +98,7 @@ func ctxT(t testing.TB) context.Context {
 }
 
 func TestRelayRoundTrip(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, nil)
 	echo := startEcho(t)
 	for _, tr := range []string{"udp", "tcp"} {
@@ -164,7 +146,7 @@ func TestRelayRoundTrip(t *testing.T) {
 }
 
 func TestWrongPassword(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	s := startServer(t, nil)
 	c := dial(t, s, "udp", "alice", "nope")
 	_, err := c.Allocate(ctxT(t))

@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,28 +29,13 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/daemon"
+	"github.com/natkit/natkit/pkg/interoptest"
+	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnclient"
 )
-
-// noLeaks fails t if goroutines started during the test outlive it.
-func noLeaks(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				t.Errorf("goroutines leaked: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
 
 // freePort returns a port free on ip for both UDP and TCP.
 func freePort(t *testing.T, ip string) int {
@@ -324,7 +308,7 @@ func dialTURN(t *testing.T, server netip.AddrPort, transport string, conn net.Co
 // TestServeComposed runs STUN, TURN and rendezvous together and uses each
 // on the ports the startup document names.
 func TestServeComposed(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	echo := startEcho(t)
 	s := startServe(t, turnArgs(t)...)
 	if !s.udp.IsValid() || s.tcp != s.udp || !s.tls.IsValid() || !s.rdv.IsValid() || !s.http.IsValid() {
@@ -560,27 +544,13 @@ func rendezvousTCP(t *testing.T, server netip.AddrPort, name, card string) *rend
 	return c
 }
 
-// need returns the path of a third-party tool: the test skips without it,
-// and fails when NATKIT_E2E=1 (CI).
-func need(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("NATKIT_E2E") == "1" {
-			t.Fatalf("%s is not installed (Debian package coturn) and NATKIT_E2E=1", tool)
-		}
-		t.Skipf("%s is not installed (apt-get install coturn); set NATKIT_E2E=1 to make this a failure", tool)
-	}
-	return p
-}
-
 // TestServeUclient: coturn's turnutils_uclient allocates (with its RTCP
 // allocations: EVEN-PORT), binds channels and relays through natkit serve
 // on the port STUN shares, over UDP, TCP and TLS, with no errors and no
 // loss; a wrong password makes it fail.
 func TestServeUclient(t *testing.T) {
-	uclient := need(t, "turnutils_uclient")
-	noLeaks(t)
+	uclient := interoptest.Tool(t, "turnutils_uclient", "coturn")
+	leaktest.Check(t)
 	echo := startEchoPair(t)
 	s := startServe(t, turnArgs(t)...)
 	run := func(port uint16, args ...string) (string, error) {
@@ -636,7 +606,7 @@ func TestServeUclient(t *testing.T) {
 // rendezvous session waiting for its peer. Serve returns nil promptly and
 // leaves no goroutine and no socket behind.
 func TestServeShutdown(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	echo := startEcho(t)
 	s := startServe(t, turnArgs(t)...)
 	ctx := ctxFor(t, 10*time.Second)
@@ -695,7 +665,7 @@ func TestServeSIGTERMWithTURN(t *testing.T) {
 	// the leak check.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	noLeaks(t)
+	leaktest.Check(t)
 	done := make(chan error, 1)
 	ready := make(chan *daemon.Daemon, 1)
 	args := turnArgs(t)
@@ -740,7 +710,7 @@ func TestServeSIGTERMWithTURN(t *testing.T) {
 // limits — STUN's answers, TURN's 401s — are meant to starve the flooding
 // source, not the others.)
 func TestServeGarbageFlood(t *testing.T) {
-	noLeaks(t)
+	leaktest.Check(t)
 	echo := startEcho(t)
 	s := startServe(t, turnArgs(t)...)
 	ctx, cancel := context.WithCancel(context.Background())
