@@ -35,6 +35,7 @@ import (
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnclient"
+	"github.com/natkit/natkit/pkg/turnclient/turnclienttest"
 )
 
 // freePort returns a port free on ip for both UDP and TCP.
@@ -141,20 +142,6 @@ func turnArgs(t *testing.T, extra ...string) []string {
 		"--rendezvous-port", strconv.Itoa(freePort(t, "127.0.0.1")),
 		"--user", "alice:wonderland", "--allow-peer", "127.0.0.0/8", "--relay-ports", "20000-29999"}
 	return append(args, extra...)
-}
-
-// startEcho runs a UDP echo peer on 127.0.0.2.
-func startEcho(t *testing.T) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { turnclient.Echo(ctx, pc, nil); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; pc.Close() })
-	return netip.MustParseAddrPort(pc.LocalAddr().String())
 }
 
 // startEchoPair runs echo peers on two consecutive ports of 127.0.0.2 and
@@ -309,7 +296,7 @@ func dialTURN(t *testing.T, server netip.AddrPort, transport string, conn net.Co
 // on the ports the startup document names.
 func TestServeComposed(t *testing.T) {
 	leaktest.Check(t)
-	echo := startEcho(t)
+	echo := turnclienttest.Echo(t)
 	s := startServe(t, turnArgs(t)...)
 	if !s.udp.IsValid() || s.tcp != s.udp || !s.tls.IsValid() || !s.rdv.IsValid() || !s.http.IsValid() {
 		t.Fatalf("listeners %v", s.d.Listeners())
@@ -607,7 +594,7 @@ func TestServeUclient(t *testing.T) {
 // leaves no goroutine and no socket behind.
 func TestServeShutdown(t *testing.T) {
 	leaktest.Check(t)
-	echo := startEcho(t)
+	echo := turnclienttest.Echo(t)
 	s := startServe(t, turnArgs(t)...)
 	ctx := ctxFor(t, 10*time.Second)
 	for _, tr := range []string{"udp", "tcp"} {
@@ -711,7 +698,7 @@ func TestServeSIGTERMWithTURN(t *testing.T) {
 // source, not the others.)
 func TestServeGarbageFlood(t *testing.T) {
 	leaktest.Check(t)
-	echo := startEcho(t)
+	echo := turnclienttest.Echo(t)
 	s := startServe(t, turnArgs(t)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -42,23 +42,9 @@ func TestAuditFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(PasswordEnv, tt.env)
-			var got *AuditOptions
-			r := execute(context.Background(), t, func(f *cmdutil.Factory) *cobra.Command {
-				return NewCmdAudit(f, func(o *AuditOptions) error { got = o; return nil })
-			}, append([]string{"audit"}, strings.Fields(tt.args)...)...)
-			if tt.err != "" {
-				if r.code != cmdutil.ExitUsage || r.err == nil || !strings.Contains(r.err.Error(), tt.err) {
-					t.Fatalf("exit %d, err %v; want exit 2 with %q", r.code, r.err, tt.err)
-				}
-				if got != nil {
-					t.Error("the run function ran")
-				}
-				return
+			if got := parseFlags(t, NewCmdAudit, "audit", strings.Fields(tt.args), tt.err); got != nil {
+				tt.check(t, got)
 			}
-			if r.code != 0 || got == nil {
-				t.Fatalf("exit %d: %v", r.code, r.err)
-			}
-			tt.check(t, got)
 		})
 	}
 }

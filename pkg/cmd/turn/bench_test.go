@@ -14,6 +14,7 @@ import (
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/turnclient"
+	"github.com/natkit/natkit/pkg/turnclient/turnclienttest"
 )
 
 func TestBenchFlags(t *testing.T) {
@@ -53,23 +54,9 @@ func TestBenchFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got *BenchOptions
-			r := execute(context.Background(), t, func(f *cmdutil.Factory) *cobra.Command {
-				return NewCmdBench(f, func(o *BenchOptions) error { got = o; return nil })
-			}, append([]string{"bench"}, strings.Fields(tt.args)...)...)
-			if tt.err != "" {
-				if r.code != cmdutil.ExitUsage || r.err == nil || !strings.Contains(r.err.Error(), tt.err) {
-					t.Fatalf("exit %d, err %v; want exit 2 with %q", r.code, r.err, tt.err)
-				}
-				if got != nil {
-					t.Error("the run function ran")
-				}
-				return
+			if got := parseFlags(t, NewCmdBench, "bench", strings.Fields(tt.args), tt.err); got != nil {
+				tt.check(t, got)
 			}
-			if r.code != 0 || got == nil {
-				t.Fatalf("exit %d: %v", r.code, r.err)
-			}
-			tt.check(t, got)
 		})
 	}
 }
@@ -81,7 +68,7 @@ func TestBenchLive(t *testing.T) {
 	leaktest.Check(t)
 	cert, _ := selfSigned(t)
 	s := startServe(t, cert, netip.MustParsePrefix("127.0.0.0/8"))
-	echo := startEcho(t)
+	echo := turnclienttest.Echo(t)
 	ctx := context.Background()
 	bench := func(f *cmdutil.Factory) *cobra.Command { return NewCmdBench(f, nil) }
 	small := []string{"--allocations", "20", "--concurrency", "4", "--clients", "2", "--window", "8", "--duration", "200ms"}
@@ -145,7 +132,7 @@ func TestBenchDeniedPeer(t *testing.T) {
 	leaktest.Check(t)
 	cert, _ := selfSigned(t)
 	s := startServe(t, cert)
-	echo := startEcho(t)
+	echo := turnclienttest.Echo(t)
 	r := execute(context.Background(), t, func(f *cmdutil.Factory) *cobra.Command { return NewCmdBench(f, nil) },
 		"bench", "--json", "--server", s.udp.String(), "-u", "alice", "-p", "wonderland", "--peer", echo.String(),
 		"--allocations", "5", "--clients", "1", "--duration", "100ms")

@@ -33,21 +33,9 @@ func TestEchoFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got *EchoOptions
-			r := execute(context.Background(), t, func(f *cmdutil.Factory) *cobra.Command {
-				return NewCmdEcho(f, func(o *EchoOptions) error { got = o; return nil })
-			}, append([]string{"echo"}, tt.args...)...)
-			if tt.err != "" {
-				if r.code != cmdutil.ExitUsage || r.err == nil || !strings.Contains(r.err.Error(), tt.err) {
-					t.Fatalf("exit %d, err %v; want exit 2 with %q", r.code, r.err, tt.err)
-				}
-				if got != nil {
-					t.Error("the run function ran")
-				}
-				return
-			}
-			if r.code != 0 || got == nil || got.listen.String() != tt.listen {
-				t.Fatalf("exit %d (%v), options %+v", r.code, r.err, got)
+			got := parseFlags(t, NewCmdEcho, "echo", tt.args, tt.err)
+			if got != nil && got.listen.String() != tt.listen {
+				t.Fatalf("listen %v, want %s", got.listen, tt.listen)
 			}
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +28,6 @@ import (
 	"github.com/natkit/natkit/pkg/daemon"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/stunserver"
-	"github.com/natkit/natkit/pkg/turnclient"
 	"github.com/natkit/natkit/pkg/turnserver"
 )
 
@@ -100,20 +100,6 @@ func startServe(t *testing.T, cert tls.Certificate, allow ...netip.Prefix) *serv
 	return s
 }
 
-// startEcho runs an echo peer on 127.0.0.2 (not the server's address).
-func startEcho(t *testing.T) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { turnclient.Echo(ctx, pc, nil); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; pc.Close() })
-	return netip.MustParseAddrPort(pc.LocalAddr().String())
-}
-
 func writeTemp(t *testing.T, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
@@ -150,4 +136,29 @@ func execute(ctx context.Context, t *testing.T, sub func(*cmdutil.Factory) *cobr
 	root.SetErr(&bytes.Buffer{})
 	err := root.ExecuteContext(ctx)
 	return result{stdout: out.String(), stderr: errOut.String(), code: cmdutil.ExitCode(err, ran), err: err}
+}
+
+// parseFlags runs subcommand name, built by newCmd with a run function
+// that only records its options, with args. With wantErr set it wants exit
+// 2 with that text and the run function not called, and returns nil; else
+// it wants exit 0 and returns the options.
+func parseFlags[O any](t *testing.T, newCmd func(*cmdutil.Factory, func(*O) error) *cobra.Command, name string, args []string, wantErr string) *O {
+	t.Helper()
+	var got *O
+	r := execute(context.Background(), t, func(f *cmdutil.Factory) *cobra.Command {
+		return newCmd(f, func(o *O) error { got = o; return nil })
+	}, append([]string{name}, args...)...)
+	if wantErr != "" {
+		if r.code != cmdutil.ExitUsage || r.err == nil || !strings.Contains(r.err.Error(), wantErr) {
+			t.Fatalf("exit %d, err %v; want exit 2 with %q", r.code, r.err, wantErr)
+		}
+		if got != nil {
+			t.Error("the run function ran")
+		}
+		return nil
+	}
+	if r.code != 0 || got == nil {
+		t.Fatalf("exit %d: %v", r.code, r.err)
+	}
+	return got
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/turnclient"
+	"github.com/natkit/natkit/pkg/turnclient/turnclienttest"
 	"github.com/natkit/natkit/pkg/turnserver"
 )
 
@@ -225,7 +226,7 @@ func TestRunTLS(t *testing.T) {
 	_, otherPEM := selfSigned(t) // another certificate for 127.0.0.1
 	otherCA := writeTemp(t, "other.pem", otherPEM)
 	s := startServe(t, cert, netip.MustParsePrefix("127.0.0.0/8"))
-	echo := startEcho(t)
+	echo := turnclienttest.Echo(t)
 	turn := func(f *cmdutil.Factory) *cobra.Command { return NewCmdTurn(f, nil) }
 	ctx := context.Background()
 	for _, tc := range []struct {
