@@ -55,7 +55,7 @@ fi
 nat_args=()
 for n in "${NATS[@]}"; do nat_args+=(--nat "$n"); done
 echo "== building the lab (${NATS[*]})" >&2
-"$bin" lab --keep --json "${nat_args[@]}" >"$work/lab.json" || true
+"$bin" lab --keep --json --punch=false "${nat_args[@]}" >"$work/lab.json" || true
 lab=$(sed -n 's/.*"lab_id": "\([a-z0-9]*\)".*/\1/p' "$work/lab.json" | head -1)
 [ -n "$lab" ] || { echo "bench-detect: natkit lab did not report a lab id" >&2; cat "$work/lab.json" >&2; exit 1; }
 ns() { echo "natkit-$lab-$1"; }

@@ -123,15 +123,18 @@ func eimRules(w func(string, ...any), filtering string, hairpin bool, wan netip.
 }
 
 // routerInput gives a router the input policy home routers ship with
-// (OpenWrt's wan zone: input REJECT): an unsolicited UDP packet for the
-// router itself is dropped before conntrack confirms it. Accepting it would
-// leave an entry (remote → WAN address, port p) that makes the router drop
-// its own host's later packet to that remote from port p — the
-// endpoint-independent mapping forces p and nf_nat cannot pick another — a
-// blocked hole punch that no real router would cause.
+// (OpenWrt's wan zone: input REJECT): an unsolicited UDP packet or TCP SYN
+// for the router itself is dropped before conntrack confirms it. Accepting
+// it would leave an entry (remote → WAN address, port p) that makes the
+// router drop its own host's later packet to that remote from port p — the
+// endpoint-independent mapping forces p and nf_nat cannot pick another — or,
+// for TCP, give its host's SYN another port: a blocked hole punch that no
+// real router would cause. (With every WAN on one bridge, even a low-TTL
+// SYN reaches the peer's router: it is for the router, so its TTL never
+// expires.)
 func routerInput(w func(string, ...any)) {
 	w("  chain input {")
 	w("    type filter hook input priority filter; policy accept;")
-	w(`    iifname "wan" ct state new meta l4proto udp drop`)
+	w(`    iifname "wan" ct state new meta l4proto { udp, tcp } drop`)
 	w("  }")
 }

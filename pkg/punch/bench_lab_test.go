@@ -31,7 +31,6 @@ func TestBenchPunch(t *testing.T) {
 	fc, _ := natlab.Lookup(natlab.FullCone)
 	prc, _ := natlab.Lookup(natlab.PortRestrictedCone)
 	l := natlabtest.New(t, fc, prc)
-	routerDropTCP(t, l)
 	startRendezvous(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

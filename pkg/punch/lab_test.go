@@ -42,39 +42,6 @@ func startRendezvous(t *testing.T, l *natlab.Lab) *rendezvous.Server {
 	return s
 }
 
-// routerDropTCP gives every router the TCP half of the input policy natlab
-// gives them for UDP (OpenWrt's wan zone drops or rejects what is not for
-// an open port): an unsolicited SYN for the router itself is dropped before
-// conntrack confirms it. natlab's routers answer it with a reset after
-// confirming, and the entry left behind (peer → WAN address, port p) makes
-// the NAT give its own host's SYN to that peer another port. With every
-// WAN on one bridge, even a low-TTL SYN reaches the peer's router (it is
-// for the router, so the TTL never expires): without this, TCP
-// simultaneous open in the lab would only work when both SYNs cross within
-// microseconds. (A candidate for natlab's routerInput, as the UDP rule was.)
-func routerDropTCP(t *testing.T, l *natlab.Lab) {
-	t.Helper()
-	const rules = `table ip natkittcp {
-  chain input {
-    type filter hook input priority filter; policy accept;
-    iifname "wan" ct state new meta l4proto tcp drop
-  }
-}
-`
-	for _, n := range l.NATs() {
-		for _, h := range []*natlab.Host{n.Router(), n.Carrier()} {
-			if h == nil {
-				continue
-			}
-			cmd := exec.Command("ip", "netns", "exec", h.NS(), "nft", "-f", "-")
-			cmd.Stdin = strings.NewReader(rules)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("%s: nft: %v: %s", h.Name(), err, out)
-			}
-		}
-	}
-}
-
 // result is one side of a punch run in a lab host.
 type result struct {
 	rep    punch.Report
@@ -185,7 +152,6 @@ func TestLab(t *testing.T) {
 	leaktest.Check(t)
 	bin := natlabtest.Natkit(t)
 	l := natlabtest.New(t, labSpecs()...)
-	routerDropTCP(t, l)
 	startRendezvous(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

@@ -1,9 +1,8 @@
-// Package lab implements `natkit lab`: emulated NATs in network namespaces, probed by natkit itself.
+// Package lab implements `natkit lab`: emulated NATs in network namespaces, classified and punched through by natkit itself.
 package lab
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,16 +19,17 @@ import (
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/natlab"
+	"github.com/natkit/natkit/pkg/rendezvous"
 )
 
 // Budgets of a lab run.
 const (
 	defaultTimeout = 3 * time.Minute
-	// punchMatrixTimeout: with --punch, 45 pairs of the catalogue at up to
-	// punchTimeout each in the worst case, about 1 s each in practice.
+	// punchMatrixTimeout: with the punch matrix, 45 pairs of the
+	// catalogue at up to punchTimeout each in the worst case, about 1 s
+	// each in practice.
 	punchMatrixTimeout = 10 * time.Minute
 	serveReady         = 15 * time.Second // natkit serve must bind its STUN ports within this
-	probeTimeout       = 30 * time.Second // one `natkit probe` in one host
 	stunPort           = 3478             // RFC 8489 section 9 default port
 )
 
@@ -44,7 +44,7 @@ type Options struct {
 	Down bool
 	List bool
 	// Punch runs natkit punch between every pair of NATs in PunchMode
-	// (udp, tcp or ice).
+	// (udp, tcp or ice); on by default, --punch=false skips it.
 	Punch     bool
 	PunchMode string
 
@@ -60,22 +60,30 @@ func NewCmdLab(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	opts := &Options{IO: f.IOStreams, Globals: f.Globals, Executable: os.Executable, Available: natlab.Available}
 	cmd := &cobra.Command{
 		Use:   "lab",
-		Short: "Build emulated NATs in network namespaces and probe through them (Linux, root)",
+		Short: "Build emulated NATs in network namespaces, detect and punch through them (Linux, root)",
 		Long: `lab builds every NAT of the catalogue (or those given with --nat) out of Linux
-network namespaces and nftables, starts natkit serve on a server with two public
-addresses, runs natkit probe from every host behind every NAT and prints what each
-saw next to what the NAT should do. Everything is removed afterwards unless --keep
-is given; lab --down removes every natkit namespace left behind.
+network namespaces and nftables, with two hosts behind each, and starts natkit
+serve on a server with two public addresses (full RFC 5780).
 
-With --punch it also runs natkit punch (meeting on serve's rendezvous server) between
-every pair of NATs, one pair at a time (and between the two hosts each NAT then
-has), and prints the grid: how each pair connected (path/strategy and the time to
-connect) or why not (the failure code). --punch-mode tcp or ice punches with --tcp
-or --ice.`,
+It runs natkit detect from every host behind every NAT (the NATs at once, the
+hosts behind one NAT one after the other) and prints what detect said next to
+what the NAT should do (see --list): a wrong value is shown as "detected ≠
+expected" and the row is marked NO.
+
+Then it runs natkit punch (meeting on serve's rendezvous server) between every
+pair of NATs, one pair at a time, and between the two hosts behind each NAT, and
+prints the grid: how each pair connected (path/strategy and the time to connect)
+or why not (the failure code). --punch-mode tcp or ice punches with --tcp or
+--ice; --punch=false skips the matrix (and builds one host behind each NAT).
+
+Exit status: 0 when detect was right behind every NAT and every punch run gave a
+report (a pair that cannot connect is a result, not an error), 1 otherwise.
+Everything is removed afterwards unless --keep is given; lab --down removes
+every natkit namespace left behind.`,
 		Example: `  sudo natkit lab
   sudo natkit lab --nat full-cone --nat symmetric-random --keep
-  sudo natkit lab --punch
-  sudo natkit lab --punch --punch-mode ice --nat full-cone --nat port-restricted-cone --json
+  sudo natkit lab --punch=false
+  sudo natkit lab --punch-mode ice --nat full-cone --nat port-restricted-cone --json
   sudo natkit lab --down
   natkit lab --list`,
 		Args: cobra.NoArgs,
@@ -86,11 +94,12 @@ or --ice.`,
 			if opts.List && (len(opts.NATs) > 0 || opts.Keep) {
 				return cmdutil.UsageErrorf("--list prints the catalogue: it takes no --nat or --keep")
 			}
-			if opts.Punch && (opts.Down || opts.List) {
-				return cmdutil.UsageErrorf("--punch runs in a lab: it takes no --down or --list")
+			punchSet := cmd.Flags().Changed("punch") || cmd.Flags().Changed("punch-mode")
+			if punchSet && (opts.Down || opts.List) {
+				return cmdutil.UsageErrorf("--punch and --punch-mode run in a lab: they take no --down or --list")
 			}
 			if cmd.Flags().Changed("punch-mode") && !opts.Punch {
-				return cmdutil.UsageErrorf("--punch-mode needs --punch")
+				return cmdutil.UsageErrorf("--punch-mode with --punch=false: there is no matrix to punch; drop one of them")
 			}
 			if _, ok := punchModes[opts.PunchMode]; !ok {
 				return cmdutil.UsageErrorf("--punch-mode %q: use udp, tcp or ice", opts.PunchMode)
@@ -121,8 +130,8 @@ or --ice.`,
 	fl.BoolVar(&opts.Keep, "keep", false, "leave the lab running (remove it later with --down)")
 	fl.BoolVar(&opts.Down, "down", false, "remove every namespace natkit lab made")
 	fl.BoolVar(&opts.List, "list", false, "print the NAT catalogue and exit")
-	fl.BoolVar(&opts.Punch, "punch", false, "also run natkit punch between every pair of NATs and print the grid")
-	fl.StringVar(&opts.PunchMode, "punch-mode", "udp", "with --punch: udp, tcp (--tcp) or ice (--ice)")
+	fl.BoolVar(&opts.Punch, "punch", true, "run natkit punch between every pair of NATs and print the grid (--punch=false skips it)")
+	fl.StringVar(&opts.PunchMode, "punch-mode", "udp", "how the matrix punches: udp, tcp (--tcp) or ice (--ice)")
 	return cmd
 }
 
@@ -196,24 +205,29 @@ func run(ctx context.Context, opts *Options) error {
 		opts.IO.StopProgress()
 		return err
 	}
-	opts.IO.StartProgress("probing from every host")
-	r := probeAll(ctx, l, exe)
-	if opts.Punch {
+	hosts := 0
+	for _, n := range l.NATs() {
+		hosts += len(n.Hosts())
+	}
+	opts.IO.StartProgress(fmt.Sprintf("natkit detect in %d hosts behind %d NATs", hosts, len(specs)))
+	server := fmt.Sprintf("stun:%s:%d", natlab.ServerAddr, stunPort)
+	r := detectAll(ctx, l, exe, server, func(finished, total int) {
+		if finished < total {
+			opts.IO.StartProgress(fmt.Sprintf("natkit detect in %d hosts behind %d NATs: %d done", total, len(specs), finished))
+		}
+	})
+	if opts.Punch && ctx.Err() == nil {
 		mode := opts.PunchMode
 		if mode == "" {
 			mode = "udp"
 		}
 		opts.IO.StartProgress("waiting for the rendezvous server")
-		rctx, rcancel := context.WithCancel(ctx)
-		server, stop, err := rendezvousFor(rctx, l, exe)
+		rv, err := rendezvousFor(ctx, l)
 		if err != nil {
-			rcancel()
 			opts.IO.StopProgress()
 			return err
 		}
-		r.Punch = punchAll(ctx, l, exe, mode, server, opts.IO.StartProgress)
-		rcancel()
-		stop()
+		r.Punch = punchAll(ctx, l, exe, mode, rv, opts.IO.StartProgress)
 		r.OK = r.OK && r.Punch.OK
 	}
 	opts.IO.StopProgress()
@@ -233,7 +247,8 @@ func run(ctx context.Context, opts *Options) error {
 func startServe(ctx context.Context, log *slog.Logger, l *natlab.Lab, exe string) error {
 	srv := l.Server()
 	stderr := &syncWriter{}
-	args := []string{"serve", "--listen", natlab.ServerAddr.String(), "--alt-ip", natlab.ServerAltAddr.String()}
+	args := []string{"serve", "--listen", natlab.ServerAddr.String(), "--alt-ip", natlab.ServerAltAddr.String(),
+		"--rendezvous-port", fmt.Sprint(rendezvous.DefaultPort)}
 	addrs := srv.Addrs()
 	p := srv.Command(ctx, exe, args...)
 	p.Stderr = stderr
@@ -307,94 +322,4 @@ func (s *syncWriter) lastLine() string {
 	defer s.mu.Unlock()
 	lines := strings.Split(strings.TrimSpace(s.b.String()), "\n")
 	return lines[len(lines)-1]
-}
-
-// probeJSON is the part of natkit.probe/v1 the lab reads.
-type probeJSON struct {
-	Schema  string `json:"schema"`
-	Results []struct {
-		Server        string   `json:"server"`
-		Success       bool     `json:"success"`
-		LocalAddress  *string  `json:"local_address"`
-		MappedAddress *string  `json:"mapped_address"`
-		RTTMs         *float64 `json:"rtt_ms"`
-		Error         *string  `json:"error"`
-	} `json:"results"`
-}
-
-// probeAll runs natkit probe in every host, all at once.
-func probeAll(ctx context.Context, l *natlab.Lab, exe string) Report {
-	server := fmt.Sprintf("stun:%s:%d", natlab.ServerAddr, stunPort)
-	r := Report{LabID: l.ID(), Server: server, OK: true}
-	for _, ip := range l.Server().Addrs() {
-		r.ServerAddresses = append(r.ServerAddresses, ip.String())
-	}
-	var wg sync.WaitGroup
-	for _, n := range l.NATs() {
-		nr := NATReport{Name: n.Spec().Name, Label: n.Label(), WANAddress: n.WAN().String(),
-			Expected: n.Spec().Expect, Hosts: make([]HostReport, len(n.Hosts()))}
-		for i, h := range n.Hosts() {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				nr.Hosts[i] = probeHost(ctx, n, h, exe, server)
-			}()
-		}
-		r.NATs = append(r.NATs, nr)
-	}
-	wg.Wait()
-	for _, nr := range r.NATs {
-		for _, h := range nr.Hosts {
-			r.Hosts++
-			if h.AsExpected {
-				r.HostsAsExpected++
-			} else {
-				r.OK = false
-			}
-		}
-	}
-	return r
-}
-
-func probeHost(ctx context.Context, n *natlab.NAT, h *natlab.Host, exe, server string) HostReport {
-	hr := HostReport{Name: h.Name(), Namespace: h.NS(), Address: h.Addr().String()}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	out, err := h.Command(ctx, exe, "probe", "--json", server).Output()
-	var p probeJSON
-	if jerr := json.Unmarshal(out, &p); jerr != nil || len(p.Results) == 0 {
-		msg := fmt.Sprintf("natkit probe gave no report: %v", err)
-		var ee interface{ ExitCode() int }
-		if errors.As(err, &ee) && ee.ExitCode() >= 0 {
-			msg = fmt.Sprintf("natkit probe exited %d without a report", ee.ExitCode())
-		}
-		hr.Error = &msg
-		return hr
-	}
-	res := p.Results[0]
-	hr.Success, hr.LocalAddress, hr.MappedAddress, hr.RTTMs, hr.Error = res.Success, res.LocalAddress, res.MappedAddress, res.RTTMs, res.Error
-	hr.AsExpected = asExpected(n, h, hr)
-	return hr
-}
-
-// asExpected compares a probe with the NAT's spec: blocked UDP gets no
-// answer; otherwise the mapped IP is the NAT's WAN, or the host's own
-// address when there is no NAT.
-func asExpected(n *natlab.NAT, h *natlab.Host, hr HostReport) bool {
-	e := n.Spec().Expect
-	if e.NATType == natlab.TypeUDPBlocked {
-		return !hr.Success
-	}
-	if !hr.Success || hr.MappedAddress == nil {
-		return false
-	}
-	host, _, err := net.SplitHostPort(*hr.MappedAddress)
-	if err != nil {
-		return false
-	}
-	want := n.WAN().String()
-	if !e.BehindNAT {
-		want = h.Addr().String()
-	}
-	return host == want
 }

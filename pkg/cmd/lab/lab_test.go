@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +17,10 @@ import (
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/natlab"
 	"github.com/natkit/natkit/pkg/natlab/natlabtest"
+	"github.com/natkit/natkit/pkg/punch"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func TestNewCmdLabFlags(t *testing.T) {
 	tests := []struct {
@@ -23,21 +30,25 @@ func TestNewCmdLabFlags(t *testing.T) {
 		wantCode int // 0: parses
 		wantErr  string
 	}{
-		{name: "default", args: "", want: Options{}},
-		{name: "nats and keep", args: "--nat full-cone --nat udp-blocked --keep", want: Options{NATs: []string{"full-cone", "udp-blocked"}, Keep: true}},
-		{name: "down", args: "--down", want: Options{Down: true}},
-		{name: "list", args: "--list", want: Options{List: true}},
+		{name: "default", args: "", want: Options{Punch: true}},
+		{name: "nats and keep", args: "--nat full-cone --nat udp-blocked --keep", want: Options{NATs: []string{"full-cone", "udp-blocked"}, Keep: true, Punch: true}},
+		{name: "down", args: "--down", want: Options{Down: true, Punch: true}},
+		{name: "list", args: "--list", want: Options{List: true, Punch: true}},
 		{name: "unknown nat", args: "--nat carrier-pigeon", wantCode: cmdutil.ExitUsage, wantErr: `--nat "carrier-pigeon": unknown NAT; choose from open-internet,`},
 		{name: "nat twice", args: "--nat full-cone --nat full-cone", wantCode: cmdutil.ExitUsage, wantErr: "given twice"},
 		{name: "down with nat", args: "--down --nat full-cone", wantCode: cmdutil.ExitUsage, wantErr: "--down removes every lab"},
 		{name: "list with keep", args: "--list --keep", wantCode: cmdutil.ExitUsage, wantErr: "--list prints the catalogue"},
 		{name: "positional", args: "full-cone", wantCode: cmdutil.ExitUsage, wantErr: "unknown command"},
-		{name: "punch", args: "--punch --nat full-cone", want: Options{NATs: []string{"full-cone"}, Punch: true, PunchMode: "udp"}},
-		{name: "punch ice", args: "--punch --punch-mode ice", want: Options{Punch: true, PunchMode: "ice"}},
-		{name: "punch mode alone", args: "--punch-mode tcp", wantCode: cmdutil.ExitUsage, wantErr: "--punch-mode needs --punch"},
-		{name: "punch bad mode", args: "--punch --punch-mode smoke", wantCode: cmdutil.ExitUsage, wantErr: `--punch-mode "smoke": use udp, tcp or ice`},
-		{name: "punch down", args: "--punch --down", wantCode: cmdutil.ExitUsage, wantErr: "--punch runs in a lab"},
-		{name: "punch list", args: "--punch --list", wantCode: cmdutil.ExitUsage, wantErr: "--punch runs in a lab"},
+		{name: "punch given", args: "--punch --nat full-cone", want: Options{NATs: []string{"full-cone"}, Punch: true}},
+		{name: "no punch", args: "--punch=false --nat full-cone", want: Options{NATs: []string{"full-cone"}}},
+		{name: "punch ice", args: "--punch-mode ice", want: Options{Punch: true, PunchMode: "ice"}},
+		{name: "punch tcp", args: "--punch --punch-mode tcp", want: Options{Punch: true, PunchMode: "tcp"}},
+		{name: "punch mode without punch", args: "--punch=false --punch-mode tcp", wantCode: cmdutil.ExitUsage, wantErr: "--punch-mode with --punch=false: there is no matrix"},
+		{name: "punch bad mode", args: "--punch-mode smoke", wantCode: cmdutil.ExitUsage, wantErr: `--punch-mode "smoke": use udp, tcp or ice`},
+		{name: "punch down", args: "--punch --down", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
+		{name: "no punch down", args: "--punch=false --down", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
+		{name: "punch list", args: "--punch --list", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
+		{name: "punch mode list", args: "--punch-mode ice --list", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,96 +107,302 @@ func TestRunNotAvailable(t *testing.T) {
 	}
 }
 
-// TestRun builds a small lab and runs the real natkit serve and probe in it.
-func TestRun(t *testing.T) {
-	natlabtest.Require(t)
+// TestExpected checks the catalogue's expectations in detect's terms:
+// nulls where the lab cannot be measured, port_delta only for sequential
+// allocation, and no mismatch of an expectation with itself.
+func TestExpected(t *testing.T) {
+	tests := []struct {
+		name string
+		want map[string]string // keys that must have these values
+	}{
+		{name: natlab.OpenInternet, want: map[string]string{"nat_type": "open-internet", "hairpinning": "null", "behind_nat": "false", "nat_layers": "0", "port_delta": "null"}},
+		{name: natlab.FullCone, want: map[string]string{"hairpinning": "true", "nat_layers": "1", "cgnat": "false", "port_delta": "null"}},
+		{name: natlab.PortRestrictedCone, want: map[string]string{"hairpinning": "false", "filtering_behavior": "address-and-port-dependent"}},
+		{name: natlab.SymmetricRandom, want: map[string]string{"port_allocation": "random", "port_delta": "null"}},
+		{name: natlab.SymmetricSequential, want: map[string]string{"port_allocation": "sequential", "port_delta": "1"}},
+		{name: natlab.UDPFirewall, want: map[string]string{"hairpinning": "null", "behind_nat": "false", "filtering_behavior": "address-and-port-dependent"}},
+		{name: natlab.UDPBlocked, want: map[string]string{"hairpinning": "null", "nat_layers": "null", "cgnat": "null", "behind_nat": "true", "mapping_behavior": "unknown"}},
+		{name: natlab.DoubleNAT, want: map[string]string{"nat_type": "port-restricted-cone", "nat_layers": "2", "cgnat": "true"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, ok := natlab.Lookup(tt.name)
+			if !ok {
+				t.Fatalf("%s is not in the catalogue", tt.name)
+			}
+			v := expected(spec.Expect)
+			got := map[string]string{}
+			for _, f := range v.fields() {
+				got[f[0]] = f[1]
+			}
+			for k, want := range tt.want {
+				if got[k] != want {
+					t.Errorf("%s = %s, want %s", k, got[k], want)
+				}
+			}
+			if d := diff(v, v); len(d) != 0 {
+				t.Errorf("diff with itself: %q", d)
+			}
+		})
+	}
+	seq, _ := natlab.Lookup(natlab.SymmetricSequential)
+	got := expected(seq.Expect)
+	got.PortAllocation, got.PortDelta = natlab.PortsRandom, nil
+	want := []string{"port_allocation = random, want sequential", "port_delta = null, want 1"}
+	if d := diff(got, expected(seq.Expect)); strings.Join(d, "|") != strings.Join(want, "|") {
+		t.Errorf("diff = %q, want %q", d, want)
+	}
+}
+
+// sampleReport is a lab run with a right and a wrong detection, a host
+// without a report and a small punch matrix.
+func sampleReport() Report {
+	sp := func(s string) *string { return &s }
+	fp := func(f float64) *float64 { return &f }
+	full, _ := natlab.Lookup(natlab.FullCone)
+	seq, _ := natlab.Lookup(natlab.SymmetricSequential)
+	fullV, seqV := expected(full.Expect), expected(seq.Expect)
+	wrong := seqV
+	wrong.PortAllocation, wrong.PortDelta = natlab.PortsRandom, nil
+	return Report{
+		LabID: "abc123", Server: "stun:203.0.113.10:3478", ServerAddresses: []string{"203.0.113.10", "203.0.113.11"},
+		OK: false, Hosts: 3, HostsAsExpected: 1,
+		NATs: []NATReport{
+			{Name: natlab.FullCone, Label: natlab.FullCone, WANAddress: "198.51.100.10", Expected: fullV, Hosts: []HostReport{
+				{Name: "full-cone-h1", Namespace: "natkit-abc123-full-cone-h1", Address: "192.168.1.10",
+					LocalAddress: sp("192.168.1.10:40000"), MappedAddress: sp("198.51.100.10:40000"),
+					Detect:     &DetectView{Verdict: fullV, Summary: "Full cone NAT.", Reasons: []string{}, DurationMs: 512},
+					Mismatches: []string{}, AsExpected: true},
+				{Name: "full-cone-h2", Namespace: "natkit-abc123-full-cone-h2", Address: "192.168.1.11",
+					Mismatches: []string{}, Error: sp("natkit detect exited 2 without a report: --server: bad")},
+			}},
+			{Name: natlab.SymmetricSequential, Label: natlab.SymmetricSequential, WANAddress: "198.51.100.11", Expected: seqV, Hosts: []HostReport{
+				{Name: "symmetric-sequential-h1", Namespace: "natkit-abc123-symmetric-sequential-h1", Address: "192.168.2.10",
+					LocalAddress: sp("192.168.2.10:40001"), MappedAddress: sp("198.51.100.11:20001"),
+					Detect: &DetectView{Verdict: wrong, Summary: "Symmetric NAT.", Reasons: []string{"the port samples did not follow one step"},
+						DurationMs: 730.5},
+					Mismatches: diff(wrong, seqV)},
+			}},
+		},
+		Punch: &PunchMatrix{Mode: "udp", Rendezvous: "203.0.113.10:3480", NATs: []string{natlab.FullCone, natlab.SymmetricSequential},
+			Pairs: []PunchPair{
+				{A: natlab.FullCone, B: natlab.FullCone,
+					AView: PunchView{Success: true, Path: sp("lan"), Strategy: sp("lan"), TimeToConnectMs: fp(0.4), RTTMs: fp(0.1)},
+					BView: PunchView{Success: true, Path: sp("lan"), Strategy: sp("lan"), TimeToConnectMs: fp(0.4), RTTMs: fp(0.1)}},
+				{A: natlab.FullCone, B: natlab.SymmetricSequential,
+					AView: PunchView{FailureReason: sp("symmetric-unpredictable")},
+					BView: PunchView{Success: true, Path: sp("direct"), Strategy: sp("predicted"), TimeToConnectMs: fp(51), RTTMs: fp(0.2)}},
+			},
+			Connected: 1, OK: true},
+		DurationMs: 12345,
+	}
+}
+
+// TestRenderReport locks the text and JSON reports of a run (golden files
+// in testdata/; go test -update rewrites them).
+func TestRenderReport(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		json bool
+	}{{name: "run.txt"}, {name: "run.json", json: true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ios, _, out, _ := iostreams.Test()
+			o := &Options{IO: ios, Globals: &cmdutil.GlobalOptions{JSON: tc.json}}
+			if err := renderReport(o, sampleReport()); err != nil {
+				t.Fatal(err)
+			}
+			got := regexp.MustCompile(`"natkit_version": "[^"]*"`).ReplaceAllString(out.String(), `"natkit_version": "VERSION"`)
+			path := filepath.Join("testdata", tc.name)
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", tc.name, got, want)
+			}
+		})
+	}
+}
+
+// runLab runs the lab command's run function with nats and decodes its
+// JSON report; it fails the test when stdout is not one JSON document.
+func runLab(t *testing.T, o *Options) (Report, error) {
+	t.Helper()
 	exe := natlabtest.Natkit(t)
 	ios, _, out, errOut := iostreams.Test()
-	o := &Options{IO: ios, Globals: &cmdutil.GlobalOptions{JSON: true}, NATs: []string{natlab.FullCone, natlab.UDPBlocked, natlab.DoubleNAT},
-		Executable: func() (string, error) { return exe, nil }, Available: natlab.Available}
+	o.IO, o.Globals = ios, &cmdutil.GlobalOptions{JSON: true}
+	o.Executable, o.Available = func() (string, error) { return exe, nil }, natlab.Available
 	o.Logger = cmdutil.NewFactory(ios).Logger()
-	err := run(context.Background(), o)
+	if o.PunchMode == "" {
+		o.PunchMode = "udp"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	err := run(ctx, o)
 	var r Report
 	if jerr := json.Unmarshal(out.Bytes(), &r); jerr != nil {
 		t.Fatalf("run: %v; stdout is not one JSON document (%v): %s; stderr: %s", err, jerr, out, errOut)
 	}
-	if err != nil {
-		t.Errorf("run = %v; report: %s", err, out)
-	}
-	if !r.OK || r.Hosts != 3 || r.HostsAsExpected != 3 {
-		t.Errorf("report ok=%v hosts %d/%d: %s", r.OK, r.HostsAsExpected, r.Hosts, out)
+	t.Cleanup(func() {
+		if left, _ := natlab.Down(context.Background(), r.LabID); left != 0 {
+			t.Errorf("run left %d namespaces of lab %s", left, r.LabID)
+		}
+	})
+	return r, err
+}
+
+// checkDetect checks that natkit detect matched the expectation in every
+// host of r, with the NAT's WAN as the mapped address.
+func checkDetect(t *testing.T, r Report, hosts int) {
+	t.Helper()
+	if r.Hosts != hosts || r.HostsAsExpected != hosts {
+		t.Errorf("detect matched %d/%d hosts, want %d/%d", r.HostsAsExpected, r.Hosts, hosts, hosts)
 	}
 	for _, n := range r.NATs {
-		h := n.Hosts[0]
-		if n.Name == natlab.UDPBlocked {
-			if h.Success {
-				t.Errorf("%s: probe succeeded through a NAT that drops UDP", n.Name)
+		for _, h := range n.Hosts {
+			if h.Detect == nil || !h.AsExpected || len(h.Mismatches) > 0 || h.Error != nil {
+				t.Errorf("%s %s: detect %+v, mismatches %q, error %s", n.Label, h.Name, h.Detect, h.Mismatches, str(h.Error))
+				continue
 			}
-			continue
+			if d := diff(h.Detect.Verdict, n.Expected); len(d) > 0 {
+				t.Errorf("%s %s: %q (reasons %q)", n.Label, h.Name, d, h.Detect.Reasons)
+			}
+			if n.Name == natlab.UDPBlocked {
+				if h.MappedAddress != nil || h.Detect.ExitCode != 1 {
+					t.Errorf("%s %s: mapped %s, exit %d through a NAT that drops UDP", n.Label, h.Name, str(h.MappedAddress), h.Detect.ExitCode)
+				}
+				continue
+			}
+			if h.MappedAddress == nil || !strings.HasPrefix(*h.MappedAddress, n.WANAddress+":") || h.Detect.ExitCode != 0 {
+				t.Errorf("%s %s: mapped %s, exit %d; want the NAT's WAN %s, exit 0", n.Label, h.Name, str(h.MappedAddress), h.Detect.ExitCode, n.WANAddress)
+			}
 		}
-		if h.MappedAddress == nil || !strings.HasPrefix(*h.MappedAddress, n.WANAddress+":") {
-			t.Errorf("%s: mapped %v, want the NAT's WAN %s", n.Name, str(h.MappedAddress), n.WANAddress)
-		}
-	}
-	if left, _ := natlab.Down(context.Background(), r.LabID); left != 0 {
-		t.Errorf("run left %d namespaces of lab %s", left, r.LabID)
 	}
 }
 
-// TestRunPunch builds three NATs with two hosts each and runs the punch
-// matrix in them: every pair connects (the diagonal over the LAN), and the
-// text report prints the grid.
-func TestRunPunch(t *testing.T) {
+// TestRunNoPunch builds a lab with --punch=false: one host behind each NAT,
+// natkit detect in each, no matrix.
+func TestRunNoPunch(t *testing.T) {
 	natlabtest.Require(t)
 	leaktest.Check(t)
-	exe := natlabtest.Natkit(t)
-	nats := []string{natlab.FullCone, natlab.PortRestrictedCone, natlab.SymmetricRandom}
+	r, err := runLab(t, &Options{NATs: []string{natlab.FullCone, natlab.UDPBlocked, natlab.DoubleNAT}})
+	if err != nil || !r.OK {
+		t.Errorf("run = %v, ok %v", err, r.OK)
+	}
+	checkDetect(t, r, 3)
+	if r.Punch != nil {
+		t.Errorf("punch matrix with --punch=false: %+v", r.Punch)
+	}
+}
+
+// wantPunch is the outcome natkit punch must reach between hosts behind
+// NATs a and b (catalogue names; two hosts behind one NAT when same): ""
+// to connect, else the failure reason (as pkg/punch's lab test expects).
+func wantPunch(a, b string, same bool) punch.FailureReason {
+	has := func(n string) bool { return a == n || b == n }
+	switch {
+	case has(natlab.UDPBlocked):
+		return punch.ReasonUDPBlocked
+	case same:
+		return ""
+	case a == natlab.SymmetricRandom && b == natlab.SymmetricRandom:
+		return punch.ReasonSymmetricBothRandom
+	case has(natlab.SymmetricRandom) && has(natlab.SymmetricSequential):
+		return punch.ReasonSymmetricUnpredictable
+	}
+	return ""
+}
+
+// TestRun builds four NATs with two hosts each, as natkit lab does by
+// default: detect must be right in all eight hosts, and the punch matrix
+// must connect every pair that can (two hosts behind one NAT over their
+// LAN, the random symmetric NAT and the port-restricted cone by the
+// birthday technique) and fail every pair with the UDP-blocking NAT.
+func TestRun(t *testing.T) {
+	natlabtest.Require(t)
+	leaktest.Check(t)
+	nats := []string{natlab.FullCone, natlab.PortRestrictedCone, natlab.SymmetricRandom, natlab.UDPBlocked}
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
-			if format == "text" && testing.Short() {
-				t.Skip("one lab is enough in -short mode")
-			}
-			ios, _, out, errOut := iostreams.Test()
-			o := &Options{IO: ios, Globals: &cmdutil.GlobalOptions{JSON: format == "json"}, NATs: nats, Punch: true, PunchMode: "udp",
-				Executable: func() (string, error) { return exe, nil }, Available: natlab.Available}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			err := run(ctx, o)
-			if err != nil {
-				t.Errorf("run = %v\nstdout: %s\nstderr: %s", err, out, errOut)
-			}
 			if format == "text" {
-				text := out.String()
-				t.Logf("\n%s", text)
-				for _, want := range []string{"punch (udp): 6/6 pairs connected", "lan/lan ", "direct/birthday ", "direct/simultaneous "} {
-					if !strings.Contains(text, want) {
-						t.Errorf("text report lacks %q", want)
-					}
+				if testing.Short() {
+					t.Skip("one lab is enough in -short mode")
 				}
+				testRunText(t, nats)
 				return
 			}
-			var r Report
-			if jerr := json.Unmarshal(out.Bytes(), &r); jerr != nil {
-				t.Fatalf("stdout is not one JSON document (%v): %s", jerr, out)
+			r, err := runLab(t, &Options{NATs: nats, Punch: true})
+			if err != nil || !r.OK {
+				t.Errorf("run = %v, ok %v", err, r.OK)
 			}
+			checkDetect(t, r, 8)
 			m := r.Punch
-			if m == nil || !r.OK || m.Mode != "udp" || len(m.NATs) != 3 || len(m.Pairs) != 6 || m.Connected != 6 {
-				t.Fatalf("punch matrix: %s", out)
+			if m == nil || m.Mode != "udp" || len(m.NATs) != 4 || len(m.Pairs) != 10 || !m.OK {
+				t.Fatalf("punch matrix: %+v", m)
 			}
+			connected := 0
 			for _, p := range m.Pairs {
+				want := wantPunch(p.A, p.B, p.A == p.B)
+				if want == "" {
+					connected++
+				}
 				for _, v := range []PunchView{p.AView, p.BView} {
-					if !v.Success || v.Path == nil || v.TimeToConnectMs == nil || v.RTTMs == nil {
-						t.Errorf("%s ↔ %s: %+v", p.A, p.B, v)
+					if want != "" {
+						if v.Success || v.FailureReason == nil || *v.FailureReason != string(want) {
+							t.Errorf("%s ↔ %s: %s, want ✗ %s", p.A, p.B, v.cell(), want)
+						}
 						continue
 					}
-					if wantLAN := p.A == p.B; wantLAN != (*v.Path == "lan") {
-						t.Errorf("%s ↔ %s: path %s", p.A, p.B, *v.Path)
+					if !v.Success || v.Path == nil || v.Strategy == nil || v.TimeToConnectMs == nil || v.RTTMs == nil {
+						t.Errorf("%s ↔ %s: %s, want a connection", p.A, p.B, v.cell())
+						continue
+					}
+					wantPath := string(punch.PathDirect)
+					if p.A == p.B {
+						wantPath = string(punch.PathLAN)
+					}
+					birthday := (p.A == natlab.PortRestrictedCone && p.B == natlab.SymmetricRandom) ||
+						(p.A == natlab.SymmetricRandom && p.B == natlab.PortRestrictedCone)
+					if *v.Path != wantPath || (birthday && *v.Strategy != string(punch.StrategyBirthday)) {
+						t.Errorf("%s ↔ %s: %s, want path %s%s", p.A, p.B, v.cell(), wantPath,
+							map[bool]string{true: " by the birthday technique"}[birthday])
 					}
 				}
 			}
-			if left, _ := natlab.Down(context.Background(), r.LabID); left != 0 {
-				t.Errorf("run left %d namespaces of lab %s", left, r.LabID)
+			if m.Connected != connected {
+				t.Errorf("%d pairs connected, want %d", m.Connected, connected)
 			}
 		})
+	}
+}
+
+// testRunText runs the lab with the text report and checks its verdict,
+// its detect table and its grid.
+func testRunText(t *testing.T, nats []string) {
+	exe := natlabtest.Natkit(t)
+	ios, _, out, errOut := iostreams.Test()
+	o := &Options{IO: ios, Globals: &cmdutil.GlobalOptions{}, NATs: nats, Punch: true, PunchMode: "udp",
+		Executable: func() (string, error) { return exe, nil }, Available: natlab.Available}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
+		t.Errorf("run = %v\nstderr: %s", err, errOut)
+	}
+	text := out.String()
+	t.Logf("\n%s", text)
+	for _, want := range []string{"natkit detect classified all 8 hosts as their NAT should be; punch (udp): 6/10 pairs connected",
+		"lan/lan ", "direct/birthday ", "direct/simultaneous ", "✗ udp-blocked"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text report lacks %q", want)
+		}
+	}
+	if strings.Contains(text, " NO\n") || strings.Contains(text, " ≠ ") || strings.Contains(text, "mismatches:") {
+		t.Errorf("text report marks a mismatch")
 	}
 }

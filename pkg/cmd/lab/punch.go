@@ -65,48 +65,22 @@ type PunchView struct {
 	Error *string `json:"error,omitempty"`
 }
 
-// rendezvousFor returns the lab's rendezvous server: natkit serve's when it
-// runs one (--rendezvous-port, on both addresses by default), else one
-// started in this process. The returned function stops the latter.
-func rendezvousFor(ctx context.Context, l *natlab.Lab, exe string) (netip.AddrPort, func(), error) {
+// rendezvousFor returns the lab's rendezvous server, natkit serve's
+// (--rendezvous-port, on both server addresses), once its UDP port is bound.
+func rendezvousFor(ctx context.Context, l *natlab.Lab) (netip.AddrPort, error) {
 	addr := netip.AddrPortFrom(natlab.ServerAddr, rendezvous.DefaultPort)
-	help, _ := l.Server().Command(ctx, exe, "serve", "--help").Output()
-	if !strings.Contains(string(help), "--rendezvous-port") {
-		return startRendezvous(ctx, l)
-	}
 	deadline := time.NewTimer(serveReady)
 	defer deadline.Stop()
 	for !udpBound(l.Server(), addr.String()) {
 		select {
 		case <-deadline.C:
-			return netip.AddrPort{}, nil, fmt.Errorf("natkit serve did not bind its rendezvous port %s within %s", addr, serveReady)
+			return netip.AddrPort{}, fmt.Errorf("natkit serve did not bind its rendezvous port %s within %s", addr, serveReady)
 		case <-ctx.Done():
-			return netip.AddrPort{}, nil, ctx.Err()
+			return netip.AddrPort{}, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return addr, func() {}, nil
-}
-
-// startRendezvous runs a rendezvous server in the lab's server host, on
-// both its addresses, for a natkit serve without one: the sockets are made
-// in the server's namespace by Host.Do and stay there. It stops when ctx
-// ends; the returned function waits for that.
-func startRendezvous(ctx context.Context, l *natlab.Lab) (netip.AddrPort, func(), error) {
-	var s *rendezvous.Server
-	err := l.Server().Do(func() error {
-		var err error
-		s, err = rendezvous.New(rendezvous.Config{Addrs: []netip.AddrPort{
-			netip.AddrPortFrom(natlab.ServerAddr, rendezvous.DefaultPort),
-			netip.AddrPortFrom(natlab.ServerAltAddr, rendezvous.DefaultPort)}})
-		return err
-	})
-	if err != nil {
-		return netip.AddrPort{}, nil, fmt.Errorf("start the rendezvous server in %s: %w", l.Server().NS(), err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(ctx) }()
-	return s.Addr(), func() { s.Close(); <-done }, nil
+	return addr, nil
 }
 
 // punchAll runs natkit punch between every pair of NATs, one pair at a

@@ -11,42 +11,52 @@ import (
 // Report is the JSON document of `natkit lab --json` (natkit.lab/v1).
 type Report struct {
 	render.Envelope
-	Action          string        `json:"action"` // "run", "down" or "list"
-	LabID           string        `json:"lab_id,omitempty"`
-	Kept            bool          `json:"kept"`
-	Server          string        `json:"server,omitempty"`
-	ServerAddresses []string      `json:"server_addresses,omitempty"`
-	OK              bool          `json:"ok"`
+	Action          string   `json:"action"` // "run", "down" or "list"
+	LabID           string   `json:"lab_id,omitempty"`
+	Kept            bool     `json:"kept"`
+	Server          string   `json:"server,omitempty"`
+	ServerAddresses []string `json:"server_addresses,omitempty"`
+	// OK is true when natkit detect was right behind every NAT and every
+	// punch run gave a report.
+	OK bool `json:"ok"`
+	// Hosts counts the hosts natkit detect ran in; HostsAsExpected those
+	// where it reported what the NAT does.
 	Hosts           int           `json:"hosts"`
 	HostsAsExpected int           `json:"hosts_as_expected"`
 	NATs            []NATReport   `json:"nats,omitempty"`
 	Removed         *int          `json:"removed,omitempty"` // namespaces removed by --down
 	Catalogue       []natlab.Spec `json:"catalogue,omitempty"`
-	// Punch is the --punch matrix.
+	// Punch is the punch matrix; absent with --punch=false.
 	Punch      *PunchMatrix `json:"punch,omitempty"`
 	DurationMs int64        `json:"duration_ms"`
 }
 
-// NATReport is one NAT of the lab with what its hosts saw.
+// NATReport is one NAT of the lab: what natkit detect must report behind
+// it, and what it reported in each host.
 type NATReport struct {
-	Name       string             `json:"name"`
-	Label      string             `json:"label"`
-	WANAddress string             `json:"wan_address"`
-	Expected   natlab.Expectation `json:"expected"`
-	Hosts      []HostReport       `json:"hosts"`
+	Name       string       `json:"name"`
+	Label      string       `json:"label"`
+	WANAddress string       `json:"wan_address"`
+	Expected   Verdict      `json:"expected"`
+	Hosts      []HostReport `json:"hosts"`
 }
 
-// HostReport is natkit probe's answer in one host.
+// HostReport is natkit detect's answer in one host, compared with the NAT's
+// expected verdict.
 type HostReport struct {
-	Name          string   `json:"name"`
-	Namespace     string   `json:"namespace"`
-	Address       string   `json:"address"`
-	Success       bool     `json:"success"`
-	LocalAddress  *string  `json:"local_address"`
-	MappedAddress *string  `json:"mapped_address"`
-	RTTMs         *float64 `json:"rtt_ms"`
-	Error         *string  `json:"error"`
-	AsExpected    bool     `json:"as_expected"`
+	Name          string  `json:"name"`
+	Namespace     string  `json:"namespace"`
+	Address       string  `json:"address"`
+	LocalAddress  *string `json:"local_address"`
+	MappedAddress *string `json:"mapped_address"`
+	// Detect is null when natkit detect gave no report (Error says why).
+	Detect *DetectView `json:"detect"`
+	// Mismatches are the keys where detect differs from the NAT's
+	// expected verdict, and wrong addresses ("nat_type = symmetric, want
+	// full-cone").
+	Mismatches []string `json:"mismatches"`
+	Error      *string  `json:"error"`
+	AsExpected bool     `json:"as_expected"`
 }
 
 func str(p *string) string {
@@ -56,54 +66,111 @@ func str(p *string) string {
 	return *p
 }
 
+// Short forms of the RFC 4787 behaviours for the table.
+var behaviorAbbrev = map[string]string{
+	natlab.EndpointIndependent:     "EI",
+	natlab.AddressDependent:        "AD",
+	natlab.AddressAndPortDependent: "APD",
+	natlab.Unknown:                 "?",
+}
+
+func abbrev(b string) string {
+	if a, ok := behaviorAbbrev[b]; ok {
+		return a
+	}
+	return b
+}
+
+func yesNo(b *bool) string {
+	switch {
+	case b == nil:
+		return "-"
+	case *b:
+		return "yes"
+	}
+	return "no"
+}
+
+func ports(v Verdict) string {
+	if v.PortDelta != nil {
+		return fmt.Sprintf("%s %+d", v.PortAllocation, *v.PortDelta)
+	}
+	return v.PortAllocation
+}
+
+func layers(v Verdict) string {
+	if v.NATLayers == nil {
+		return "-"
+	}
+	s := fmt.Sprint(*v.NATLayers)
+	if v.CGNAT != nil && *v.CGNAT {
+		s += " CGNAT"
+	}
+	return s
+}
+
+// verdictCells are the table's cells for v: type, mapping, filtering,
+// hairpinning, ports and layers.
+func verdictCells(v Verdict) []string {
+	return []string{v.NATType, abbrev(v.MappingBehavior), abbrev(v.FilteringBehavior), yesNo(v.Hairpinning), ports(v), layers(v)}
+}
+
 func renderReport(opts *Options, r Report) error {
 	r.Envelope, r.Action = render.NewEnvelope("lab"), "run"
 	if opts.Globals.JSON {
 		return render.JSON(opts.IO.Out, r)
 	}
+	w := opts.IO.Out
 	cs := opts.IO.ColorScheme()
-	verdict := cs.Green(fmt.Sprintf("lab %s: %d/%d hosts behaved as their NAT should", r.LabID, r.HostsAsExpected, r.Hosts))
-	if !r.OK {
-		verdict = cs.Red(fmt.Sprintf("lab %s: only %d/%d hosts behaved as their NAT should", r.LabID, r.HostsAsExpected, r.Hosts))
+	verdict := cs.Green(fmt.Sprintf("lab %s: natkit detect classified all %d hosts as their NAT should be", r.LabID, r.Hosts))
+	if r.HostsAsExpected != r.Hosts {
+		verdict = cs.Red(fmt.Sprintf("lab %s: natkit detect was right in only %d/%d hosts", r.LabID, r.HostsAsExpected, r.Hosts))
 	}
 	if p := r.Punch; p != nil {
 		verdict += fmt.Sprintf("; punch (%s): %d/%d pairs connected", p.Mode, p.Connected, len(p.Pairs))
+		if !p.OK {
+			verdict += cs.Red(" (some runs gave no report)")
+		}
 	}
-	fmt.Fprintln(opts.IO.Out, verdict)
-	fmt.Fprintf(opts.IO.Out, "server %s (also %s)\n\n", r.Server, strings.Join(r.ServerAddresses[1:], ", "))
-	rows := [][]string{{"NAT", "HOST", "LOCAL", "MAPPED", "EXPECTED", "OK"}}
+	fmt.Fprintln(w, verdict)
+	fmt.Fprintf(w, "server %s (also %s)\n\n", r.Server, strings.Join(r.ServerAddresses[1:], ", "))
+	fmt.Fprintf(w, "natkit detect behind each NAT; a wrong value shows what the NAT does after ≠\n")
+	rows := [][]string{{"NAT", "HOST", "MAPPED", "NAT TYPE", "MAPPING", "FILTERING", "HAIRPIN", "PORTS", "LAYERS", "OK"}}
 	for _, n := range r.NATs {
-		e := n.Expected
-		want := fmt.Sprintf("%s (mapping %s, filtering %s)", e.NATType, e.Mapping, e.Filtering)
+		want := verdictCells(n.Expected)
 		for _, h := range n.Hosts {
-			local := str(h.LocalAddress)
-			if local == "-" || strings.HasPrefix(local, "0.0.0.0:") {
-				local = h.Address
-			}
-			mapped := str(h.MappedAddress)
-			if !h.Success {
-				mapped = "no answer"
-				if h.Error != nil {
-					mapped += ": " + *h.Error
+			row := []string{n.Label, strings.TrimPrefix(h.Name, n.Label+"-"), str(h.MappedAddress)}
+			if h.Detect == nil {
+				row = append(row, "no report", "", "", "", "", "")
+			} else {
+				for i, got := range verdictCells(h.Detect.Verdict) {
+					if got != want[i] { // plain: colour codes would upset the alignment
+						got += " ≠ " + want[i]
+					}
+					row = append(row, got)
 				}
 			}
 			ok := cs.Green("yes")
 			if !h.AsExpected {
 				ok = cs.Red("NO")
 			}
-			rows = append(rows, []string{n.Label, h.Name, local, mapped, want, ok})
+			rows = append(rows, append(row, ok))
 		}
 	}
-	if err := render.Table(opts.IO.Out, rows); err != nil {
+	if err := render.Table(w, rows); err != nil {
 		return err
 	}
+	fmt.Fprintln(w, "(EI endpoint-independent, AD address-dependent, APD address-and-port-dependent; - null)")
+	if lines := mismatchLines(r); len(lines) > 0 {
+		fmt.Fprintf(w, "mismatches:\n  %s\n", strings.Join(lines, "\n  "))
+	}
 	if r.Punch != nil {
-		if err := renderPunch(opts.IO.Out, r.Punch); err != nil {
+		if err := renderPunch(w, r.Punch); err != nil {
 			return err
 		}
 	}
 	if r.Kept {
-		fmt.Fprintf(opts.IO.Out, "\nkept: ip netns list | grep natkit-%s; remove with: natkit lab --down\n", r.LabID)
+		fmt.Fprintf(w, "\nkept: ip netns list | grep natkit-%s; remove with: natkit lab --down\n", r.LabID)
 	}
 	return nil
 }
