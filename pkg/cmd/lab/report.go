@@ -135,11 +135,11 @@ func renderReport(opts *Options, r Report) error {
 	fmt.Fprintln(w, verdict)
 	fmt.Fprintf(w, "server %s (also %s)\n\n", r.Server, strings.Join(r.ServerAddresses[1:], ", "))
 	fmt.Fprintf(w, "natkit detect behind each NAT; a wrong value shows what the NAT does after ≠\n")
-	rows := [][]string{{"NAT", "HOST", "MAPPED", "NAT TYPE", "MAPPING", "FILTERING", "HAIRPIN", "PORTS", "LAYERS", "OK"}}
+	rows := [][]string{{"NAT", "HOST", "LOCAL", "MAPPED", "NAT TYPE", "MAPPING", "FILTERING", "HAIRPIN", "PORTS", "LAYERS", "OK"}}
 	for _, n := range r.NATs {
 		want := verdictCells(n.Expected)
 		for _, h := range n.Hosts {
-			row := []string{n.Label, strings.TrimPrefix(h.Name, n.Label+"-"), str(h.MappedAddress)}
+			row := []string{n.Label, strings.TrimPrefix(h.Name, n.Label+"-"), str(h.LocalAddress), str(h.MappedAddress)}
 			if h.Detect == nil {
 				row = append(row, "no report", "", "", "", "", "")
 			} else {
