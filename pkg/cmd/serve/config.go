@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -74,6 +75,18 @@ func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
 // loadConfig applies the config file to the options whose flags were not
 // given; a repeatable flag given on the command line replaces the file's
 // list.
+// parseConfig decodes a config file: YAML whose keys are flag names, none
+// unknown. An empty file is an empty config. The error is one line.
+func parseConfig(data []byte) (fileConfig, error) {
+	var fc fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
+		return fileConfig{}, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return fc, nil
+}
+
 func (o *Options) loadConfig(flags *pflag.FlagSet) error {
 	if o.ConfigFile == "" {
 		return nil
@@ -82,11 +95,9 @@ func (o *Options) loadConfig(flags *pflag.FlagSet) error {
 	if err != nil {
 		return cmdutil.UsageErrorf("--config: %v", unwrapPath(err))
 	}
-	var fc fileConfig
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return cmdutil.UsageErrorf("--config %s: %s", o.ConfigFile, strings.ReplaceAll(err.Error(), "\n", "; "))
+	fc, err := parseConfig(data)
+	if err != nil {
+		return cmdutil.UsageErrorf("--config %s: %v", o.ConfigFile, err)
 	}
 	setS := func(name string, dst *string, v *string) {
 		if v != nil && !flags.Changed(name) {

@@ -1,0 +1,36 @@
+package serve
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParseConfig: any config file gives a config or a one-line error,
+// never a panic.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("listen: 192.0.2.10\nalt-ip: 192.0.2.11\nuser: [alice:wonderland]\n"))
+	f.Add([]byte("user: alice:wonderland\nrelay-ports: 49152-65535\nno-turn: true\n"))
+	f.Add([]byte("stun-port: x\n"))
+	f.Add([]byte("unknown: 1\n"))
+	f.Add([]byte("- a\n- b\n"))
+	f.Add([]byte("{{{{"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := parseConfig(data); err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("error has several lines: %q", err)
+		}
+	})
+}
+
+// FuzzParsePortRange: a range is accepted only when 1 <= MIN <= MAX <= 65535.
+func FuzzParsePortRange(f *testing.F) {
+	for _, s := range []string{"49152-65535", "1-1", "0-10", "10-5", "a-b", "", "-", " 5 - 6 ", "70000-70001"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := parsePortRange(s)
+		if err == nil && (r.Min < 1 || r.Min > r.Max) {
+			t.Errorf("%q: accepted %+v", s, r)
+		}
+	})
+}
