@@ -3,11 +3,8 @@ package detect
 import (
 	"bytes"
 	"context"
-	"flag"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,13 +13,12 @@ import (
 	"github.com/natkit/natkit/pkg/cmdutil"
 	engine "github.com/natkit/natkit/pkg/detect"
 	"github.com/natkit/natkit/pkg/detect/detecttest"
+	"github.com/natkit/natkit/pkg/golden"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/probe"
 	"github.com/natkit/natkit/pkg/render"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func TestNewCmdDetect(t *testing.T) {
 	tests := []struct {
@@ -92,24 +88,6 @@ func normalize(s string) string {
 	s = regexp.MustCompile(`("attempts": )\d+`).ReplaceAllString(s, "${1}1")
 	s = regexp.MustCompile(`×\d+`).ReplaceAllString(s, "×1")
 	return s
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
 }
 
 func runWith(t *testing.T, o *DetectOptions, json bool, verbose int) (stdout, stderr string, err error) {
@@ -207,7 +185,7 @@ func TestRunCanned(t *testing.T) {
 			if cmdutil.ExitCode(err, true) != tt.exit || errOut != "" {
 				t.Fatalf("err %v (exit %d, want %d) stderr %q", err, cmdutil.ExitCode(err, true), tt.exit, errOut)
 			}
-			golden(t, tt.name, out)
+			golden.Check(t, tt.name, out)
 		})
 	}
 }
@@ -238,7 +216,7 @@ func TestRunLive(t *testing.T) {
 			if tc.json {
 				out = stripTests(out)
 			}
-			golden(t, tc.name, normalize(out))
+			golden.Check(t, tc.name, normalize(out))
 		})
 	}
 }

@@ -4,23 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/golden"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/natlab"
 	"github.com/natkit/natkit/pkg/natlab/natlabtest"
 	"github.com/natkit/natkit/pkg/punch"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func TestNewCmdLabFlags(t *testing.T) {
 	tests := []struct {
@@ -212,20 +208,7 @@ func TestRenderReport(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := regexp.MustCompile(`"natkit_version": "[^"]*"`).ReplaceAllString(out.String(), `"natkit_version": "VERSION"`)
-			path := filepath.Join("testdata", tc.name)
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", tc.name, got, want)
-			}
+			golden.Check(t, tc.name, got)
 		})
 	}
 }

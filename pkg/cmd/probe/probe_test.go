@@ -3,25 +3,21 @@ package probe
 import (
 	"bytes"
 	"context"
-	"flag"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/golden"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/leaktest"
 	engine "github.com/natkit/natkit/pkg/probe"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/stunclient/stunclienttest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func TestNewCmdProbe(t *testing.T) {
 	tests := []struct {
@@ -92,24 +88,6 @@ func normalize(s string) string {
 	return s
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
-
 func strp(s string) *string { return &s }
 func fp(v float64) *float64 { return &v }
 func bp(v bool) *bool       { return &v }
@@ -171,7 +149,7 @@ func TestRunCanned(t *testing.T) {
 			if err != nil || errOut != "" {
 				t.Fatalf("err %v stderr %q", err, errOut)
 			}
-			golden(t, tt.name, out)
+			golden.Check(t, tt.name, out)
 		})
 	}
 }
@@ -192,7 +170,7 @@ func TestRunLive(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name, normalize(out))
+			golden.Check(t, tc.name, normalize(out))
 		})
 	}
 }

@@ -3,23 +3,19 @@ package punch
 import (
 	"bytes"
 	"context"
-	"flag"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/golden"
 	"github.com/natkit/natkit/pkg/iostreams"
 	engine "github.com/natkit/natkit/pkg/punch"
 	"github.com/natkit/natkit/pkg/render"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func TestNewCmdPunch(t *testing.T) {
 	tests := []struct {
@@ -112,24 +108,6 @@ func normalize(s string) string {
 	return regexp.MustCompile(`"natkit_version": "[^"]*"`).ReplaceAllString(s, `"natkit_version": "VERSION"`)
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
-
 func sp(s string) *string                             { return &s }
 func fp(v float64) *float64                           { return &v }
 func bp(v bool) *bool                                 { return &v }
@@ -215,7 +193,7 @@ func TestRender(t *testing.T) {
 				if (code == 0) != rep.Success {
 					t.Errorf("exit %d for success %v", code, rep.Success)
 				}
-				golden(t, name+"."+mode, normalize(out.String()))
+				golden.Check(t, name+"."+mode, normalize(out.String()))
 			})
 		}
 	}

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/golden"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/render"
@@ -26,8 +24,6 @@ import (
 	"github.com/natkit/natkit/pkg/turnclient/turnclienttest"
 	"github.com/natkit/natkit/pkg/turnserver"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func TestNewCmdTurn(t *testing.T) {
 	t.Setenv(PasswordEnv, "")
@@ -85,24 +81,6 @@ func TestNewCmdTurn(t *testing.T) {
 			}
 			tt.check(t, got)
 		})
-	}
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
 	}
 }
 
@@ -175,7 +153,7 @@ func TestRunCanned(t *testing.T) {
 			if !tc.ok && !strings.Contains(err.Error(), `rejected the credentials of user "alice"`) {
 				t.Errorf("error %q", err)
 			}
-			golden(t, tc.name, out)
+			golden.Check(t, tc.name, out)
 		})
 	}
 }
@@ -210,7 +188,7 @@ func TestRunLive(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Fatalf("err %v\n%s", err, out)
 			}
-			golden(t, tc.name, normalize(out))
+			golden.Check(t, tc.name, normalize(out))
 		})
 	}
 }
