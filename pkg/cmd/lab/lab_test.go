@@ -126,9 +126,9 @@ func TestExpected(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s is not in the catalogue", tt.name)
 			}
-			v := expected(spec.Expect)
+			v := spec.Expect.Detect()
 			got := map[string]string{}
-			for _, f := range v.fields() {
+			for _, f := range v.Fields() {
 				got[f[0]] = f[1]
 			}
 			for k, want := range tt.want {
@@ -136,16 +136,16 @@ func TestExpected(t *testing.T) {
 					t.Errorf("%s = %s, want %s", k, got[k], want)
 				}
 			}
-			if d := diff(v, v); len(d) != 0 {
+			if d := v.Diff(v); len(d) != 0 {
 				t.Errorf("diff with itself: %q", d)
 			}
 		})
 	}
 	seq, _ := natlab.Lookup(natlab.SymmetricSequential)
-	got := expected(seq.Expect)
+	got := seq.Expect.Detect()
 	got.PortAllocation, got.PortDelta = natlab.PortsRandom, nil
 	want := []string{"port_allocation = random, want sequential", "port_delta = null, want 1"}
-	if d := diff(got, expected(seq.Expect)); strings.Join(d, "|") != strings.Join(want, "|") {
+	if d := got.Diff(seq.Expect.Detect()); strings.Join(d, "|") != strings.Join(want, "|") {
 		t.Errorf("diff = %q, want %q", d, want)
 	}
 }
@@ -157,7 +157,7 @@ func sampleReport() Report {
 	fp := func(f float64) *float64 { return &f }
 	full, _ := natlab.Lookup(natlab.FullCone)
 	seq, _ := natlab.Lookup(natlab.SymmetricSequential)
-	fullV, seqV := expected(full.Expect), expected(seq.Expect)
+	fullV, seqV := full.Expect.Detect(), seq.Expect.Detect()
 	wrong := seqV
 	wrong.PortAllocation, wrong.PortDelta = natlab.PortsRandom, nil
 	return Report{
@@ -167,7 +167,7 @@ func sampleReport() Report {
 			{Name: natlab.FullCone, Label: natlab.FullCone, WANAddress: "198.51.100.10", Expected: fullV, Hosts: []HostReport{
 				{Name: "full-cone-h1", Namespace: "natkit-abc123-full-cone-h1", Address: "192.168.1.10",
 					LocalAddress: sp("192.168.1.10:40000"), MappedAddress: sp("198.51.100.10:40000"),
-					Detect:     &DetectView{Verdict: fullV, Summary: "Full cone NAT.", Reasons: []string{}, DurationMs: 512},
+					Detect:     &DetectView{Classification: fullV, Summary: "Full cone NAT.", Reasons: []string{}, DurationMs: 512},
 					Mismatches: []string{}, AsExpected: true},
 				{Name: "full-cone-h2", Namespace: "natkit-abc123-full-cone-h2", Address: "192.168.1.11",
 					Mismatches: []string{}, Error: sp("natkit detect exited 2 without a report: --server: bad")},
@@ -175,9 +175,9 @@ func sampleReport() Report {
 			{Name: natlab.SymmetricSequential, Label: natlab.SymmetricSequential, WANAddress: "198.51.100.11", Expected: seqV, Hosts: []HostReport{
 				{Name: "symmetric-sequential-h1", Namespace: "natkit-abc123-symmetric-sequential-h1", Address: "192.168.2.10",
 					LocalAddress: sp("192.168.2.10:40001"), MappedAddress: sp("198.51.100.11:20001"),
-					Detect: &DetectView{Verdict: wrong, Summary: "Symmetric NAT.", Reasons: []string{"the port samples did not follow one step"},
+					Detect: &DetectView{Classification: wrong, Summary: "Symmetric NAT.", Reasons: []string{"the port samples did not follow one step"},
 						DurationMs: 730.5},
-					Mismatches: diff(wrong, seqV)},
+					Mismatches: wrong.Diff(seqV)},
 			}},
 		},
 		Punch: &PunchMatrix{Mode: "udp", Rendezvous: "203.0.113.10:3480", NATs: []string{natlab.FullCone, natlab.SymmetricSequential},
@@ -253,7 +253,7 @@ func checkDetect(t *testing.T, r Report, hosts int) {
 				t.Errorf("%s %s: detect %+v, mismatches %q, error %s", n.Label, h.Name, h.Detect, h.Mismatches, str(h.Error))
 				continue
 			}
-			if d := diff(h.Detect.Verdict, n.Expected); len(d) > 0 {
+			if d := h.Detect.Classification.Diff(n.Expected); len(d) > 0 {
 				t.Errorf("%s %s: %q (reasons %q)", n.Label, h.Name, d, h.Detect.Reasons)
 			}
 			if n.Name == natlab.UDPBlocked {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/natkit/natkit/pkg/detect"
 	"github.com/natkit/natkit/pkg/natlab"
 	"github.com/natkit/natkit/pkg/render"
 )
@@ -34,11 +35,11 @@ type Report struct {
 // NATReport is one NAT of the lab: what natkit detect must report behind
 // it, and what it reported in each host.
 type NATReport struct {
-	Name       string       `json:"name"`
-	Label      string       `json:"label"`
-	WANAddress string       `json:"wan_address"`
-	Expected   Verdict      `json:"expected"`
-	Hosts      []HostReport `json:"hosts"`
+	Name       string                `json:"name"`
+	Label      string                `json:"label"`
+	WANAddress string                `json:"wan_address"`
+	Expected   detect.Classification `json:"expected"`
+	Hosts      []HostReport          `json:"hosts"`
 }
 
 // HostReport is natkit detect's answer in one host, compared with the NAT's
@@ -91,14 +92,14 @@ func yesNo(b *bool) string {
 	return "no"
 }
 
-func ports(v Verdict) string {
+func ports(v detect.Classification) string {
 	if v.PortDelta != nil {
 		return fmt.Sprintf("%s %+d", v.PortAllocation, *v.PortDelta)
 	}
 	return v.PortAllocation
 }
 
-func layers(v Verdict) string {
+func layers(v detect.Classification) string {
 	if v.NATLayers == nil {
 		return "-"
 	}
@@ -111,7 +112,7 @@ func layers(v Verdict) string {
 
 // verdictCells are the table's cells for v: type, mapping, filtering,
 // hairpinning, ports and layers.
-func verdictCells(v Verdict) []string {
+func verdictCells(v detect.Classification) []string {
 	return []string{v.NATType, abbrev(v.MappingBehavior), abbrev(v.FilteringBehavior), yesNo(v.Hairpinning), ports(v), layers(v)}
 }
 
@@ -143,7 +144,7 @@ func renderReport(opts *Options, r Report) error {
 			if h.Detect == nil {
 				row = append(row, "no report", "", "", "", "", "")
 			} else {
-				for i, got := range verdictCells(h.Detect.Verdict) {
+				for i, got := range verdictCells(h.Detect.Classification) {
 					if got != want[i] { // plain: colour codes would upset the alignment
 						got += " ≠ " + want[i]
 					}
