@@ -15,6 +15,7 @@ type datagram struct {
 	dst  netip.AddrPort // where to send out: src, or src's IP at RESPONSE-PORT
 	outb []byte         // response buffer
 	sa   sockaddr       // src as the kernel wrote it
+	fwd  bool           // for the sharer's reader (udpWorker.handle, direct)
 }
 
 // batchConn moves datagrams in batches.

@@ -3,10 +3,12 @@ package stunserver
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/natkit/natkit/pkg/stun"
@@ -93,9 +95,17 @@ type sharedPacket struct {
 	src netip.AddrPort
 }
 
-// sharedPacketConn is one STUN UDP socket as the sharer sees it: the
-// socket's goroutine pushes datagrams into a bounded queue, never blocking;
-// ReadFrom takes them out.
+// sharedPacketConn is one STUN UDP socket as the sharer sees it.
+//
+// Until the sharer first reads, the socket's goroutine (serveUDP) reads
+// the socket: it pushes the sharer's datagrams into a bounded queue, never
+// blocking, and answers Binding. The first ReadFrom asks that goroutine for
+// its udpWorker (waking it with a read deadline in the past) and, once it
+// has it, reads the socket itself: each batch is answered (Binding) and
+// what is for the sharer is returned from the batch's buffers, one datagram
+// per ReadFrom, with no queue, no goroutine switch and one copy. Datagrams
+// queued before come first. Close gives the worker back to the socket's
+// goroutine, which reads on as before the sharer came.
 type sharedPacketConn struct {
 	conn  *net.UDPConn
 	laddr *net.UDPAddr
@@ -106,12 +116,26 @@ type sharedPacketConn struct {
 	done  chan struct{}
 	once  sync.Once
 	rdl   deadline
+
+	// The worker's hand-over: serveUDP sends it on tok when want is set;
+	// it comes back on back when the sharer closes.
+	want      atomic.Bool
+	tok, back chan *udpWorker
+
+	rmu    sync.Mutex // serialises ReadFrom; held by Close to take the worker back
+	pos, n int        // the batch being returned: wk.d[pos:n]; under rmu
+	addrs  *addrCache // under rmu
+
+	mu     sync.Mutex // guards wk, userDL and the socket's read deadline (sharer side)
+	wk     *udpWorker // the sharer reads the socket; written under rmu and mu
+	userDL time.Time
 }
 
 func newSharedPacketConn(c *net.UDPConn, queue int) *sharedPacketConn {
 	return &sharedPacketConn{conn: c, laddr: net.UDPAddrFromAddrPort(addrOf(c.LocalAddr())),
 		in: make(chan sharedPacket, queue), free: make(chan []byte, queue), max: queue,
-		done: make(chan struct{}), rdl: newDeadline()}
+		done: make(chan struct{}), rdl: newDeadline(),
+		tok: make(chan *udpWorker, 1), back: make(chan *udpWorker, 1)}
 }
 
 // push queues a copy of b from src. It is called by the socket's goroutine
@@ -143,22 +167,135 @@ func (p *sharedPacketConn) push(b []byte, src netip.AddrPort) bool {
 	}
 }
 
-func (p *sharedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+// wanted reports whether the sharer asks for the socket.
+func (p *sharedPacketConn) wanted() bool { return p.want.Load() }
+
+// lend gives wk to the sharer, which asked for it, and waits for it to
+// come back (the sharer closed). It returns nil when the server closes
+// first.
+func (p *sharedPacketConn) lend(wk *udpWorker, stop <-chan struct{}) *udpWorker {
+	p.tok <- wk // capacity 1, empty: there is one worker
+	select {
+	case wk = <-p.back:
+	case <-p.done:
+		// Not taken (it stays on tok), or given back by Close.
+		select {
+		case wk = <-p.tok:
+		case wk = <-p.back:
+		case <-stop:
+			return nil
+		}
+	case <-stop:
+		return nil
+	}
+	// Close woke the sharer's reader with a deadline: clear it.
+	_ = p.conn.SetReadDeadline(time.Time{})
+	return wk
+}
+
+func (p *sharedPacketConn) closed() bool {
 	select {
 	case <-p.done:
-		return 0, nil, p.opErr("read", net.ErrClosed)
+		return true
 	default:
+		return false
 	}
+}
+
+func (p *sharedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	if p.closed() {
+		return 0, nil, p.opErr("read", net.ErrClosed)
+	}
+	// What was queued before the sharer read comes first.
 	select {
 	case pk := <-p.in:
-		n := copy(b, pk.b[:pk.n])
-		p.free <- pk.b // capacity max: never blocks
-		return n, net.UDPAddrFromAddrPort(pk.src), nil
-	case <-p.done:
-		return 0, nil, p.opErr("read", net.ErrClosed)
-	case <-p.rdl.wait():
-		return 0, nil, p.opErr("read", os.ErrDeadlineExceeded)
+		return p.deliver(b, pk)
+	default:
 	}
+	for p.wk == nil {
+		p.mu.Lock()
+		if !p.want.Load() && !p.closed() {
+			p.want.Store(true)
+			_ = p.conn.SetReadDeadline(time.Now()) // wake the socket's goroutine
+		}
+		p.mu.Unlock()
+		select {
+		case pk := <-p.in:
+			return p.deliver(b, pk)
+		case wk := <-p.tok:
+			p.mu.Lock()
+			if p.closed() {
+				p.mu.Unlock()
+				p.back <- wk
+				return 0, nil, p.opErr("read", net.ErrClosed)
+			}
+			p.wk = wk
+			_ = p.conn.SetReadDeadline(p.userDL)
+			p.mu.Unlock()
+		case <-p.done:
+			return 0, nil, p.opErr("read", net.ErrClosed)
+		case <-p.rdl.wait():
+			return 0, nil, p.opErr("read", os.ErrDeadlineExceeded)
+		}
+	}
+	wk := p.wk
+	for {
+		for p.pos < p.n {
+			dg := &wk.d[p.pos]
+			p.pos++
+			if dg.fwd {
+				if p.addrs == nil {
+					p.addrs = new(addrCache)
+				}
+				return copy(b, dg.buf[:dg.n]), p.addrs.get(dg.src), nil
+			}
+		}
+		p.pos, p.n = 0, 0
+		n, err := wk.bc.read(wk.d)
+		if err != nil {
+			switch {
+			case p.closed() || isClosed(err):
+				return 0, nil, p.opErr("read", net.ErrClosed)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return 0, nil, p.opErr("read", os.ErrDeadlineExceeded)
+			}
+			// As serveUDP: count, pause, go on.
+			wk.w.readErr.Add(1)
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if !wk.handle(n, nil, true) {
+			return 0, nil, p.opErr("read", net.ErrClosed)
+		}
+		p.n = n
+	}
+}
+
+// addrCache keeps the *net.UDPAddr last returned for a few sources, so
+// that a busy client's datagrams cost no allocation. They are shared: no
+// one may modify an address ReadFrom returns (pion does not).
+type addrCache [64]struct {
+	ap netip.AddrPort
+	ua *net.UDPAddr
+}
+
+func (c *addrCache) get(ap netip.AddrPort) *net.UDPAddr {
+	a := ap.Addr().As16()
+	h := (uint(ap.Port()) ^ uint(a[15]) ^ uint(a[14])<<3) % uint(len(c))
+	e := &c[h]
+	if e.ua == nil || e.ap != ap {
+		e.ap, e.ua = ap, net.UDPAddrFromAddrPort(ap)
+	}
+	return e.ua
+}
+
+// deliver copies a queued datagram to b and recycles its buffer.
+func (p *sharedPacketConn) deliver(b []byte, pk sharedPacket) (int, net.Addr, error) {
+	n := copy(b, pk.b[:pk.n])
+	p.free <- pk.b // capacity max: never blocks
+	return n, net.UDPAddrFromAddrPort(pk.src), nil
 }
 
 func (p *sharedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
@@ -174,15 +311,42 @@ func (p *sharedPacketConn) opErr(op string, err error) error {
 	return &net.OpError{Op: op, Net: "udp", Source: p.laddr, Err: err}
 }
 
-// Close stops ReadFrom and WriteTo; the socket stays open. Idempotent.
+// Close stops ReadFrom and WriteTo and gives the socket back to the STUN
+// server's goroutine; the socket stays open. Idempotent.
 func (p *sharedPacketConn) Close() error {
-	p.once.Do(func() { close(p.done) })
+	p.once.Do(func() {
+		p.mu.Lock()
+		close(p.done)
+		if p.wk != nil {
+			_ = p.conn.SetReadDeadline(time.Now()) // wake a ReadFrom under way
+		}
+		p.mu.Unlock()
+		p.rmu.Lock() // waits for that ReadFrom to return
+		p.mu.Lock()
+		wk := p.wk
+		p.wk = nil
+		p.mu.Unlock()
+		p.pos, p.n = 0, 0
+		p.rmu.Unlock()
+		if wk != nil {
+			p.back <- wk // capacity 1: never blocks
+		}
+	})
 	return nil
 }
 
-func (p *sharedPacketConn) LocalAddr() net.Addr                { return p.laddr }
-func (p *sharedPacketConn) SetDeadline(t time.Time) error      { p.rdl.set(t); return nil }
-func (p *sharedPacketConn) SetReadDeadline(t time.Time) error  { p.rdl.set(t); return nil }
+func (p *sharedPacketConn) LocalAddr() net.Addr           { return p.laddr }
+func (p *sharedPacketConn) SetDeadline(t time.Time) error { return p.SetReadDeadline(t) }
+func (p *sharedPacketConn) SetReadDeadline(t time.Time) error {
+	p.rdl.set(t)
+	p.mu.Lock()
+	p.userDL = t
+	if p.wk != nil && !p.closed() {
+		_ = p.conn.SetReadDeadline(t)
+	}
+	p.mu.Unlock()
+	return nil
+}
 func (p *sharedPacketConn) SetWriteDeadline(t time.Time) error { return nil }
 
 // deadline is a read deadline as a channel that closes when it passes.

@@ -411,3 +411,85 @@ type closeCounter struct {
 
 func (c *closeCounter) Close() error { c.mu.Lock(); c.closes++; c.mu.Unlock(); return nil }
 func (c *closeCounter) n() int       { c.mu.Lock(); defer c.mu.Unlock(); return c.closes }
+
+// TestShareDirect: once the sharer reads, it reads the socket itself:
+// datagrams queued before come first, Binding is answered inline, what is
+// for the sharer costs no allocation; after Close the STUN server reads
+// the socket again.
+func TestShareDirect(t *testing.T) {
+	for _, batch := range []int{1, DefaultBatch} {
+		t.Run(map[int]string{1: "single", DefaultBatch: "batched"}[batch], func(t *testing.T) {
+			s := start(t, Config{Share: true, UDPSockets: 1, Batch: batch, NoRateLimit: true})
+			pc := s.Shared().PacketConns[0]
+			c := dialUDP(t)
+			me := addrOf(c.LocalAddr())
+			queued := request(t, allocateReq, stun.MagicCookie, nil)
+			c.WriteToUDPAddrPort(queued, s.Addr())
+			// The queued datagram is the STUN goroutine's to push: wait
+			// for it, so that it is queued before the first read.
+			deadline := time.Now().Add(2 * time.Second)
+			for s.Stats().UDP[Forwarded] != 1 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 2048)
+			read := func(want []byte) {
+				t.Helper()
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil || !bytes.Equal(buf[:n], want) || from.(*net.UDPAddr).AddrPort() != me {
+					t.Fatalf("read % x from %v (%v), want % x", buf[:n], from, err, want)
+				}
+			}
+			read(queued)
+			cd := []byte{0x40, 0x01, 0x00, 0x04, 'd', 'a', 't', 'a'}
+			bind := request(t, stun.BindingRequest, stun.MagicCookie, nil)
+			// Binding, then ChannelData: ReadFrom answers the one and
+			// returns the other.
+			c.WriteToUDPAddrPort(bind, s.Addr())
+			c.WriteToUDPAddrPort(cd, s.Addr())
+			read(cd)
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+				t.Fatal("no Binding answer while the sharer reads:", err)
+			}
+			if n := testing.AllocsPerRun(200, func() {
+				c.WriteToUDPAddrPort(cd, s.Addr())
+				read(cd)
+			}); n > 0.1 {
+				t.Errorf("%.2f allocations per datagram for the sharer", n)
+			}
+			// A read deadline works on the socket too.
+			pc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, _, err := pc.ReadFrom(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("ReadFrom after the deadline: %v", err)
+			}
+			pc.SetReadDeadline(time.Time{})
+			// A ReadFrom under way ends at Close.
+			errc := make(chan error, 1)
+			go func() { _, _, err := pc.ReadFrom(make([]byte, 64)); errc <- err }()
+			time.Sleep(20 * time.Millisecond)
+			pc.Close()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("ReadFrom at Close: %v", err)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("ReadFrom still blocked after Close")
+			}
+			// The STUN server reads again: Binding answered, TURN dropped.
+			before := s.Stats()
+			c.WriteToUDPAddrPort(cd, s.Addr())
+			if out := udpExchange(t, c, s.Addr(), bind, 2*time.Second); out == nil {
+				t.Fatal("no Binding answer after the sharer closed")
+			}
+			st := s.Stats()
+			if st.UDPForwardDropped != before.UDPForwardDropped+1 || st.UDP[Answered] != before.UDP[Answered]+1 {
+				t.Errorf("after Close: stats %+v, before %+v", st, before)
+			}
+			if st.UDP[Forwarded] != 204 {
+				t.Errorf("forwarded %d, want 204", st.UDP[Forwarded])
+			}
+		})
+	}
+}

@@ -102,6 +102,13 @@ func (s *Server) serveConn(c net.Conn, st *streamListener) (handed bool) {
 	r := NewResponder(s.cfg.Software, Quad{})
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		// Close wakes readers with a deadline, which the line above
+		// would undo if it came after: look once more, after it.
+		select {
+		case <-s.done:
+			return false
+		default:
+		}
 		if st.shared != nil {
 			fwd, err := peekTURN(br)
 			if err != nil {

@@ -196,6 +196,11 @@ type relayConn struct {
 
 	lastOK atomic.Pointer[netip.AddrPort] // last destination that passed
 	once   sync.Once
+
+	// The source ReadFrom last returned (pion reads from one goroutine):
+	// a peer's datagrams then cost no allocation. Never modified.
+	lastFrom netip.AddrPort
+	lastAddr *net.UDPAddr
 }
 
 func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
@@ -215,11 +220,15 @@ func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 }
 
 func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, addr, err := r.UDPConn.ReadFrom(b)
-	if err == nil {
-		r.s.stats.relayedIn.Add(1)
+	n, from, err := r.UDPConn.ReadFromUDPAddrPort(b)
+	if err != nil {
+		return n, nil, err
 	}
-	return n, addr, err
+	r.s.stats.relayedIn.Add(1)
+	if r.lastAddr == nil || from != r.lastFrom {
+		r.lastFrom, r.lastAddr = from, net.UDPAddrFromAddrPort(from)
+	}
+	return n, r.lastAddr, nil
 }
 
 // Close releases the socket, the port and the quota; it is idempotent.
