@@ -283,7 +283,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		rep.PortAllocation = UnknownAllocation
 		rep.Reasons = append(rep.Reasons, "no server address could be resolved")
 		rep.Summary = "Could not test: no STUN server address could be resolved"
-		rep.DurationMs = ms(o.Now().Sub(r.start))
+		rep.DurationMs = render.Millis(o.Now().Sub(r.start))
 		return rep, nil
 	}
 	r.v4 = first.addr.Addr().Is4()
@@ -330,7 +330,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	obs.primary = r.primary
 	obs.targets = r.targets
 	r.report(obs, &rep)
-	rep.DurationMs = ms(o.Now().Sub(r.start))
+	rep.DurationMs = render.Millis(o.Now().Sub(r.start))
 	return rep, nil
 }
 

@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"math"
 	"net/netip"
 	"time"
 
@@ -169,10 +168,7 @@ type Request struct {
 	Error         *string  `json:"error"`
 }
 
-// ms converts a duration to milliseconds with microsecond precision.
-func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-
-func msp(d time.Duration) *float64 { v := ms(d); return &v }
+func msp(d time.Duration) *float64 { v := render.Millis(d); return &v }
 
 func str(s string) *string { return &s }
 

@@ -227,7 +227,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	wg.Wait()
 	rep.summarize()
-	rep.DurationMs = ms(o.Now().Sub(start))
+	rep.DurationMs = render.Millis(o.Now().Sub(start))
 	return rep, nil
 }
 

@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -79,10 +78,7 @@ type Transaction struct {
 	Attributes    []stunclient.Attribute `json:"attributes"`
 }
 
-// ms converts a duration to milliseconds with microsecond precision.
-func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-
-func msp(d time.Duration) *float64 { v := ms(d); return &v }
+func msp(d time.Duration) *float64 { v := render.Millis(d); return &v }
 
 func str(s string) *string { return &s }
 

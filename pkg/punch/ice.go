@@ -14,6 +14,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/stun/v2"
 
+	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/rendezvous"
 )
 
@@ -309,7 +310,7 @@ func (p *puncher) runICE(ctx context.Context, sig *signaller, pair rendezvous.Pa
 		sp.Remote.Type(), sp.Remote.Address(), sp.Remote.Port()))
 	path := icePath(sp.Local, sp.Remote, self, peer)
 	if path == PathRelay {
-		rep.NominationWaitMs = ms(g.relayWait)
+		rep.NominationWaitMs = render.Millis(g.relayWait)
 	}
 
 	// Two-way traffic over the selected pair.

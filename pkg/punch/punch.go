@@ -162,7 +162,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	p := &puncher{o: o, log: o.Logger, sess: sess, rep: &rep}
 	defer p.close()
 	err = p.run(ctx)
-	rep.DurationMs = ms(time.Since(start))
+	rep.DurationMs = render.Millis(time.Since(start))
 	return rep, err
 }
 

@@ -1,7 +1,6 @@
 package punch
 
 import (
-	"math"
 	"time"
 
 	"github.com/natkit/natkit/pkg/render"
@@ -217,6 +216,4 @@ func mergeReason(mine Observation, theirs *Observation, planned FailureReason) F
 	return ReasonFilteredNoInbound
 }
 
-func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-
-func msp(d time.Duration) *float64 { v := ms(d); return &v }
+func msp(d time.Duration) *float64 { v := render.Millis(d); return &v }

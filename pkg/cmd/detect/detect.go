@@ -221,13 +221,6 @@ func detectRun(ctx context.Context, o *DetectOptions) error {
 	return nil
 }
 
-func orDash(s *string) string {
-	if s == nil {
-		return "-"
-	}
-	return *s
-}
-
 func yesNo(b *bool) string {
 	switch {
 	case b == nil:
@@ -283,15 +276,15 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep engine.Report, verbo
 		server += " (" + *caps.Software + ")"
 	}
 	server += fmt.Sprintf(": RFC 5780 %s (other address %s, CHANGE-REQUEST %s, RESPONSE-PORT %s)",
-		yesNo(caps.RFC5780), orDash(caps.AlternateAddress), yesNo(caps.ChangeRequest), yesNo(caps.ResponsePort))
+		yesNo(caps.RFC5780), render.Dash(caps.AlternateAddress), yesNo(caps.ChangeRequest), yesNo(caps.ResponsePort))
 	rows := [][]string{
 		{"NAT type", string(rep.NATType)},
 		{"Mapping", string(rep.MappingBehavior)},
 		{"Filtering", string(rep.FilteringBehavior)},
 		{"Hairpinning", hairpin},
 		{"Port allocation", ports},
-		{"Local address", orDash(rep.LocalAddress)},
-		{"Public address", orDash(rep.MappedAddress)},
+		{"Local address", render.Dash(rep.LocalAddress)},
+		{"Public address", render.Dash(rep.MappedAddress)},
 		{"NAT layers", layers},
 		{"Binding lifetime", lifetime},
 		{"Server", server},
@@ -317,11 +310,11 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep engine.Report, verbo
 			if h.RTTMs != nil {
 				rtt = fmt.Sprintf("%.1f ms", *h.RTTMs)
 			}
-			fmt.Fprintf(w, "  %2d  %-18s %-12s %s\n", h.TTL, orDash(h.Address), h.Realm, rtt)
+			fmt.Fprintf(w, "  %2d  %-18s %-12s %s\n", h.TTL, render.Dash(h.Address), h.Realm, rtt)
 		}
 	}
 	for _, t := range rep.Tests {
-		fmt.Fprintf(w, "\n%s from %s: %s\n", cs.Bold(t.Name), orDash(t.LocalAddress), t.Result)
+		fmt.Fprintf(w, "\n%s from %s: %s\n", cs.Bold(t.Name), render.Dash(t.LocalAddress), t.Result)
 		for _, q := range t.Requests {
 			what := "Binding"
 			if q.Change != "" {
@@ -333,7 +326,7 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep engine.Report, verbo
 			res := "no answer"
 			switch {
 			case q.Answered:
-				res = "mapped " + orDash(q.MappedAddress) + " from " + orDash(q.From)
+				res = "mapped " + render.Dash(q.MappedAddress) + " from " + render.Dash(q.From)
 				if q.RTTMs != nil {
 					res += fmt.Sprintf(" in %.1f ms", *q.RTTMs)
 				}

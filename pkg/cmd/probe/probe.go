@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -302,20 +301,6 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-func orDash(s *string) string {
-	if s == nil {
-		return "-"
-	}
-	return *s
-}
-
-func fmtMs(v *float64) string {
-	if v == nil {
-		return "-"
-	}
-	return strconv.FormatFloat(*v, 'f', 1, 64) + " ms"
-}
-
 func renderText(w io.Writer, cs *iostreams.ColorScheme, rep engine.Report, verbose bool) error {
 	if _, err := fmt.Fprintln(w, verdict(cs, rep)); err != nil {
 		return err
@@ -335,11 +320,11 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep engine.Report, verbo
 		if !r.Success {
 			status = cs.Red("failed")
 		}
-		mapped := orDash(r.MappedAddress)
+		mapped := render.Dash(r.MappedAddress)
 		if r.RFC3489 != nil && *r.RFC3489 {
 			mapped += " (RFC 3489)"
 		}
-		rtt := fmtMs(r.RTTMs)
+		rtt := render.Ms(r.RTTMs)
 		row := []string{r.Server, status, mapped, rtt}
 		if multi {
 			if r.RTTMinMs != nil {
@@ -347,7 +332,7 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep engine.Report, verbo
 			}
 			row = []string{r.Server, status, mapped, rtt, fmt.Sprintf("%d/%d", r.Received, r.Sent)}
 		}
-		row = append(row, orDash(r.LocalAddress), orDash(r.Software))
+		row = append(row, render.Dash(r.LocalAddress), render.Dash(r.Software))
 		rows = append(rows, row)
 		if r.Error != nil {
 			notes = append(notes, fmt.Sprintf("%s: %s", r.Server, *r.Error))
@@ -365,15 +350,15 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep engine.Report, verbo
 		return nil
 	}
 	for _, r := range rep.Results {
-		fmt.Fprintf(w, "\n%s %s (%s)\n", cs.Bold(r.Server), orDash(r.ServerAddress), r.Transport)
+		fmt.Fprintf(w, "\n%s %s (%s)\n", cs.Bold(r.Server), render.Dash(r.ServerAddress), r.Transport)
 		fmt.Fprintf(w, "  response origin %s, other address %s, reply from %s, retransmissions %d\n",
-			orDash(r.ResponseOrigin), orDash(r.OtherAddress), orDash(r.ReplyFrom), r.Retransmissions)
+			render.Dash(r.ResponseOrigin), render.Dash(r.OtherAddress), render.Dash(r.ReplyFrom), r.Retransmissions)
 		for i, tx := range r.Transactions {
 			res := "ok"
 			if tx.Error != nil {
 				res = *tx.Error
 			}
-			fmt.Fprintf(w, "  #%d  attempts %d  rtt %s  from %s  %s\n", i+1, tx.Attempts, fmtMs(tx.RTTMs), orDash(tx.ReplyFrom), res)
+			fmt.Fprintf(w, "  #%d  attempts %d  rtt %s  from %s  %s\n", i+1, tx.Attempts, render.Ms(tx.RTTMs), render.Dash(tx.ReplyFrom), res)
 			for _, a := range tx.Attributes {
 				fmt.Fprintf(w, "        %-20s %s\n", a.Type, a.Value)
 			}

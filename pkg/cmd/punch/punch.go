@@ -374,16 +374,9 @@ func natLine(p engine.PeerInfo) string {
 		s += " via TCP"
 	}
 	if p.TCP != nil {
-		s += fmt.Sprintf("; TCP %s (mapping %s)", orDash(p.TCP.MappedAddress), p.TCP.MappingBehavior)
+		s += fmt.Sprintf("; TCP %s (mapping %s)", render.Dash(p.TCP.MappedAddress), p.TCP.MappingBehavior)
 	}
 	return s
-}
-
-func orDash(s *string) string {
-	if s == nil {
-		return "-"
-	}
-	return *s
 }
 
 func renderText(w io.Writer, cs *iostreams.ColorScheme, r engine.Report, verbose bool) error {
@@ -395,15 +388,15 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, r engine.Report, verbose
 		rows = append(rows, []string{"session", *r.Session})
 	}
 	if r.Success {
-		rows = append(rows, []string{"local", orDash(r.LocalAddress)}, []string{"remote", orDash(r.RemoteAddress)})
+		rows = append(rows, []string{"local", render.Dash(r.LocalAddress)}, []string{"remote", render.Dash(r.RemoteAddress)})
 	}
 	if r.DirectFailureReason != nil {
 		rows = append(rows, []string{"direct", string(*r.DirectFailureReason)})
 	}
 	if rl := r.Relay; rl != nil {
-		s := "relayed address " + orDash(rl.RelayedAddress)
+		s := "relayed address " + render.Dash(rl.RelayedAddress)
 		if rl.AllocatedBy == "peer" {
-			s = "the peer's relayed address " + orDash(rl.RelayedAddress)
+			s = "the peer's relayed address " + render.Dash(rl.RelayedAddress)
 		}
 		if rl.Error != nil {
 			s += " (" + *rl.Error + ")"
@@ -467,7 +460,7 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, r engine.Report, verbose
 			}
 			return fmt.Sprintf("%.1f ms", *v)
 		}
-		fmt.Fprintf(w, "relay: %s via %s, allocate %s, connect %s\n", orDash(rl.Server), rl.Transport, ms(rl.AllocateMs), ms(rl.ConnectMs))
+		fmt.Fprintf(w, "relay: %s via %s, allocate %s, connect %s\n", render.Dash(rl.Server), rl.Transport, ms(rl.AllocateMs), ms(rl.ConnectMs))
 	}
 	return nil
 }

@@ -155,13 +155,13 @@ func benchRun(ctx context.Context, o *BenchOptions) error {
 
 func renderBench(w io.Writer, r turnclient.BenchReport) error {
 	fmt.Fprintf(w, "TURN bench %s (%s): %.0f allocations/s, %.0f relayed packets/s, p99 %s\n",
-		r.Server, r.Transport, r.AllocationsPerS, r.RelayedPacketsPerS, fmtMs(r.LatencyP99Ms))
+		r.Server, r.Transport, r.AllocationsPerS, r.RelayedPacketsPerS, render.Ms(r.LatencyP99Ms))
 	rows := [][]string{
 		{"allocations", fmt.Sprintf("%d ok, %d failed, %.1f/s", r.Allocations, r.AllocationErrors, r.AllocationsPerS)},
 		{"relay", fmt.Sprintf("%d clients, %d sent, %d received (%.1f%% loss)", r.Clients, r.Sent, r.Received, r.LossPct)},
 		{"relayed packets/s", fmt.Sprintf("%.0f (%.0f round trips/s)", r.RelayedPacketsPerS, r.RoundTripsPerS)},
 		{"throughput", fmt.Sprintf("%.1f Mbit/s", r.ThroughputMbps)},
-		{"latency p50/p90/p99/max", fmt.Sprintf("%s / %s / %s / %s", fmtMs(r.LatencyP50Ms), fmtMs(r.LatencyP90Ms), fmtMs(r.LatencyP99Ms), fmtMs(r.LatencyMaxMs))},
+		{"latency p50/p90/p99/max", fmt.Sprintf("%s / %s / %s / %s", render.Ms(r.LatencyP50Ms), render.Ms(r.LatencyP90Ms), render.Ms(r.LatencyP99Ms), render.Ms(r.LatencyMaxMs))},
 	}
 	for _, e := range r.Errors {
 		rows = append(rows, []string{"error", e})

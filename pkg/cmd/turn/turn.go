@@ -289,32 +289,18 @@ func failure(rep turnclient.Report) string {
 		return fmt.Sprintf("the server rejected the credentials of user %q (401 Unauthorized): check --user and --password", rep.Username)
 	}
 	if rep.Permission != nil && *rep.Permission == "denied" {
-		return fmt.Sprintf("the server denied a permission for peer %s: %s", deref(rep.Peer), msg)
+		return fmt.Sprintf("the server denied a permission for peer %s: %s", render.Dash(rep.Peer), msg)
 	}
 	return msg
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return "-"
-	}
-	return *s
-}
-
-func fmtMs(v *float64) string {
-	if v == nil {
-		return "-"
-	}
-	return strconv.FormatFloat(*v, 'f', 1, 64) + " ms"
 }
 
 func verdict(cs *iostreams.ColorScheme, rep turnclient.Report) string {
 	switch {
 	case rep.Success && rep.Peer != nil:
 		return cs.Green(fmt.Sprintf("TURN relay works: %s relays to %s (%d/%d back, rtt %s)",
-			deref(rep.RelayedAddress), *rep.Peer, rep.Received, rep.Sent, fmtMs(rep.RTTMs)))
+			render.Dash(rep.RelayedAddress), *rep.Peer, rep.Received, rep.Sent, render.Ms(rep.RTTMs)))
 	case rep.Success:
-		return cs.Green(fmt.Sprintf("TURN allocation made: relayed address %s", deref(rep.RelayedAddress)))
+		return cs.Green(fmt.Sprintf("TURN allocation made: relayed address %s", render.Dash(rep.RelayedAddress)))
 	case rep.RelayedAddress != nil:
 		return cs.Red("TURN allocation made, but the relay failed: " + failure(rep))
 	}
@@ -332,12 +318,12 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep turnclient.Report, v
 		switch s.Status {
 		case "challenge":
 			st = cs.Yellow("401")
-			detail = "challenge (realm " + deref(rep.Realm) + ")"
+			detail = "challenge (realm " + render.Dash(rep.Realm) + ")"
 		case "error":
 			st = cs.Red("error")
 			if s.ErrorCode != nil {
 				st = cs.Red(strconv.Itoa(*s.ErrorCode))
-				detail = deref(s.Reason)
+				detail = render.Dash(s.Reason)
 			}
 		case "timeout":
 			st = cs.Red("timeout")
@@ -346,7 +332,7 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep turnclient.Report, v
 		if verbose && s.Attempts > 1 {
 			detail = strings.TrimSpace(detail + fmt.Sprintf(" (%d attempts)", s.Attempts))
 		}
-		rows = append(rows, []string{s.Name, st, fmtMs(s.RTTMs), detail})
+		rows = append(rows, []string{s.Name, st, render.Ms(s.RTTMs), detail})
 	}
 	if err := render.Table(w, rows); err != nil {
 		return err
@@ -358,9 +344,9 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep turnclient.Report, v
 	}
 	info := [][]string{
 		{"server", rep.Server + " (" + rep.ServerAddress + ", " + rep.Transport + ")"},
-		{"relayed address", deref(rep.RelayedAddress)},
-		{"mapped address", deref(rep.MappedAddress)},
-		{"local address", deref(rep.LocalAddress)},
+		{"relayed address", render.Dash(rep.RelayedAddress)},
+		{"mapped address", render.Dash(rep.MappedAddress)},
+		{"local address", render.Dash(rep.LocalAddress)},
 		{"lifetime", lt},
 	}
 	if rep.Software != nil {
@@ -377,10 +363,10 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep turnclient.Report, v
 		}
 		info = append(info,
 			[]string{"peer", *rep.Peer},
-			[]string{"permission", deref(rep.Permission)},
+			[]string{"permission", render.Dash(rep.Permission)},
 			[]string{"channel", ch},
 			[]string{"packets", fmt.Sprintf("%d sent, %d received, %s loss", rep.Sent, rep.Received, loss)},
-			[]string{"rtt min/median/max", fmt.Sprintf("%s / %s / %s", fmtMs(rep.RTTMinMs), fmtMs(rep.RTTMs), fmtMs(rep.RTTMaxMs))},
+			[]string{"rtt min/median/max", fmt.Sprintf("%s / %s / %s", render.Ms(rep.RTTMinMs), render.Ms(rep.RTTMs), render.Ms(rep.RTTMaxMs))},
 		)
 	}
 	return render.Table(w, info)

@@ -240,7 +240,7 @@ func TestRunTLS(t *testing.T) {
 			if !rep.Success || rep.Transport != "tls" || rep.ServerAddress != s.tls.String() || rep.RelayedAddress == nil ||
 				!strings.HasPrefix(*rep.RelayedAddress, "127.0.0.1:") || rep.Received == 0 || rep.Received > rep.Sent {
 				t.Errorf("report: success %v over %s to %s, relayed %v, %d/%d back", rep.Success, rep.Transport, rep.ServerAddress,
-					deref(rep.RelayedAddress), rep.Received, rep.Sent)
+					render.Dash(rep.RelayedAddress), rep.Received, rep.Sent)
 			}
 			if n := s.d.TURN().Stats().AllocationsTotal - before; n != 1 {
 				t.Errorf("server made %d allocations, want 1", n)
