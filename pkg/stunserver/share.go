@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/natkit/natkit/pkg/stun"
@@ -306,6 +307,10 @@ func (p *sharedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	}
 	return p.conn.WriteTo(b, addr)
 }
+
+// SyscallConn returns the socket's raw connection, for the sharer to send
+// in batches (sendmmsg). It is for writing only: reads stay ReadFrom's.
+func (p *sharedPacketConn) SyscallConn() (syscall.RawConn, error) { return p.conn.SyscallConn() }
 
 func (p *sharedPacketConn) opErr(op string, err error) error {
 	return &net.OpError{Op: op, Net: "udp", Source: p.laddr, Err: err}

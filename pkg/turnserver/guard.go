@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/stun"
+	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
 // Attributes pion understands that pkg/stun does not name.
@@ -30,10 +31,15 @@ type guard struct {
 	local   netip.AddrPort
 	laddr   net.Addr
 
+	out *udpbatch.Conn // inner, for relayed datagrams to clients
+
 	// confined to pion's read goroutine:
-	msg     stun.Message
-	wbuf    []byte
-	pending *reservation // the Allocate being handled, until pion asks for a relay
+	msg       stun.Message
+	wbuf      []byte
+	pending   *reservation // the Allocate being handled, until pion asks for a relay
+	bind      *pendingBind // the ChannelBind being handled, until pion answers
+	lastSrc   netip.AddrPort
+	lastAlloc *allocation // the allocation of lastSrc's ChannelData
 }
 
 // reservation is an admitted Allocate: its quota is held until pion creates
@@ -53,7 +59,8 @@ func newGuard(s *Server, pc net.PacketConn, network string) *guard {
 	if network != "udp" {
 		laddr = net.TCPAddrFromAddrPort(la)
 	}
-	return &guard{s: s, inner: pc, network: network, local: la, laddr: laddr, wbuf: make([]byte, 0, 256)}
+	return &guard{s: s, inner: pc, network: network, local: la, laddr: laddr, wbuf: make([]byte, 0, 256),
+		out: udpbatch.NewConn(pc)}
 }
 
 func (g *guard) LocalAddr() net.Addr                { return g.laddr }
@@ -62,7 +69,16 @@ func (g *guard) SetDeadline(t time.Time) error      { return g.inner.SetDeadline
 func (g *guard) SetReadDeadline(t time.Time) error  { return g.inner.SetReadDeadline(t) }
 func (g *guard) SetWriteDeadline(t time.Time) error { return g.inner.SetWriteDeadline(t) }
 
-func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) { return g.inner.WriteTo(b, addr) }
+// WriteTo sends what pion sends. It is called from pion's read goroutine
+// (responses) and from each allocation's (ChannelData, Data indications):
+// only a ChannelBind success response, which the read goroutine alone
+// sends, is looked at further.
+func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if len(b) >= 2 && binary.BigEndian.Uint16(b) == channelBindSuccess && g.bind != nil && g.bind.committed(b) {
+		g.bind = nil
+	}
+	return g.inner.WriteTo(b, addr)
+}
 
 // ReadFrom returns the next datagram natkit admits.
 func (g *guard) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -94,6 +110,7 @@ func (g *guard) ReadFrom(p []byte) (int, net.Addr, error) {
 // settle returns the quota of an Allocate that pion did not turn into a
 // relay (it failed before asking for one).
 func (g *guard) settle() {
+	g.bind = nil
 	if r := g.pending; r != nil {
 		g.pending = nil
 		if !r.used {
@@ -108,8 +125,10 @@ func (g *guard) admit(b []byte, src netip.AddrPort, from net.Addr) bool {
 		g.s.stats.dropped.Add(1)
 		return false
 	}
-	if b[0]&0xc0 == 0x40 { // ChannelData (RFC 8656 §12.4): pion checks the channel
-		return true
+	if b[0]&0xc0 == 0x40 { // ChannelData (RFC 8656 §12.4)
+		// On a mirrored channel it goes to the peer from here; else pion
+		// checks the channel.
+		return !g.relayChannelData(b, src)
 	}
 	m := &g.msg
 	if !stun.IsMessage(b) || m.Decode(b) != nil || m.Cookie != stun.MagicCookie {
@@ -238,6 +257,35 @@ func (g *guard) admitRequest(m *stun.Message, src netip.AddrPort, from net.Addr)
 			g.reply(m, from, cred.key, 403, "Forbidden: peer "+string(d.Reason), nil)
 			return false
 		}
+		if rec.network == g.network {
+			g.bind = &pendingBind{tid: m.TID, num: binary.BigEndian.Uint16(v),
+				peer: netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port()), alloc: rec, at: time.Now()}
+		}
+	}
+	return true
+}
+
+// relayChannelData sends ChannelData from src to the peer of its channel
+// when the mirror knows that channel, and reports whether it did.
+func (g *guard) relayChannelData(b []byte, src netip.AddrPort) bool {
+	num, data, ok := channelData(b)
+	if !ok {
+		return false
+	}
+	a := g.lastAlloc
+	if a == nil || g.lastSrc != src || a.relay.closed.Load() {
+		a = g.s.allocs.get(allocKey{local: g.local, remote: src})
+		if a == nil || a.network != g.network {
+			return false
+		}
+		g.lastSrc, g.lastAlloc = src, a
+	}
+	peer, ok := a.chans.peerOf(num, time.Now())
+	if !ok {
+		return false
+	}
+	if _, err := a.relay.UDPConn.WriteToUDPAddrPort(data, peer); err == nil {
+		g.s.stats.relayedOut.Add(1)
 	}
 	return true
 }

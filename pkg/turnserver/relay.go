@@ -1,12 +1,16 @@
 package turnserver
 
 import (
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
 // allocKey is an allocation's 5-tuple as natkit keys it: the server's
@@ -22,6 +26,7 @@ type allocation struct {
 	quotaKey string
 	network  string
 	relay    *relayConn
+	chans    channels
 }
 
 // registry holds live allocations by 5-tuple.
@@ -177,7 +182,10 @@ func (r *relayGen) AllocatePacketConn(network string, requestedPort int) (net.Pa
 	}
 	res.used = true
 	a := &allocation{key: res.key, username: res.username, quotaKey: res.quotaKey, network: res.network}
-	rc := &relayConn{UDPConn: c, s: s, port: port, alloc: a}
+	rc := &relayConn{UDPConn: c, s: s, port: port, alloc: a, in: udpbatch.NewConn(c), client: res.key.remote}
+	if r.g.network == "udp" {
+		rc.out = r.g.out
+	}
 	a.relay = rc
 	s.allocs.put(a)
 	s.stats.allocations.Add(1)
@@ -188,20 +196,40 @@ func (r *relayGen) AllocatePacketConn(network string, requestedPort int) (net.Pa
 // a peer is checked against the policy once more (whatever path it came
 // by), and closing it — pion does so when the allocation ends: expiry,
 // Refresh 0, its TCP connection closing, shutdown — returns the quota.
+//
+// pion's read loop calls ReadFrom, which reads the socket in batches: a
+// datagram from a peer the mirror knows a channel for (channels.go) goes
+// straight to the client as ChannelData, a batch of them in one system
+// call; any other datagram is returned to pion (Data indication or drop).
 type relayConn struct {
 	*net.UDPConn
 	s     *Server
 	port  uint16
 	alloc *allocation
 
+	in     *udpbatch.Conn // this socket
+	out    *udpbatch.Conn // the client's socket; nil: not UDP, all through pion
+	client netip.AddrPort
+
 	lastOK atomic.Pointer[netip.AddrPort] // last destination that passed
 	once   sync.Once
+	closed atomic.Bool
 
-	// The source ReadFrom last returned (pion reads from one goroutine):
-	// a peer's datagrams then cost no allocation. Never modified.
+	// Confined to pion's read loop: the batch being worked through, and
+	// the source ReadFrom last returned (a peer's datagrams then cost no
+	// allocation; never modified).
+	cur      *udpbatch.Batch
+	pos, k   int
 	lastFrom netip.AddrPort
 	lastAddr *net.UDPAddr
 }
+
+// relayBatch is how many datagrams a relay socket reads at once.
+const relayBatch = 32
+
+// relayPool holds relay batches: room for a ChannelData header in front
+// of each datagram and for its padding behind (RFC 8656 §12.5).
+var relayPool = udpbatch.NewPool(relayBatch, channelHeader+inboundMTU+4, channelHeader)
 
 func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ap := toAddrPort(addr)
@@ -220,20 +248,84 @@ func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 }
 
 func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, from, err := r.UDPConn.ReadFromUDPAddrPort(b)
-	if err != nil {
-		return n, nil, err
+	for {
+		if r.cur != nil {
+			if n, from, ok := r.drain(b); ok {
+				return n, from, nil
+			}
+		}
+		bt, k, err := r.in.Read(relayPool)
+		if err != nil {
+			return 0, nil, err
+		}
+		r.cur, r.pos, r.k = bt, 0, k
+		r.s.stats.relayedIn.Add(int64(k))
 	}
-	r.s.stats.relayedIn.Add(1)
-	if r.lastAddr == nil || from != r.lastFrom {
-		r.lastFrom, r.lastAddr = from, net.UDPAddrFromAddrPort(from)
+}
+
+// drain works through the current batch: datagrams on a mirrored channel
+// are framed in place and sent to the client together; the first other
+// one is copied to b for pion (ok), after what came before it was sent.
+// The batch goes back to the pool once worked through.
+func (r *relayConn) drain(b []byte) (n int, from net.Addr, ok bool) {
+	msgs := r.cur.Msgs
+	now := time.Now()
+	w := r.pos // msgs[r.pos:w] are framed, waiting to be sent
+	for i := r.pos; i < r.k; i++ {
+		m := &msgs[i]
+		if m.N > inboundMTU {
+			r.s.stats.dropped.Add(1) // pion would relay it cut short
+			continue
+		}
+		if r.out != nil {
+			if num, bound := r.alloc.chans.numOf(m.Addr, now); bound {
+				frameChannelData(m, num, r.client)
+				msgs[w], msgs[i] = msgs[i], msgs[w] // keeps each buffer in one slot
+				w++
+				continue
+			}
+		}
+		r.send(msgs[r.pos:w])
+		r.pos = i + 1
+		if r.lastAddr == nil || m.Addr != r.lastFrom {
+			r.lastFrom, r.lastAddr = m.Addr, net.UDPAddrFromAddrPort(m.Addr)
+		}
+		return copy(b, m.Data()), r.lastAddr, true
 	}
-	return n, r.lastAddr, nil
+	r.send(msgs[r.pos:w])
+	relayPool.Put(r.cur)
+	r.cur = nil
+	return 0, nil, false
+}
+
+// send writes framed datagrams to the client.
+func (r *relayConn) send(msgs []udpbatch.Msg) {
+	if len(msgs) == 0 {
+		return
+	}
+	_, _ = r.out.Write(r.cur, msgs) // a closed socket: the server is closing
+}
+
+// frameChannelData turns m, read with headroom, into ChannelData for num, padded to
+// four bytes as pion does, addressed to the client.
+func frameChannelData(m *udpbatch.Msg, num uint16, to netip.AddrPort) {
+	n := m.N
+	m.Off -= channelHeader
+	h := m.Buf[m.Off:]
+	binary.BigEndian.PutUint16(h[0:2], num)
+	binary.BigEndian.PutUint16(h[2:4], uint16(n))
+	n += channelHeader
+	for n%4 != 0 {
+		m.Buf[m.Off+n] = 0
+		n++
+	}
+	m.N, m.Addr = n, to
 }
 
 // Close releases the socket, the port and the quota; it is idempotent.
 func (r *relayConn) Close() error {
 	r.once.Do(func() {
+		r.closed.Store(true)
 		_ = r.UDPConn.Close()
 		r.s.ports.free(r.port)
 		r.s.allocs.remove(r.alloc)

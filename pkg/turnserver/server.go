@@ -256,8 +256,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			c, ok := s.auth.lookup(username, realm)
 			return c.key, ok
 		},
-		LoggerFactory: &pionLoggerFactory{l: s.cfg.Logger},
-		InboundMTU:    inboundMTU,
+		LoggerFactory:      &pionLoggerFactory{l: s.cfg.Logger},
+		InboundMTU:         inboundMTU,
+		ChannelBindTimeout: channelLifetime,
 	})
 	if err != nil {
 		s.serving = false

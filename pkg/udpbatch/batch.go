@@ -1,0 +1,156 @@
+// Package udpbatch moves UDP datagrams in batches: recvmmsg(2) and
+// sendmmsg(2) through Go's poller on Linux, one system call per datagram
+// elsewhere or on a connection that is not a kernel socket.
+package udpbatch
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// Msg is one datagram of a batch. Read fills Buf[Off:] and sets N and
+// Addr (the source); Write sends Buf[Off:Off+N] to Addr.
+type Msg struct {
+	Buf  []byte
+	Off  int
+	N    int
+	Addr netip.AddrPort
+}
+
+// Data returns the datagram: Buf[Off:Off+N].
+func (m *Msg) Data() []byte { return m.Buf[m.Off : m.Off+m.N] }
+
+// Batch holds datagram buffers and the kernel structures that describe
+// them. A Pool recycles batches, so that a busy socket allocates nothing
+// and an idle one holds no buffer.
+type Batch struct {
+	Msgs []Msg
+	sys  sysBatch
+}
+
+// Pool recycles batches of n datagrams, each buffer size bytes with
+// headroom bytes kept free in front of what Read receives (room for a
+// header to be written in place before the datagram is sent on).
+type Pool struct {
+	n, size, headroom int
+	p                 sync.Pool
+}
+
+// NewPool returns a pool of batches of n buffers of size bytes.
+func NewPool(n, size, headroom int) *Pool {
+	if n < 1 {
+		n = 1
+	}
+	p := &Pool{n: n, size: size, headroom: headroom}
+	p.p.New = func() any {
+		b := &Batch{Msgs: make([]Msg, n)}
+		for i := range b.Msgs {
+			b.Msgs[i].Buf = make([]byte, size)
+		}
+		b.sys.init(n)
+		return b
+	}
+	return p
+}
+
+// Get returns a batch whose messages are reset: Off at the headroom, N 0.
+func (p *Pool) Get() *Batch {
+	b := p.p.Get().(*Batch)
+	for i := range b.Msgs {
+		b.Msgs[i].Off, b.Msgs[i].N, b.Msgs[i].Addr = p.headroom, 0, netip.AddrPort{}
+	}
+	return b
+}
+
+// Put gives b back.
+func (p *Pool) Put(b *Batch) {
+	if b != nil {
+		p.p.Put(b)
+	}
+}
+
+// Conn reads and writes batches on one UDP socket. Several goroutines may
+// use one Conn, each with its own batches.
+type Conn struct {
+	pc  net.PacketConn
+	udp *net.UDPConn // nil: use pc
+	sys *sysConn     // nil: no batching system calls
+}
+
+// NewConn wraps pc. It batches when pc is a kernel socket (it implements
+// syscall.Conn) on Linux, and falls back to ReadFrom/WriteTo otherwise.
+func NewConn(pc net.PacketConn) *Conn {
+	c := &Conn{pc: pc}
+	c.udp, _ = pc.(*net.UDPConn)
+	c.sys = newSysConn(pc)
+	return c
+}
+
+// Batching reports whether c uses recvmmsg/sendmmsg.
+func (c *Conn) Batching() bool { return c.sys.ok() }
+
+// Read waits for at least one datagram and returns a batch from p with k ≥ 1
+// datagrams in b.Msgs[:k]. While it waits it holds no batch. The caller
+// puts the batch back. Errors are the socket's (closed, deadline).
+func (c *Conn) Read(p *Pool) (b *Batch, k int, err error) {
+	if c.sys.ok() {
+		return c.sys.read(p)
+	}
+	b = p.Get()
+	m := &b.Msgs[0]
+	var n int
+	if c.udp != nil {
+		n, m.Addr, err = c.udp.ReadFromUDPAddrPort(m.Buf[m.Off:])
+	} else {
+		var from net.Addr
+		n, from, err = c.pc.ReadFrom(m.Buf[m.Off:])
+		if err == nil {
+			m.Addr = addrPortOf(from)
+		}
+	}
+	if err != nil {
+		p.Put(b)
+		return nil, 0, err
+	}
+	m.N = n
+	return b, 1, nil
+}
+
+// Write sends each of msgs (within b, which provides the kernel
+// structures) and returns how many could not be sent; a datagram the
+// kernel refuses (an unreachable address, a firewall) is skipped. err is
+// set only when the socket fails (closed).
+func (c *Conn) Write(b *Batch, msgs []Msg) (failed int, err error) {
+	if c.sys.ok() {
+		return c.sys.write(&b.sys, msgs)
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		var werr error
+		if c.udp != nil {
+			_, werr = c.udp.WriteToUDPAddrPort(m.Data(), m.Addr)
+		} else {
+			_, werr = c.pc.WriteTo(m.Data(), net.UDPAddrFromAddrPort(m.Addr))
+		}
+		if werr != nil {
+			if isClosed(werr) {
+				return failed, werr
+			}
+			failed++
+		}
+	}
+	return failed, nil
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case nil:
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}

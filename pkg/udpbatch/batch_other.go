@@ -1,0 +1,20 @@
+//go:build !linux
+
+package udpbatch
+
+import "net"
+
+type sysBatch struct{}
+
+func (s *sysBatch) init(int) {}
+
+// sysConn is never set here: Conn falls back to ReadFrom and WriteTo.
+type sysConn struct{}
+
+func newSysConn(net.PacketConn) *sysConn { return nil }
+
+func (s *sysConn) ok() bool { return false }
+
+func (s *sysConn) read(*Pool) (*Batch, int, error) { panic("udpbatch: no batching here") }
+
+func (s *sysConn) write(*sysBatch, []Msg) (int, error) { panic("udpbatch: no batching here") }
