@@ -274,6 +274,25 @@ func (p *sharedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
+// Buffered reports whether ReadFrom has a datagram ready, so that the
+// caller may hold back work it would otherwise do before waiting.
+func (p *sharedPacketConn) Buffered() bool {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	if len(p.in) > 0 {
+		return true
+	}
+	if p.wk == nil {
+		return false
+	}
+	for i := p.pos; i < p.n; i++ {
+		if p.wk.d[i].fwd {
+			return true
+		}
+	}
+	return false
+}
+
 // addrCache keeps the *net.UDPAddr last returned for a few sources, so
 // that a busy client's datagrams cost no allocation. They are shared: no
 // one may modify an address ReadFrom returns (pion does not).

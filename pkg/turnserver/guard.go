@@ -40,6 +40,7 @@ type guard struct {
 	bind      *pendingBind // the ChannelBind being handled, until pion answers
 	lastSrc   netip.AddrPort
 	lastAlloc *allocation // the allocation of lastSrc's ChannelData
+	tx        peerBatch   // ChannelData on its way to peers
 }
 
 // reservation is an admitted Allocate: its quota is held until pion creates
@@ -84,8 +85,12 @@ func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
 func (g *guard) ReadFrom(p []byte) (int, net.Addr, error) {
 	g.settle()
 	for {
+		if g.tx.n > 0 && !g.buffered() {
+			g.tx.flush(g.s) // before waiting for more
+		}
 		n, from, err := g.inner.ReadFrom(p)
 		if err != nil {
+			g.tx.flush(g.s)
 			return n, from, err
 		}
 		src := toAddrPort(from)
@@ -102,9 +107,18 @@ func (g *guard) ReadFrom(p []byte) (int, net.Addr, error) {
 			continue
 		}
 		if g.admit(p[:n], src, from) {
+			g.tx.flush(g.s) // what came before goes first
 			return n, from, nil
 		}
 	}
+}
+
+// buffered reports whether the next read returns at once (a datagram of
+// the batch the socket last gave is left): what waits to go to peers can
+// wait for it.
+func (g *guard) buffered() bool {
+	b, ok := g.inner.(interface{ Buffered() bool })
+	return ok && b.Buffered()
 }
 
 // settle returns the quota of an Allocate that pion did not turn into a
@@ -284,9 +298,7 @@ func (g *guard) relayChannelData(b []byte, src netip.AddrPort) bool {
 	if !ok {
 		return false
 	}
-	if _, err := a.relay.UDPConn.WriteToUDPAddrPort(data, peer); err == nil {
-		g.s.stats.relayedOut.Add(1)
-	}
+	g.tx.add(a.relay, data, peer, g.s)
 	return true
 }
 

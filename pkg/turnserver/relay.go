@@ -303,7 +303,59 @@ func (r *relayConn) send(msgs []udpbatch.Msg) {
 	if len(msgs) == 0 {
 		return
 	}
-	_, _ = r.out.Write(r.cur, msgs) // a closed socket: the server is closing
+	failed, _ := r.out.Write(r.cur, msgs) // an error: the server is closing
+	r.s.stats.directToClients.Add(int64(len(msgs) - failed))
+}
+
+// peerBatch gathers the data of ChannelData messages a guard read, to be
+// sent to peers with one system call per relay socket.
+type peerBatch struct {
+	b     *udpbatch.Batch // from relayPool, kept
+	n     int
+	rel   [relayBatch]*relayConn
+	group []udpbatch.Msg
+}
+
+// add queues data for peer through r's socket, sending the batch when full.
+func (t *peerBatch) add(r *relayConn, data []byte, peer netip.AddrPort, s *Server) {
+	if t.b == nil {
+		t.b = relayPool.Get()
+		t.group = make([]udpbatch.Msg, 0, relayBatch)
+	}
+	m := &t.b.Msgs[t.n]
+	m.Off = 0
+	m.N = copy(m.Buf, data)
+	m.Addr = peer
+	t.rel[t.n] = r
+	t.n++
+	if t.n == relayBatch {
+		t.flush(s)
+	}
+}
+
+// flush sends what is queued, relay socket by relay socket, each in order.
+func (t *peerBatch) flush(s *Server) {
+	if t.n == 0 {
+		return
+	}
+	msgs := t.b.Msgs[:t.n]
+	for i := range msgs {
+		r := t.rel[i]
+		if r == nil {
+			continue
+		}
+		g := t.group[:0]
+		for j := i; j < len(msgs); j++ {
+			if t.rel[j] == r {
+				g = append(g, msgs[j])
+				t.rel[j] = nil
+			}
+		}
+		failed, _ := r.in.Write(t.b, g) // an error: the allocation is closing
+		s.stats.relayedOut.Add(int64(len(g) - failed))
+		s.stats.directToPeers.Add(int64(len(g) - failed))
+	}
+	t.n = 0
 }
 
 // frameChannelData turns m, read with headroom, into ChannelData for num, padded to

@@ -363,6 +363,8 @@ type Stats struct {
 type counters struct {
 	allocations, released, challenges, challengesDropped, authFailures, wrongCredentials, quotaRejections,
 	peerDenied, relayDenied, refusals, relayedOut, relayedIn, dropped, connsRefused atomic.Int64
+	// ChannelData relayed outside pion (channels.go), for tests.
+	directToPeers, directToClients atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.

@@ -154,3 +154,68 @@ func TestWrongPassword(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// TestChannelDataDirect: ChannelData on a channel pion granted moves
+// outside pion both ways (UDP clients) or towards peers (TCP clients,
+// whose ChannelData pion frames); a Data indication, for a peer with a
+// permission and no channel, still comes from pion.
+func TestChannelDataDirect(t *testing.T) {
+	leaktest.Check(t)
+	s := startServer(t, nil)
+	echo, other := startEcho(t), startEcho(t)
+	const n = 50
+	for _, tr := range []string{"udp", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			c := dial(t, s, tr, "alice", "wonderland")
+			ctx := ctxT(t)
+			if _, err := c.Allocate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			ch, err := c.ChannelBind(ctx, 0, echo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			toPeers, toClients := s.stats.directToPeers.Load(), s.stats.directToClients.Load()
+			for i := range n {
+				if err := c.SendChannel(ch, []byte{byte(i)}); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case p := <-c.Packets():
+					if p.Channel != ch || len(p.Data) != 1 || p.Data[0] != byte(i) {
+						t.Fatalf("echo %d: %+v", i, p)
+					}
+				case <-ctx.Done():
+					t.Fatalf("no echo %d", i)
+				}
+			}
+			wantClients := int64(n)
+			if tr != "udp" {
+				wantClients = 0
+			}
+			if d := s.stats.directToPeers.Load() - toPeers; d != n {
+				t.Errorf("direct to peers: %d of %d", d, n)
+			}
+			if d := s.stats.directToClients.Load() - toClients; d != wantClients {
+				t.Errorf("direct to clients: %d, want %d", d, wantClients)
+			}
+			if err := c.CreatePermission(ctx, other.Addr()); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Send(other, []byte("indication")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case p := <-c.Packets():
+				if p.Channel != 0 || p.Peer != other || string(p.Data) != "indication" {
+					t.Errorf("Data indication: %+v", p)
+				}
+			case <-ctx.Done():
+				t.Fatal("no Data indication")
+			}
+			if err := c.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -39,7 +39,7 @@ func (s *sysBatch) init(n int) {
 }
 
 func (s *sysBatch) doWrite(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.start])), uintptr(s.count-s.start), 0, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.start])), uintptr(s.count-s.start), 0, 0, 0)
 	if e == unix.EAGAIN || e == unix.EINTR {
 		return false
 	}
@@ -119,7 +119,7 @@ func (s *sysConn) doRead(fd uintptr) bool {
 		h.hdr.SetIovlen(1)
 		h.n = 0
 	}
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&sb.hdrs[0])), uintptr(len(b.Msgs)), 0, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&sb.hdrs[0])), uintptr(len(b.Msgs)), 0, 0, 0)
 	if e == unix.EAGAIN || e == unix.EINTR {
 		s.pool.Put(b)
 		return false
