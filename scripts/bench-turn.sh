@@ -9,9 +9,16 @@
 #     pair of allocations, UC_MSGS messages each, no pacing): relayed
 #     packets/s, that is twice the messages echoed back divided by the time
 #     between the end of its connect phase and the end of its transmit phase;
+#   - CPU per 100k relayed packets at a fixed rate: the server's user+system
+#     CPU time while turnutils_uclient sends at a steady pace (PACED_CLIENTS
+#     clients, one message every PACED_MS ms each), divided by the packets
+#     relayed — what load costs, whatever the CPUs left to the clients;
 #   - memory per allocation: the server's RSS growth while turnutils_uclient
 #     clients (-h) hold HOLD allocations, divided by the relay sockets the
 #     server really holds (counted with ss), on a freshly started server.
+#
+# These machines are noisy: the load measurements run ROUNDS times, the
+# servers taking turns on fresh processes, and the medians are printed.
 #
 # natkit runs twice, for the before and after of SO_REUSEPORT: with one UDP
 # socket (--stun-udp-sockets 1: one pion read loop) and with NATKIT_SOCKETS
@@ -26,11 +33,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+ROUNDS=${ROUNDS:-3}          # load rounds; medians are printed
 DURATION=${DURATION:-3s}     # natkit turn bench: relay phase
-ALLOCS=${ALLOCS:-1000}       # natkit turn bench: allocation phase
+ALLOCS=${ALLOCS:-5000}       # natkit turn bench: allocation phase
 CLIENTS=${CLIENTS:-4}        # natkit turn bench: relaying clients
 UC_CLIENTS=${UC_CLIENTS:-50} # turnutils_uclient load: clients × messages each
-UC_MSGS=${UC_MSGS:-10000}
+UC_MSGS=${UC_MSGS:-5000}
+PACED_CLIENTS=${PACED_CLIENTS:-50} # fixed-rate CPU: clients, ms between messages, messages
+PACED_MS=${PACED_MS:-5}
+PACED_MSGS=${PACED_MSGS:-1000}
 HOLD=${HOLD:-1000}           # allocations held for the memory measurement
 HOLD_PROCS=${HOLD_PROCS:-8}  # turnutils_uclient processes holding them
 NATKIT_SOCKETS=${NATKIT_SOCKETS:-0}
@@ -103,6 +114,7 @@ wait_ready() { # port: an allocation succeeds
 }
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, in clock ticks
 relays() { # MIN-MAX → UDP sockets bound in that range
   ss -Hanu "( sport >= :${1%-*} and sport <= :${1#*-} )" | wc -l
 }
@@ -161,6 +173,26 @@ print(round(2 * recv / (t1 - t0)) if t0 and t1 and t1 > t0 else "-")
 EOF
 }
 
+# uc_paced port pid → server CPU ms per 100k relayed packets at a fixed
+# rate (2 × messages echoed back; the connect phase's few allocations count too).
+uc_paced() {
+  local t0 t1 recv
+  t0=$(cpu_ticks "$2")
+  recv=$(timeout 300 turnutils_uclient -c -u alice -w wonderland -e 127.0.0.2 -r "$UPEER_PORT" -p "$1" \
+    -m "$PACED_CLIENTS" -n "$PACED_MSGS" -l 100 -z "$PACED_MS" 127.0.0.1 2>&1 |
+    sed -n 's/.*start_mclient: tot_send_msgs=[0-9]*, tot_recv_msgs=\([0-9]*\)$/\1/p' | tail -1)
+  t1=$(cpu_ticks "$2")
+  python3 -c "
+r = int('${recv:-0}' or 0)
+print(round(($t1 - $t0) * 1000 / $(getconf CLK_TCK) * 100000 / (2 * r)) if r else '-')"
+}
+
+# median of the arguments ('-' when none is a number).
+median() { python3 -c "
+import statistics, sys
+v = [float(x) for x in sys.argv[1:] if x not in ('-', '')]
+print(('%.3f' if v and statistics.median(v) < 10 else '%.0f') % statistics.median(v) if v else '-')" "$@"; }
+
 declare -A R
 names=(coturn natkit-1socket natkit)
 start() { # name → a fresh server, ready; sets port and range
@@ -172,37 +204,54 @@ start() { # name → a fresh server, ready; sets port and range
   wait_ready "$port"
 }
 for name in "${names[@]}"; do
-  # Memory on a fresh server, then the load on another fresh one (the held
-  # allocations outlive their clients until they expire).
+  # Memory on a fresh server (the held allocations outlive their clients
+  # until they expire).
   start "$name"
   echo "== $name on 127.0.0.1:$port: memory" >&2
   read -r "R[$name.mem]" "R[$name.held]" <<<"$(mem_per_alloc "$port" "$server_pid" "$range")"
   stop_server
-  start "$name"
-  echo "== $name on 127.0.0.1:$port: natkit turn bench, turnutils_uclient" >&2
-  read -r "R[$name.allocs]" "R[$name.pps]" "R[$name.p99]" <<<"$(nk_bench "$port")"
-  R[$name.ucpps]=$(uc_load "$port")
-  stop_server
+done
+for ((round = 1; round <= ROUNDS; round++)); do
+  for name in "${names[@]}"; do
+    start "$name"
+    echo "== round $round/$ROUNDS: $name on 127.0.0.1:$port: natkit turn bench, turnutils_uclient (load, paced)" >&2
+    read -r allocs pps p99 <<<"$(nk_bench "$port")"
+    R[$name.allocs]+=" $allocs" R[$name.pps]+=" $pps" R[$name.p99]+=" $p99"
+    R[$name.ucpps]+=" $(uc_load "$port")"
+    R[$name.cpu]+=" $(uc_paced "$port" "$server_pid")"
+    stop_server
+  done
+done
+for name in "${names[@]}"; do
+  for k in allocs pps p99 ucpps cpu; do
+    echo "$name $k:${R[$name.$k]}" >&2
+    R[$name.$k]=$(median ${R[$name.$k]})
+  done
 done
 
 ratio() { python3 -c "
 try: print(f'{float(\"$1\")/float(\"$2\"):.2f}')
 except Exception: print('-')"; }
-row() { printf '%-22s %10s %14s %10s %14s %12s\n' "$@"; }
+row() { printf '%-22s %10s %14s %10s %14s %14s %12s\n' "$@"; }
 sockets=$NATKIT_SOCKETS; [ "$sockets" != 0 ] || sockets="$(nproc) (one per CPU)"
 echo
 echo "TURN over UDP on loopback: coturn $(turnserver --version 2>/dev/null | head -1) and natkit serve; $(nproc) CPUs shared by servers and clients"
-row SERVER "ALLOCS/S" "RELAYED PKT/S" "P99 MS" "UCLIENT PKT/S" "BYTES/ALLOC"
+row SERVER "ALLOCS/S" "RELAYED PKT/S" "P99 MS" "UCLIENT PKT/S" "CPU MS/100K" "BYTES/ALLOC"
 for n in "${names[@]}"; do
-  row "$n" "${R[$n.allocs]}" "${R[$n.pps]}" "${R[$n.p99]}" "${R[$n.ucpps]}" "${R[$n.mem]}"
+  row "$n" "${R[$n.allocs]}" "${R[$n.pps]}" "${R[$n.p99]}" "${R[$n.ucpps]}" "${R[$n.cpu]}" "${R[$n.mem]}"
 done
 for pair in natkit:coturn natkit-1socket:coturn natkit:natkit-1socket; do
   a=${pair%:*} b=${pair#*:}
   row "$a/$b" "$(ratio "${R[$a.allocs]}" "${R[$b.allocs]}")" "$(ratio "${R[$a.pps]}" "${R[$b.pps]}")" \
-    "$(ratio "${R[$a.p99]}" "${R[$b.p99]}")" "$(ratio "${R[$a.ucpps]}" "${R[$b.ucpps]}")" "$(ratio "${R[$a.mem]}" "${R[$b.mem]}")"
+    "$(ratio "${R[$a.p99]}" "${R[$b.p99]}")" "$(ratio "${R[$a.ucpps]}" "${R[$b.ucpps]}")" "$(ratio "${R[$a.cpu]}" "${R[$b.cpu]}")" \
+    "$(ratio "${R[$a.mem]}" "${R[$b.mem]}")"
 done
 echo "natkit: --stun-udp-sockets $sockets; natkit-1socket: --stun-udp-sockets 1 (one pion read loop)."
 echo "ALLOCS/S, RELAYED PKT/S, P99: natkit turn bench, $ALLOCS allocations 16 at a time, $CLIENTS clients x 64 in flight for $DURATION."
-echo "UCLIENT PKT/S: turnutils_uclient -m $UC_CLIENTS -n $UC_MSGS -z 0, 2 x echoed / transmit time."
+echo "UCLIENT PKT/S: turnutils_uclient -m $UC_CLIENTS -n $UC_MSGS -z 0, 2 x echoed / transmit time (bound by turnutils_uclient;" \
+  "a run where its own sockets overflow waits for the lost echoes, hence the median)."
+echo "CPU MS/100K: server CPU per 100k relayed packets, turnutils_uclient -m $PACED_CLIENTS -n $PACED_MSGS -z $PACED_MS" \
+  "(~$((PACED_CLIENTS * 2000 / PACED_MS)) relayed pkt/s; lower is better)."
+echo "Load columns: medians of $ROUNDS rounds (each round's figures are on stderr)."
 echo "BYTES/ALLOC: RSS growth of a fresh server holding turnutils_uclient allocations" \
   "(held: coturn ${R[coturn.held]}, natkit-1socket ${R[natkit-1socket.held]}, natkit ${R[natkit.held]} of $HOLD)."

@@ -21,6 +21,9 @@ type Msg struct {
 // Data returns the datagram: Buf[Off:Off+N].
 func (m *Msg) Data() []byte { return m.Buf[m.Off : m.Off+m.N] }
 
+// fits reports whether Buf holds Off and N.
+func (m *Msg) fits() bool { return m.Off >= 0 && m.N >= 0 && m.Off+m.N <= len(m.Buf) }
+
 // Batch holds datagram buffers and the kernel structures that describe
 // them. A Pool recycles batches, so that a busy socket allocates nothing
 // and an idle one holds no buffer.
@@ -71,7 +74,8 @@ func (p *Pool) Put(b *Batch) {
 }
 
 // Conn reads and writes batches on one UDP socket. Several goroutines may
-// use one Conn, each with its own batches.
+// write on one Conn at once, each with its own batches; reads are
+// serialised (one recvmmsg at a time).
 type Conn struct {
 	pc  net.PacketConn
 	udp *net.UDPConn // nil: use pc
@@ -101,7 +105,9 @@ func (c *Conn) Read(p *Pool) (b *Batch, k int, err error) {
 	m := &b.Msgs[0]
 	var n int
 	if c.udp != nil {
-		n, m.Addr, err = c.udp.ReadFromUDPAddrPort(m.Buf[m.Off:])
+		var ap netip.AddrPort
+		n, ap, err = c.udp.ReadFromUDPAddrPort(m.Buf[m.Off:])
+		m.Addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	} else {
 		var from net.Addr
 		n, from, err = c.pc.ReadFrom(m.Buf[m.Off:])
@@ -118,15 +124,20 @@ func (c *Conn) Read(p *Pool) (b *Batch, k int, err error) {
 }
 
 // Write sends each of msgs (within b, which provides the kernel
-// structures) and returns how many could not be sent; a datagram the
-// kernel refuses (an unreachable address, a firewall) is skipped. err is
-// set only when the socket fails (closed).
+// structures) and returns how many were not sent; a datagram the kernel
+// refuses (an unreachable address, a firewall) or that does not fit its
+// Buf (Off+N beyond it) is skipped. err is set only when the socket fails
+// (closed): what was not sent then counts as failed.
 func (c *Conn) Write(b *Batch, msgs []Msg) (failed int, err error) {
 	if c.sys.ok() {
 		return c.sys.write(&b.sys, msgs)
 	}
 	for i := range msgs {
 		m := &msgs[i]
+		if !m.fits() {
+			failed++
+			continue
+		}
 		var werr error
 		if c.udp != nil {
 			_, werr = c.udp.WriteToUDPAddrPort(m.Data(), m.Addr)
@@ -135,7 +146,7 @@ func (c *Conn) Write(b *Batch, msgs []Msg) (failed int, err error) {
 		}
 		if werr != nil {
 			if isClosed(werr) {
-				return failed, werr
+				return len(msgs) - i + failed, werr
 			}
 			failed++
 		}

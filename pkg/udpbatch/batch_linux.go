@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -52,7 +53,8 @@ type sysConn struct {
 	rc syscall.RawConn
 	v6 bool // AF_INET6: destinations are written as sockaddr_in6
 
-	// Read state, bound once (Read has one caller at a time).
+	// Read state, bound once; rmu serialises readers.
+	rmu    sync.Mutex
 	pool   *Pool
 	b      *Batch
 	n      int
@@ -86,10 +88,12 @@ func newSysConn(pc net.PacketConn) *sysConn {
 func (s *sysConn) ok() bool { return s != nil }
 
 func (s *sysConn) read(p *Pool) (*Batch, int, error) {
+	s.rmu.Lock()
 	s.pool, s.b, s.n, s.errno = p, nil, 0, 0
 	err := s.rc.Read(s.readFn)
 	b, n, errno := s.b, s.n, s.errno
 	s.pool, s.b = nil, nil
+	s.rmu.Unlock()
 	if err == nil && errno != 0 {
 		err = errno
 	}
@@ -131,9 +135,16 @@ func (s *sysConn) doRead(fd uintptr) bool {
 func (s *sysConn) write(sb *sysBatch, msgs []Msg) (int, error) {
 	failed := 0
 	for len(msgs) > 0 {
-		k := min(len(msgs), len(sb.hdrs))
-		for i := range k {
-			m := &msgs[i]
+		// Up to a batch of the datagrams that fit their buffers.
+		k, used := 0, 0
+		for ; used < len(msgs) && k < len(sb.hdrs); used++ {
+			m := &msgs[used]
+			if !m.fits() {
+				failed++
+				continue
+			}
+			i := k
+			k++
 			sl := encode(&sb.sas[i], m.Addr, s.v6)
 			sb.iovs[i].Base = unsafe.SliceData(m.Buf[m.Off:])
 			sb.iovs[i].SetLen(m.N)
@@ -144,7 +155,7 @@ func (s *sysConn) write(sb *sysBatch, msgs []Msg) (int, error) {
 		for sb.start = 0; sb.start < k; {
 			sb.count, sb.n, sb.errno = k, 0, 0
 			if err := s.rc.Write(sb.writeFn); err != nil {
-				return failed + k - sb.start, err
+				return failed + k - sb.start + len(msgs) - used, err
 			}
 			if sb.errno != 0 {
 				// The datagram at start was refused: skip it.
@@ -154,7 +165,7 @@ func (s *sysConn) write(sb *sysBatch, msgs []Msg) (int, error) {
 			}
 			sb.start += sb.n
 		}
-		msgs = msgs[k:]
+		msgs = msgs[used:]
 	}
 	return failed, nil
 }
