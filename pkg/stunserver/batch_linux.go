@@ -78,8 +78,11 @@ func (m *mmsgConn) read(d []datagram) (int, error) {
 	return m.n, nil
 }
 
+// doRead and doWrite make raw system calls: the socket never blocks (EAGAIN
+// comes back to the poller), and a raw call keeps the runtime from
+// handing the P to another thread and from keeping sysmon awake.
 func (m *mmsgConn) doRead(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(m.count), 0, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(m.count), 0, 0, 0)
 	if e == unix.EAGAIN || e == unix.EINTR {
 		return false
 	}
@@ -123,7 +126,7 @@ func (m *mmsgConn) write(d []datagram, via Role) (int, error) {
 }
 
 func (m *mmsgConn) doWrite(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.start])), uintptr(m.count-m.start), 0, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.start])), uintptr(m.count-m.start), 0, 0, 0)
 	if e == unix.EAGAIN || e == unix.EINTR {
 		return false
 	}

@@ -39,6 +39,9 @@ func (s *sysBatch) init(n int) {
 	s.writeFn = s.doWrite
 }
 
+// doWrite and doRead make raw system calls: the socket never blocks (EAGAIN
+// comes back to the poller), and a raw call keeps the runtime from
+// handing the P to another thread and from keeping sysmon awake.
 func (s *sysBatch) doWrite(fd uintptr) bool {
 	n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.start])), uintptr(s.count-s.start), 0, 0, 0)
 	if e == unix.EAGAIN || e == unix.EINTR {
