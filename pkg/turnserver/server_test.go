@@ -193,11 +193,17 @@ func TestChannelDataDirect(t *testing.T) {
 			if tr != "udp" {
 				wantClients = 0
 			}
-			if d := s.stats.directToPeers.Load() - toPeers; d != n {
-				t.Errorf("direct to peers: %d of %d", d, n)
+			// The counters move just after the send: the echo can be
+			// here first.
+			var dp, dc int64
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				dp, dc = s.stats.directToPeers.Load()-toPeers, s.stats.directToClients.Load()-toClients
+				if dp == n && dc == wantClients {
+					break
+				}
 			}
-			if d := s.stats.directToClients.Load() - toClients; d != wantClients {
-				t.Errorf("direct to clients: %d, want %d", d, wantClients)
+			if dp != n || dc != wantClients {
+				t.Errorf("direct to peers: %d of %d; direct to clients: %d, want %d", dp, n, dc, wantClients)
 			}
 			if err := c.CreatePermission(ctx, other.Addr()); err != nil {
 				t.Fatal(err)
