@@ -94,6 +94,12 @@ type plan struct {
 	// birthdayHard: open birthdaySockets sockets towards the peer;
 	// birthdayEasy: spray random ports on the peer's IP.
 	birthdayHard, birthdayEasy bool
+	// creditSpray: our NAT filters by address and port, so a ping from a
+	// port of the peer that we sprayed and did not otherwise target came
+	// through the hole the spray made: it counts for the birthday
+	// technique, whatever strategy the peer's probe was sent for (its main
+	// socket's mapping towards us is one of the random mappings too).
+	creditSpray bool
 	// hopeless names the expected failure when no strategy should work;
 	// a short attempt is still made (fingerprints can be wrong).
 	hopeless FailureReason
@@ -179,6 +185,7 @@ func makePlan(self, peer peerView, reverse, wait bool, allow []Strategy) plan {
 			p.birthdayHard = true
 		case random(peer.NAT) && eim(self.NAT) && self.NAT.FilteringBehavior != EndpointIndependent:
 			p.birthdayEasy = true
+			p.creditSpray = self.NAT.FilteringBehavior == AddressAndPortDependent
 		}
 	}
 	switch {

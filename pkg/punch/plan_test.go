@@ -18,6 +18,7 @@ func view(t, mapping, filtering, alloc string, next int, ip string) peerView {
 
 func TestMakePlan(t *testing.T) {
 	cone := view(TypePortRestrictedCone, EndpointIndependent, AddressAndPortDependent, PortsPreserved, 0, "198.51.100.10")
+	restricted := view(TypeRestrictedCone, EndpointIndependent, AddressDependent, PortsPreserved, 0, "198.51.100.15")
 	full := view(TypeFullCone, EndpointIndependent, EndpointIndependent, PortsPreserved, 0, "198.51.100.12")
 	rnd := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsRandom, 0, "198.51.100.11")
 	rnd2 := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsRandom, 0, "198.51.100.13")
@@ -70,7 +71,12 @@ func TestMakePlan(t *testing.T) {
 			}
 		}},
 		{name: "port-restricted vs random: birthday easy side", self: cone, peer: rnd, check: func(t *testing.T, p plan) {
-			if !p.birthdayEasy || count(p, StrategyPreserved) != 1 {
+			if !p.birthdayEasy || !p.creditSpray || count(p, StrategyPreserved) != 1 {
+				t.Errorf("%+v", p)
+			}
+		}},
+		{name: "restricted vs random: birthday easy side, no credit by port", self: restricted, peer: rnd, check: func(t *testing.T, p plan) {
+			if !p.birthdayEasy || p.creditSpray {
 				t.Errorf("%+v", p)
 			}
 		}},
@@ -135,5 +141,39 @@ func TestProbeAuthentication(t *testing.T) {
 	b[10] ^= 1
 	if _, ok := decodeProbe(key, b); ok {
 		t.Error("modified probe accepted")
+	}
+}
+
+// TestSprayCredit: on the easy side of the birthday technique, behind a
+// NAT that filters by address and port, a ping from a sprayed port that no
+// other strategy targeted came through the spray's hole.
+func TestSprayCredit(t *testing.T) {
+	peer := netip.MustParseAddr("198.51.100.11")
+	e := newEngine(nil, 0, nil)
+	e.sprayIP, e.sprayed = peer, new([65536 / 64]uint64)
+	e.planned = map[netip.AddrPort]bool{netip.AddrPortFrom(peer, 31337): true}
+	for _, port := range []uint16{5000, 31337, 65535} {
+		e.sprayed[port/64] |= 1 << (port % 64)
+	}
+	tests := []struct {
+		name string
+		st   Strategy
+		from netip.AddrPort
+		want Strategy
+	}{
+		{"sprayed port", StrategySimultaneous, netip.AddrPortFrom(peer, 5000), StrategyBirthday},
+		{"last port", StrategyPreserved, netip.AddrPortFrom(peer, 65535), StrategyBirthday},
+		{"planned target", StrategySimultaneous, netip.AddrPortFrom(peer, 31337), StrategySimultaneous},
+		{"not sprayed", StrategySimultaneous, netip.AddrPortFrom(peer, 5001), StrategySimultaneous},
+		{"another IP", StrategySimultaneous, netip.MustParseAddrPort("198.51.100.99:5000"), StrategySimultaneous},
+		{"already birthday", StrategyBirthday, netip.AddrPortFrom(peer, 5001), StrategyBirthday},
+	}
+	for _, tt := range tests {
+		if got := e.sprayCredit(tt.st, tt.from); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+	if got := newEngine(nil, 0, nil).sprayCredit(StrategySimultaneous, netip.AddrPortFrom(peer, 5000)); got != StrategySimultaneous {
+		t.Errorf("without creditSpray: %s", got)
 	}
 }

@@ -100,6 +100,24 @@ type engine struct {
 	pingsIn   int
 	pongsIn   int
 	sent      int
+
+	// With plan.creditSpray: the peer's IP, the ports sprayed on it and
+	// the addresses targeted otherwise.
+	sprayIP netip.Addr
+	sprayed *[65536 / 64]uint64
+	planned map[netip.AddrPort]bool
+}
+
+// sprayCredit returns the strategy a ping of strategy st from from is
+// credited to (plan.creditSpray). Called with e.mu held.
+func (e *engine) sprayCredit(st Strategy, from netip.AddrPort) Strategy {
+	if e.sprayed == nil || st == StrategyBirthday || from.Addr() != e.sprayIP || e.planned[from] {
+		return st
+	}
+	if port := from.Port(); e.sprayed[port/64]&(1<<(port%64)) != 0 {
+		return StrategyBirthday
+	}
+	return st
 }
 
 type triggerKey struct {
@@ -154,6 +172,9 @@ func (e *engine) onPacket(s *sock, b []byte, from netip.AddrPort) {
 	now := time.Now()
 	switch p.kind {
 	case kindPing:
+		e.mu.Lock()
+		p.strategy = e.sprayCredit(p.strategy, from)
+		e.mu.Unlock()
 		reply := encodeProbe(e.key, probe{kind: kindPong, strategy: p.strategy, from: e.index, ts: p.ts, txid: p.txid})
 		_ = s.write(reply, from, 0)
 		e.mu.Lock()
@@ -248,11 +269,18 @@ func (e *engine) run(ctx context.Context, main *sock, p plan, peer peerView, har
 		}
 	}()
 	targets := p.targets
+	e.mu.Lock()
 	for _, t := range targets {
-		e.mu.Lock()
 		e.stat(t.strategy).Targets++
-		e.mu.Unlock()
 	}
+	if p.creditSpray {
+		e.sprayIP, e.sprayed = peer.Observed.Addr(), new([65536 / 64]uint64)
+		e.planned = make(map[netip.AddrPort]bool, len(targets))
+		for _, t := range targets {
+			e.planned[t.addr] = true
+		}
+	}
+	e.mu.Unlock()
 	if !p.silent {
 		// Primes first, in window order: a sequential NAT then gives our
 		// flows the ports the peer predicted.
@@ -372,6 +400,11 @@ func (e *engine) birthdayEasy(ctx context.Context, main *sock, ip netip.Addr) {
 		case <-tick.C:
 		}
 		for j := 0; j < per && i < len(ports); j, i = j+1, i+1 {
+			if port := ports[i]; e.sprayed != nil {
+				e.mu.Lock()
+				e.sprayed[port/64] |= 1 << (port % 64)
+				e.mu.Unlock()
+			}
 			e.ping(ctx, main, netip.AddrPortFrom(ip, ports[i]), StrategyBirthday, 0)
 		}
 	}
