@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -71,10 +72,13 @@ func runPunch(ctx context.Context, t *testing.T, bin string, h *natlab.Host, arg
 
 // pair runs punch in a and b with one session.
 func pair(ctx context.Context, t *testing.T, bin string, a, b *natlab.Host, session string, args ...string) (ra, rb result) {
+	// One slice: appending to args in each goroutine would write both
+	// sessions into args' spare capacity at once.
+	argv := append(slices.Clip(args), session)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); ra = runPunch(ctx, t, bin, a, append(args, session)...) }()
-	go func() { defer wg.Done(); rb = runPunch(ctx, t, bin, b, append(args, session)...) }()
+	go func() { defer wg.Done(); ra = runPunch(ctx, t, bin, a, argv...) }()
+	go func() { defer wg.Done(); rb = runPunch(ctx, t, bin, b, argv...) }()
 	wg.Wait()
 	return ra, rb
 }
