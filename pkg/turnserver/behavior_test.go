@@ -334,11 +334,7 @@ func TestHandedSockets(t *testing.T) {
 	}
 	echo := startEcho(t)
 	for _, tr := range []string{"udp", "tcp"} {
-		c := dial(t, s, tr, "alice", "wonderland")
-		ctx := ctxT(t)
-		if _, err := c.Allocate(ctx); err != nil {
-			t.Fatal(err)
-		}
+		c, ctx := allocated(t, s, tr)
 		ch, err := c.ChannelBind(ctx, 0, echo)
 		if err != nil {
 			t.Fatal(err)

@@ -69,11 +69,7 @@ func TestPeerPolicyDeniesBypasses(t *testing.T) {
 	s := startServer(t, nil)
 	for _, tr := range []string{"udp", "tcp"} {
 		t.Run(tr, func(t *testing.T) {
-			c := dial(t, s, tr, "alice", "wonderland")
-			ctx := ctxT(t)
-			if _, err := c.Allocate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			c, ctx := allocated(t, s, tr)
 			for _, b := range bypasses(s) {
 				t.Run(b.name, func(t *testing.T) {
 					var se *turnclient.ServerError

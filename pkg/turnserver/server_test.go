@@ -76,19 +76,27 @@ func startEcho(t testing.TB) netip.AddrPort {
 
 func dial(t testing.TB, s *Server, transport, user, pass string) *turnclient.Client {
 	t.Helper()
-	network := transport
-	if network == "tls" {
-		network = "tls"
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := turnclient.Dial(ctx, turnclient.Config{Server: s.addr(map[string]string{"udp": "udp", "tcp": "tcp", "tls": "tls"}[network]),
+	c, err := turnclient.Dial(ctx, turnclient.Config{Server: s.addr(transport),
 		Transport: transport, Username: user, Password: turnclient.Secret(pass)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// allocated is a client of alice's on transport with an allocation, and
+// a context for its requests.
+func allocated(t testing.TB, s *Server, transport string) (*turnclient.Client, context.Context) {
+	t.Helper()
+	c := dial(t, s, transport, "alice", "wonderland")
+	ctx := ctxT(t)
+	if _, err := c.Allocate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, ctx
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -166,11 +174,7 @@ func TestChannelDataDirect(t *testing.T) {
 	const n = 50
 	for _, tr := range []string{"udp", "tcp"} {
 		t.Run(tr, func(t *testing.T) {
-			c := dial(t, s, tr, "alice", "wonderland")
-			ctx := ctxT(t)
-			if _, err := c.Allocate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			c, ctx := allocated(t, s, tr)
 			ch, err := c.ChannelBind(ctx, 0, echo)
 			if err != nil {
 				t.Fatal(err)
