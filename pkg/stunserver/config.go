@@ -75,7 +75,8 @@ type Config struct {
 	// each) per UDP address: 0 means GOMAXPROCS. Outside Linux it is 1.
 	UDPSockets int
 	// Batch is how many datagrams one system call moves (recvmmsg and
-	// sendmmsg on Linux): 0 means DefaultBatch, 1 plain recvfrom/sendto.
+	// sendmmsg on Linux, through pkg/udpbatch): 0 means DefaultBatch, 1 plain
+	// recvfrom/sendto.
 	Batch int
 	// MaxConns bounds concurrent TCP+TLS connections: 0 means
 	// DefaultMaxConns. Further connections are accepted and closed.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
 // Listener is one listening socket group, as Addrs reports it.
@@ -168,12 +170,12 @@ func (s *Server) bindPrimary() error {
 
 func (s *Server) listenUDP(addr netip.AddrPort, role Role) (*udpGroup, error) {
 	n := s.cfg.UDPSockets
-	if !multiSocket {
+	if udpbatch.ReusePort == nil {
 		n = 1
 	}
 	lc := net.ListenConfig{}
 	if n > 1 {
-		lc.Control = reusePort
+		lc.Control = udpbatch.ReusePort
 		// With SO_REUSEPORT the group would silently share a port with
 		// another process's SO_REUSEPORT sockets of the same user (coturn
 		// sets it too) and get only part of the traffic. A plain socket

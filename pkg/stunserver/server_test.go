@@ -21,6 +21,7 @@ import (
 
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/stun"
+	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
@@ -422,7 +423,7 @@ func TestNewErrors(t *testing.T) {
 	busy := addrOf(taken.LocalAddr())
 	// A port held by another SO_REUSEPORT socket of the same user (as
 	// coturn's are) is in use too: the server must not share it.
-	lc := net.ListenConfig{Control: reusePort}
+	lc := net.ListenConfig{Control: udpbatch.ReusePort}
 	shared, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

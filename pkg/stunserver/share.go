@@ -244,17 +244,18 @@ func (p *sharedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	wk := p.wk
 	for {
 		for p.pos < p.n {
-			dg := &wk.d[p.pos]
+			i := p.pos
 			p.pos++
-			if dg.fwd {
+			if wk.d[i].fwd {
 				if p.addrs == nil {
 					p.addrs = new(addrCache)
 				}
-				return copy(b, dg.buf[:dg.n]), p.addrs.get(dg.src), nil
+				m := &wk.in.Msgs[i]
+				return copy(b, m.Data()), p.addrs.get(m.Addr), nil
 			}
 		}
 		p.pos, p.n = 0, 0
-		n, err := wk.bc.read(wk.d)
+		n, err := wk.read()
 		if err != nil {
 			switch {
 			case p.closed() || isClosed(err):

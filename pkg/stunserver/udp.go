@@ -2,8 +2,11 @@ package stunserver
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"time"
+
+	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
 // udpBufSize is the receive buffer per datagram. It holds a request padded
@@ -17,8 +20,17 @@ const udpBufSize = maxPadded
 // addresses, SOFTWARE and FINGERPRINT is under 300 bytes.
 const respBufSize = 512
 
+// datagram is what handle decides for one datagram of a batch.
+type datagram struct {
+	out  []byte         // response, nil for none
+	via  Role           // socket group to send out from
+	dst  netip.AddrPort // where to send out: the source, or its IP at RESPONSE-PORT
+	outb []byte         // response buffer
+	fwd  bool           // for the sharer's reader (udpWorker.handle, direct)
+}
+
 // udpWorker is what reading socket i of group g takes: the batch buffers,
-// the batchConns to answer from and a Responder. One goroutine at a time
+// the connections to answer from and a Responder. One goroutine at a time
 // owns it: the socket's goroutine (serveUDP), or, with port sharing, the
 // sharer's reader once it reads (sharedPacketConn.ReadFrom), which then
 // reads the socket itself and answers Binding inline, with no queue and
@@ -26,40 +38,44 @@ const respBufSize = 512
 type udpWorker struct {
 	s   *Server
 	g   *udpGroup
-	bc  batchConn
-	out [numRoles]batchConn
-	d   []datagram
+	bc  *udpbatch.Conn
+	out [numRoles]*udpbatch.Conn
+	in  *udpbatch.Batch // the datagrams read; a padded answer replaces its request
+	d   []datagram      // the answers, by index in in.Msgs
+	wb  *udpbatch.Batch // kernel structures to write answers with
+	wm  []udpbatch.Msg  // the answers leaving from one group
 	r   *Responder
 	w   *workerStats
 }
 
-func (s *Server) newUDPWorker(g *udpGroup, i int, w *workerStats) (*udpWorker, error) {
-	bc, err := newBatchConn(g.conns[i], s.cfg.Batch)
-	if err != nil {
-		s.cfg.Logger.Error("stun: udp socket", "addr", g.local.String(), "err", err)
-		return nil, err
+func (s *Server) newUDPWorker(g *udpGroup, i int, w *workerStats) *udpWorker {
+	conn := udpbatch.NewConn
+	if s.cfg.Batch <= 1 {
+		conn = udpbatch.NewUnbatchedConn
 	}
-	wk := &udpWorker{s: s, g: g, bc: bc, w: w, r: NewResponder(s.cfg.Software, s.quad)}
+	wk := &udpWorker{s: s, g: g, bc: conn(g.conns[i]), w: w, r: NewResponder(s.cfg.Software, s.quad)}
 	for _, o := range s.udp {
 		if o == g {
-			wk.out[o.role] = bc
-			continue
-		}
-		if wk.out[o.role], err = newBatchConn(o.conns[i%len(o.conns)], s.cfg.Batch); err != nil {
-			s.cfg.Logger.Error("stun: udp socket", "addr", o.local.String(), "err", err)
-			return nil, err
+			wk.out[o.role] = wk.bc
+		} else {
+			wk.out[o.role] = conn(o.conns[i%len(o.conns)])
 		}
 	}
-	wk.d = make([]datagram, s.cfg.Batch)
-	mem := make([]byte, s.cfg.Batch*(udpBufSize+respBufSize))
+	n := s.cfg.Batch
+	wk.in = udpbatch.NewBatch(n, udpBufSize, 0)
+	wk.wb = udpbatch.NewBatch(n, 0, 0)
+	wk.wm = make([]udpbatch.Msg, 0, n)
+	wk.d = make([]datagram, n)
+	mem := make([]byte, n*respBufSize)
 	for i := range wk.d {
-		wk.d[i].buf = mem[:udpBufSize:udpBufSize]
-		mem = mem[udpBufSize:]
 		wk.d[i].outb = mem[:respBufSize:respBufSize]
 		mem = mem[respBufSize:]
 	}
-	return wk, nil
+	return wk
 }
+
+// read waits for a batch: in.Msgs[:n].
+func (wk *udpWorker) read() (n int, err error) { return wk.bc.ReadInto(wk.in) }
 
 // serveUDP is the goroutine of socket i of group g: read a batch, answer it
 // in place, write the answers in one batch per socket they leave from.
@@ -76,10 +92,7 @@ func (s *Server) newUDPWorker(g *udpGroup, i int, w *workerStats) (*udpWorker, e
 // as it reads (see sharedPacketConn), and takes it back when the sharer
 // closes.
 func (s *Server) serveUDP(g *udpGroup, i int, w *workerStats) {
-	wk, err := s.newUDPWorker(g, i, w)
-	if err != nil {
-		return
-	}
+	wk := s.newUDPWorker(g, i, w)
 	var shared *sharedPacketConn
 	if g.shared != nil {
 		shared = g.shared[i]
@@ -92,7 +105,7 @@ func (s *Server) serveUDP(g *udpGroup, i int, w *workerStats) {
 			}
 			lender = nil // closed: never wanted again
 		}
-		n, err := wk.bc.read(wk.d)
+		n, err := wk.read()
 		if err != nil {
 			if isClosed(err) {
 				return
@@ -117,12 +130,12 @@ func (s *Server) serveUDP(g *udpGroup, i int, w *workerStats) {
 	}
 }
 
-// handle answers the batch d[:n] and writes the answers. Datagrams for the
+// handle answers the batch in.Msgs[:n] and writes the answers. Datagrams for the
 // sharer are pushed to its queue (direct false), or marked fwd, to be
 // returned by its reader (direct true). It returns false once the sockets
 // are closed.
 func (wk *udpWorker) handle(n int, shared *sharedPacketConn, direct bool) bool {
-	s, g, w, d := wk.s, wk.g, wk.w, wk.d
+	s, g, w, d, in := wk.s, wk.g, wk.w, wk.d, wk.in.Msgs
 	w.batches.Add(1)
 	var now int64
 	if s.lim != nil {
@@ -130,24 +143,24 @@ func (wk *udpWorker) handle(n int, shared *sharedPacketConn, direct bool) bool {
 	}
 	var via uint8 // bit r: some answer leaves from role r
 	for i := 0; i < n; i++ {
-		dg := &d[i]
-		dg.fwd = false
-		if (direct || shared != nil) && forTURN(dg.buf[:dg.n]) {
+		dg, m := &d[i], &in[i]
+		dg.fwd, dg.out = false, nil
+		req := m.Data()
+		if (direct || shared != nil) && forTURN(req) {
 			// For the server sharing the port (TURN): its reader takes it
 			// from here, or a copy goes to its queue, or nowhere when the
 			// queue is full.
-			dg.out = nil
 			w.verdicts[Forwarded].Add(1)
 			if direct {
 				dg.fwd = true
-			} else if !shared.push(dg.buf[:dg.n], dg.src) {
+			} else if !shared.push(req, m.Addr) {
 				w.fwdDropped.Add(1)
 			}
 			continue
 		}
-		rep := wk.r.Respond(dg.buf[:dg.n], dg.src, g.local, dg.outb)
+		rep := wk.r.Respond(req, m.Addr, g.local, dg.outb)
 		msg, v := rep.Msg, rep.Verdict
-		if msg != nil && s.lim != nil && !s.lim.allow(dg.src.Addr(), now) {
+		if msg != nil && s.lim != nil && !s.lim.allow(m.Addr.Addr(), now) {
 			msg, v = nil, DropRateLimit
 		}
 		w.verdicts[v].Add(1)
@@ -159,14 +172,14 @@ func (wk *udpWorker) handle(n int, shared *sharedPacketConn, direct bool) bool {
 			// A padded response in the Responder's buffer, which the
 			// next request reuses: move it to the request's buffer,
 			// which is large enough (maxPadded) and free now.
-			dg.out = dg.buf[:copy(dg.buf[:cap(dg.buf)], msg)]
+			dg.out = m.Buf[:copy(m.Buf, msg)]
 		}
 		dg.via, dg.dst = rep.From, rep.To
 		via |= 1 << rep.From
 		if rep.From != g.role {
 			w.changed.Add(1)
 		}
-		if rep.To != dg.src {
+		if rep.To != m.Addr {
 			w.responsePort.Add(1)
 		}
 	}
@@ -175,7 +188,13 @@ func (wk *udpWorker) handle(n int, shared *sharedPacketConn, direct bool) bool {
 			continue
 		}
 		via &^= 1 << role
-		failed, err := wk.out[role].write(d[:n], role)
+		wm := wk.wm[:0]
+		for i := range d[:n] {
+			if dg := &d[i]; dg.out != nil && dg.via == role {
+				wm = append(wm, udpbatch.Msg{Buf: dg.out, N: len(dg.out), Addr: dg.dst})
+			}
+		}
+		failed, err := wk.out[role].Write(wk.wb, wm)
 		if failed > 0 {
 			w.writeErr.Add(uint64(failed))
 		}

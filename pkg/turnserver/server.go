@@ -16,6 +16,7 @@ import (
 	"github.com/pion/turn/v3"
 
 	"github.com/natkit/natkit/pkg/peerpolicy"
+	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
 // Listener is one client-facing socket group, as Addrs reports it.
@@ -154,13 +155,13 @@ func (s *Server) bindPrimary() error {
 	addr := s.cfg.Addr
 	if !s.cfg.NoUDP {
 		n := s.cfg.UDPSockets
-		if reusePort == nil {
+		if udpbatch.ReusePort == nil {
 			n = 1
 		}
 		for i := 0; i < n; i++ {
 			lc := net.ListenConfig{}
 			if n > 1 {
-				lc.Control = reusePort
+				lc.Control = udpbatch.ReusePort
 			}
 			pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
 			if err != nil {

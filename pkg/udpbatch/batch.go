@@ -57,6 +57,13 @@ func NewPool(n, size, headroom int) *Pool {
 	return p
 }
 
+// NewBatch returns a batch of n buffers of size bytes, Off at headroom,
+// for a reader that keeps one batch (ReadInto) or a writer that only
+// needs the kernel structures (size 0: the messages bring their buffers).
+func NewBatch(n, size, headroom int) *Batch {
+	return NewPool(n, size, headroom).Get()
+}
+
 // Get returns a batch whose messages are reset: Off at the headroom, N 0.
 func (p *Pool) Get() *Batch {
 	b := p.p.Get().(*Batch)
@@ -85,9 +92,16 @@ type Conn struct {
 // NewConn wraps pc. It batches when pc is a kernel socket (it implements
 // syscall.Conn) on Linux, and falls back to ReadFrom/WriteTo otherwise.
 func NewConn(pc net.PacketConn) *Conn {
+	c := NewUnbatchedConn(pc)
+	c.sys = newSysConn(pc)
+	return c
+}
+
+// NewUnbatchedConn wraps pc like NewConn but never batches: one system
+// call (recvfrom, sendto) per datagram, as a baseline to measure against.
+func NewUnbatchedConn(pc net.PacketConn) *Conn {
 	c := &Conn{pc: pc}
 	c.udp, _ = pc.(*net.UDPConn)
-	c.sys = newSysConn(pc)
 	return c
 }
 
@@ -102,7 +116,28 @@ func (c *Conn) Read(p *Pool) (b *Batch, k int, err error) {
 		return c.sys.read(p)
 	}
 	b = p.Get()
-	m := &b.Msgs[0]
+	if err := c.readOne(&b.Msgs[0]); err != nil {
+		p.Put(b)
+		return nil, 0, err
+	}
+	return b, 1, nil
+}
+
+// ReadInto waits for at least one datagram and reads up to len(b.Msgs)
+// datagrams into b, each into Buf[Off:], and returns how many: N and Addr
+// are set on b.Msgs[:k]. It is Read for a reader that keeps its batch.
+func (c *Conn) ReadInto(b *Batch) (k int, err error) {
+	if c.sys.ok() {
+		return c.sys.readInto(b)
+	}
+	if err := c.readOne(&b.Msgs[0]); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
+
+// readOne reads one datagram into m.Buf[m.Off:] with one system call.
+func (c *Conn) readOne(m *Msg) (err error) {
 	var n int
 	if c.udp != nil {
 		var ap netip.AddrPort
@@ -116,11 +151,10 @@ func (c *Conn) Read(p *Pool) (b *Batch, k int, err error) {
 		}
 	}
 	if err != nil {
-		p.Put(b)
-		return nil, 0, err
+		return err
 	}
 	m.N = n
-	return b, 1, nil
+	return nil
 }
 
 // Write sends each of msgs (within b, which provides the kernel

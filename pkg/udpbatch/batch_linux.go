@@ -59,6 +59,7 @@ type sysConn struct {
 	// Read state, bound once; rmu serialises readers.
 	rmu    sync.Mutex
 	pool   *Pool
+	fixed  *Batch // ReadInto's batch, or nil: one from pool
 	b      *Batch
 	n      int
 	errno  syscall.Errno
@@ -90,18 +91,28 @@ func newSysConn(pc net.PacketConn) *sysConn {
 
 func (s *sysConn) ok() bool { return s != nil }
 
-func (s *sysConn) read(p *Pool) (*Batch, int, error) {
+func (s *sysConn) read(p *Pool) (*Batch, int, error) { return s.readBatch(p, nil) }
+
+func (s *sysConn) readInto(b *Batch) (int, error) {
+	_, n, err := s.readBatch(nil, b)
+	return n, err
+}
+
+// readBatch reads into fixed, or into a batch from p.
+func (s *sysConn) readBatch(p *Pool, fixed *Batch) (*Batch, int, error) {
 	s.rmu.Lock()
-	s.pool, s.b, s.n, s.errno = p, nil, 0, 0
+	s.pool, s.fixed, s.b, s.n, s.errno = p, fixed, nil, 0, 0
 	err := s.rc.Read(s.readFn)
 	b, n, errno := s.b, s.n, s.errno
-	s.pool, s.b = nil, nil
+	s.pool, s.fixed, s.b = nil, nil, nil
 	s.rmu.Unlock()
 	if err == nil && errno != 0 {
 		err = errno
 	}
 	if err != nil {
-		p.Put(b)
+		if fixed == nil {
+			p.Put(b)
+		}
 		return nil, 0, err
 	}
 	for i := 0; i < n; i++ {
@@ -112,10 +123,13 @@ func (s *sysConn) read(p *Pool) (*Batch, int, error) {
 	return b, n, nil
 }
 
-// doRead takes a batch only for the system call, so that a socket waiting
-// for data holds none.
+// doRead takes a batch from the pool only for the system call, so that a
+// socket waiting for data holds none.
 func (s *sysConn) doRead(fd uintptr) bool {
-	b := s.pool.Get()
+	b := s.fixed
+	if b == nil {
+		b = s.pool.Get()
+	}
 	sb := &b.sys
 	for i := range b.Msgs {
 		m := &b.Msgs[i]
@@ -128,7 +142,9 @@ func (s *sysConn) doRead(fd uintptr) bool {
 	}
 	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&sb.hdrs[0])), uintptr(len(b.Msgs)), 0, 0, 0)
 	if e == unix.EAGAIN || e == unix.EINTR {
-		s.pool.Put(b)
+		if s.fixed == nil {
+			s.pool.Put(b)
+		}
 		return false
 	}
 	s.b, s.n, s.errno = b, int(n), e
@@ -202,4 +218,18 @@ func decode(sa *sockaddr) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom16([16]byte(sa[8:24])).Unmap(), binary.BigEndian.Uint16(sa[2:4]))
 	}
 	return netip.AddrPort{}
+}
+
+// ReusePort sets SO_REUSEPORT, for net.ListenConfig.Control, so that several
+// sockets share one address; the kernel spreads datagrams over them by
+// 4-tuple hash, so that one source always reaches the same socket. It is
+// nil where SO_REUSEPORT does not balance (outside Linux): use one socket.
+var ReusePort = func(network, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }

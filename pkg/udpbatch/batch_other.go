@@ -2,7 +2,10 @@
 
 package udpbatch
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 type sysBatch struct{}
 
@@ -18,3 +21,9 @@ func (s *sysConn) ok() bool { return false }
 func (s *sysConn) read(*Pool) (*Batch, int, error) { panic("udpbatch: no batching here") }
 
 func (s *sysConn) write(*sysBatch, []Msg) (int, error) { panic("udpbatch: no batching here") }
+
+func (s *sysConn) readInto(*Batch) (int, error) { panic("udpbatch: no batching here") }
+
+// ReusePort is nil outside Linux, where SO_REUSEPORT does not balance
+// datagrams over the sockets: use one socket.
+var ReusePort func(network, address string, c syscall.RawConn) error

@@ -28,21 +28,34 @@ const settle = 20 * time.Millisecond
 // WriteTo.
 type hidden struct{ net.PacketConn }
 
-// modes are the two ways a Conn moves datagrams.
+// how is the way a test makes its Conn.
+type how int
+
+const (
+	plain     how = iota // NewConn on the *net.UDPConn
+	hide                 // NewConn behind hidden: falls back
+	unbatched            // NewUnbatchedConn on the *net.UDPConn
+)
+
+// modes are the ways a Conn moves datagrams.
 var modes = []struct {
 	name string
-	wrap bool // hide the *net.UDPConn behind hidden
+	how  how
 }{
-	{"batching", false},
-	{"fallback", true},
+	{"batching", plain},
+	{"fallback", hide},
+	{"unbatched", unbatched},
 }
 
-// batches reports whether a Conn made in that mode uses recvmmsg/sendmmsg.
-func batches(wrap bool) bool { return !wrap && runtime.GOOS == "linux" }
+// batches reports whether a Conn made that way uses recvmmsg/sendmmsg.
+func batches(h how) bool { return h == plain && runtime.GOOS == "linux" }
 
-func newConn(pc *net.UDPConn, wrap bool) *Conn {
-	if wrap {
+func newConn(pc *net.UDPConn, h how) *Conn {
+	switch h {
+	case hide:
 		return NewConn(hidden{pc})
+	case unbatched:
+		return NewUnbatchedConn(pc)
 	}
 	return NewConn(pc)
 }
@@ -128,8 +141,8 @@ func TestBatching(t *testing.T) {
 	for _, f := range families {
 		for _, md := range modes {
 			t.Run(f.name+"/"+md.name, func(t *testing.T) {
-				c := newConn(f.listen(t), md.wrap)
-				if got, want := c.Batching(), batches(md.wrap); got != want {
+				c := newConn(f.listen(t), md.how)
+				if got, want := c.Batching(), batches(md.how); got != want {
 					t.Errorf("Batching() = %v, want %v (GOOS %s)", got, want, runtime.GOOS)
 				}
 			})
@@ -257,58 +270,75 @@ func TestRead(t *testing.T) {
 	} {
 		for _, f := range families {
 			for _, md := range modes {
-				t.Run(f.name+"/"+md.name+"/"+tc.name, func(t *testing.T) {
-					pc := f.listen(t)
-					c := newConn(pc, md.wrap)
-					dst := addrOf(pc)
-					var peers []*net.UDPConn
-					for _, d := range tc.send {
-						for len(peers) <= d.from {
-							peers = append(peers, f.peer(t))
-						}
-						send(t, peers[d.from], []byte(d.data), dst)
+				for _, into := range []bool{false, true} {
+					name := f.name + "/" + md.name + "/" + tc.name
+					if into {
+						name = f.name + "/" + md.name + "/into/" + tc.name
 					}
-					time.Sleep(settle)
+					t.Run(name, func(t *testing.T) {
+						pc := f.listen(t)
+						c := newConn(pc, md.how)
+						dst := addrOf(pc)
+						var peers []*net.UDPConn
+						for _, d := range tc.send {
+							for len(peers) <= d.from {
+								peers = append(peers, f.peer(t))
+							}
+							send(t, peers[d.from], []byte(d.data), dst)
+						}
+						time.Sleep(settle)
 
-					want := tc.want
-					if want == nil {
-						want = tc.send
-					}
-					n := max(tc.n, 1)
-					p := NewPool(tc.n, tc.size, tc.headroom)
-					for got := 0; got < len(want); {
-						b, k, err := c.Read(p)
-						if err != nil {
-							t.Fatalf("Read after %d datagrams: %v", got, err)
+						want := tc.want
+						if want == nil {
+							want = tc.send
 						}
-						wantK := 1
-						if batches(md.wrap) {
-							wantK = min(n, len(want)-got)
-						}
-						if k != wantK {
-							t.Errorf("Read after %d datagrams: k = %d, want %d", got, k, wantK)
-						}
-						if k < 1 || k > len(b.Msgs) || got+k > len(want) {
-							t.Fatalf("Read after %d datagrams: k = %d, batch of %d, %d datagrams sent", got, k, len(b.Msgs), len(want))
-						}
-						for i := range k {
-							m, w := &b.Msgs[i], want[got]
-							from := addrOf(peers[w.from])
-							if m.Off != tc.headroom || m.N != len(w.data) || string(m.Data()) != w.data || m.Addr != from {
-								t.Errorf("datagram %d = {Off %d, N %d, Data %q, Addr %v}, want {%d, %d, %q, %v}",
-									got, m.Off, m.N, m.Data(), m.Addr, tc.headroom, len(w.data), w.data, from)
+						n := max(tc.n, 1)
+						p := NewPool(tc.n, tc.size, tc.headroom)
+						kept := NewBatch(tc.n, tc.size, tc.headroom)
+						for got := 0; got < len(want); {
+							var b *Batch
+							var k int
+							var err error
+							if into {
+								b = kept
+								k, err = c.ReadInto(b)
+							} else {
+								b, k, err = c.Read(p)
 							}
-							if m.Addr.Addr().Is4In6() {
-								t.Errorf("datagram %d: source %v is not unmapped", got, m.Addr)
+							if err != nil {
+								t.Fatalf("Read after %d datagrams: %v", got, err)
 							}
-							if at := m.Buf[tc.headroom : tc.headroom+len(w.data)]; !bytes.Equal(at, []byte(w.data)) {
-								t.Errorf("datagram %d: Buf[headroom:] = %q, want %q", got, at, w.data)
+							wantK := 1
+							if batches(md.how) {
+								wantK = min(n, len(want)-got)
 							}
-							got++
+							if k != wantK {
+								t.Errorf("Read after %d datagrams: k = %d, want %d", got, k, wantK)
+							}
+							if k < 1 || k > len(b.Msgs) || got+k > len(want) {
+								t.Fatalf("Read after %d datagrams: k = %d, batch of %d, %d datagrams sent", got, k, len(b.Msgs), len(want))
+							}
+							for i := range k {
+								m, w := &b.Msgs[i], want[got]
+								from := addrOf(peers[w.from])
+								if m.Off != tc.headroom || m.N != len(w.data) || string(m.Data()) != w.data || m.Addr != from {
+									t.Errorf("datagram %d = {Off %d, N %d, Data %q, Addr %v}, want {%d, %d, %q, %v}",
+										got, m.Off, m.N, m.Data(), m.Addr, tc.headroom, len(w.data), w.data, from)
+								}
+								if m.Addr.Addr().Is4In6() {
+									t.Errorf("datagram %d: source %v is not unmapped", got, m.Addr)
+								}
+								if at := m.Buf[tc.headroom : tc.headroom+len(w.data)]; !bytes.Equal(at, []byte(w.data)) {
+									t.Errorf("datagram %d: Buf[headroom:] = %q, want %q", got, at, w.data)
+								}
+								got++
+							}
+							if !into {
+								p.Put(b)
+							}
 						}
-						p.Put(b)
-					}
-				})
+					})
+				}
 			}
 		}
 	}
@@ -371,7 +401,7 @@ func TestWrite(t *testing.T) {
 			for _, md := range modes {
 				t.Run(f.name+"/"+md.name+"/"+tc.name, func(t *testing.T) {
 					pc := f.listen(t)
-					c := newConn(pc, md.wrap)
+					c := newConn(pc, md.how)
 					src := addrOf(pc)
 					var rcv []*net.UDPConn
 					rcv = append(rcv, f.peer(t))
@@ -434,7 +464,7 @@ func TestEcho(t *testing.T) {
 			for _, md := range modes {
 				t.Run(f.name+"/"+md.name+"/"+tc.name, func(t *testing.T) {
 					pc := f.listen(t)
-					c := newConn(pc, md.wrap)
+					c := newConn(pc, md.how)
 					peer := f.peer(t)
 					for _, s := range tc.send {
 						send(t, peer, []byte(s), addrOf(pc))
@@ -496,11 +526,19 @@ func TestReadError(t *testing.T) {
 			for _, md := range modes {
 				t.Run(f.name+"/"+md.name+"/"+tc.name, func(t *testing.T) {
 					pc := f.listen(t)
-					c := newConn(pc, md.wrap)
+					c := newConn(pc, md.how)
 					tc.do(t, pc)
 					b, k, err := c.Read(NewPool(4, 64, 8))
 					if !errors.Is(err, tc.want) || b != nil || k != 0 {
 						t.Errorf("Read = %p, %d, %v; want nil, 0, %v", b, k, err, tc.want)
+					}
+				})
+				t.Run(f.name+"/"+md.name+"/into/"+tc.name, func(t *testing.T) {
+					pc := f.listen(t)
+					c := newConn(pc, md.how)
+					tc.do(t, pc)
+					if k, err := c.ReadInto(NewBatch(4, 64, 8)); !errors.Is(err, tc.want) || k != 0 {
+						t.Errorf("ReadInto = %d, %v; want 0, %v", k, err, tc.want)
 					}
 				})
 			}
@@ -514,7 +552,7 @@ func TestWriteClosed(t *testing.T) {
 		for _, md := range modes {
 			t.Run(f.name+"/"+md.name, func(t *testing.T) {
 				pc := f.listen(t)
-				c := newConn(pc, md.wrap)
+				c := newConn(pc, md.how)
 				dst := addrOf(f.peer(t))
 				msgs := make([]Msg, 10)
 				for i := range msgs {
@@ -543,7 +581,7 @@ func TestConcurrentWrite(t *testing.T) {
 		for _, md := range modes {
 			t.Run(f.name+"/"+md.name, func(t *testing.T) {
 				pc := f.listen(t)
-				c := newConn(pc, md.wrap)
+				c := newConn(pc, md.how)
 				rcv := f.peer(t)
 				dst := addrOf(rcv)
 				p := NewPool(4, 64, 0)
@@ -590,7 +628,7 @@ func TestConcurrentRead(t *testing.T) {
 		for _, md := range modes {
 			t.Run(f.name+"/"+md.name, func(t *testing.T) {
 				pc := f.listen(t)
-				c := newConn(pc, md.wrap)
+				c := newConn(pc, md.how)
 				peer := f.peer(t)
 				p := NewPool(4, 64, 0)
 				var (
@@ -726,7 +764,7 @@ func TestWriteOutOfBounds(t *testing.T) {
 			}
 			defer rx.Close()
 			to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
-			c := newConn(pc, md.wrap)
+			c := newConn(pc, md.how)
 			msgs := []Msg{
 				{Buf: make([]byte, 4), N: 40, Addr: to},
 				{Buf: []byte("ok"), N: 2, Addr: to},

@@ -1,12 +1,10 @@
-//go:build linux
-
 // Command stunload drives a STUN server with Binding requests over UDP and
 // reports responses per second and latency. It is the load generator of
 // scripts/bench-stun.sh, meant for loopback only.
 //
 // Each of -senders goroutines owns a connected UDP socket and keeps up to
 // -window requests outstanding, sending and receiving in batches with
-// sendmmsg/recvmmsg so that the generator is not the bottleneck. A request's
+// sendmmsg/recvmmsg (pkg/udpbatch) so that the generator is not the bottleneck. A request's
 // transaction ID carries its sender and sequence number, so latency is
 // measured per request; a request unanswered after -timeout counts as lost.
 // With -rate the senders together send at most that many requests a second
@@ -24,6 +22,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/stun"
+	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
 func main() {
@@ -58,11 +57,7 @@ func main() {
 		}
 		_ = c.SetReadBuffer(4 << 20)
 		_ = c.SetWriteBuffer(4 << 20)
-		s, err := newSender(c, uint32(i), *window, *batch, *timeout, *rate/float64(*senders))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "stunload:", err)
-			os.Exit(1)
-		}
+		s := newSender(c, uint32(i), *window, *batch, *timeout, *rate/float64(*senders))
 		res[i] = &s.res
 		wg.Add(1)
 		go func() { defer wg.Done(); defer c.Close(); s.run(startAt, stopAt) }()
@@ -125,7 +120,8 @@ type sender struct {
 	batch   int
 	timeout time.Duration
 	rate    float64 // requests a second; 0: no pacing
-	io      *mmsg
+	conn    *udpbatch.Conn
+	in, out *udpbatch.Batch // out: the requests, 20 bytes each, to the target
 	ring    []slot
 	next    uint64 // next sequence number
 	oldest  uint64 // oldest sequence number not yet settled
@@ -133,17 +129,19 @@ type sender struct {
 	res     result
 }
 
-func newSender(c *net.UDPConn, id uint32, window, batch int, timeout time.Duration, rate float64) (*sender, error) {
-	io, err := newMmsg(c, batch)
-	if err != nil {
-		return nil, err
+func newSender(c *net.UDPConn, id uint32, window, batch int, timeout time.Duration, rate float64) *sender {
+	out := udpbatch.NewBatch(batch, 20, 0)
+	to := c.RemoteAddr().(*net.UDPAddr).AddrPort()
+	for i := range out.Msgs {
+		out.Msgs[i].N, out.Msgs[i].Addr = 20, to
 	}
 	size := 1
 	for size < 4*window {
 		size <<= 1
 	}
-	return &sender{c: c, id: id, window: window, batch: batch, timeout: timeout, rate: rate, io: io,
-		ring: make([]slot, size), res: result{hist: make([]uint64, maxLatencyUS+1)}}, nil
+	return &sender{c: c, id: id, window: window, batch: batch, timeout: timeout, rate: rate,
+		conn: udpbatch.NewConn(c), in: udpbatch.NewBatch(batch, 1500, 0), out: out,
+		ring: make([]slot, size), res: result{hist: make([]uint64, maxLatencyUS+1)}}
 }
 
 func (s *sender) run(startAt, stopAt time.Time) {
@@ -180,15 +178,17 @@ func (s *sender) run(startAt, stopAt time.Time) {
 			if n > 0 {
 				for i := 0; i < n; i++ {
 					seq := s.next + uint64(i)
-					buildRequest(s.io.out[i][:20], s.id, seq)
+					buildRequest(s.out.Msgs[i].Buf, s.id, seq)
 					s.ring[seq&mask] = slot{sent: now}
 				}
 				_ = s.c.SetWriteDeadline(now.Add(s.timeout))
-				sent, err := s.io.send(n)
+				failed, err := s.conn.Write(s.out, s.out.Msgs[:n])
+				sent := n - failed
 				s.next += uint64(sent)
 				s.pending += sent
 				s.res.sent += uint64(sent)
-				if err != nil {
+				if failed > 0 || err != nil {
+					// Refused (no server yet: ICMP port unreachable) or closed.
 					time.Sleep(100 * time.Microsecond)
 				}
 			}
@@ -199,10 +199,10 @@ func (s *sender) run(startAt, stopAt time.Time) {
 			wait = time.Millisecond // paced: come back soon to send the next ones
 		}
 		_ = s.c.SetReadDeadline(time.Now().Add(wait))
-		n, _ := s.io.recv()
+		n, _ := s.conn.ReadInto(s.in)
 		now = time.Now()
 		for i := 0; i < n; i++ {
-			b := s.io.in[i][:s.io.lens[i]]
+			b := s.in.Msgs[i].Data()
 			if len(b) < 20 || binary.BigEndian.Uint16(b[0:2]) != uint16(stun.BindingSuccess) ||
 				binary.BigEndian.Uint32(b[8:12]) != s.id {
 				s.res.bad++
