@@ -26,12 +26,6 @@ import (
 	"github.com/natkit/natkit/pkg/stunclient"
 )
 
-// Channel numbers (RFC 8656 §12).
-const (
-	MinChannel uint16 = 0x4000
-	MaxChannel uint16 = 0x7FFF
-)
-
 // DefaultLifetime is the allocation lifetime servers grant when the client
 // asks for none (RFC 8656 §7.2: 10 minutes).
 const DefaultLifetime = 10 * time.Minute
@@ -170,7 +164,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, errors.New("turnclient: no server address")
 	}
 	c := &Client{cfg: cfg, byChan: map[uint16]netip.AddrPort{}, byPeer: map[netip.AddrPort]uint16{},
-		nextCh: MinChannel, packets: make(chan Packet, 4096)}
+		nextCh: stun.MinChannel, packets: make(chan Packet, 4096)}
 	cc := cfg.Client
 	cc.Unhandled = c.unhandled
 	switch cfg.Transport {
@@ -477,8 +471,8 @@ func (c *Client) ChannelBind(ctx context.Context, channel uint16, peer netip.Add
 		} else {
 			channel = c.nextCh
 			c.nextCh++
-			if c.nextCh > MaxChannel {
-				c.nextCh = MinChannel
+			if c.nextCh > stun.MaxChannel {
+				c.nextCh = stun.MinChannel
 			}
 		}
 	}
@@ -518,7 +512,7 @@ func (c *Client) SendChannel(channel uint16, data []byte) error {
 // SendChannelBuf is SendChannel building the message in buf (to avoid an
 // allocation per packet in load tests).
 func (c *Client) SendChannelBuf(buf []byte, channel uint16, data []byte) error {
-	_, err := c.pc.WriteTo(AppendChannelData(buf[:0], channel, data, c.stream), c.server)
+	_, err := c.pc.WriteTo(stun.AppendChannelData(buf[:0], channel, data, c.stream), c.server)
 	return err
 }
 
@@ -531,7 +525,7 @@ func (c *Client) unhandled(b []byte, from net.Addr) {
 	var p Packet
 	switch {
 	case b[0]&0xc0 == 0x40:
-		ch, data, err := ParseChannelData(b)
+		ch, data, err := stun.ParseChannelData(b)
 		if err != nil {
 			return
 		}

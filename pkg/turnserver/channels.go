@@ -20,9 +20,6 @@ import (
 // minutes), given to pion so that both agree.
 const channelLifetime = 10 * time.Minute
 
-// channelHeader is ChannelData's header size (RFC 8656 §12.4).
-const channelHeader = 4
-
 // channelBind is one binding in the mirror.
 type channelBind struct {
 	num     uint16
@@ -120,17 +117,4 @@ func (b *pendingBind) committed(out []byte) bool {
 	}
 	b.alloc.chans.bind(b.num, b.peer, b.at.Add(channelLifetime))
 	return true
-}
-
-// channelData parses a ChannelData message (RFC 8656 §12.4) received over
-// UDP: the channel number and the application data.
-func channelData(b []byte) (num uint16, data []byte, ok bool) {
-	if len(b) < channelHeader || b[0]&0xC0 != 0x40 {
-		return 0, nil, false
-	}
-	n := int(binary.BigEndian.Uint16(b[2:4]))
-	if channelHeader+n > len(b) {
-		return 0, nil, false
-	}
-	return binary.BigEndian.Uint16(b[0:2]), b[channelHeader : channelHeader+n], true
 }

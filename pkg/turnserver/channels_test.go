@@ -1,12 +1,12 @@
 package turnserver
 
 import (
-	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
@@ -104,64 +104,24 @@ func TestPendingBindCommitted(t *testing.T) {
 	}
 }
 
-func TestChannelData(t *testing.T) {
-	tests := []struct {
-		name string
-		in   []byte
-		num  uint16
-		data []byte
-		ok   bool
-	}{
-		{"empty data", []byte{0x40, 0x00, 0x00, 0x00}, 0x4000, []byte{}, true},
-		{"data", []byte{0x40, 0x01, 0x00, 0x02, 'h', 'i'}, 0x4001, []byte("hi"), true},
-		{"padded", []byte{0x7f, 0xff, 0x00, 0x01, 'x', 0, 0, 0}, 0x7fff, []byte("x"), true},
-		{"short header", []byte{0x40, 0x00, 0x00}, 0, nil, false},
-		{"length beyond", []byte{0x40, 0x00, 0x00, 0x05, 'a'}, 0, nil, false},
-		{"stun, not channel", []byte{0x00, 0x01, 0x00, 0x00}, 0, nil, false},
-		{"reserved 0x8000", []byte{0x80, 0x00, 0x00, 0x00}, 0, nil, false},
-	}
-	for _, tt := range tests {
-		num, data, ok := channelData(tt.in)
-		if ok != tt.ok || num != tt.num || !bytes.Equal(data, tt.data) {
-			t.Errorf("%s: %#x %q %v", tt.name, num, data, ok)
-		}
-	}
-}
-
 func TestFrameChannelData(t *testing.T) {
 	to := netip.MustParseAddrPort("198.51.100.7:3478")
 	for _, n := range []int{0, 1, 3, 4, 5, inboundMTU} {
-		m := udpbatch.Msg{Buf: make([]byte, channelHeader+inboundMTU+4), Off: channelHeader, N: n}
+		m := udpbatch.Msg{Buf: make([]byte, stun.ChannelDataHeaderSize+inboundMTU+4), Off: stun.ChannelDataHeaderSize, N: n}
 		for i := range n {
 			m.Buf[m.Off+i] = byte(i + 1)
 		}
 		copy(m.Buf[m.Off+n:], []byte{0xee, 0xee, 0xee, 0xee}) // stale bytes where padding goes
 		frameChannelData(&m, 0x4abc, to)
-		num, data, ok := channelData(m.Data())
-		if !ok || num != 0x4abc || len(data) != n || m.N%4 != 0 || m.Addr != to {
-			t.Errorf("n=%d: %#x len %d ok %v framed %d to %v", n, num, len(data), ok, m.N, m.Addr)
+		num, data, err := stun.ParseChannelData(m.Data())
+		if err != nil || num != 0x4abc || len(data) != n || m.N%4 != 0 || m.Addr != to {
+			t.Errorf("n=%d: %#x len %d err %v framed %d to %v", n, num, len(data), err, m.N, m.Addr)
 			continue
 		}
-		for i, c := range m.Data()[channelHeader+n:] {
+		for i, c := range m.Data()[stun.ChannelDataHeaderSize+n:] {
 			if c != 0 {
 				t.Errorf("n=%d: padding byte %d is %#x", n, i, c)
 			}
 		}
 	}
-}
-
-func FuzzChannelData(f *testing.F) {
-	f.Add([]byte{0x40, 0x01, 0x00, 0x02, 'h', 'i'})
-	f.Add([]byte{0x7f, 0xff, 0xff, 0xff})
-	f.Add([]byte{0x40})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		num, data, ok := channelData(b)
-		if !ok {
-			return
-		}
-		if num < 0x4000 || num > 0x7fff || len(data)+channelHeader > len(b) ||
-			int(binary.BigEndian.Uint16(b[2:4])) != len(data) || !bytes.Equal(data, b[channelHeader:channelHeader+len(data)]) {
-			t.Fatalf("channelData(%x) = %#x %x", b, num, data)
-		}
-	})
 }

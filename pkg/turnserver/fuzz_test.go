@@ -80,17 +80,6 @@ func FuzzParseUsers(f *testing.F) {
 	})
 }
 
-func FuzzFrameLength(f *testing.F) {
-	f.Add([]byte{0x40, 0, 0, 3})
-	f.Add([]byte{0, 1, 0, 8})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		n, err := FrameLength(b)
-		if err == nil && (n < 4 || n%4 != 0 || n > 20+0xffff) {
-			t.Fatalf("%x → %d", b, n)
-		}
-	})
-}
-
 // FuzzGuard feeds arbitrary datagrams to the guard of a server that is not
 // serving: nothing may panic, and nothing unauthenticated may reserve quota.
 func FuzzGuard(f *testing.F) {

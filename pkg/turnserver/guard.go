@@ -282,8 +282,8 @@ func (g *guard) admitRequest(m *stun.Message, src netip.AddrPort, from net.Addr)
 // relayChannelData sends ChannelData from src to the peer of its channel
 // when the mirror knows that channel, and reports whether it did.
 func (g *guard) relayChannelData(b []byte, src netip.AddrPort) bool {
-	num, data, ok := channelData(b)
-	if !ok {
+	num, data, err := stun.ParseChannelData(b)
+	if err != nil {
 		return false
 	}
 	a := g.lastAlloc

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
@@ -229,7 +230,7 @@ const relayBatch = 32
 
 // relayPool holds relay batches: room for a ChannelData header in front
 // of each datagram and for its padding behind (RFC 8656 §12.5).
-var relayPool = udpbatch.NewPool(relayBatch, channelHeader+inboundMTU+4, channelHeader)
+var relayPool = udpbatch.NewPool(relayBatch, stun.ChannelDataHeaderSize+inboundMTU+4, stun.ChannelDataHeaderSize)
 
 func (r *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ap := toAddrPort(addr)
@@ -362,11 +363,11 @@ func (t *peerBatch) flush(s *Server) {
 // four bytes as pion does, addressed to the client.
 func frameChannelData(m *udpbatch.Msg, num uint16, to netip.AddrPort) {
 	n := m.N
-	m.Off -= channelHeader
+	m.Off -= stun.ChannelDataHeaderSize
 	h := m.Buf[m.Off:]
 	binary.BigEndian.PutUint16(h[0:2], num)
 	binary.BigEndian.PutUint16(h[2:4], uint16(n))
-	n += channelHeader
+	n += stun.ChannelDataHeaderSize
 	for n%4 != 0 {
 		m.Buf[m.Off+n] = 0
 		n++

@@ -3,39 +3,15 @@ package turnserver
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/natkit/natkit/pkg/stun"
 )
-
-// errFrame reports a stream that lost framing.
-var errFrame = errors.New("turnserver: not a STUN message or ChannelData frame")
-
-// FrameLength returns the length on the wire of the TURN frame whose first
-// four bytes are hdr: a STUN message (20 + its length, RFC 8489 §6.2.2) or a
-// ChannelData message padded to four bytes (RFC 8656 §12.5: "over TCP and
-// TLS-over-TCP, the ChannelData message MUST be padded to a multiple of
-// four bytes").
-func FrameLength(hdr []byte) (int, error) {
-	if len(hdr) < 4 {
-		return 0, errFrame
-	}
-	n := int(binary.BigEndian.Uint16(hdr[2:4]))
-	switch hdr[0] >> 6 {
-	case 0:
-		if n%4 != 0 {
-			return 0, errFrame
-		}
-		return 20 + n, nil
-	case 1:
-		return 4 + (n+3)&^3, nil
-	}
-	return 0, errFrame
-}
 
 // streamMux presents every connection of one stream listener to pion as a
 // single PacketConn: ReadFrom returns framed messages from any connection,
@@ -163,7 +139,7 @@ func (m *streamMux) serve(c net.Conn, remote netip.AddrPort) {
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return
 		}
-		n, err := FrameLength(hdr[:])
+		n, err := stun.FrameLength(hdr[:])
 		if err != nil || n > inboundMTU {
 			m.s.stats.dropped.Add(1)
 			return // framing lost: the stream is unusable

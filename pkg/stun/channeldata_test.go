@@ -1,4 +1,4 @@
-package turnclient
+package stun
 
 import (
 	"bytes"
@@ -20,6 +20,8 @@ func TestChannelData(t *testing.T) {
 		{"reserved 0x8000", []byte{0x80, 0x00, 0, 0}, 0, "", true},
 		{"below range", []byte{0x3f, 0xff, 0, 0}, 0, "", true},
 		{"short", []byte{0x40}, 0, "", true},
+		{"short header", []byte{0x40, 0x00, 0x00}, 0, "", true},
+		{"stun, not channel", []byte{0x00, 0x01, 0x00, 0x00}, 0, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,6 +71,17 @@ func FuzzChannelData(f *testing.F) {
 		}
 		if ferr == nil && (n < 4 || n > 20+0xffff) {
 			t.Fatalf("frame length %d", n)
+		}
+	})
+}
+
+func FuzzFrameLength(f *testing.F) {
+	f.Add([]byte{0x40, 0, 0, 3})
+	f.Add([]byte{0, 1, 0, 8})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := FrameLength(b)
+		if err == nil && (n < 4 || n%4 != 0 || n > 20+0xffff) {
+			t.Fatalf("%x → %d", b, n)
 		}
 	})
 }
