@@ -118,6 +118,7 @@ type Stats struct {
 	TCPConns     atomic.Int64 // TCP clients now
 	TCPRefused   atomic.Int64
 	LiveSessions atomic.Int64
+	EncodeErrors atomic.Int64 // answers that did not encode (a bug): not sent
 }
 
 // New validates cfg and binds every socket; on error nothing stays open.

@@ -52,7 +52,11 @@ type udpClient struct {
 
 func newUDPClient(t *testing.T, srv netip.AddrPort, name string, card string) *udpClient {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	local := "127.0.0.1:0"
+	if srv.Addr().Is6() {
+		local = "[::1]:0"
+	}
+	pc, err := net.ListenPacket("udp", local)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +158,37 @@ func TestPairSignalResult(t *testing.T) {
 	}
 	if n := s.Stats().LiveSessions.Load(); n != 0 {
 		t.Errorf("%d sessions after both left", n)
+	}
+}
+
+// TestPairIPv6 pairs two peers through a server on ::1: every answer
+// carries an IPv6 observed address (19 bytes encoded), which once failed to
+// encode and went out as an empty datagram.
+func TestPairIPv6(t *testing.T) {
+	leaktest.Check(t)
+	s := startServer(t, Config{Addrs: []netip.AddrPort{netip.MustParseAddrPort("[::1]:0")}})
+	ctx := ctxT(t, 10*time.Second)
+	a := newUDPClient(t, s.Addr(), "six", "card-a")
+	b := newUDPClient(t, s.Addr(), "six", "card-b")
+	ja, err := a.Join(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ja.Observed != addrPortOf(a.pc.LocalAddr()) {
+		t.Errorf("observed %v, want %v", ja.Observed, a.pc.LocalAddr())
+	}
+	if _, err := b.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pa, err := a.WaitPair(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pa.Observed != addrPortOf(b.pc.LocalAddr()) || string(pa.Card) != "card-b" {
+		t.Errorf("pair %+v", pa)
+	}
+	if n := s.Stats().EncodeErrors.Load(); n != 0 {
+		t.Errorf("%d answers did not encode", n)
 	}
 }
 

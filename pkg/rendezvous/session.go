@@ -64,10 +64,25 @@ func (ss *session) expired(now time.Time, cfg Config) bool {
 // one of the addresses it reported as its own.
 func (p *peer) public() bool { return slices.Contains(p.addrs, p.observed) }
 
-// outgoing is a message to send once the lock is released.
+// outgoing is a message to seal and send once the lock is released: token
+// nil sends it untagged (COOKIE, ERROR). m may alias the datagram being
+// handled: handle sends before it returns (a delayed GO aliases nothing).
 type outgoing struct {
-	send func([]byte) error
-	b    []byte
+	send  func([]byte) error
+	m     *Message
+	token []byte
+}
+
+// emit seals o and sends it. A message that does not encode is a bug: it is
+// counted and logged, and nothing is sent (never an empty datagram).
+func (s *Server) emit(o outgoing) {
+	b, err := Seal(o.m, o.token)
+	if err != nil {
+		s.stats.EncodeErrors.Add(1)
+		s.log.Error("rendezvous: cannot encode answer", "type", o.m.Type, "err", err)
+		return
+	}
+	_ = o.send(b)
 }
 
 // handle processes one datagram or frame from src, received on listener i.
@@ -94,8 +109,7 @@ func (s *Server) handle(b []byte, src netip.AddrPort, i int, send func([]byte) e
 			return
 		}
 		c := cookie(s.secret, epochOf(now), src)
-		r, _ := Seal(&Message{Type: TypeCookie, Nonce: m.Nonce, Cookie: c, Observed: src, Peer: -1}, nil)
-		out = append(out, outgoing{send, r})
+		out = append(out, outgoing{send: send, m: &Message{Type: TypeCookie, Nonce: m.Nonce, Cookie: c, Observed: src, Peer: -1}})
 	case TypeJoin:
 		out = s.join(b, m, src, send, tcp, now)
 	case TypeReady, TypeSignal, TypeResult, TypeLeave:
@@ -104,7 +118,7 @@ func (s *Server) handle(b []byte, src netip.AddrPort, i int, send func([]byte) e
 		s.stats.Dropped.Add(1) // server-to-client types are never accepted
 	}
 	for _, o := range out {
-		_ = o.send(o.b)
+		s.emit(o)
 	}
 }
 
@@ -112,8 +126,7 @@ func epochOf(t time.Time) uint32 { return uint32(t.Unix() / int64(cookieEpoch/ti
 
 func (s *Server) refuse(send func([]byte) error, nonce []byte, code string) []outgoing {
 	s.stats.Refused.Add(1)
-	r, _ := Seal(&Message{Type: TypeError, Nonce: nonce, Code: code, Peer: -1}, nil)
-	return []outgoing{{send, r}}
+	return []outgoing{{send: send, m: &Message{Type: TypeError, Nonce: nonce, Code: code, Peer: -1}}}
 }
 
 func (s *Server) join(raw []byte, m *Message, src netip.AddrPort, send func([]byte) error, tcp bool, now time.Time) []outgoing {
@@ -132,8 +145,7 @@ func (s *Server) join(raw []byte, m *Message, src netip.AddrPort, send func([]by
 	}
 	if !s.allow(src.Addr(), now) {
 		s.stats.RateLimited.Add(1)
-		r, _ := Seal(&Message{Type: TypeError, Nonce: m.Nonce, Code: CodeRateLimited, Peer: -1}, nil)
-		return []outgoing{{send, r}}
+		return []outgoing{{send: send, m: &Message{Type: TypeError, Nonce: m.Nonce, Code: CodeRateLimited, Peer: -1}}}
 	}
 	if !VerifyJoin(raw, m) {
 		s.stats.BadAuth.Add(1)
@@ -147,9 +159,7 @@ func (s *Server) join(raw []byte, m *Message, src netip.AddrPort, send func([]by
 	}
 	if ss == nil {
 		if len(s.sessions) >= s.cfg.MaxSessions {
-			s.stats.Refused.Add(1)
-			r, _ := Seal(&Message{Type: TypeError, Nonce: m.Nonce, Code: CodeBusy, Peer: -1}, nil)
-			return []outgoing{{send, r}}
+			return s.refuse(send, m.Nonce, CodeBusy)
 		}
 		ss = &session{id: id, created: now}
 		s.sessions[id] = ss
@@ -171,10 +181,8 @@ func (s *Server) join(raw []byte, m *Message, src netip.AddrPort, send func([]by
 		case ss.peers[1] == nil:
 			idx = 1
 		default:
-			s.stats.Refused.Add(1)
 			s.log.Debug("rendezvous: session full", "session", hexShort(id[:]), "from", src)
-			r, _ := Seal(&Message{Type: TypeError, Nonce: m.Nonce, Code: CodeSessionFull, Peer: -1}, nil)
-			return []outgoing{{send, r}}
+			return s.refuse(send, m.Nonce, CodeSessionFull)
 		}
 		ss.peers[idx] = &peer{nonce: bytes.Clone(m.Nonce), token: randBytes(TokenSize), card: bytes.Clone(m.Card),
 			addrs: slices.Clone(m.Addrs), observed: src, tcp: tcp, send: send, lastSeen: now}
@@ -187,9 +195,8 @@ func (s *Server) join(raw []byte, m *Message, src netip.AddrPort, send func([]by
 	}
 	p := ss.peers[idx]
 	p.lastSeen, p.send, p.observed, p.tcp = now, send, src, tcp
-	r, _ := Seal(&Message{Type: TypeJoined, Session: m.Session, Peer: idx, Nonce: m.Nonce, Token: p.token,
-		Observed: src, Millis: uint32(s.cfg.PairTimeout / time.Millisecond)}, nil)
-	out := []outgoing{{send, r}}
+	out := []outgoing{{send: send, m: &Message{Type: TypeJoined, Session: m.Session, Peer: idx, Nonce: m.Nonce, Token: p.token,
+		Observed: src, Millis: uint32(s.cfg.PairTimeout / time.Millisecond)}}}
 	if ss.full() {
 		// Tell both: the joiner now, the one waiting at once too.
 		for k := range ss.peers {
@@ -215,9 +222,8 @@ func (s *Server) paired(ss *session, k int, now time.Time) outgoing {
 		flags |= FlagTCP
 	}
 	me.pairSent = now
-	r, _ := Seal(&Message{Type: TypePaired, Session: ss.id[:], Peer: 1 - k, Observed: other.observed, Addrs: other.addrs,
-		Card: other.card, PairNonce: ss.pairNonce, Flags: flags}, me.token)
-	return outgoing{me.send, r}
+	return outgoing{send: me.send, token: me.token, m: &Message{Type: TypePaired, Session: ss.id[:], Peer: 1 - k,
+		Observed: other.observed, Addrs: other.addrs, Card: other.card, PairNonce: ss.pairNonce, Flags: flags}}
 }
 
 // authed handles the token-authenticated messages.
@@ -277,14 +283,14 @@ func (s *Server) authed(raw []byte, m *Message, src netip.AddrPort, send func([]
 			out = append(out, s.goMsg(ss, near))
 		} else {
 			o := s.goMsg(ss, near)
-			time.AfterFunc(skew, func() { _ = o.send(o.b) })
+			time.AfterFunc(skew, func() { s.emit(o) })
 		}
 	case TypeSignal:
 		if other == nil || other.left {
 			return nil
 		}
-		r, _ := Seal(&Message{Type: TypeSignal, Session: ss.id[:], Peer: m.Peer, Seq: m.Seq, Ack: m.Ack, Data: m.Data}, other.token)
-		out = append(out, outgoing{other.send, r})
+		out = append(out, outgoing{send: other.send, token: other.token,
+			m: &Message{Type: TypeSignal, Session: ss.id[:], Peer: m.Peer, Seq: m.Seq, Ack: m.Ack, Data: m.Data}})
 	case TypeResult:
 		me.result = bytes.Clone(m.Data)
 		var theirs []byte
@@ -297,8 +303,8 @@ func (s *Server) authed(raw []byte, m *Message, src netip.AddrPort, send func([]
 		case other.left:
 			code = "peer-left"
 		}
-		r, _ := Seal(&Message{Type: TypeResults, Session: ss.id[:], Peer: m.Peer, Seq: m.Seq, Data: me.result, Other: theirs, Code: code}, me.token)
-		out = append(out, outgoing{send, r})
+		out = append(out, outgoing{send: send, token: me.token,
+			m: &Message{Type: TypeResults, Session: ss.id[:], Peer: m.Peer, Seq: m.Seq, Data: me.result, Other: theirs, Code: code}})
 	case TypeLeave:
 		me.left = true
 		if other == nil || other.left {
@@ -311,6 +317,5 @@ func (s *Server) authed(raw []byte, m *Message, src netip.AddrPort, send func([]
 
 func (s *Server) goMsg(ss *session, k int) outgoing {
 	p := ss.peers[k]
-	r, _ := Seal(&Message{Type: TypeGo, Session: ss.id[:], Peer: k, Millis: uint32(p.rtt / time.Millisecond)}, p.token)
-	return outgoing{p.send, r}
+	return outgoing{send: p.send, token: p.token, m: &Message{Type: TypeGo, Session: ss.id[:], Peer: k, Millis: uint32(p.rtt / time.Millisecond)}}
 }

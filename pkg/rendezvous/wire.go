@@ -43,6 +43,9 @@ const (
 	MaxData       = 900
 	MaxCode       = 64
 	MaxCookie     = 32
+	// AddrSize is the largest encoded address: family (1), an IPv6
+	// address (16), port (2).
+	AddrSize = 1 + 16 + 2
 )
 
 // Type is a message type.
@@ -173,7 +176,7 @@ func Marshal(m *Message) ([]byte, error) {
 	put(fCookie, m.Cookie, MaxCookie)
 	put(fToken, m.Token, TokenSize)
 	if m.Observed.IsValid() {
-		put(fObserved, appendAddr(nil, m.Observed), 18)
+		put(fObserved, appendAddr(nil, m.Observed), AddrSize)
 	}
 	if len(m.Addrs) > 0 {
 		if len(m.Addrs) > MaxAddrs {
@@ -183,7 +186,7 @@ func Marshal(m *Message) ([]byte, error) {
 		for _, a := range m.Addrs {
 			v = appendAddr(v, a)
 		}
-		put(fAddrs, v, MaxAddrs*19)
+		put(fAddrs, v, MaxAddrs*AddrSize)
 	}
 	put(fCard, m.Card, MaxCard)
 	put(fPairNonce, m.PairNonce, NonceSize)

@@ -19,6 +19,11 @@ func TestMarshalRoundTrip(t *testing.T) {
 			Addrs:    []netip.AddrPort{netip.MustParseAddrPort("192.168.1.10:4000"), netip.MustParseAddrPort("[2001:db8::1]:5")},
 			Card:     []byte(`{"x":1}`), PairNonce: bytes.Repeat([]byte{3}, NonceSize), Flags: FlagReverse}},
 		{"signal", Message{Type: TypeSignal, Session: bytes.Repeat([]byte{2}, SessionIDSize), Peer: 0, Seq: 7, Ack: 6, Data: []byte("candidate")}},
+		{"cookie ipv6", Message{Type: TypeCookie, Nonce: bytes.Repeat([]byte{4}, NonceSize), Cookie: bytes.Repeat([]byte{5}, 20),
+			Observed: netip.MustParseAddrPort("[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535"), Peer: -1}},
+		{"paired ipv6", Message{Type: TypePaired, Session: bytes.Repeat([]byte{2}, SessionIDSize), Peer: 0,
+			Observed: netip.MustParseAddrPort("[2001:db8::7]:4000"), Addrs: v6Addrs(MaxAddrs),
+			PairNonce: bytes.Repeat([]byte{3}, NonceSize)}},
 		{"error", Message{Type: TypeError, Nonce: bytes.Repeat([]byte{9}, NonceSize), Code: CodeSessionFull, Peer: -1}},
 	}
 	for _, tt := range tests {
@@ -140,6 +145,70 @@ func TestNewCode(t *testing.T) {
 	}
 }
 
+func v6Addrs(n int) []netip.AddrPort {
+	var out []netip.AddrPort
+	for i := range n {
+		out = append(out, netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}), uint16(1000+i)))
+	}
+	return out
+}
+
+// FuzzMarshalAddrs encodes messages with any mix of IPv4 and IPv6
+// addresses: every message within the field limits encodes (an IPv6
+// address once did not) and decodes to itself.
+func FuzzMarshalAddrs(f *testing.F) {
+	f.Add([]byte{1, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x0d, 0x96}, uint8(TypeCookie), uint8(2))
+	f.Add([]byte{0, 192, 0, 2, 1, 0, 80, 1}, uint8(TypePaired), uint8(8))
+	f.Fuzz(func(t *testing.T, raw []byte, typ, n uint8) {
+		// raw is a stream of addresses: a family byte (even: IPv4, odd:
+		// IPv6), the address, two port bytes; short input wraps around.
+		next := func(i *int) byte {
+			if len(raw) == 0 {
+				return 0
+			}
+			b := raw[*i%len(raw)]
+			*i++
+			return b
+		}
+		i := 0
+		addr := func() netip.AddrPort {
+			var a16 [16]byte
+			v6 := next(&i)%2 == 1
+			size := 4
+			if v6 {
+				size = 16
+			}
+			for k := range size {
+				a16[k] = next(&i)
+			}
+			port := uint16(next(&i))<<8 | uint16(next(&i))
+			if v6 {
+				return netip.AddrPortFrom(netip.AddrFrom16(a16), port)
+			}
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte(a16[:4])), port)
+		}
+		m := &Message{Type: Type(typ%uint8(TypeError)) + 1, Peer: -1, Nonce: make([]byte, NonceSize), Observed: addr()}
+		if m.Observed.Addr().Is4In6() {
+			m.Observed = netip.AddrPortFrom(m.Observed.Addr().Unmap(), m.Observed.Port())
+		}
+		for range int(n) % (MaxAddrs + 1) {
+			a := addr()
+			m.Addrs = append(m.Addrs, netip.AddrPortFrom(a.Addr().Unmap(), a.Port()))
+		}
+		b, err := Marshal(m)
+		if err != nil {
+			t.Fatalf("Marshal(%d addresses, observed %v): %v", len(m.Addrs), m.Observed, err)
+		}
+		got, err := Unmarshal(b)
+		if err != nil {
+			t.Fatalf("Unmarshal: %v", err)
+		}
+		if got.Observed != m.Observed || !reflect.DeepEqual(got.Addrs, m.Addrs) {
+			t.Fatalf("round trip: got %v %v, want %v %v", got.Observed, got.Addrs, m.Observed, m.Addrs)
+		}
+	})
+}
+
 func FuzzUnmarshal(f *testing.F) {
 	s, _ := NewSession("fuzz")
 	join, _ := s.SealJoin(&Message{Nonce: make([]byte, NonceSize), Cookie: make([]byte, 20), Card: []byte("{}"),
@@ -160,7 +229,13 @@ func FuzzUnmarshal(f *testing.F) {
 		m.Tag = nil
 		re, err := Marshal(m)
 		if err != nil {
-			return // e.g. unknown fields dropped past a limit
+			// Every field decoded within its limit re-encodes; only the
+			// whole can be over Marshal's bound, which leaves room for
+			// a signature where the decoded tag may have been a MAC.
+			if errors.Is(err, ErrTooLarge) && len(b) > MaxMessageSize-SigSize-3 {
+				return
+			}
+			t.Fatalf("decoded message does not re-encode: %v", err)
 		}
 		m2, err := Unmarshal(re)
 		if err != nil {
