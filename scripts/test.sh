@@ -30,13 +30,26 @@ if [ "$(id -u)" = 0 ]; then
     pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
     echo "== installing Debian packages: $pkgs"
     export DEBIAN_FRONTEND=noninteractive
+    # Installing coturn would start its system service (a turnserver on
+    # 3478). Tests never stop what they did not start, so nothing is started:
+    # a policy-rc.d that forbids starting services, for this install only,
+    # and only when the machine has none of its own.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\n# natkit scripts/test.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+      own_policy=1
+      trap '[ -n "$own_policy" ] && rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+    if [ -n "$own_policy" ]; then rm -f "$policy"; own_policy=; fi
   fi
-  # coturn's package may start a system turnserver on 3478; the tests want the port.
-  if command -v systemctl >/dev/null 2>&1; then systemctl stop coturn >/dev/null 2>&1 || true; fi
-  pkill -x turnserver >/dev/null 2>&1 || true
+  # Nothing here stops, kills or reconfigures a process or service that this
+  # script did not start: the tests bind their own free ports (never the
+  # host's 3478) and run third-party servers as their own child processes.
   export PATH="$PATH:/usr/sbin:/sbin"
   export NATKIT_E2E=1
   echo "== root: NAT-lab and interop tests enabled (NATKIT_E2E=1)"
