@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnserver"
@@ -79,8 +80,11 @@ type Daemon struct {
 	turn       *turnserver.Server
 	turnLs     []Listener
 	rendezvous *rendezvous.Server
-	http       *http.Server
-	hln        net.Listener
+	// answers is the per-source budget of unauthenticated UDP answers
+	// that STUN and the rendezvous server share; nil when unlimited.
+	answers *ratelimit.Limiter
+	http    *http.Server
+	hln     net.Listener
 
 	started   time.Time
 	stopping  atomic.Bool
@@ -104,7 +108,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.STUN == nil && cfg.TURN == nil && cfg.Rendezvous == nil && cfg.HTTPAddr == "" {
 		return nil, errors.New("daemon: no server to run")
 	}
-	d := &Daemon{cfg: cfg}
+	d := &Daemon{cfg: cfg, answers: answerLimiter(cfg)}
 	// TURN and STUN close one after the other (closeServers): with both,
 	// each gets half the drain.
 	budget := cfg.ShutdownTimeout
@@ -120,6 +124,9 @@ func New(cfg Config) (*Daemon, error) {
 			sc.ShutdownTimeout = budget
 		}
 		sc.Share = cfg.TURN != nil
+		if d.answers != nil {
+			sc.Limiter = d.answers
+		}
 		s, err := stunserver.New(sc)
 		if err != nil {
 			return nil, err
@@ -136,6 +143,12 @@ func New(cfg Config) (*Daemon, error) {
 		rc := *cfg.Rendezvous
 		if rc.Logger == nil {
 			rc.Logger = cfg.Logger
+		}
+		switch {
+		case d.answers != nil:
+			rc.AnswerLimiter = d.answers
+		case cfg.STUN != nil && cfg.STUN.NoRateLimit:
+			rc.NoAnswerLimit = true // STUN's limit is off: so is the one it shares
 		}
 		r, err := rendezvous.New(rc)
 		if err != nil {
@@ -157,6 +170,35 @@ func New(cfg Config) (*Daemon, error) {
 		d.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	}
 	return d, nil
+}
+
+// answerLimiter makes the one budget of unauthenticated UDP answers a
+// source gets from the whole process, from the STUN server's rate and
+// burst (--stun-rate, --stun-burst): STUN Binding answers on every STUN
+// socket and the rendezvous server's answers to unproven addresses draw
+// from it, so that a spoofed victim gets no more than one budget however
+// many ports an attacker aims at. nil when there is no STUN server (the
+// rendezvous server then keeps a budget of its own), when STUN's limit is
+// off, when the STUN configuration brings its own Limiter (which is then
+// shared), or when the values are bad (stunserver.New says so).
+func answerLimiter(cfg Config) *ratelimit.Limiter {
+	sc := cfg.STUN
+	switch {
+	case sc == nil || sc.NoRateLimit:
+		return nil
+	case sc.Limiter != nil:
+		return sc.Limiter
+	case sc.RateLimit < 0 || sc.RateBurst < 0 || sc.RateLimit > 1_000_000_000 || sc.RateBurst > 1_000_000_000:
+		return nil
+	}
+	rate, burst := sc.RateLimit, sc.RateBurst
+	if rate == 0 {
+		rate = stunserver.DefaultRateLimit
+	}
+	if burst == 0 {
+		burst = 2 * rate
+	}
+	return ratelimit.New(float64(rate), burst)
 }
 
 // newTURN builds the TURN server, on the STUN server's sockets when there

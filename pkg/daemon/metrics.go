@@ -50,7 +50,7 @@ func writeSTUN(w *promWriter, st stunserver.Stats) {
 			sample{labels: label("transport", "udp") + "," + label("verdict", v.String()), value: float64(st.UDP[v])},
 			sample{labels: label("transport", "stream") + "," + label("verdict", v.String()), value: float64(st.Stream[v])})
 	}
-	w.metric("natkit_stun_messages_total", "counter", "STUN messages received, by transport (udp, stream = tcp and tls) and what the server did with them (drop_rate_limit: an answer withheld by the per-source limit; forwarded: handed to TURN on the shared port).", msgs)
+	w.metric("natkit_stun_messages_total", "counter", "STUN messages received, by transport (udp, stream = tcp and tls) and what the server did with them (drop_rate_limit: an answer withheld by the per-source limit, whose budget the rendezvous server's answers share; forwarded: handed to TURN on the shared port).", msgs)
 	one := func(name, typ, help string, v uint64) { w.metric(name, typ, help, []sample{{value: float64(v)}}) }
 	one("natkit_stun_udp_batches_total", "counter", "UDP receive system calls that returned datagrams.", st.UDPBatches)
 	one("natkit_stun_udp_read_errors_total", "counter", "Failed UDP receive system calls.", st.UDPReadErrors)
@@ -94,9 +94,11 @@ func writeRendezvous(w *promWriter, st *rendezvous.Stats) {
 	one("natkit_rendezvous_bad_auth_total", "counter", "Signatures or MACs that did not verify.", st.BadAuth.Load())
 	one("natkit_rendezvous_rate_limited_total", "counter", "JOINs refused by the per-source rate limit.", st.RateLimited.Load())
 	one("natkit_rendezvous_stun_answered_total", "counter", "STUN Binding requests answered on the rendezvous port.", st.STUN.Load())
+	one("natkit_rendezvous_answers_rate_limited_total", "counter", "UDP answers to addresses not yet proven (STUN, COOKIE, ERROR to a JOIN without a valid cookie) withheld by the per-source budget shared with the STUN server.", st.AnswersLimited.Load())
 	one("natkit_rendezvous_sessions_total", "counter", "Sessions created.", st.Sessions.Load())
 	one("natkit_rendezvous_sessions_paired_total", "counter", "Sessions that got their second peer.", st.Paired.Load())
-	one("natkit_rendezvous_joins_refused_total", "counter", "JOINs refused: stale cookie, session full or server busy.", st.Refused.Load())
+	one("natkit_rendezvous_joins_refused_total", "counter", "JOINs refused: stale cookie, session full, server busy or quota exceeded.", st.Refused.Load())
+	one("natkit_rendezvous_quota_exceeded_total", "counter", "JOINs refused because the source's address (IPv6 /64) or network (IPv4 /24, IPv6 /48) held its quota of sessions.", st.QuotaExceeded.Load())
 	one("natkit_rendezvous_sessions_expired_total", "counter", "Sessions removed on expiry.", st.Expired.Load())
 	one("natkit_rendezvous_sessions", "gauge", "Live sessions.", st.LiveSessions.Load())
 	one("natkit_rendezvous_tcp_connections", "gauge", "Open TCP client connections.", st.TCPConns.Load())

@@ -293,6 +293,8 @@ func (p *puncher) run(ctx context.Context) error {
 		switch {
 		case errors.Is(err, rendezvous.ErrSessionFull):
 			p.fail(ReasonSessionFull)
+		case errors.As(err, &re) && re.Code == rendezvous.CodeQuotaExceeded:
+			p.fail(ReasonQuotaExceeded)
 		case errors.As(err, &re):
 			p.fail(ReasonRefused)
 		default:

@@ -20,6 +20,10 @@ const (
 	ReasonSessionFull FailureReason = "session-full"
 	// ReasonRefused: the server refused the join (busy, rate limited).
 	ReasonRefused FailureReason = "rendezvous-refused"
+	// ReasonQuotaExceeded: the server holds as many sessions as it allows
+	// one address or network (an IPv4 /32 or /24, an IPv6 /64 or /48), and
+	// this peer would have created another.
+	ReasonQuotaExceeded FailureReason = "rendezvous-quota-exceeded"
 	// ReasonPeerNeverJoined: nobody joined the session before the timeout.
 	ReasonPeerNeverJoined FailureReason = "peer-never-joined"
 	// ReasonPeerLeft: the peer went away before both reported.
@@ -53,7 +57,7 @@ const (
 
 // FailureReasons lists every code, for documentation and tests.
 var FailureReasons = []FailureReason{ReasonUDPBlocked, ReasonRendezvousUnreachable, ReasonSessionFull, ReasonRefused,
-	ReasonPeerNeverJoined, ReasonPeerLeft, ReasonModeMismatch, ReasonSymmetricBothRandom, ReasonSymmetricUnpredictable,
+	ReasonQuotaExceeded, ReasonPeerNeverJoined, ReasonPeerLeft, ReasonModeMismatch, ReasonSymmetricBothRandom, ReasonSymmetricUnpredictable,
 	ReasonFilteredNoInbound, ReasonOneWayOnly, ReasonTCPRefused, ReasonTCPUnpredictable, ReasonICEFailed, ReasonRelayFailed, ReasonTimeout}
 
 // Report is the outcome of a punch, and the JSON document of

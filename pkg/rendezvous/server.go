@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/natkit/natkit/pkg/ratelimit"
+	"github.com/natkit/natkit/pkg/stunserver"
 )
 
 // DefaultPort is the rendezvous port (UDP and TCP), as the contract says.
@@ -28,9 +32,20 @@ const (
 	DefaultSessionTTL = 10 * time.Minute
 	// DefaultIdleTimeout drops a paired session nobody has spoken in.
 	DefaultIdleTimeout = time.Minute
-	// DefaultJoinRate is how many JOINs per second one source IP may have
-	// verified (bursts of twice that); each costs an Ed25519 check.
+	// DefaultJoinRate is how many JOINs per second one source IP (IPv6:
+	// one /64) may have verified (bursts of twice that); each costs an
+	// Ed25519 check.
 	DefaultJoinRate = 20
+	// DefaultMaxSessionsPerHost bounds the sessions created by one IPv4
+	// address or IPv6 /64 and held at once: a host punching with many
+	// peers at a time, or a few hundred users behind one carrier NAT
+	// address, each holding a session for the seconds a punch takes.
+	DefaultMaxSessionsPerHost = 100
+	// DefaultMaxSessionsPerNet bounds those of one IPv4 /24 or IPv6 /48:
+	// a twentieth of DefaultMaxSessions, so that filling the table takes
+	// twenty networks, not one /64 (12 s at the JOIN rate of each of its
+	// addresses) or five IPv4 addresses.
+	DefaultMaxSessionsPerNet = 500
 	// DefaultMaxTCPConns bounds concurrent TCP clients.
 	DefaultMaxTCPConns = 1024
 	// tcpIdle closes a TCP client that sends nothing.
@@ -39,8 +54,6 @@ const (
 	cookieEpoch = 30 * time.Second
 	// maxGoSkew caps the delay between the two GOs.
 	maxGoSkew = 500 * time.Millisecond
-	// maxRateEntries bounds the per-IP rate table.
-	maxRateEntries = 4096
 )
 
 // Config configures a Server. Zero values mean the documented defaults.
@@ -58,8 +71,28 @@ type Config struct {
 	PairTimeout time.Duration
 	SessionTTL  time.Duration
 	IdleTimeout time.Duration
-	// JoinRate is the JOINs per second per source IP (DefaultJoinRate).
+	// JoinRate is the JOINs per second per source IP, IPv6 sources by
+	// /64, after a burst of twice that (DefaultJoinRate). The buckets live
+	// in a fixed table (pkg/ratelimit) that never needs clearing.
 	JoinRate float64
+	// MaxSessionsPerHost and MaxSessionsPerNet bound the sessions held at
+	// once that peers of one IPv4 address or IPv6 /64 (host), and of one
+	// IPv4 /24 or IPv6 /48 (net), created: 0 means
+	// DefaultMaxSessionsPerHost and DefaultMaxSessionsPerNet, or
+	// MaxSessions when it is smaller. A JOIN beyond them is refused with
+	// CodeQuotaExceeded. Joining a session another peer created is not
+	// counted.
+	MaxSessionsPerHost int
+	MaxSessionsPerNet  int
+	// AnswerLimiter is the per-source budget of UDP answers to addresses
+	// that have not proven they receive: STUN answers on every socket,
+	// COOKIE, and the ERROR to a JOIN without a valid cookie (see
+	// limits.go). nil means a limiter of the server's own with
+	// stunserver.DefaultRateLimit and DefaultRateBurst; natkit serve
+	// passes the one its STUN server uses, so that both ports together
+	// send a source no more than one budget. NoAnswerLimit turns it off.
+	AnswerLimiter *ratelimit.Limiter
+	NoAnswerLimit bool
 	// MaxTCPConns bounds TCP clients (DefaultMaxTCPConns).
 	MaxTCPConns int
 	// Software is sent in STUN answers; empty sends none.
@@ -83,9 +116,13 @@ type Server struct {
 	// udpResp and streamResp hold STUN responders (stun.go).
 	udpResp, streamResp sync.Pool
 
+	answers *ratelimit.Limiter // nil: no limit
+	joins   *ratelimit.Limiter
+	epoch   time.Time // cfg.Now() at New: the zero of joins' clock
+
 	mu       sync.Mutex
 	sessions map[[SessionIDSize]byte]*session
-	rates    map[netip.Addr]*bucket
+	held     map[netip.Prefix]int // live sessions by owner prefix (limits.go)
 	conns    map[net.Conn]struct{}
 	closed   bool
 
@@ -106,19 +143,21 @@ type udpSock struct {
 
 // Stats counts what the server did; read it with Server.Stats.
 type Stats struct {
-	Received     atomic.Int64 // datagrams and frames read
-	Dropped      atomic.Int64 // garbage, bad tags, over limits
-	BadAuth      atomic.Int64 // signatures or MACs that did not verify
-	RateLimited  atomic.Int64
-	STUN         atomic.Int64 // STUN Binding requests answered
-	Sessions     atomic.Int64 // sessions created
-	Paired       atomic.Int64 // sessions that got their second peer
-	Refused      atomic.Int64 // JOINs refused (full, busy)
-	Expired      atomic.Int64 // sessions removed by the janitor
-	TCPConns     atomic.Int64 // TCP clients now
-	TCPRefused   atomic.Int64
-	LiveSessions atomic.Int64
-	EncodeErrors atomic.Int64 // answers that did not encode (a bug): not sent
+	Received       atomic.Int64 // datagrams and frames read
+	Dropped        atomic.Int64 // garbage, bad tags, over limits
+	BadAuth        atomic.Int64 // signatures or MACs that did not verify
+	RateLimited    atomic.Int64 // JOINs refused by the per-source JOIN rate
+	AnswersLimited atomic.Int64 // UDP answers to unproven addresses withheld by the answer budget
+	STUN           atomic.Int64 // STUN Binding requests answered
+	Sessions       atomic.Int64 // sessions created
+	Paired         atomic.Int64 // sessions that got their second peer
+	Refused        atomic.Int64 // JOINs refused (full, busy, quota)
+	QuotaExceeded  atomic.Int64 // JOINs refused by the per-prefix session quotas
+	Expired        atomic.Int64 // sessions removed by the janitor
+	TCPConns       atomic.Int64 // TCP clients now
+	TCPRefused     atomic.Int64
+	LiveSessions   atomic.Int64
+	EncodeErrors   atomic.Int64 // answers that did not encode (a bug): not sent
 }
 
 // New validates cfg and binds every socket; on error nothing stays open.
@@ -132,11 +171,21 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Addrs) == 2 && cfg.Addrs[0].Addr() == cfg.Addrs[1].Addr() {
 		return nil, errors.New("rendezvous: the alternate address needs another IP than the primary")
 	}
-	if cfg.MaxSessions < 0 || cfg.PairTimeout < 0 || cfg.SessionTTL < 0 || cfg.IdleTimeout < 0 || cfg.JoinRate < 0 || cfg.MaxTCPConns < 0 {
+	if cfg.MaxSessions < 0 || cfg.PairTimeout < 0 || cfg.SessionTTL < 0 || cfg.IdleTimeout < 0 || cfg.JoinRate < 0 || cfg.MaxTCPConns < 0 ||
+		cfg.MaxSessionsPerHost < 0 || cfg.MaxSessionsPerNet < 0 {
 		return nil, errors.New("rendezvous: negative limit in config")
+	}
+	if math.IsNaN(cfg.JoinRate) || math.IsInf(cfg.JoinRate, 0) {
+		return nil, errors.New("rendezvous: join rate is not a number")
 	}
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.MaxSessionsPerHost == 0 {
+		cfg.MaxSessionsPerHost = min(DefaultMaxSessionsPerHost, cfg.MaxSessions)
+	}
+	if cfg.MaxSessionsPerNet == 0 {
+		cfg.MaxSessionsPerNet = min(DefaultMaxSessionsPerNet, cfg.MaxSessions)
 	}
 	if cfg.PairTimeout == 0 {
 		cfg.PairTimeout = DefaultPairTimeout
@@ -160,7 +209,15 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, secret: randBytes(32), sessions: map[[SessionIDSize]byte]*session{},
-		rates: map[netip.Addr]*bucket{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+		held: map[netip.Prefix]int{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{}),
+		joins: ratelimit.New(cfg.JoinRate, max(1, int(math.Ceil(2*cfg.JoinRate)))), epoch: cfg.Now()}
+	switch {
+	case cfg.NoAnswerLimit:
+	case cfg.AnswerLimiter != nil:
+		s.answers = cfg.AnswerLimiter
+	default:
+		s.answers = ratelimit.New(stunserver.DefaultRateLimit, stunserver.DefaultRateBurst)
+	}
 	fail := func(err error) (*Server, error) {
 		s.closeSockets()
 		return nil, err
@@ -208,6 +265,10 @@ func (s *Server) TCPAddrs() []netip.AddrPort {
 	}
 	return out
 }
+
+// AnswerLimit returns the per-source budget of UDP answers to unproven
+// addresses, a second and burst, or zeros when it is off.
+func (s *Server) AnswerLimit() (rate float64, burst int) { return s.answers.Rate() }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
@@ -415,43 +476,28 @@ func (s *Server) expire(now time.Time) {
 	defer s.mu.Unlock()
 	for id, ss := range s.sessions {
 		if ss.expired(now, s.cfg) {
-			delete(s.sessions, id)
+			s.removeSession(ss)
 			s.stats.Expired.Add(1)
 			s.log.Debug("rendezvous: session expired", "session", hexShort(id[:]))
 		}
 	}
 	s.stats.LiveSessions.Store(int64(len(s.sessions)))
-	for ip, b := range s.rates {
-		if now.Sub(b.last) > 10*time.Second {
-			delete(s.rates, ip)
-		}
-	}
 }
 
-// bucket is a token bucket per source IP.
-type bucket struct {
-	tokens float64
-	last   time.Time
+// allowJoin takes a JOIN token for ip at now (on the server's clock).
+func (s *Server) allowJoin(ip netip.Addr, now time.Time) bool {
+	return s.joins.AllowAt(ip, int64(now.Sub(s.epoch)))
 }
 
-// allow takes a token for ip; s.mu is held.
-func (s *Server) allow(ip netip.Addr, now time.Time) bool {
-	b := s.rates[ip]
-	if b == nil {
-		if len(s.rates) >= maxRateEntries {
-			// Bounded memory first: forget everyone rather than grow.
-			clear(s.rates)
-		}
-		b = &bucket{tokens: 2 * s.cfg.JoinRate, last: now}
-		s.rates[ip] = b
+// allowAnswer takes a token of the answer budget for an answer over UDP
+// to an unproven address (see limits.go); answers over TCP, whose source
+// cannot be spoofed, take none.
+func (s *Server) allowAnswer(to netip.AddrPort, tcp bool) bool {
+	if tcp || s.answers.Allow(to.Addr()) {
+		return true
 	}
-	b.tokens = min(2*s.cfg.JoinRate, b.tokens+now.Sub(b.last).Seconds()*s.cfg.JoinRate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	s.stats.AnswersLimited.Add(1)
+	return false
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

@@ -13,10 +13,14 @@ const (
 	CodeBadCookie   = "bad-cookie"   // get a fresh cookie with HELLO
 	CodeBusy        = "busy"         // the server holds MaxSessions
 	CodeRateLimited = "rate-limited" // too many JOINs from this IP
+	// CodeQuotaExceeded: the sender's address or network holds its quota of
+	// sessions (Config.MaxSessionsPerHost, MaxSessionsPerNet).
+	CodeQuotaExceeded = "quota-exceeded"
 )
 
 type session struct {
 	id        [SessionIDSize]byte
+	owner     owner // the creator's prefixes, charged while the session lives
 	created   time.Time
 	pairNonce []byte
 	peers     [2]*peer
@@ -108,6 +112,9 @@ func (s *Server) handle(b []byte, src netip.AddrPort, i int, send func([]byte) e
 			s.stats.Dropped.Add(1)
 			return
 		}
+		if !s.allowAnswer(src, tcp) {
+			return
+		}
 		c := cookie(s.secret, epochOf(now), src)
 		out = append(out, outgoing{send: send, m: &Message{Type: TypeCookie, Nonce: m.Nonce, Cookie: c, Observed: src, Peer: -1}})
 	case TypeJoin:
@@ -135,15 +142,16 @@ func (s *Server) join(raw []byte, m *Message, src netip.AddrPort, send func([]by
 		return nil
 	}
 	if !checkCookie(s.secret, epochOf(now), src, m.Cookie) {
-		// Stateless: a spoofed source never sees this answer.
+		// Stateless, and within the answer budget: this answer goes to an
+		// address that may be spoofed (a victim's).
+		if !s.allowAnswer(src, tcp) {
+			return nil
+		}
 		return s.refuse(send, m.Nonce, CodeBadCookie)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	if !s.allow(src.Addr(), now) {
+	// From here on the cookie proves that src receives what is sent to
+	// it: answers no longer draw from the answer budget.
+	if !s.allowJoin(src.Addr(), now) {
 		s.stats.RateLimited.Add(1)
 		return []outgoing{{send: send, m: &Message{Type: TypeError, Nonce: m.Nonce, Code: CodeRateLimited, Peer: -1}}}
 	}
@@ -151,20 +159,29 @@ func (s *Server) join(raw []byte, m *Message, src netip.AddrPort, send func([]by
 		s.stats.BadAuth.Add(1)
 		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	id := [SessionIDSize]byte(m.Session)
 	ss := s.sessions[id]
 	if ss != nil && ss.expired(now, s.cfg) {
-		delete(s.sessions, id)
+		s.removeSession(ss)
 		ss = nil
 	}
 	if ss == nil {
 		if len(s.sessions) >= s.cfg.MaxSessions {
 			return s.refuse(send, m.Nonce, CodeBusy)
 		}
-		ss = &session{id: id, created: now}
-		s.sessions[id] = ss
-		s.stats.Sessions.Add(1)
-		s.stats.LiveSessions.Store(int64(len(s.sessions)))
+		o := ownerOf(src.Addr())
+		if !s.quotaAllows(o) {
+			s.stats.QuotaExceeded.Add(1)
+			s.log.Debug("rendezvous: session quota exceeded", "from", src)
+			return s.refuse(send, m.Nonce, CodeQuotaExceeded)
+		}
+		ss = &session{id: id, owner: o, created: now}
+		s.addSession(ss)
 	}
 	// A retransmitted JOIN (same nonce) refreshes the peer and gets the
 	// same answer: JOINED, or PAIRED once the other peer is in.
@@ -244,7 +261,9 @@ func (s *Server) authed(raw []byte, m *Message, src netip.AddrPort, send func([]
 		s.stats.BadAuth.Add(1)
 		return nil
 	}
-	// Authenticated: follow the peer to wherever it speaks from now.
+	// Authenticated (the token's MAC verified): follow the peer to wherever
+	// it speaks from now. Answers to it do not draw from the answer budget
+	// (limits.go): only the joined peer holds the token.
 	me.lastSeen, me.send, me.tcp = now, send, tcp
 	if !tcp {
 		me.observed = src
@@ -308,8 +327,7 @@ func (s *Server) authed(raw []byte, m *Message, src netip.AddrPort, send func([]
 	case TypeLeave:
 		me.left = true
 		if other == nil || other.left {
-			delete(s.sessions, ss.id)
-			s.stats.LiveSessions.Store(int64(len(s.sessions)))
+			s.removeSession(ss)
 		}
 	}
 	return out

@@ -53,13 +53,18 @@ func (s *Server) initResponders() {
 	}
 }
 
-// answerSTUN answers a STUN request received on the UDP socket at local.
+// answerSTUN answers a STUN request received on the UDP socket at local,
+// within the per-source answer budget.
 func (s *Server) answerSTUN(b []byte, src, local netip.AddrPort) {
 	r := s.udpResp.Get().(*responder)
 	defer s.udpResp.Put(r)
 	rep := r.r.Respond(b, src, local, r.buf)
 	if rep.Msg == nil {
 		s.stats.Dropped.Add(1)
+		return
+	}
+	// rep.To has src's IP (RESPONSE-PORT changes the port only).
+	if !s.allowAnswer(rep.To, false) {
 		return
 	}
 	s.stats.STUN.Add(1)

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"runtime"
 	"time"
+
+	"github.com/natkit/natkit/pkg/ratelimit"
 )
 
 // Defaults for the zero values of Config.
@@ -93,11 +95,17 @@ type Config struct {
 	// bucket per source: RateLimit a second after a burst of RateBurst.
 	// RateLimit 0 means DefaultRateLimit, RateBurst 0 twice RateLimit
 	// (DefaultRateBurst); NoRateLimit turns the limit off. The buckets
-	// live in a fixed table (see rateBuckets), so memory does not grow
-	// with the number of sources. Streams are not limited: TCP cannot be
+	// live in a fixed table (pkg/ratelimit), so memory does not grow with
+	// the number of sources. Streams are not limited: TCP cannot be
 	// spoofed, and MaxConns bounds them.
 	RateLimit, RateBurst int
 	NoRateLimit          bool
+	// Limiter, when set, is the budget UDP answers draw from instead of
+	// one of the server's own, so that several servers of a process
+	// (natkit serve: STUN and the rendezvous server) send one source no
+	// more than one budget between them; RateLimit and RateBurst are then
+	// ignored, and NoRateLimit still turns the limit off.
+	Limiter *ratelimit.Limiter
 
 	// Share splits the primary address with another server, a TURN relay
 	// on the same port (RFC 8656 §4): Binding stays here, while ChannelData

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
@@ -33,8 +34,7 @@ type Server struct {
 	udp     []*udpGroup // by Role order
 	quad    Quad        // the UDP groups' addresses
 	streams []*streamListener
-	lim     *limiter // nil: no rate limit
-	epoch   time.Time
+	lim     *ratelimit.Limiter // nil: no rate limit
 
 	stream  streamStats
 	workers []*workerStats
@@ -83,7 +83,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, conns: make(map[net.Conn]struct{}), done: make(chan struct{}), epoch: time.Now()}
+	s := &Server{cfg: cfg, conns: make(map[net.Conn]struct{}), done: make(chan struct{})}
 	if err := s.bind(); err != nil {
 		s.closeSockets()
 		return nil, err
@@ -91,8 +91,12 @@ func New(cfg Config) (*Server, error) {
 	for _, g := range s.udp {
 		s.quad[g.role] = g.local
 	}
-	if !cfg.NoUDP && !cfg.NoRateLimit {
-		s.lim = newLimiter(cfg.RateLimit, cfg.RateBurst)
+	switch {
+	case cfg.NoUDP || cfg.NoRateLimit:
+	case cfg.Limiter != nil:
+		s.lim = cfg.Limiter
+	default:
+		s.lim = ratelimit.New(float64(cfg.RateLimit), cfg.RateBurst)
 	}
 	return s, nil
 }
@@ -293,12 +297,10 @@ func (s *Server) Mode() Mode { return ModeOf(s.quad) }
 func (s *Server) Quad() Quad { return s.quad }
 
 // RateLimit returns the per-source limit on UDP answers, a second and
-// burst, or zeros when it is off.
+// burst (Config.Limiter's when given), or zeros when it is off.
 func (s *Server) RateLimit() (rate, burst int) {
-	if s.lim == nil {
-		return 0, 0
-	}
-	return s.cfg.RateLimit, s.cfg.RateBurst
+	r, b := s.lim.Rate()
+	return int(r), b
 }
 
 // Serve answers requests until ctx is done or Close is called, then closes

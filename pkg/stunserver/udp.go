@@ -139,7 +139,7 @@ func (wk *udpWorker) handle(n int, shared *sharedPacketConn, direct bool) bool {
 	w.batches.Add(1)
 	var now int64
 	if s.lim != nil {
-		now = int64(time.Since(s.epoch)) // one monotonic reading per batch
+		now = s.lim.Now() // one clock reading per batch
 	}
 	var via uint8 // bit r: some answer leaves from role r
 	for i := 0; i < n; i++ {
@@ -160,7 +160,7 @@ func (wk *udpWorker) handle(n int, shared *sharedPacketConn, direct bool) bool {
 		}
 		rep := wk.r.Respond(req, m.Addr, g.local, dg.outb)
 		msg, v := rep.Msg, rep.Verdict
-		if msg != nil && s.lim != nil && !s.lim.allow(m.Addr.Addr(), now) {
+		if msg != nil && s.lim != nil && !s.lim.AllowAt(m.Addr.Addr(), now) {
 			msg, v = nil, DropRateLimit
 		}
 		w.verdicts[v].Add(1)

@@ -317,6 +317,7 @@ var reasonText = map[engine.FailureReason]string{
 	engine.ReasonRendezvousUnreachable:  "the rendezvous server answered neither UDP nor TCP",
 	engine.ReasonSessionFull:            "two other hosts already use this session; pick another name",
 	engine.ReasonRefused:                "the rendezvous server refused the join (busy or rate limited); try again shortly",
+	engine.ReasonQuotaExceeded:          "the rendezvous server already holds as many sessions as it allows your address or network; wait a few minutes for them to end, or use another server",
 	engine.ReasonPeerNeverJoined:        "the other host never joined the session before the timeout",
 	engine.ReasonPeerLeft:               "the other host left before both sides reported",
 	engine.ReasonModeMismatch:           "the two hosts asked for different modes (--tcp, --ice); use the same flags on both",

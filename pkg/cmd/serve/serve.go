@@ -91,9 +91,9 @@ Without --alt-ip only the port can change: no OTHER-ADDRESS is sent, as RFC
 5780 §6 requires, a change of port is answered from --stun-alt-port, and a
 change of IP is refused ("rfc5780: port-only").
 
-UDP answers to one source IP (IPv6: one /64) are limited to --stun-rate a
-second after a burst of --stun-burst, so that the server cannot be used to
-flood a spoofed address.
+UDP answers to one source IP (IPv6: one /64), the STUN and the rendezvous
+ports' together, are limited to --stun-rate a second after a burst of
+--stun-burst, so that the server cannot be used to flood a spoofed address.
 
 TURN (RFC 8656) shares the STUN port on UDP, TCP and TLS: Binding requests
 are STUN's, every other STUN method and ChannelData is TURN's. It runs when

@@ -1,0 +1,160 @@
+package daemon
+
+import (
+	"context"
+	"math"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/rendezvous"
+	"github.com/natkit/natkit/pkg/stun"
+	"github.com/natkit/natkit/pkg/stunserver"
+)
+
+// serve runs d until the test ends.
+func serve(t *testing.T, d *Daemon) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return")
+		}
+	})
+}
+
+// answers reads pc until it has been quiet for quiet and counts datagrams.
+func answers(pc net.PacketConn, quiet time.Duration) int {
+	n := 0
+	buf := make([]byte, 1500)
+	for {
+		pc.SetReadDeadline(time.Now().Add(quiet))
+		if _, _, err := pc.ReadFrom(buf); err != nil {
+			return n
+		}
+		n++
+	}
+}
+
+// TestSharedAnswerBudget: one source flooding STUN Binding requests at
+// both STUN ports and at the rendezvous port (STUN and HELLO) gets no more
+// than one budget of answers from the process — burst + rate × t — while
+// another source still gets answers from both servers. Before, the
+// rendezvous port answered without limit.
+func TestSharedAnswerBudget(t *testing.T) {
+	leaktest.Check(t)
+	const rate, burst = 1, 10
+	d, err := New(Config{
+		STUN:       &stunserver.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), UDPSockets: 2, RateLimit: rate, RateBurst: burst},
+		Rendezvous: &rendezvous.Config{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, NoTCP: true},
+		HTTPAddr:   "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, b := d.Rendezvous().AnswerLimit(); r != rate || b != burst {
+		t.Errorf("rendezvous answer budget %v/s burst %d, want STUN's %d/s burst %d", r, b, rate, burst)
+	}
+	serve(t, d)
+	q := d.STUN().Quad()
+	targets := []netip.AddrPort{q[stunserver.Primary], q[stunserver.AltPort], d.Rendezvous().Addr()}
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	start := time.Now()
+	const each = 20
+	for i := range each {
+		bind := stun.NewBuilder(nil, stun.BindingRequest, stun.MagicCookie, stun.TransactionID{byte(i)}).Bytes()
+		for _, to := range targets {
+			pc.WriteTo(bind, net.UDPAddrFromAddrPort(to))
+		}
+		hello, _ := rendezvous.Seal(&rendezvous.Message{Type: rendezvous.TypeHello, Nonce: make([]byte, rendezvous.NonceSize), Peer: -1}, nil)
+		pc.WriteTo(hello, net.UDPAddrFromAddrPort(d.Rendezvous().Addr()))
+	}
+	sent := each * (len(targets) + 1)
+	got := answers(pc, 500*time.Millisecond)
+	limit := burst + int(math.Ceil(rate*time.Since(start).Seconds()))
+	t.Logf("%d of %d requests answered in %v (budget %d)", got, sent, time.Since(start), limit)
+	if got > limit {
+		t.Errorf("%d of %d requests answered, want at most one budget: %d", got, sent, limit)
+	}
+	if got < burst {
+		t.Errorf("%d answered, want at least the burst of %d", got, burst)
+	}
+	// Every request was either answered or counted as withheld.
+	withheld := d.STUN().Stats().UDP[stunserver.DropRateLimit] + uint64(d.Rendezvous().Stats().AnswersLimited.Load())
+	if got+int(withheld) != sent {
+		t.Errorf("%d answered + %d withheld, want %d", got, withheld, sent)
+	}
+	var httpAddr netip.AddrPort
+	for _, l := range d.Listeners() {
+		if l.Service == "http" {
+			httpAddr = l.Addr
+		}
+	}
+	if _, body := get(t, "http://"+httpAddr.String()+"/metrics"); !strings.Contains(body, "natkit_rendezvous_answers_rate_limited_total ") ||
+		strings.Contains(body, "natkit_rendezvous_answers_rate_limited_total 0\n") {
+		t.Errorf("/metrics does not count the withheld rendezvous answers")
+	}
+
+	// Another source has a budget of its own, on both servers.
+	other, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Skip("no 127.0.0.2:", err)
+	}
+	defer other.Close()
+	for _, to := range []netip.AddrPort{q[stunserver.Primary], d.Rendezvous().Addr()} {
+		other.WriteTo(stun.NewBuilder(nil, stun.BindingRequest, stun.MagicCookie, stun.TransactionID{99}).Bytes(), net.UDPAddrFromAddrPort(to))
+		other.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, _, err := other.ReadFrom(make([]byte, 1500)); err != nil {
+			t.Errorf("a second source got no answer from %v: %v", to, err)
+		}
+	}
+}
+
+// TestAnswerBudgetOff: --stun-rate 0 (NoRateLimit) turns the shared budget
+// off for the rendezvous server too; without STUN it keeps its own.
+func TestAnswerBudgetOff(t *testing.T) {
+	leaktest.Check(t)
+	rv := func() *rendezvous.Config {
+		return &rendezvous.Config{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, NoTCP: true}
+	}
+	for _, tt := range []struct {
+		name        string
+		stun        *stunserver.Config
+		rate        float64
+		burst       int
+		stunLimited bool
+	}{
+		{"stun unlimited", &stunserver.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), NoRateLimit: true}, 0, 0, false},
+		{"stun default", &stunserver.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0")}, stunserver.DefaultRateLimit, stunserver.DefaultRateBurst, true},
+		{"no stun", nil, stunserver.DefaultRateLimit, stunserver.DefaultRateBurst, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := New(Config{STUN: tt.stun, Rendezvous: rv()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if r, b := d.Rendezvous().AnswerLimit(); r != tt.rate || b != tt.burst {
+				t.Errorf("rendezvous answer budget %v/s burst %d, want %v/s burst %d", r, b, tt.rate, tt.burst)
+			}
+			if tt.stunLimited && d.answers == nil {
+				t.Error("no shared budget")
+			}
+		})
+	}
+}
