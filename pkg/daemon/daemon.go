@@ -21,8 +21,27 @@ import (
 	"github.com/natkit/natkit/pkg/turnserver"
 )
 
-// DefaultShutdownTimeout bounds the drain on SIGTERM or cancellation.
-const DefaultShutdownTimeout = 5 * time.Second
+// Defaults for the zero values of Config.
+const (
+	// DefaultShutdownTimeout bounds the drain on SIGTERM or cancellation.
+	DefaultShutdownTimeout = 5 * time.Second
+	// DefaultHTTPIdleTimeout closes a keep-alive connection with no
+	// request for this long: longer than Prometheus's default scrape
+	// interval (1 min) would keep a scraper's connection, yet a client
+	// that goes quiet gives its slot back.
+	DefaultHTTPIdleTimeout = 30 * time.Second
+	// DefaultHTTPReadTimeout bounds reading one request, headers and body
+	// (/healthz and /metrics take none), and DefaultHTTPWriteTimeout
+	// writing one answer (the metrics are a few KiB).
+	DefaultHTTPReadTimeout  = 10 * time.Second
+	DefaultHTTPWriteTimeout = 10 * time.Second
+	// DefaultHTTPMaxConns bounds the open HTTP connections: a scraper or
+	// two and a health checker need a handful. Further connections wait
+	// in the kernel's accept queue until one closes.
+	DefaultHTTPMaxConns = 32
+	// httpHeaderTimeout bounds reading a request's headers.
+	httpHeaderTimeout = 5 * time.Second
+)
 
 // Config says which servers run. Zero values mean the documented defaults.
 type Config struct {
@@ -41,6 +60,14 @@ type Config struct {
 	Rendezvous *rendezvous.Config
 	// HTTPAddr serves /healthz and /metrics; "" turns HTTP off.
 	HTTPAddr string
+	// HTTPIdleTimeout, HTTPReadTimeout and HTTPWriteTimeout bound an idle
+	// keep-alive connection, the reading of a request and the writing of
+	// an answer; HTTPMaxConns bounds the open connections. 0 means the
+	// Default of each.
+	HTTPIdleTimeout  time.Duration
+	HTTPReadTimeout  time.Duration
+	HTTPWriteTimeout time.Duration
+	HTTPMaxConns     int
 	// ShutdownTimeout bounds the drain: 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// Version is reported in natkit_build_info.
@@ -96,11 +123,23 @@ type Daemon struct {
 // New validates cfg and binds every server's sockets; on error nothing is
 // left open.
 func New(cfg Config) (*Daemon, error) {
-	if cfg.ShutdownTimeout < 0 {
-		return nil, errors.New("daemon: negative shutdown timeout")
+	if cfg.ShutdownTimeout < 0 || cfg.HTTPIdleTimeout < 0 || cfg.HTTPReadTimeout < 0 || cfg.HTTPWriteTimeout < 0 || cfg.HTTPMaxConns < 0 {
+		return nil, errors.New("daemon: negative timeout or limit")
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.HTTPIdleTimeout == 0 {
+		cfg.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if cfg.HTTPReadTimeout == 0 {
+		cfg.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if cfg.HTTPWriteTimeout == 0 {
+		cfg.HTTPWriteTimeout = DefaultHTTPWriteTimeout
+	}
+	if cfg.HTTPMaxConns == 0 {
+		cfg.HTTPMaxConns = DefaultHTTPMaxConns
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -163,11 +202,13 @@ func New(cfg Config) (*Daemon, error) {
 			d.closeServers()
 			return nil, fmt.Errorf("cannot listen on http %s: %w", cfg.HTTPAddr, unwrapSyscall(err))
 		}
-		d.hln = ln
+		d.hln = newLimitListener(ln, cfg.HTTPMaxConns)
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /healthz", d.healthz)
 		mux.HandleFunc("GET /metrics", d.metrics)
-		d.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+		d.http = &http.Server{Handler: mux, ReadHeaderTimeout: min(httpHeaderTimeout, cfg.HTTPReadTimeout),
+			ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout,
+			MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	}
 	return d, nil
 }

@@ -1,9 +1,13 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -156,5 +160,118 @@ func TestAnswerBudgetOff(t *testing.T) {
 				t.Error("no shared budget")
 			}
 		})
+	}
+}
+
+// httpDaemon runs a daemon with HTTP and a STUN server on TCP only (HTTP
+// alone would do, but the test keeps the daemon's usual shape) and returns
+// the HTTP address.
+func httpDaemon(t *testing.T, cfg Config) (*Daemon, string) {
+	t.Helper()
+	cfg.STUN = &stunserver.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), NoUDP: true}
+	cfg.HTTPAddr = "127.0.0.1:0"
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, d)
+	return d, d.hln.Addr().String()
+}
+
+// keepAlive opens a connection and makes one request on it, keeping it
+// open; it returns the connection and its reader.
+func keepAlive(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	br := bufio.NewReader(c)
+	if err := roundTrip(c, br, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return c, br
+}
+
+// roundTrip sends GET /healthz on c and reads the answer within wait.
+func roundTrip(c net.Conn, br *bufio.Reader, wait time.Duration) error {
+	c.SetDeadline(time.Now().Add(wait))
+	defer c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: natkit\r\n\r\n"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 {
+		return errors.New(resp.Status)
+	}
+	return err
+}
+
+// TestHTTPIdleTimeout: a keep-alive connection that goes quiet is closed
+// by the server after the idle timeout. Before, it stayed open forever.
+func TestHTTPIdleTimeout(t *testing.T) {
+	leaktest.Check(t)
+	_, addr := httpDaemon(t, Config{HTTPIdleTimeout: 200 * time.Millisecond})
+	c, br := keepAlive(t, addr)
+	// The server closes it: the read ends with EOF, well before this
+	// generous deadline that only proves it is not left open.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("idle connection: read %v, want EOF (closed by the server)", err)
+	}
+}
+
+// TestHTTPConnectionCap: beyond HTTPMaxConns a new connection waits (it is
+// not served) while the open ones still work; it is served once one
+// closes. Before, every connection was served at once.
+func TestHTTPConnectionCap(t *testing.T) {
+	leaktest.Check(t)
+	_, addr := httpDaemon(t, Config{HTTPMaxConns: 2})
+	c1, br1 := keepAlive(t, addr)
+	c2, br2 := keepAlive(t, addr)
+	c3, err := net.Dial("tcp", addr) // the kernel completes the handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	br3 := bufio.NewReader(c3)
+	if err := roundTrip(c3, br3, 500*time.Millisecond); err == nil {
+		t.Fatal("a third connection was served with a cap of 2")
+	}
+	// The open ones still work.
+	if err := roundTrip(c1, br1, 5*time.Second); err != nil {
+		t.Errorf("first connection: %v", err)
+	}
+	if err := roundTrip(c2, br2, 5*time.Second); err != nil {
+		t.Errorf("second connection: %v", err)
+	}
+	// One closes: the waiting one is accepted and reads the request it
+	// sent.
+	c1.Close()
+	c3.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br3, nil)
+	if err != nil {
+		t.Fatalf("waiting connection after a slot freed: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("waiting connection: %s", resp.Status)
+	}
+}
+
+func TestHTTPConfigErrors(t *testing.T) {
+	leaktest.Check(t)
+	for _, cfg := range []Config{{HTTPIdleTimeout: -1}, {HTTPReadTimeout: -1}, {HTTPWriteTimeout: -1}, {HTTPMaxConns: -1}} {
+		cfg.HTTPAddr = "127.0.0.1:0"
+		if d, err := New(cfg); err == nil {
+			d.Close()
+			t.Errorf("New(%+v) accepted", cfg)
+		}
 	}
 }

@@ -26,6 +26,10 @@ import (
 // without putting it on the command line (where ps shows it).
 const EnvAuthSecret = "NATKIT_AUTH_SECRET"
 
+// maxConfigSize bounds the --config file: a real one is a few hundred
+// bytes, and /dev/zero or a log given by mistake must not fill memory.
+const maxConfigSize = 1 << 20
+
 // fileConfig is the YAML config file: the flags' names and types. A
 // repeatable flag is a list (or one string).
 type fileConfig struct {
@@ -91,9 +95,9 @@ func (o *Options) loadConfig(flags *pflag.FlagSet) error {
 	if o.ConfigFile == "" {
 		return nil
 	}
-	data, err := os.ReadFile(o.ConfigFile)
+	data, err := readConfigFile(o.ConfigFile)
 	if err != nil {
-		return cmdutil.UsageErrorf("--config: %v", unwrapPath(err))
+		return err
 	}
 	fc, err := parseConfig(data)
 	if err != nil {
@@ -147,6 +151,23 @@ func (o *Options) loadConfig(flags *pflag.FlagSet) error {
 		o.AuthSecret = *fc.AuthSecret
 	}
 	return nil
+}
+
+// readConfigFile reads the config file, at most maxConfigSize bytes of it.
+func readConfigFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, cmdutil.UsageErrorf("--config: %v", unwrapPath(err))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	switch {
+	case err != nil:
+		return nil, cmdutil.UsageErrorf("--config: %v", unwrapPath(err))
+	case len(data) > maxConfigSize:
+		return nil, cmdutil.UsageErrorf("--config %s: larger than %d MiB, the limit for a config file: give a YAML file of flag names", name, maxConfigSize>>20)
+	}
+	return data, nil
 }
 
 func unwrapPath(err error) error {
