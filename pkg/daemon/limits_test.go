@@ -89,7 +89,22 @@ func TestSharedAnswerBudget(t *testing.T) {
 		pc.WriteTo(hello, net.UDPAddrFromAddrPort(d.Rendezvous().Addr()))
 	}
 	sent := each * (len(targets) + 1)
-	got := answers(pc, 500*time.Millisecond)
+	// Wait until both servers have read every request, so that the
+	// answers are on their way or in pc's buffer (the bound below is
+	// generous; it only stops a lost datagram from hanging the test).
+	stunRead := func() (n uint64) {
+		st := d.STUN().Stats()
+		for _, v := range st.UDP {
+			n += v
+		}
+		return n
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if stunRead() == 2*each && d.Rendezvous().Stats().Received.Load() == 2*each {
+			break
+		}
+	}
+	got := answers(pc, 200*time.Millisecond)
 	limit := burst + int(math.Ceil(rate*time.Since(start).Seconds()))
 	t.Logf("%d of %d requests answered in %v (budget %d)", got, sent, time.Since(start), limit)
 	if got > limit {
