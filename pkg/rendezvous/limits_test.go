@@ -379,3 +379,67 @@ func TestAnswerBudgetScope(t *testing.T) {
 		t.Error("NoAnswerLimit kept a budget")
 	}
 }
+
+// TestFollowedAddressDrawsFromBudget: a joined peer may speak from a new
+// address (its NAT rebound), and the server follows it; but it can claim any
+// source address, so answers to an address no valid cookie proved draw from
+// the answer budget: a peer cannot aim the other peer's SIGNALs at a
+// spoofed victim beyond it.
+func TestFollowedAddressDrawsFromBudget(t *testing.T) {
+	leaktest.Check(t)
+	const burst = 5
+	h := newHandlerServer(t, Config{JoinRate: 1e6, AnswerLimiter: ratelimit.New(1, burst)})
+	sess, err := NewSession("follow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivered := map[netip.AddrPort]int{}
+	var tokens [2][]byte
+	sender := func(to netip.AddrPort) func([]byte) error {
+		return func(b []byte) error {
+			m, err := Unmarshal(b)
+			if err != nil {
+				t.Fatalf("answer does not decode: %v", err)
+			}
+			if m.Type == TypeJoined {
+				tokens[m.Peer] = m.Token
+			}
+			delivered[to]++
+			return nil
+		}
+	}
+	a, b := netip.MustParseAddrPort("192.0.2.1:4000"), netip.MustParseAddrPort("198.51.100.1:4000")
+	victim := netip.MustParseAddrPort("203.0.113.9:5000")
+	for _, src := range []netip.AddrPort{a, b} {
+		ck := cookie(h.secret, epochOf(h.cfg.Now()), src)
+		raw, err := sess.SealJoin(&Message{Nonce: randBytes(NonceSize), Cookie: ck, Peer: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.handle(raw, src, 0, sender(src), false)
+	}
+	if tokens[0] == nil || tokens[1] == nil {
+		t.Fatal("both peers should have joined")
+	}
+	// Peer 0 "moves" to the victim's address with one authenticated READY.
+	ready, _ := Seal(&Message{Type: TypeReady, Session: sess.ID, Peer: 0}, tokens[0])
+	h.handle(ready, victim, 0, sender(victim), false)
+	// Peer 1 signals 50 times: each SIGNAL goes to peer 0, now at the victim.
+	for i := range 50 {
+		sig, _ := Seal(&Message{Type: TypeSignal, Session: sess.ID, Peer: 1, Seq: uint32(i + 1), Data: make([]byte, MaxData)}, tokens[1])
+		h.handle(sig, b, 0, sender(b), false)
+	}
+	if n := delivered[victim]; n == 0 || n > burst+1 {
+		t.Errorf("%d datagrams went to the unproven address, want 1..%d (the answer budget)", n, burst+1)
+	}
+	// Back at its proven address, peer 0 gets everything again.
+	h.handle(ready, a, 0, sender(a), false)
+	before := delivered[a]
+	for i := range 20 {
+		sig, _ := Seal(&Message{Type: TypeSignal, Session: sess.ID, Peer: 1, Seq: uint32(100 + i), Data: []byte("x")}, tokens[1])
+		h.handle(sig, b, 0, sender(b), false)
+	}
+	if got := delivered[a] - before; got != 20 {
+		t.Errorf("%d of 20 SIGNALs reached the proven address", got)
+	}
+}

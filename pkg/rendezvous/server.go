@@ -500,6 +500,17 @@ func (s *Server) allowAnswer(to netip.AddrPort, tcp bool) bool {
 	return false
 }
 
+// budgeted wraps send to an unproven UDP address so that every datagram
+// draws from the answer budget of to.
+func (s *Server) budgeted(send func([]byte) error, to netip.AddrPort) func([]byte) error {
+	return func(b []byte) error {
+		if !s.allowAnswer(to, false) {
+			return nil
+		}
+		return send(b)
+	}
+}
+
 func addrPortOf(a net.Addr) netip.AddrPort {
 	var ap netip.AddrPort
 	switch a := a.(type) {

@@ -34,6 +34,10 @@ type peer struct {
 	card     []byte
 	addrs    []netip.AddrPort
 	observed netip.AddrPort
+	// proven is the UDP address of the peer's last JOIN with a valid
+	// cookie: it receives what is sent to it. Answers to any other address
+	// the peer speaks from draw from the answer budget (see authed).
+	proven   netip.AddrPort
 	tcp      bool
 	send     func([]byte) error
 	lastSeen time.Time
@@ -212,6 +216,9 @@ func (s *Server) join(raw []byte, m *Message, src netip.AddrPort, send func([]by
 	}
 	p := ss.peers[idx]
 	p.lastSeen, p.send, p.observed, p.tcp = now, send, src, tcp
+	if !tcp {
+		p.proven = src
+	}
 	out := []outgoing{{send: send, m: &Message{Type: TypeJoined, Session: m.Session, Peer: idx, Nonce: m.Nonce, Token: p.token,
 		Observed: src, Millis: uint32(s.cfg.PairTimeout / time.Millisecond)}}}
 	if ss.full() {
@@ -262,11 +269,19 @@ func (s *Server) authed(raw []byte, m *Message, src netip.AddrPort, send func([]
 		return nil
 	}
 	// Authenticated (the token's MAC verified): follow the peer to wherever
-	// it speaks from now. Answers to it do not draw from the answer budget
-	// (limits.go): only the joined peer holds the token.
-	me.lastSeen, me.send, me.tcp = now, send, tcp
-	if !tcp {
-		me.observed = src
+	// it speaks from now (its NAT may have rebound). Only the joined peer
+	// holds the token, but it can claim any source address: answers to an
+	// address that no valid cookie proved draw from the answer budget
+	// (limits.go), so that a peer cannot aim the other peer's SIGNALs and
+	// RESULTS at a spoofed victim beyond it.
+	me.lastSeen, me.tcp = now, tcp
+	switch {
+	case tcp:
+		me.send = send
+	case src == me.proven:
+		me.send, me.observed = send, src
+	default:
+		me.send, me.observed = s.budgeted(send, src), src
 	}
 	other := ss.peers[1-m.Peer]
 	var out []outgoing
