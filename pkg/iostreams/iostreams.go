@@ -31,18 +31,21 @@ type IOStreams struct {
 }
 
 // System returns the process's own streams.
-func System() *IOStreams {
-	s := &IOStreams{
-		In:        os.Stdin,
-		Out:       os.Stdout,
-		ErrOut:    os.Stderr,
-		stdoutTTY: isatty.IsTerminal(os.Stdout.Fd()) || isatty.IsCygwinTerminal(os.Stdout.Fd()),
-		stderrTTY: isatty.IsTerminal(os.Stderr.Fd()) || isatty.IsCygwinTerminal(os.Stderr.Fd()),
-	}
+func System() *IOStreams { return FromFiles(os.Stdin, os.Stdout, os.Stderr) }
+
+// FromFiles returns streams on open files, telling terminals from pipes and
+// honouring NO_COLOR as System does (tests run commands on a
+// pseudo-terminal with it).
+func FromFiles(in, out, errOut *os.File) *IOStreams {
+	s := &IOStreams{In: in, Out: out, ErrOut: errOut, stdoutTTY: isTerminal(out), stderrTTY: isTerminal(errOut)}
 	if _, ok := os.LookupEnv("NO_COLOR"); ok {
 		s.noColor = true
 	}
 	return s
+}
+
+func isTerminal(f *os.File) bool {
+	return f != nil && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 // Test returns streams backed by buffers, for tests: in, out, errOut.

@@ -123,6 +123,15 @@ type result struct {
 func execute(ctx context.Context, t *testing.T, sub func(*cmdutil.Factory) *cobra.Command, args ...string) result {
 	t.Helper()
 	ios, _, out, errOut := iostreams.Test()
+	r := executeOn(ctx, t, ios, sub, args...)
+	r.stdout, r.stderr = out.String(), errOut.String()
+	return r
+}
+
+// executeOn is execute with the given streams (e.g. a pseudo-terminal); the
+// result's stdout and stderr are left for the caller to read.
+func executeOn(ctx context.Context, t *testing.T, ios *iostreams.IOStreams, sub func(*cmdutil.Factory) *cobra.Command, args ...string) result {
+	t.Helper()
 	f := cmdutil.NewFactory(ios)
 	var ran bool
 	root := &cobra.Command{Use: "natkit", SilenceUsage: true, SilenceErrors: true,
@@ -135,7 +144,7 @@ func execute(ctx context.Context, t *testing.T, sub func(*cmdutil.Factory) *cobr
 	root.SetOut(&bytes.Buffer{})
 	root.SetErr(&bytes.Buffer{})
 	err := root.ExecuteContext(ctx)
-	return result{stdout: out.String(), stderr: errOut.String(), code: cmdutil.ExitCode(err, ran), err: err}
+	return result{code: cmdutil.ExitCode(err, ran), err: err}
 }
 
 // parseFlags runs subcommand name, built by newCmd with a run function
