@@ -128,7 +128,10 @@ func Check(ctx context.Context, o CheckOptions) (rep Report, err error) {
 				}
 			}
 			if s.Code != 0 {
-				sr.ErrorCode, sr.Reason = intp(s.Code), strp(s.Reason)
+				sr.ErrorCode = intp(s.Code)
+				if s.Reason != "" { // a server may send no reason phrase: null, not ""
+					sr.Reason = strp(s.Reason)
+				}
 			}
 			if s.RTT > 0 {
 				sr.RTTMs = ms(s.RTT)

@@ -92,6 +92,7 @@ func TestRunList(t *testing.T) {
 	if r.Schema != "natkit.lab/v1" || r.Action != "list" || len(r.Catalogue) != len(natlab.Catalogue()) {
 		t.Errorf("list report = %+v", r)
 	}
+	golden.Check(t, "list.json", regexp.MustCompile(`"natkit_version": "[^"]*"`).ReplaceAllString(out.String(), `"natkit_version": "VERSION"`))
 }
 
 func TestRunNotAvailable(t *testing.T) {

@@ -22,14 +22,21 @@ type Report struct {
 	OK bool `json:"ok"`
 	// Hosts counts the hosts natkit detect ran in; HostsAsExpected those
 	// where it reported what the NAT does.
-	Hosts           int           `json:"hosts"`
-	HostsAsExpected int           `json:"hosts_as_expected"`
-	NATs            []NATReport   `json:"nats,omitempty"`
-	Removed         *int          `json:"removed,omitempty"` // namespaces removed by --down
-	Catalogue       []natlab.Spec `json:"catalogue,omitempty"`
+	Hosts           int              `json:"hosts"`
+	HostsAsExpected int              `json:"hosts_as_expected"`
+	NATs            []NATReport      `json:"nats,omitempty"`
+	Removed         *int             `json:"removed,omitempty"` // namespaces removed by --down
+	Catalogue       []CatalogueEntry `json:"catalogue,omitempty"`
 	// Punch is the punch matrix; absent with --punch=false.
 	Punch      *PunchMatrix `json:"punch,omitempty"`
 	DurationMs int64        `json:"duration_ms"`
+}
+
+// CatalogueEntry is one NAT of the catalogue (--list): its name and what
+// natkit detect must report behind it.
+type CatalogueEntry struct {
+	Name     string                `json:"name"`
+	Expected detect.Classification `json:"expected"`
 }
 
 // NATReport is one NAT of the lab: what natkit detect must report behind
@@ -186,7 +193,11 @@ func renderDown(opts *Options, n int) error {
 
 func renderCatalogue(opts *Options, specs []natlab.Spec) error {
 	if opts.Globals.JSON {
-		return render.JSON(opts.IO.Out, Report{Envelope: render.NewEnvelope("lab"), Action: "list", OK: true, Catalogue: specs})
+		entries := make([]CatalogueEntry, 0, len(specs))
+		for _, s := range specs {
+			entries = append(entries, CatalogueEntry{Name: s.Name, Expected: s.Expect.Detect()})
+		}
+		return render.JSON(opts.IO.Out, Report{Envelope: render.NewEnvelope("lab"), Action: "list", OK: true, Catalogue: entries})
 	}
 	rows := [][]string{{"NAME", "NAT TYPE", "MAPPING", "FILTERING", "HAIRPIN", "PORTS", "LAYERS"}}
 	for _, s := range specs {

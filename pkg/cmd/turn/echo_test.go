@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/golden"
 	"github.com/natkit/natkit/pkg/leaktest"
 )
 
@@ -106,6 +107,7 @@ func TestEchoLive(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc.Schema != "natkit.turn-echo/v1" || doc.Address != addr.String() {
 		t.Errorf("stdout %q (%v), want the startup document for %v", r.stdout, err, addr)
 	}
+	golden.Check(t, "echo.json", normalize(r.stdout))
 	for _, line := range []string{"turn echo: listening on udp " + addr.String(), "turn echo: " + strconv.Itoa(packets) + " packets echoed"} {
 		if !strings.Contains(r.stderr, line+"\n") {
 			t.Errorf("stderr lacks %q:\n%s", line, r.stderr)
