@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"net/netip"
 	"slices"
@@ -21,6 +22,9 @@ const (
 	DefaultInterval = 20 * time.Millisecond
 	// drainWait is how long the check waits for echoes after the last send.
 	drainWait = time.Second
+	// releaseWait bounds the final release: a UDP transaction sends its
+	// request at 0, 0.5 and 1.5 s within it.
+	releaseWait = 2 * time.Second
 )
 
 // CheckOptions configure Check.
@@ -58,11 +62,15 @@ type Report struct {
 	Peer       *string `json:"peer"`
 	Permission *string `json:"permission"` // "granted" | "denied"
 	// ErrorCode is the server's error code for the step that failed.
-	ErrorCode  *int     `json:"error_code"`
-	Channel    *int     `json:"channel"`
-	RTTMs      *float64 `json:"rtt_ms"` // median through the relay
-	RTTMinMs   *float64 `json:"rtt_min_ms"`
-	RTTMaxMs   *float64 `json:"rtt_max_ms"`
+	ErrorCode *int     `json:"error_code"`
+	Channel   *int     `json:"channel"`
+	RTTMs     *float64 `json:"rtt_ms"` // median through the relay
+	RTTMinMs  *float64 `json:"rtt_min_ms"`
+	RTTMaxMs  *float64 `json:"rtt_max_ms"`
+	// Count packets were to be sent to the peer, one every IntervalMs
+	// (null without a peer); Sent counts those that left.
+	Count      *int     `json:"count"`
+	IntervalMs *float64 `json:"interval_ms"`
 	Sent       int      `json:"sent"`
 	Received   int      `json:"received"`
 	LossPct    *float64 `json:"loss_pct"`
@@ -165,10 +173,20 @@ func Check(ctx context.Context, o CheckOptions) (rep Report, err error) {
 		rep.Peer = strp(o.Peer.String())
 		relayToPeer(ctx, c, o, &rep, fail)
 	}
-	if !o.KeepAllocation {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_ = c.Release(rctx)
-		cancel()
+	// The release (or, keeping the allocation, a refresh) also tells
+	// whether the server is still there: one that stopped answering during
+	// the check fails it, whatever the steps before said.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseWait)
+	var lerr error
+	if o.KeepAllocation {
+		_, lerr = c.Refresh(rctx, max(a.Lifetime, DefaultLifetime))
+	} else {
+		lerr = c.Release(rctx)
+	}
+	cancel()
+	if lerr != nil && rep.Success {
+		rep.Success = false
+		fail(fmt.Errorf("the server stopped answering during the check: %w", lerr))
 	}
 	rep.DurationMs = *ms(time.Since(start))
 	return rep, nil
@@ -199,18 +217,31 @@ func relayToPeer(ctx context.Context, c *Client, o CheckOptions, rep *Report, fa
 	if interval <= 0 {
 		interval = DefaultInterval
 	}
+	rep.Count, rep.IntervalMs = intp(count), ms(interval)
 	size = max(size, 16)
 	sentAt := make([]time.Time, count)
 	var rtts []time.Duration
 	seen := make([]bool, count)
 	payload := make([]byte, size)
 	buf := make([]byte, 0, size+8)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	// Packet i leaves at start + i×interval: the pace holds whatever the
+	// echoes do, and a late wake-up does not shift the packets after it.
+	start := time.Now()
+	send := time.NewTimer(0)
+	defer send.Stop()
+	sendC := send.C
 	var drain <-chan time.Time
-	next := 0
-	for {
-		if next < count && drain == nil {
+	var sendErr error
+	next, cut := 0, false
+loop:
+	for next < count || rep.Received < rep.Sent {
+		select {
+		case <-ctx.Done():
+			cut = true
+			break loop
+		case <-drain:
+			break loop
+		case <-sendC:
 			binary.BigEndian.PutUint64(payload[0:8], 0x6e61746b69742d31) // "natkit-1"
 			binary.BigEndian.PutUint64(payload[8:16], uint64(next))
 			sentAt[next] = time.Now()
@@ -222,20 +253,15 @@ func relayToPeer(ctx context.Context, c *Client, o CheckOptions, rep *Report, fa
 			}
 			if err == nil {
 				rep.Sent++
+			} else if sendErr == nil {
+				sendErr = err
 			}
 			next++
 			if next == count {
-				drain = time.After(drainWait)
+				sendC, drain = nil, time.After(drainWait)
+				continue
 			}
-		}
-		if rep.Received == rep.Sent && next == count {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			goto done
-		case <-drain:
-			goto done
+			send.Reset(time.Until(start.Add(time.Duration(next) * interval)))
 		case p := <-c.Packets():
 			if len(p.Data) < 16 || binary.BigEndian.Uint64(p.Data[0:8]) != 0x6e61746b69742d31 {
 				continue
@@ -247,10 +273,8 @@ func relayToPeer(ctx context.Context, c *Client, o CheckOptions, rep *Report, fa
 			seen[i] = true
 			rep.Received++
 			rtts = append(rtts, p.At.Sub(sentAt[i]))
-		case <-tick.C:
 		}
 	}
-done:
 	if rep.Sent > 0 {
 		loss := math.Round(float64(rep.Sent-rep.Received)/float64(rep.Sent)*1000) / 10
 		rep.LossPct = &loss
@@ -259,7 +283,19 @@ done:
 		slices.Sort(rtts)
 		rep.RTTMs, rep.RTTMinMs, rep.RTTMaxMs = ms(rtts[len(rtts)/2]), ms(rtts[0]), ms(rtts[len(rtts)-1])
 	}
-	if rep.Received == 0 {
+	switch {
+	case rep.Sent < count:
+		// A relay test that could not send what it was asked to says
+		// nothing about the relay: a failure, whatever came back.
+		rep.Success = false
+		why := "the time limit ended"
+		if sendErr != nil && !cut {
+			why = sendErr.Error()
+		} else if sendErr != nil {
+			why += " (" + sendErr.Error() + ")"
+		}
+		rep.Error = strp(fmt.Sprintf("sent only %d of %d packets to the peer: %s", rep.Sent, count, why))
+	case rep.Received == 0:
 		rep.Success = false
 		if rep.Error == nil {
 			rep.Error = strp("no packet came back through the relay: is the peer an echo peer, and reachable from the server?")

@@ -251,7 +251,12 @@ func turnRun(ctx context.Context, o *Options) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, cancel := o.WithTimeout(ctx, DefaultTimeout)
+	timeout := DefaultTimeout
+	if o.peer.IsValid() {
+		// Room for the packets at their pace, unless --timeout says less.
+		timeout += time.Duration(o.Count) * o.Interval
+	}
+	ctx, cancel := o.WithTimeout(ctx, timeout)
 	defer cancel()
 	cc, err := o.clientConfig(ctx, o.Logger())
 	if err != nil {
@@ -305,6 +310,19 @@ func verdict(cs *iostreams.ColorScheme, rep turnclient.Report) string {
 		return cs.Red("TURN allocation made, but the relay failed: " + failure(rep))
 	}
 	return cs.Red("TURN allocation failed: " + failure(rep))
+}
+
+// packets is the relay test's packet line: how many left at which pace,
+// how many came back.
+func packets(rep turnclient.Report, loss string) string {
+	sent := fmt.Sprintf("%d sent", rep.Sent)
+	if rep.Count != nil && rep.Sent < *rep.Count {
+		sent = fmt.Sprintf("%d of %d sent", rep.Sent, *rep.Count)
+	}
+	if rep.IntervalMs != nil {
+		sent += " every " + render.Ms(rep.IntervalMs)
+	}
+	return fmt.Sprintf("%s, %d received, %s loss", sent, rep.Received, loss)
 }
 
 func renderText(w io.Writer, cs *iostreams.ColorScheme, rep turnclient.Report, verbose bool) error {
@@ -365,7 +383,7 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep turnclient.Report, v
 			[]string{"peer", *rep.Peer},
 			[]string{"permission", render.Dash(rep.Permission)},
 			[]string{"channel", ch},
-			[]string{"packets", fmt.Sprintf("%d sent, %d received, %s loss", rep.Sent, rep.Received, loss)},
+			[]string{"packets", packets(rep, loss)},
 			[]string{"rtt min/median/max", fmt.Sprintf("%s / %s / %s", render.Ms(rep.RTTMinMs), render.Ms(rep.RTTMs), render.Ms(rep.RTTMaxMs))},
 		)
 	}

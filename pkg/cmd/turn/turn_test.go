@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,6 +116,7 @@ func canned(ok bool) turnclient.Report {
 		turnclient.StepReport{Name: "Refresh (release)", Status: "ok", RTTMs: fp(12.3), Attempts: 1})
 	r.MappedAddress, r.RelayedAddress, r.LifetimeS, r.Software = sp("198.51.100.2:40000"), sp("203.0.113.5:50123"), ip(600), sp("example 1.0")
 	r.Peer, r.Permission, r.Channel = sp("198.51.100.7:3480"), sp("granted"), ip(0x4000)
+	r.Count, r.IntervalMs = ip(10), fp(20)
 	r.RTTMs, r.RTTMinMs, r.RTTMaxMs, r.Sent, r.Received, r.LossPct = fp(25.5), fp(24.0), fp(31.2), 10, 9, fp(10)
 	r.DurationMs = 1234.5
 	return r
@@ -246,5 +248,69 @@ func TestRunTLS(t *testing.T) {
 				t.Errorf("server made %d allocations, want 1", n)
 			}
 		})
+	}
+}
+
+// TestRunPassesPace: --count and --interval reach the engine.
+func TestRunPassesPace(t *testing.T) {
+	var got turnclient.CheckOptions
+	o := &Options{ServerFlags: ServerFlags{Server: "203.0.113.5", User: "alice", Password: "pw"}, Peer: "198.51.100.7:3480",
+		Count: 200, Interval: 10 * time.Millisecond, Size: 100,
+		Run: func(_ context.Context, co turnclient.CheckOptions) (turnclient.Report, error) {
+			got = co
+			return canned(true), nil
+		}}
+	if _, err := runWith(t, o, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got.Count != 200 || got.Interval != 10*time.Millisecond {
+		t.Errorf("engine got %d packets every %v, want 200 every 10ms", got.Count, got.Interval)
+	}
+}
+
+// TestRunServerDies: natkit's TURN server stops in the middle of the relay
+// test. `natkit turn` must not say the relay works: exit 1, with the reason.
+func TestRunServerDies(t *testing.T) {
+	leaktest.Check(t)
+	s, err := turnserver.New(turnserver.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Users: []turnserver.User{{Name: "alice", Password: "wonderland"}},
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, RelayPorts: turnserver.PortRange{Min: 20000, Max: 29999}, UDPSockets: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	defer stop()
+	// The echo peer stops the server once 10 packets went through.
+	pc, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoed := make(chan struct{})
+	go func() {
+		defer close(echoed)
+		buf := make([]byte, 2048)
+		for i := 1; ; i++ {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+			if i == 10 {
+				go stop()
+			}
+		}
+	}()
+	defer func() { pc.Close(); <-echoed }()
+	o := &Options{ServerFlags: ServerFlags{Server: s.Addrs()[0].Addr.String(), User: "alice", Password: "wonderland"},
+		Peer: pc.LocalAddr().String(), Count: 200, Interval: 5 * time.Millisecond, Size: 100, Run: turnclient.Check}
+	out, err := runWith(t, o, false, 0)
+	if cmdutil.ExitCode(err, true) != cmdutil.ExitBad || !strings.Contains(err.Error(), "the server stopped answering") {
+		t.Fatalf("err %v; want exit 1: the server stopped answering\n%s", err, out)
+	}
+	if !strings.HasPrefix(out, "TURN allocation made, but the relay failed: the server stopped answering") {
+		t.Errorf("stdout:\n%s", out)
 	}
 }
