@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/natkit/natkit/pkg/cmd/root"
@@ -27,15 +26,11 @@ func run(args []string) int {
 	var ran bool
 	cmd := root.NewCmdRoot(f, &ran)
 	cmd.SetArgs(args)
-	_, err := cmd.ExecuteContextC(ctx)
+	c, err := cmd.ExecuteContextC(ctx)
 	ios.StopProgress()
 	code := cmdutil.ExitCode(err, ran)
 	if err != nil && !cmdutil.IsSilent(err) {
-		msg := strings.TrimSpace(strings.ReplaceAll(err.Error(), "\n", " "))
-		if code == cmdutil.ExitUsage && !strings.Contains(msg, "--help") {
-			msg += " (see 'natkit --help')"
-		}
-		fmt.Fprintln(ios.ErrOut, "natkit: "+msg)
+		fmt.Fprintln(ios.ErrOut, root.ErrorLine(c, err, code))
 	}
 	return code
 }

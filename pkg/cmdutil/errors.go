@@ -69,3 +69,7 @@ func IsSilent(err error) bool {
 	var ee *ExitError
 	return errors.As(err, &ee) && ee.Silent
 }
+
+// TLSTrustHint is what a command says to do when a server's certificate
+// cannot be verified: the flags that fix it.
+const TLSTrustHint = "give --ca-file FILE with the CA that signed it, or --insecure to skip verification (test servers only)"

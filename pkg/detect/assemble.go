@@ -3,6 +3,8 @@ package detect
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/natkit/natkit/pkg/failure"
 )
 
 // observations are the raw results of every test of one run.
@@ -19,6 +21,8 @@ type observations struct {
 	trace        *traceResult
 	ports        *portsResult
 	lifetime     *lifetimeResult
+	// reach is what the first server's host answered outside STUN.
+	reach failure.Reachability
 }
 
 // report fills rep from the observations.
@@ -49,14 +53,17 @@ func (r *run) report(obs *observations, rep *Report) {
 		mapped = plain[0]
 	}
 
-	// Reached: anything at all came back from a server.
-	reached := mapped.IsValid() || (obs.ports != nil && len(obs.ports.samples) > 0) ||
+	// Answered: a STUN answer came back. Reached: anything at all came
+	// back from a server (a path trace reaching it draws an ICMP error).
+	answered := mapped.IsValid() || (obs.ports != nil && len(obs.ports.samples) > 0) ||
 		(obs.hairpin != nil && obs.hairpin.ran)
+	reached, traceReached := answered, false
 	if obs.trace != nil {
 		for _, h := range obs.trace.hops {
-			reached = reached || h.Realm == realmDestination
+			traceReached = traceReached || h.Realm == realmDestination
 		}
 	}
+	reached = reached || traceReached
 
 	// Behind a NAT: any socket whose public address differs from its own.
 	var behind *bool
@@ -192,9 +199,35 @@ func (r *run) report(obs *observations, rep *Report) {
 	ipPort, port := combineChange(ipPortResults...), combineChange(portResults...)
 	filtering, freasons := classifyFiltering(ipPort, port, change)
 
+	// Nothing came back over UDP: why. No route (the requests could not
+	// be sent), UDP blocked (the server answers over TCP), or nothing
+	// answers at all.
+	var unreached failure.Reason
+	var unreachedDetail string
+	if !answered {
+		unreached = obs.reach.Reason()
+		for _, o := range m.first {
+			if o != nil && failure.Classify(o.err) == failure.NoRoute {
+				unreached, unreachedDetail = failure.NoRoute, failure.Cause(o.err)
+				break
+			}
+		}
+		if traceReached && unreached != failure.NoRoute {
+			unreached = failure.Refused // the server's host answered the trace: ICMP port unreachable
+		}
+		switch unreached {
+		case failure.NoRoute:
+			reason("the requests could not be sent: " + unreachedDetail)
+		case failure.Refused:
+			reason("the server's host refuses UDP on that port (ICMP port unreachable): no STUN server listens there")
+		case failure.UDPBlocked:
+			reason("no STUN server answered any request over UDP, but the server answers over TCP: UDP is blocked on the way")
+		default:
+			reason("no STUN server answered any request, over UDP or TCP: the servers are down or everything is blocked on the way")
+		}
+	}
 	if !reached {
 		mapping, filtering, varies, mreasons, freasons = UnknownBehavior, UnknownBehavior, nil, nil, nil
-		reason("no STUN server answered any request: UDP is blocked on the way, or the servers are down")
 	}
 	for _, s := range mreasons {
 		reason(s)
@@ -204,6 +237,9 @@ func (r *run) report(obs *observations, rep *Report) {
 	}
 	natType, treason := classifyType(reached, behind, mapping, varies, filtering)
 	reason(treason)
+	if natType == UDPBlocked && unreached != failure.UDPBlocked {
+		natType = UnknownType // UDP blocked only when TCP gets through
+	}
 
 	rep.NATType, rep.MappingBehavior, rep.FilteringBehavior = natType, mapping, filtering
 	rep.MappingVariesByDestination = varies
@@ -290,6 +326,13 @@ func (r *run) report(obs *observations, rep *Report) {
 		}
 	}
 	rep.Summary, rep.Recommendation = verdict(rep)
+	if unreached != "" {
+		server := rep.ServerCapabilities.Server
+		if len(obs.targets) > 0 && obs.targets[0].addr.IsValid() {
+			server = obs.targets[0].addr.String()
+		}
+		fail(rep, unreached, server, unreachedDetail)
+	}
 }
 
 func testOf(t *changeTest) *Test {

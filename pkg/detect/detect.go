@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/pion/transport/v3/stdnet"
 
 	"github.com/natkit/natkit/pkg/endpoint"
+	"github.com/natkit/natkit/pkg/failure"
 	"github.com/natkit/natkit/pkg/render"
 )
 
@@ -279,15 +281,19 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	rep.ServerCapabilities.Server = o.Servers[0].HostPort()
 	if first == nil {
-		rep.NATType, rep.MappingBehavior, rep.FilteringBehavior = UnknownType, UnknownBehavior, UnknownBehavior
-		rep.PortAllocation = UnknownAllocation
+		t := r.targets[0]
 		rep.Reasons = append(rep.Reasons, "no server address could be resolved")
-		rep.Summary = "Could not test: no STUN server address could be resolved"
-		rep.DurationMs = render.Millis(o.Now().Sub(r.start))
+		r.cannotTest(&rep, failure.Classify(t.err), t.ep.HostPort(), t.err)
 		return rep, nil
 	}
 	r.v4 = first.addr.Addr().Is4()
-	r.localIP = r.routeSource(first.addr)
+	var err error
+	if r.localIP, err = r.routeSource(first.addr); failure.Classify(err) == failure.NoRoute {
+		// No route (no network, or none of this family): nothing to test,
+		// and nothing to wait for.
+		r.cannotTest(&rep, failure.NoRoute, first.addr.String(), err)
+		return rep, nil
+	}
 
 	// A socket that cannot be opened at all ends the run.
 	probeSock, err := r.newSocket()
@@ -320,6 +326,15 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	wg.Go(func() { obs.hairpin = r.hairpinTest(ctx, first.addr) })
 	wg.Go(func() { obs.responsePort = r.responsePortTest(ctx) })
 	wg.Go(func() { obs.trace = r.trace(ctx, first.addr) })
+	// Whether the server's host refuses UDP or answers over TCP tells
+	// "nothing listens there" and "UDP is blocked" from "nothing answers"
+	// when no STUN answer comes; it runs meanwhile so that it costs no
+	// time.
+	wg.Go(func() {
+		rctx, cancel := r.reach(ctx)
+		defer cancel()
+		obs.reach = failure.Check(rctx, o.Net, first.addr)
+	})
 	wg.Go(func() { obs.ports = burst.wait() })
 	if o.Lifetime {
 		wg.Go(func() { obs.lifetime = r.lifetimeTest(ctx) })
@@ -336,10 +351,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 
 // routeSource returns the local IP used toward server: Options.Local, or
 // the route's source found by connecting a throwaway UDP socket (which
-// sends nothing).
-func (r *run) routeSource(server netip.AddrPort) netip.Addr {
+// sends nothing). The error is the connect's: no route, typically.
+func (r *run) routeSource(server netip.AddrPort) (netip.Addr, error) {
 	if r.o.Local.Addr().IsValid() {
-		return r.o.Local.Addr()
+		return r.o.Local.Addr(), nil
 	}
 	network := "udp4"
 	if !r.v4 {
@@ -347,10 +362,33 @@ func (r *run) routeSource(server netip.AddrPort) netip.Addr {
 	}
 	conn, err := r.o.Net.Dial(network, server.String())
 	if err != nil {
-		return netip.Addr{}
+		return netip.Addr{}, err
 	}
 	defer conn.Close()
-	return addrPortOf(conn.LocalAddr()).Addr()
+	return addrPortOf(conn.LocalAddr()).Addr(), nil
+}
+
+// cannotTest fills rep for a detection that could not test anything:
+// every behaviour unknown, the reason and one line saying what to try.
+func (r *run) cannotTest(rep *Report, why failure.Reason, server string, err error) {
+	rep.NATType, rep.MappingBehavior, rep.FilteringBehavior = UnknownType, UnknownBehavior, UnknownBehavior
+	rep.PortAllocation = UnknownAllocation
+	fail(rep, why, server, failure.Cause(err))
+	rep.DurationMs = render.Millis(r.o.Now().Sub(r.start))
+}
+
+// fail sets the report's failure reason, error, summary and recommendation.
+func fail(rep *Report, why failure.Reason, server, detail string) {
+	what, todo := failure.Explain(why, server, detail)
+	rep.FailureReason = &why
+	rep.Error = str(failure.Line(what, todo))
+	rep.Summary = "Could not test the NAT: " + what
+	if why == failure.UDPBlocked {
+		rep.Summary = "UDP is blocked: " + what
+	}
+	if todo != "" {
+		rep.Recommendation = strings.ToUpper(todo[:1]) + todo[1:] + "."
+	}
 }
 
 // resolve picks the server's address: an IP literal as is, else the first

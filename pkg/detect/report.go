@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/natkit/natkit/pkg/failure"
 	"github.com/natkit/natkit/pkg/render"
 )
 
@@ -69,6 +70,12 @@ type Report struct {
 	BindingLifetimeS   *float64           `json:"binding_lifetime_s"`
 	ServerCapabilities ServerCapabilities `json:"server_capabilities"`
 	DurationMs         float64            `json:"duration_ms"`
+
+	// FailureReason says why nothing could be tested (name-resolution,
+	// no-route, no-answer, udp-blocked), and Error says it in one line
+	// with what to try; both null when the server answered.
+	FailureReason *failure.Reason `json:"failure_reason"`
+	Error         *string         `json:"error"`
 
 	// Summary is the one-line verdict of the human output: what will and
 	// will not work for peer-to-peer.

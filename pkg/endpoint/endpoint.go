@@ -135,8 +135,13 @@ func Parse(s string, def Scheme) (Endpoint, error) {
 	if host == "" {
 		return Endpoint{}, fmt.Errorf("server address %q: no host", orig)
 	}
-	if strings.ContainsAny(host, " /\\@") {
+	if strings.ContainsAny(host, " /\\@") || strings.Contains(host, "..") || strings.HasPrefix(host, ".") {
 		return Endpoint{}, fmt.Errorf("server address %q: %q is not a host name or IP address", orig, host)
+	}
+	if numericName(host) {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return Endpoint{}, fmt.Errorf("server address %q: %s is not an IP address (IPv4 is four numbers from 0 to 255, e.g. 192.0.2.10) and a host name cannot end in a number", orig, host)
+		}
 	}
 	e.Host = host
 	e.Port = e.Scheme.DefaultPort()
@@ -148,4 +153,21 @@ func Parse(s string, def Scheme) (Endpoint, error) {
 		e.Port = p
 	}
 	return e, nil
+}
+
+// numericName reports whether host's last label is all digits: then it can
+// only be an IPv4 literal, since no top-level domain is numeric (RFC 3696
+// §2), and is never worth a DNS query.
+func numericName(host string) bool {
+	last := host[strings.LastIndexByte(strings.TrimSuffix(host, "."), '.')+1:]
+	last = strings.TrimSuffix(last, ".")
+	if last == "" {
+		return false
+	}
+	for _, c := range last {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

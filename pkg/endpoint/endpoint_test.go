@@ -32,6 +32,15 @@ func TestParse(t *testing.T) {
 		{in: "stun:host?transport=sctp", def: STUN, wantErr: true},
 		{in: "stun:", def: STUN, wantErr: true},
 		{in: "a b", def: STUN, wantErr: true},
+		{in: "999.1.1.1", def: STUN, wantErr: true},
+		{in: "1.2.3", def: STUN, wantErr: true},
+		{in: "256.0.0.1:3478", def: STUN, wantErr: true},
+		{in: "stun:host.123", def: STUN, wantErr: true},
+		{in: "a..b", def: STUN, wantErr: true},
+		{in: "stun-1.example.net", def: STUN, want: "stun:stun-1.example.net:3478"},
+		{in: "1e100.net", def: STUN, want: "stun:1e100.net:3478"},
+		{in: "host.example.", def: STUN, want: "stun:host.example.:3478"},
+		{in: "localhost", def: STUN, want: "stun:localhost:3478"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

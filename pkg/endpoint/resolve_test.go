@@ -2,10 +2,12 @@ package endpoint
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 type fakeResolver map[string][]netip.Addr
@@ -35,7 +37,7 @@ func TestResolve(t *testing.T) {
 		{in: "[2001:db8::9]", f: IPv4, wantErr: "IPv6 address and IPv4 was asked for"},
 		{in: "dual.test", f: AnyFamily, want: "[2001:db8::1]:3478"},
 		{in: "dual.test", f: IPv4, want: "192.0.2.1:3478"},
-		{in: "v6.test", f: IPv4, wantErr: "no address of the family"},
+		{in: "v6.test", f: IPv4, wantErr: "cannot resolve v6.test: the name has no IPv4 address"},
 		{in: "missing.test", f: AnyFamily, wantErr: "no such host"},
 	}
 	for _, tt := range tests {
@@ -53,6 +55,53 @@ func TestResolve(t *testing.T) {
 			}
 			if err != nil || got.String() != tt.want {
 				t.Fatalf("Resolve(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// stuckResolver never answers: a resolver behind a dead network.
+type stuckResolver struct{}
+
+func (stuckResolver) LookupNetIP(ctx context.Context, _, _ string) ([]netip.Addr, error) {
+	<-ctx.Done()
+	return nil, &net.DNSError{Err: "i/o timeout", IsTimeout: true}
+}
+
+// brokenResolver fails at once, as Go's does with no route to the DNS server.
+type brokenResolver struct{}
+
+func (brokenResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	return nil, &net.DNSError{Err: "dial udp 10.255.255.53:53: connect: network is unreachable", Name: host, Server: "10.255.255.53:53"}
+}
+
+func TestResolveFailures(t *testing.T) {
+	ep, err := Parse("stun.example.net", STUN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name              string
+		r                 Resolver
+		notFound, timeout bool
+		msg               string
+	}{
+		{"not found", fakeResolver{}, true, false, "cannot resolve stun.example.net: no such host"},
+		{"stuck", stuckResolver{}, false, true, "cannot resolve stun.example.net: no DNS server answered within 2s"},
+		{"broken", brokenResolver{}, false, false, "cannot resolve stun.example.net: DNS server 10.255.255.53:53: network is unreachable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := Resolve(context.Background(), tt.r, ep, AnyFamily)
+			var re *ResolveError
+			if !errors.As(err, &re) || re.NotFound != tt.notFound || re.Timeout != tt.timeout || !strings.HasPrefix(err.Error(), tt.msg) {
+				t.Fatalf("err %v (%#v), want a ResolveError %q", err, re, tt.msg)
+			}
+			// A generous bound: only a resolver left without a deadline
+			// (glibc's 2 × 5 s) would exceed it.
+			if d := time.Since(start); d > ResolveTimeout+3*time.Second {
+				t.Errorf("took %v", d)
 			}
 		})
 	}

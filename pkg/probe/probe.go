@@ -20,6 +20,7 @@ import (
 
 	"github.com/natkit/natkit/pkg/buildinfo"
 	"github.com/natkit/natkit/pkg/endpoint"
+	"github.com/natkit/natkit/pkg/failure"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunclient"
@@ -102,6 +103,20 @@ type target struct {
 	transport Transport
 	addr      netip.AddrPort
 	res       *Result
+	err       error // why it failed
+}
+
+// fail records why the server could not be probed.
+func (t *target) fail(err error) {
+	t.err = err
+	t.res.Error = str(err.Error())
+	why := failure.Classify(err)
+	var er *stunclient.ErrorResponse
+	var me *stunclient.MalformedError
+	if errors.As(err, &er) || errors.As(err, &me) {
+		why = failure.ServerError
+	}
+	t.res.FailureReason = &why
 }
 
 // Run probes every server concurrently, Count transactions each, and
@@ -172,7 +187,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		wg.Go(func() {
 			ap, err := resolve(ctx, o, ep)
 			if err != nil {
-				t.res.Error = str(err.Error())
+				t.fail(err)
 				return
 			}
 			t.addr = ap
@@ -216,7 +231,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			if t.transport == UDP {
 				c := sockets[t.addr.Addr().Is4()]
 				if c == nil {
-					t.res.Error = str(sockErr[t.addr.Addr().Is4()].Error())
+					t.fail(sockErr[t.addr.Addr().Is4()])
 					return
 				}
 				probeUDP(ctx, o, c, t)
@@ -227,8 +242,41 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	wg.Wait()
 	rep.summarize()
+	if rep.Answered == 0 {
+		explain(&rep, targets)
+	}
 	rep.DurationMs = render.Millis(o.Now().Sub(start))
 	return rep, nil
+}
+
+// failAs records why the server failed, in place of what fail found.
+func (t *target) failAs(why failure.Reason, msg string) {
+	t.res.Error, t.res.FailureReason = str(msg), &why
+	t.err = errors.New(msg)
+}
+
+// explainOrder ranks the reasons for the report's one line when no server
+// answered: the one that got furthest toward a server says most.
+var explainOrder = []failure.Reason{failure.UDPBlocked, failure.Certificate, failure.ServerError, failure.Refused,
+	failure.NoAnswer, failure.NoRoute, failure.NameResolution, failure.Other}
+
+// explain fills the report's failure_reason and error when no server
+// answered, from the reason that got furthest toward a server.
+func explain(rep *Report, targets []*target) {
+	for _, why := range explainOrder {
+		for _, t := range targets {
+			if t.res.FailureReason == nil || *t.res.FailureReason != why {
+				continue
+			}
+			server := t.res.Server
+			if t.addr.IsValid() && why != failure.NameResolution {
+				server = t.addr.String()
+			}
+			rep.FailureReason = &why
+			rep.Error = str(failure.Line(failure.Explain(why, server, failure.Cause(t.err))))
+			return
+		}
+	}
 }
 
 // ErrBind is returned when the local address cannot be bound.
@@ -285,12 +333,46 @@ func localFor(o Options, c *stunclient.PacketConn, server netip.AddrPort) netip.
 	return netip.AddrPortFrom(src.Addr().Unmap(), la.Port())
 }
 
+// checkAfter is how long a UDP probe waits for an answer before it asks
+// the server's host why none comes (failure.Check: ICMP port unreachable,
+// TCP): a server that answers sooner gets no extra traffic, and one that
+// refuses ends the wait early instead of at the end of the schedule.
+const checkAfter = time.Second
+
 func probeUDP(ctx context.Context, o Options, c *stunclient.PacketConn, t *target) {
 	t.res.LocalAddress = addrp(localFor(o, c, t.addr))
 	server := net.UDPAddrFromAddrPort(t.addr)
-	runTransactions(ctx, o, t, func(ctx context.Context) (*stunclient.Response, error) {
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var reach failure.Reachability
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		timer := time.NewTimer(checkAfter)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-tctx.Done():
+			return
+		}
+		if reach = failure.Check(tctx, o.Net, t.addr); reach.UDPRefused {
+			cancel() // nothing listens there: no answer will come
+		}
+	}()
+	runTransactions(tctx, o, t, func(ctx context.Context) (*stunclient.Response, error) {
 		return c.Do(ctx, server, stunclient.Request{})
 	})
+	if t.res.Success || t.res.FailureReason == nil || *t.res.FailureReason != failure.NoAnswer {
+		cancel() // answered, or failed for a reason of its own (a refusal from the check included)
+	}
+	<-checked
+	switch why := reach.Reason(); {
+	case t.res.Success || t.res.FailureReason == nil || ctx.Err() != nil:
+	case why == failure.Refused:
+		t.failAs(why, "ICMP port unreachable")
+	case *t.res.FailureReason == failure.NoAnswer && why == failure.UDPBlocked:
+		t.failAs(why, *t.res.Error+"; the server answers over TCP")
+	}
 }
 
 func probeStream(ctx context.Context, o Options, t *target) {
@@ -323,7 +405,7 @@ func probeStream(ctx context.Context, o Options, t *target) {
 	}
 	sc, err := stunclient.DialStream(ctx, dial, string(t.transport), network, t.addr.String(), tc, o.Client)
 	if err != nil {
-		t.res.Error = str(err.Error())
+		t.fail(err)
 		return
 	}
 	defer sc.Close()
@@ -387,7 +469,7 @@ func runTransactions(ctx context.Context, o Options, t *target, do func(context.
 			lastErr = ctx.Err()
 		}
 		if lastErr != nil {
-			res.Error = str(lastErr.Error())
+			t.fail(lastErr)
 		}
 		return
 	}

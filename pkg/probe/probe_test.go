@@ -140,7 +140,7 @@ func TestFamilies(t *testing.T) {
 		{name: "-4", server: "both.test:" + itoa(v4.Addr.Port()), family: probe.IPv4, want: v4.Addr.String()},
 		{name: "-6", server: "both.test:" + itoa(v6.Addr.Port()), family: probe.IPv6, want: v6.Addr.String()},
 		{name: "local v4 picks v4", server: "both.test:" + itoa(v4.Addr.Port()), local: netip.MustParseAddrPort("127.0.0.1:0"), want: v4.Addr.String()},
-		{name: "-6 without v6", server: "v4.test:3478", family: probe.IPv6, want: "error: v4.test has no address"},
+		{name: "-6 without v6", server: "v4.test:3478", family: probe.IPv6, want: "error: cannot resolve v4.test: the name has no IPv6 address"},
 		{name: "-4 with a v6 literal", server: "[::1]:3478", family: probe.IPv4, want: "error: ::1 is an IPv6 address"},
 		{name: "unknown host", server: "nope.test", want: "error: cannot resolve nope.test: no such host"},
 	}

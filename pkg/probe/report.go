@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/natkit/natkit/pkg/failure"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/stunclient"
 )
@@ -26,10 +27,16 @@ type Report struct {
 	// than two answered.
 	Consistent *bool `json:"consistent"`
 	// Answered counts servers that answered, of Servers probed.
-	Answered   int      `json:"answered"`
-	Servers    int      `json:"servers"`
-	DurationMs float64  `json:"duration_ms"`
-	Results    []Result `json:"results"`
+	Answered   int     `json:"answered"`
+	Servers    int     `json:"servers"`
+	DurationMs float64 `json:"duration_ms"`
+	// FailureReason says why no server answered (name-resolution,
+	// no-route, no-answer, udp-blocked, refused, tls-certificate,
+	// server-error, error) and Error says it in one line with what to try;
+	// both null when a server answered.
+	FailureReason *failure.Reason `json:"failure_reason"`
+	Error         *string         `json:"error"`
+	Results       []Result        `json:"results"`
 }
 
 // Result is what one server said.
@@ -64,6 +71,8 @@ type Result struct {
 	// ErrorCode is the STUN ERROR-CODE of an error response.
 	ErrorCode *int    `json:"error_code"`
 	Error     *string `json:"error"`
+	// FailureReason classifies Error (see Report.FailureReason).
+	FailureReason *failure.Reason `json:"failure_reason"`
 	// Transactions are the raw probes, in order.
 	Transactions []Transaction `json:"transactions"`
 }

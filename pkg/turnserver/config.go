@@ -183,6 +183,10 @@ func (c Config) LogValue() slog.Value {
 // ErrConfig marks every configuration error from New.
 var ErrConfig = errors.New("turnserver: bad configuration")
 
+// ErrNoRelayAddress: the host has no IPv4 address to advertise for relays
+// (only loopback ones) and Config.PublicIP gives none.
+var ErrNoRelayAddress = errors.New("no IPv4 address to advertise for relays: give a public IP")
+
 func configErrorf(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 }
@@ -296,7 +300,7 @@ func (c Config) relayAddrs() (bind, advertised netip.Addr, err error) {
 		advertised = firstIPv4()
 	}
 	if !advertised.IsValid() {
-		return bind, advertised, configErrorf("no IPv4 address to advertise for relays: give a public IP")
+		return bind, advertised, fmt.Errorf("%w: %w", ErrConfig, ErrNoRelayAddress)
 	}
 	return bind, advertised, nil
 }

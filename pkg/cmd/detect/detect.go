@@ -95,7 +95,12 @@ Exit status: 0 when the NAT was classified, 1 when it could not be (or UDP is bl
   natkit detect --json --server stun:203.0.113.10:3478
   natkit detect --lifetime --server 203.0.113.10`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Servers = append(opts.Servers, args...)
+			if len(args) > 0 {
+				// The contract's form is detect [--server SERVER]...: an
+				// argument is a mistake (a typo, a flag without its
+				// dashes), not a server to guess.
+				return cmdutil.UsageErrorf("unexpected argument %q: give servers with --server, e.g. natkit detect --server %s", args[0], args[0])
+			}
 			if err := opts.validate(); err != nil {
 				return err
 			}
@@ -204,18 +209,25 @@ func detectRun(ctx context.Context, o *DetectOptions) error {
 		}
 		return err
 	}
-	if o.Globals.JSON {
+	failed := rep.FailureReason != nil && rep.Error != nil
+	switch {
+	case o.Globals.JSON:
 		err = render.JSON(o.IO.Out, rep)
-	} else {
+	case failed && o.Globals.Verbose == 0:
+		// Nothing was tested: one line on stderr says why, not a table
+		// of unknowns.
+	default:
 		err = renderText(o.IO.Out, o.IO.ColorScheme(), rep, o.Globals.Verbose > 0)
 	}
 	if err != nil {
 		return err
 	}
-	switch rep.NATType {
-	case engine.UDPBlocked:
+	switch {
+	case failed:
+		return cmdutil.ResultErrorf("%s", *rep.Error)
+	case rep.NATType == engine.UDPBlocked:
 		return cmdutil.ResultErrorf("no STUN server answered: UDP is blocked or the servers are down")
-	case engine.UnknownType:
+	case rep.NATType == engine.UnknownType:
 		return cmdutil.ResultErrorf("could not classify the NAT: %s", strings.TrimPrefix(rep.Summary, "Could not classify the NAT: "))
 	}
 	return nil

@@ -39,11 +39,9 @@ func TestNewCmdDetect(t *testing.T) {
 				t.Errorf("%+v", o)
 			}
 		}},
-		{name: "positional server", args: "c.test", check: func(t *testing.T, o *DetectOptions) {
-			if len(o.endpoints) != 1 || o.endpoints[0].Host != "c.test" {
-				t.Errorf("%+v", o.endpoints)
-			}
-		}},
+		{name: "argument", args: "extra-arg", wantErr: `unexpected argument "extra-arg": give servers with --server, e.g. natkit detect --server extra-arg`},
+		{name: "argument after a server", args: "--server a.test b.test", wantErr: `unexpected argument "b.test"`},
+		{name: "numeric host", args: "--server 999.1.1.1", wantErr: "999.1.1.1 is not an IP address"},
 		{name: "tcp", args: "--transport tcp --server x", wantErr: `--transport "tcp": detect runs over udp only`},
 		{name: "stuns server", args: "--server stuns:x", wantErr: "detect needs a STUN server over UDP"},
 		{name: "tcp server", args: "--server stun:x?transport=tcp", wantErr: "detect runs over udp; drop ?transport=tcp"},

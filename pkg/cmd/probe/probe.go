@@ -20,6 +20,7 @@ import (
 
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/endpoint"
+	"github.com/natkit/natkit/pkg/failure"
 	"github.com/natkit/natkit/pkg/iostreams"
 	engine "github.com/natkit/natkit/pkg/probe"
 	"github.com/natkit/natkit/pkg/render"
@@ -219,33 +220,49 @@ func probeRun(ctx context.Context, o *ProbeOptions) error {
 		}
 		return err
 	}
-	if o.Globals.JSON {
+	failed := rep.Answered == 0 && rep.Error != nil
+	switch {
+	case o.Globals.JSON:
 		err = render.JSON(o.IO.Out, rep)
-	} else {
+	case failed && o.Globals.Verbose == 0:
+		// No server answered: one line on stderr says why, not a table
+		// of failures.
+	default:
 		err = renderText(o.IO.Out, o.IO.ColorScheme(), rep, o.Globals.Verbose > 0)
 	}
 	if err != nil {
 		return err
 	}
 	if rep.Answered == 0 {
-		return cmdutil.ResultErrorf("no STUN server answered (%d tried: %s); check the network or the server addresses", rep.Servers, firstErrors(rep))
+		return cmdutil.ResultErrorf("%s", failureLine(o, rep))
 	}
 	return nil
 }
 
-func firstErrors(rep engine.Report) string {
-	seen := map[string]bool{}
-	var out []string
-	for _, r := range rep.Results {
-		if r.Error != nil && !seen[*r.Error] {
-			seen[*r.Error] = true
-			out = append(out, *r.Error)
+// failureLine is the one-line error when no server answered: the engine's
+// explanation, with the flags that help where there are some.
+func failureLine(o *ProbeOptions, rep engine.Report) string {
+	msg := "no STUN server answered"
+	if rep.Error == nil || rep.FailureReason == nil {
+		return msg
+	}
+	line := *rep.Error
+	_, todo := failure.Explain(*rep.FailureReason, "", "")
+	switch *rep.FailureReason {
+	case failure.Certificate:
+		line = strings.TrimSuffix(line, ": "+todo) + ": " + cmdutil.TLSTrustHint
+	case failure.NoRoute:
+		for _, r := range rep.Results {
+			if r.ServerAddress != nil && strings.HasPrefix(*r.ServerAddress, "[") && !o.IPv6 {
+				line += ", or use IPv4 (-4)"
+				break
+			}
 		}
 	}
-	if len(out) > 2 {
-		out = append(out[:2], "…")
+	if rep.Servers > 1 {
+		msg += fmt.Sprintf(" (%d tried)", rep.Servers)
 	}
-	return strings.Join(out, "; ")
+	return msg + ": " + line
 }
 
 func plural(n int) string {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/failure"
+	"github.com/natkit/natkit/pkg/failure/failuretest"
 	"github.com/natkit/natkit/pkg/golden"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/leaktest"
@@ -51,6 +53,7 @@ func TestNewCmdProbe(t *testing.T) {
 		{name: "bad local", args: "--local nowhere x", wantErr: `--local "nowhere": give an IP address`},
 		{name: "local against -4", args: "-4 --local ::1 x", wantErr: "--local ::1 does not match -4"},
 		{name: "insecure with ca", args: "--insecure --ca-file x.pem x", wantErr: "exclude each other"},
+		{name: "not an ip", args: "999.1.1.1", wantErr: `server address "999.1.1.1": 999.1.1.1 is not an IP address`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,6 +95,8 @@ func strp(s string) *string { return &s }
 func fp(v float64) *float64 { return &v }
 func bp(v bool) *bool       { return &v }
 
+var noAnswer = failure.NoAnswer
+
 // canned reports cover the verdicts without a network.
 func cannedReport(disagree bool) engine.Report {
 	ok := func(server, mapped string, rtt float64) engine.Result {
@@ -106,7 +111,7 @@ func cannedReport(disagree bool) engine.Report {
 		second = "198.51.100.2:40007"
 	}
 	fail := engine.Result{Server: "stun.down.test:3478", ServerAddress: strp("203.0.113.99:3478"), Transport: "udp",
-		LocalAddress: strp("192.168.1.20:40000"), Sent: 1, Retransmissions: 3, Error: strp("no answer after 4 request(s) in 5s"),
+		LocalAddress: strp("192.168.1.20:40000"), Sent: 1, Retransmissions: 3, Error: strp("no answer after 4 request(s) in 5s"), FailureReason: &noAnswer,
 		Transactions: []engine.Transaction{}}
 	rep := engine.Report{Envelope: render.Envelope{Schema: "natkit.probe/v1", NatkitVersion: "dev"}, Transport: "udp",
 		Results: []engine.Result{ok("stun.a.test:3478", "198.51.100.2:40000", 12.5), ok("stun.b.test:19302", second, 30.25), fail}}
@@ -175,7 +180,9 @@ func TestRunLive(t *testing.T) {
 	}
 }
 
-// TestRunNoAnswer: nobody answers → the report, then exit 1 with one line.
+// TestRunNoAnswer: nobody answers → no table of failures: one line on
+// stderr that says why and what to try, exit 1; with --json the document
+// with failure_reason and error.
 func TestRunNoAnswer(t *testing.T) {
 	leaktest.Check(t)
 	s := stunclienttest.New(t, stunclienttest.Behavior{Silent: true})
@@ -187,11 +194,42 @@ func TestRunNoAnswer(t *testing.T) {
 				return engine.Run(ctx, eo)
 			}}
 		out, _, err := runWith(t, o, json, 0)
-		if cmdutil.ExitCode(err, true) != cmdutil.ExitBad || !strings.HasPrefix(err.Error(), "no STUN server answered (1 tried: no answer after") {
-			t.Fatalf("err %v, want exit 1 with 'no STUN server answered'", err)
+		// The silent server's host refuses TCP on that port: it is there,
+		// UDP gets no answer.
+		want := "no STUN server answered: no answer from " + s.Addr.String() + " over UDP, but it answers over TCP: UDP is blocked"
+		if cmdutil.ExitCode(err, true) != cmdutil.ExitBad || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("err %v, want exit 1 with one line: %q", err, want)
 		}
-		if json && !strings.Contains(out, `"answered": 0`) || !json && !strings.HasPrefix(out, "No STUN server answered (0/1)") {
+		if json && (!strings.Contains(out, `"answered": 0`) || !strings.Contains(out, `"failure_reason": "udp-blocked"`)) || !json && out != "" {
 			t.Errorf("stdout %q", out)
 		}
+	}
+}
+
+// TestRunUnresolved locks the JSON document of a probe that could not
+// resolve its server.
+func TestRunUnresolved(t *testing.T) {
+	o := &ProbeOptions{Transport: "udp", Count: 1, Servers: []string{"stun.example.net"},
+		Run: func(ctx context.Context, eo engine.Options) (engine.Report, error) {
+			eo.Resolver = failuretest.BrokenResolver{}
+			return engine.Run(ctx, eo)
+		}}
+	out, _, err := runWith(t, o, true, 0)
+	if cmdutil.ExitCode(err, true) != cmdutil.ExitBad || !strings.HasPrefix(err.Error(), "no STUN server answered: cannot resolve stun.example.net") {
+		t.Fatalf("err %v", err)
+	}
+	golden.Check(t, "unresolved.json", normalize(out))
+}
+
+// TestRunUntrusted: a TLS server whose certificate is not trusted → the
+// error names the flags that fix it.
+func TestRunUntrusted(t *testing.T) {
+	leaktest.Check(t)
+	p := stunclienttest.NewPion(t)
+	o := &ProbeOptions{Transport: "tls", Count: 1, Servers: []string{p.TLS.String()}, Run: engine.Run}
+	_, _, err := runWith(t, o, false, 0)
+	want := "is not trusted (x509: certificate signed by unknown authority): " + cmdutil.TLSTrustHint
+	if cmdutil.ExitCode(err, true) != cmdutil.ExitBad || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "check the network") {
+		t.Fatalf("err %v, want exit 1 with %q", err, want)
 	}
 }

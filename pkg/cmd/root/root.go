@@ -2,6 +2,9 @@
 package root
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/natkit/natkit/pkg/cmd/version"
@@ -37,7 +40,7 @@ SIP calls, and runs the matching servers.`,
 	cmd.SetOut(f.IOStreams.Out)
 	cmd.SetErr(f.IOStreams.ErrOut)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return cmdutil.UsageErrorf("%v (see '%s --help')", err, c.CommandPath())
+		return cmdutil.UsageErrorf("%v", err)
 	})
 
 	pf := cmd.PersistentFlags()
@@ -49,4 +52,20 @@ SIP calls, and runs the matching servers.`,
 	cmd.AddCommand(version.NewCmdVersion(f))
 	addCommands(cmd, f)
 	return cmd
+}
+
+// ErrorLine is the one line main prints on stderr for err, returned with
+// exit code code by command c (the one that ran, or whose arguments were
+// being parsed; nil for the root): "natkit: " and the error, and for bad
+// usage (exit 2) the help to read, as gh and docker point to theirs.
+func ErrorLine(c *cobra.Command, err error, code int) string {
+	msg := strings.TrimSpace(strings.ReplaceAll(err.Error(), "\n", " "))
+	if code == cmdutil.ExitUsage && !strings.Contains(msg, "--help") {
+		path := "natkit"
+		if c != nil {
+			path = c.CommandPath()
+		}
+		msg += fmt.Sprintf(" (run '%s --help' for usage)", path)
+	}
+	return "natkit: " + msg
 }

@@ -84,3 +84,47 @@ func TestExitCodeMapping(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorLine: the line main prints names what is wrong, and for bad
+// usage the help of the command that was used.
+func TestErrorLine(t *testing.T) {
+	t.Setenv("NATKIT_TURN_PASSWORD", "")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		line string
+	}{
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2, line: `natkit: unknown command "frobnicate" for "natkit" (run 'natkit --help' for usage)`},
+		{name: "unknown flag of a subcommand", args: []string{"turn", "--frob"}, code: 2, line: "natkit: unknown flag: --frob (run 'natkit turn --help' for usage)"},
+		{name: "unknown flag of a sub-subcommand", args: []string{"turn", "echo", "--frob"}, code: 2, line: "natkit: unknown flag: --frob (run 'natkit turn echo --help' for usage)"},
+		{name: "bad value", args: []string{"probe", "--count", "0", "x"}, code: 2, line: "natkit: --count 0: give 1 or more transactions per server (run 'natkit probe --help' for usage)"},
+		{name: "missing value", args: []string{"turn", "--server", "h", "-u", "a"}, code: 2, line: "natkit: no password: give --password or set $NATKIT_TURN_PASSWORD (run 'natkit turn --help' for usage)"},
+		{name: "bad server address", args: []string{"probe", "999.1.1.1"}, code: 2,
+			line: `natkit: server address "999.1.1.1": 999.1.1.1 is not an IP address (IPv4 is four numbers from 0 to 255, e.g. 192.0.2.10) and a host name cannot end in a number (run 'natkit probe --help' for usage)`},
+		{name: "detect argument", args: []string{"detect", "extra-arg"}, code: 2,
+			line: `natkit: unexpected argument "extra-arg": give servers with --server, e.g. natkit detect --server extra-arg (run 'natkit detect --help' for usage)`},
+		{name: "echo default port free", args: []string{"turn", "echo", "--listen", "nowhere"}, code: 2, line: `natkit: --listen "nowhere": give IP:PORT, e.g. 0.0.0.0:3481`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ios, _, _, _ := iostreams.Test()
+			f := cmdutil.NewFactory(ios)
+			var ran bool
+			cmd := NewCmdRoot(f, &ran)
+			cmd.SetArgs(tt.args)
+			c, err := cmd.ExecuteC()
+			code := cmdutil.ExitCode(err, ran)
+			if err == nil || code != tt.code {
+				t.Fatalf("exit %d (%v), want %d", code, err, tt.code)
+			}
+			if line := ErrorLine(c, err, code); !strings.HasPrefix(line, tt.line) || strings.Contains(line, "\n") {
+				t.Errorf("line\n%s\nwant\n%s", line, tt.line)
+			}
+		})
+	}
+	// A bad result (exit 1) is no usage problem: no help to point to.
+	if line := ErrorLine(nil, cmdutil.ResultErrorf("no STUN server answered"), 1); line != "natkit: no STUN server answered" {
+		t.Errorf("line %q", line)
+	}
+}

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -82,13 +81,7 @@ func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
 // parseConfig decodes a config file: YAML whose keys are flag names, none
 // unknown. An empty file is an empty config. The error is one line.
 func parseConfig(data []byte) (fileConfig, error) {
-	var fc fileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return fileConfig{}, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
-	}
-	return fc, nil
+	return decodeConfig(data)
 }
 
 func (o *Options) loadConfig(flags *pflag.FlagSet) error {

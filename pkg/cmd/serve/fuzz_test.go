@@ -5,19 +5,31 @@ import (
 	"testing"
 )
 
-// FuzzParseConfig: any config file gives a config or a one-line error,
-// never a panic.
+// FuzzParseConfig: any config file gives a config or a one-line error that
+// shows no Go type name, never a panic.
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("listen: 192.0.2.10\nalt-ip: 192.0.2.11\nuser: [alice:wonderland]\n"))
 	f.Add([]byte("user: alice:wonderland\nrelay-ports: 49152-65535\nno-turn: true\n"))
 	f.Add([]byte("stun-port: x\n"))
+	f.Add([]byte("stun-port: 1.5\nuser: {a: b}\nrealm: [x]\n"))
+	f.Add([]byte("realm: a\nrealm: b\n"))
+	f.Add([]byte("? [a]\n: b\n"))
 	f.Add([]byte("unknown: 1\n"))
 	f.Add([]byte("- a\n- b\n"))
 	f.Add([]byte("{{{{"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := parseConfig(data); err != nil && strings.Contains(err.Error(), "\n") {
+		_, err := parseConfig(data)
+		if err == nil {
+			return
+		}
+		if strings.Contains(err.Error(), "\n") {
 			t.Errorf("error has several lines: %q", err)
+		}
+		for _, goName := range []string{"fileConfig", "unmarshal", "[]string", "serve.", "float64"} {
+			if strings.Contains(err.Error(), goName) && !strings.Contains(string(data), goName) {
+				t.Errorf("error %q shows %q", err, goName)
+			}
 		}
 	})
 }

@@ -301,6 +301,9 @@ func serveRun(o *Options) error {
 	cfg.Logger = o.Logger
 	d, err := daemon.New(cfg)
 	if err != nil {
+		if errors.Is(err, turnserver.ErrNoRelayAddress) {
+			return cmdutil.UsageErrorf("TURN: this host has no IPv4 address to advertise for relays (only loopback ones): give --public-ip IP (the IPv4 address clients reach the relays at), --listen 127.0.0.1 for local tests, or --no-turn")
+		}
 		if isSetupError(err) {
 			return cmdutil.UsageErrorf("%v", err)
 		}

@@ -72,7 +72,7 @@ func auditRun(ctx context.Context, o *AuditOptions) error {
 	rep, err := o.Run(ctx, cc, o.endpoint.String(), turnclient.DefaultAuditTargets(cc.Server))
 	o.IO.StopProgress()
 	if err != nil {
-		return cmdutil.ResultErrorf("cannot reach %s: %v", o.endpoint.String(), err)
+		return reachError(o.endpoint, cc.Transport, err)
 	}
 	if o.Globals.JSON {
 		err = render.JSON(o.IO.Out, rep)

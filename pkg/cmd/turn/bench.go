@@ -130,7 +130,7 @@ func benchRun(ctx context.Context, o *BenchOptions) error {
 		Allocations: o.Allocations, Concurrency: o.Concurrency, Clients: o.Clients, Window: o.Window, Duration: o.Duration, Size: o.Size})
 	o.IO.StopProgress()
 	if err != nil {
-		return cmdutil.ResultErrorf("cannot reach %s: %v", o.endpoint.String(), err)
+		return reachError(o.endpoint, cc.Transport, err)
 	}
 	if o.Globals.JSON {
 		err = render.JSON(o.IO.Out, rep)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,12 @@ import (
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/turnclient"
 )
+
+// DefaultEchoPort is where `natkit turn echo` listens without --listen:
+// next to natkit's own ports but none of them (STUN and TURN 3478, STUN's
+// alternate port 3479, rendezvous 3480; coturn's turnutils_peer takes 3480
+// too), so that an echo peer runs beside `natkit serve` on one host.
+const DefaultEchoPort = 3481
 
 // EchoOptions are `natkit turn echo`'s.
 type EchoOptions struct {
@@ -43,13 +50,15 @@ func NewCmdEcho(f *cmdutil.Factory, runF func(*EchoOptions) error) *cobra.Comman
 		Short: "Run a UDP echo peer for TURN tests",
 		Long: `Run a UDP echo peer: every datagram is sent back to where it came from. Point
 'natkit turn --peer' and 'natkit turn bench --peer' at it; it must be reachable
-from the TURN server. It runs until interrupted (or --timeout).`,
-		Example: `  natkit turn echo --listen 0.0.0.0:3480`,
-		Args:    cobra.NoArgs,
+from the TURN server. It runs until interrupted (or --timeout). The default port,
+3481, is free beside natkit serve's (3478, 3479, 3480).`,
+		Example: `  natkit turn echo
+  natkit turn echo --listen [::]:3481`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ap, err := netip.ParseAddrPort(o.Listen)
 			if err != nil {
-				return cmdutil.UsageErrorf("--listen %q: give IP:PORT, e.g. 0.0.0.0:3480", o.Listen)
+				return cmdutil.UsageErrorf("--listen %q: give IP:PORT, e.g. 0.0.0.0:%d", o.Listen, DefaultEchoPort)
 			}
 			o.listen = ap
 			if runF != nil {
@@ -58,7 +67,7 @@ from the TURN server. It runs until interrupted (or --timeout).`,
 			return echoRun(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&o.Listen, "listen", "0.0.0.0:3480", "listen on `IP:PORT`")
+	cmd.Flags().StringVar(&o.Listen, "listen", "0.0.0.0:"+strconv.Itoa(DefaultEchoPort), "listen on `IP:PORT` (the default port is not the rendezvous server's 3480)")
 	return cmd
 }
 

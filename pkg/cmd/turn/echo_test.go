@@ -24,7 +24,7 @@ func TestEchoFlags(t *testing.T) {
 		listen string
 		err    string
 	}{
-		{name: "default", listen: "0.0.0.0:3480"},
+		{name: "default: not the rendezvous port", listen: "0.0.0.0:3481"},
 		{name: "listen", args: []string{"--listen", "127.0.0.2:4000"}, listen: "127.0.0.2:4000"},
 		{name: "ipv6", args: []string{"--listen", "[::1]:4000"}, listen: "[::1]:4000"},
 		{name: "no port", args: []string{"--listen", "127.0.0.1"}, err: `--listen "127.0.0.1": give IP:PORT`},

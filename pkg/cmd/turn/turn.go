@@ -21,6 +21,7 @@ import (
 
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/endpoint"
+	"github.com/natkit/natkit/pkg/failure"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/stunclient"
@@ -104,7 +105,7 @@ func (s *ServerFlags) clientConfig(ctx context.Context, logger *slog.Logger) (tu
 	ep := s.endpoint
 	ip, err := resolve(ctx, ep.Host)
 	if err != nil {
-		return turnclient.Config{}, cmdutil.ResultErrorf("cannot resolve %s: %v", ep.Host, err)
+		return turnclient.Config{}, cmdutil.ResultErrorf("%s", failure.Line(failure.Explain(failure.NameResolution, ep.Host, err.Error())))
 	}
 	cfg := turnclient.Config{
 		Server:     netip.AddrPortFrom(ip, uint16(ep.Port)),
@@ -131,29 +132,36 @@ func (s *ServerFlags) clientConfig(ctx context.Context, logger *slog.Logger) (tu
 	return cfg, nil
 }
 
+// resolve returns host's address, IPv4 first (TURN relays are IPv4),
+// within endpoint.ResolveTimeout; a failure is an *endpoint.ResolveError.
 func resolve(ctx context.Context, host string) (netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return ip.Unmap(), nil
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	ep := endpoint.Endpoint{Host: host, Port: 1}
+	ap, err := endpoint.Resolve(ctx, net.DefaultResolver, ep, endpoint.IPv4)
 	if err != nil {
-		return netip.Addr{}, err
-	}
-	for _, ip := range ips {
-		if ip.Unmap().Is4() {
-			return ip.Unmap(), nil
+		var re *endpoint.ResolveError
+		if errors.As(err, &re) && !re.NotFound && !re.Timeout && re.Err != nil && strings.Contains(re.Err.Error(), "no IPv4") {
+			ap, err = endpoint.Resolve(ctx, net.DefaultResolver, ep, endpoint.AnyFamily)
 		}
 	}
-	if len(ips) == 0 {
-		return netip.Addr{}, errors.New("no address")
+	return ap.Addr(), err
+}
+
+// reachError is the one-line error for a server that could not be reached,
+// with the flags that fix an untrusted certificate.
+func reachError(server endpoint.Endpoint, transport string, err error) error {
+	if failure.Classify(err) == failure.Certificate {
+		return cmdutil.ResultErrorf("cannot reach %s over %s: its TLS certificate is not trusted (%s): %s", server.String(), transport, failure.Cause(err), cmdutil.TLSTrustHint)
 	}
-	return ips[0], nil
+	return cmdutil.ResultErrorf("cannot reach %s over %s: %s", server.String(), transport, failure.Line(failure.Explain(failure.Classify(err), server.String(), failure.Cause(err))))
 }
 
 func parsePeer(s string) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return ap, fmt.Errorf("--peer %q: give IP:PORT, e.g. 192.0.2.7:3480 or [2001:db8::7]:3480", s)
+		return ap, fmt.Errorf("--peer %q: give IP:PORT, e.g. 192.0.2.7:3481 or [2001:db8::7]:3481", s)
 	}
 	return ap, nil
 }
@@ -196,8 +204,8 @@ measure the round-trip time and loss. The allocation is released at the end.
 Exit status: 0 when the allocation (and with --peer, the relay) works, 1 when not.`,
 		Example: `  natkit turn --server turn.example.net --user alice --password secret
   NATKIT_TURN_PASSWORD=secret natkit turn --server turns:turn.example.net --user alice
-  natkit turn --server 203.0.113.5 --user alice --peer 198.51.100.7:3480 --count 50
-  natkit turn echo --listen 0.0.0.0:3480`,
+  natkit turn --server 203.0.113.5 --user alice --peer 198.51.100.7:3481 --count 50
+  natkit turn echo --listen 0.0.0.0:3481`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := opts.validate(args); err != nil {
@@ -268,7 +276,7 @@ func turnRun(ctx context.Context, o *Options) error {
 		Count: o.Count, Interval: o.Interval, Size: o.Size, SendIndications: o.Send})
 	o.IO.StopProgress()
 	if err != nil {
-		return cmdutil.ResultErrorf("cannot reach %s over %s: %v", o.endpoint.String(), cc.Transport, err)
+		return reachError(o.endpoint, cc.Transport, err)
 	}
 	if o.Globals.JSON {
 		err = render.JSON(o.IO.Out, rep)
@@ -279,13 +287,13 @@ func turnRun(ctx context.Context, o *Options) error {
 		return err
 	}
 	if !rep.Success {
-		return cmdutil.ResultErrorf("%s", failure(rep))
+		return cmdutil.ResultErrorf("%s", checkFailure(rep))
 	}
 	return nil
 }
 
-// failure is the one-line error for a failed check.
-func failure(rep turnclient.Report) string {
+// checkFailure is the one-line error for a failed check.
+func checkFailure(rep turnclient.Report) string {
 	msg := "TURN check failed"
 	if rep.Error != nil {
 		msg = *rep.Error
@@ -307,9 +315,9 @@ func verdict(cs *iostreams.ColorScheme, rep turnclient.Report) string {
 	case rep.Success:
 		return cs.Green(fmt.Sprintf("TURN allocation made: relayed address %s", render.Dash(rep.RelayedAddress)))
 	case rep.RelayedAddress != nil:
-		return cs.Red("TURN allocation made, but the relay failed: " + failure(rep))
+		return cs.Red("TURN allocation made, but the relay failed: " + checkFailure(rep))
 	}
-	return cs.Red("TURN allocation failed: " + failure(rep))
+	return cs.Red("TURN allocation failed: " + checkFailure(rep))
 }
 
 // packets is the relay test's packet line: how many left at which pace,

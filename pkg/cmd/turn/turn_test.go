@@ -224,8 +224,9 @@ func TestRunTLS(t *testing.T) {
 			args := append([]string{"turn", "--json", "-u", "alice", "-p", "wonderland", "--peer", echo.String(), "--count", "3", "--interval", "1ms"}, tc.args...)
 			r := execute(ctx, t, turn, args...)
 			if tc.err != "" {
-				if r.code != cmdutil.ExitBad || r.err == nil || !strings.Contains(r.err.Error(), "over tls") || !strings.Contains(r.err.Error(), tc.err) {
-					t.Fatalf("exit %d: %v; want exit 1 with %q", r.code, r.err, tc.err)
+				if r.code != cmdutil.ExitBad || r.err == nil || !strings.Contains(r.err.Error(), "over tls") || !strings.Contains(r.err.Error(), tc.err) ||
+					!strings.HasSuffix(r.err.Error(), ": "+cmdutil.TLSTrustHint) {
+					t.Fatalf("exit %d: %v; want exit 1 with %q and the flags that fix it", r.code, r.err, tc.err)
 				}
 				if n := s.d.TURN().Stats().AllocationsTotal - before; n != 0 {
 					t.Errorf("%d allocations made without a trusted certificate", n)

@@ -1,0 +1,60 @@
+package serve
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/natkit/natkit/pkg/cmdutil"
+)
+
+// TestConfigErrors: a bad config file is one line that names the line, the
+// key and what it wants, in the flags' words: never a Go type name.
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, err string
+	}{
+		{"not a number", "listen: 127.0.0.1\nhttp: \"off\"\nstun-port: abc\n", `line 3: stun-port: want a whole number, got "abc"`},
+		{"not a whole number", "stun-rate: 1.5\n", `line 1: stun-rate: want a whole number, got "1.5"`},
+		{"not a boolean", "no-turn: maybe\n", `line 1: no-turn: want true or false, got "maybe"`},
+		{"not a rate", "turn-challenge-rate: fast\n", `line 1: turn-challenge-rate: want a number, got "fast"`},
+		{"a mapping for a list", "user: {alice: wonderland}\n", "line 1: user: want a string or a list of strings, got a mapping"},
+		{"a list for a string", "listen: [a, b]\n", "line 1: listen: want a string, got a list"},
+		{"unknown key", "listen: 127.0.0.1\nfrobnicate: 1\n", `line 2: unknown key "frobnicate": the keys are natkit serve's flag names (see 'natkit serve --help')`},
+		{"misspelt key", "stun-prot: 3478\n", `line 1: unknown key "stun-prot": the keys are natkit serve's flag names (did you mean stun-port?)`},
+		{"twice", "realm: a\nrealm: b\n", "line 2: realm is given twice (also on line 1)"},
+		{"a list document", "- a\n- b\n", "line 1: want flag names and their values, one per line"},
+		{"a scalar document", "listen\n", `line 1: want flag names and their values, one per line (e.g. "stun-port: 3478"), got "listen"`},
+		{"broken", "listen: [\n", "line 1: did not find expected node content"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig([]byte(tt.yaml))
+			if err == nil || !strings.HasPrefix(err.Error(), tt.err) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err %v, want %q", err, tt.err)
+			}
+			for _, goName := range []string{"fileConfig", "unmarshal", "!!", "[]string", "serve."} {
+				if strings.Contains(err.Error(), goName) {
+					t.Errorf("error %q shows %q", err, goName)
+				}
+			}
+		})
+	}
+	// Through the command: exit 2, the file named.
+	path := writeFile(t, "bad.yaml", "listen: 127.0.0.1\nhttp: \"off\"\nstun-port: abc\n")
+	_, code, err := parse(t, "--config", path)
+	if code != cmdutil.ExitUsage || err == nil || err.Error() != "--config "+path+`: line 3: stun-port: want a whole number, got "abc"` {
+		t.Errorf("exit %d: %v", code, err)
+	}
+}
+
+// TestConfigValues: what the file gives reaches the options, a key with no
+// value counts as not given.
+func TestConfigValues(t *testing.T) {
+	fc, err := parseConfig([]byte("listen: 127.0.0.2\nstun-port: 4000\nuser: alice:wonderland\nallow-peer: [127.0.0.0/8, \"::1/128\"]\nno-turn: false\nturn-challenge-rate: 2.5\nrealm:\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *fc.Listen != "127.0.0.2" || *fc.STUNPort != 4000 || len(*fc.Users) != 1 || len(*fc.AllowPeers) != 2 || *fc.NoTURN || *fc.TURNChallenge != 2.5 || fc.Realm != nil {
+		t.Errorf("config %+v", fc)
+	}
+}
