@@ -128,6 +128,7 @@ type Client struct {
 	tc     *stunclient.PacketConn
 	server net.Addr
 	stream bool
+	local  netip.AddrPort // the route's source with pc's port, when pc is bound to any address
 
 	mu      sync.Mutex
 	realm   string
@@ -187,6 +188,15 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		c.pc = pc
 		c.server = net.UDPAddrFromAddrPort(cfg.Server)
+		if la := addrPortOf(pc.LocalAddr()); la.Addr().IsUnspecified() && cfg.ListenPacket == nil {
+			// Bound to any address: the local address is the route's
+			// source toward the server (a connected socket finds it and
+			// sends nothing).
+			if conn, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(cfg.Server)); err == nil {
+				c.local = netip.AddrPortFrom(addrPortOf(conn.LocalAddr()).Addr(), la.Port())
+				conn.Close()
+			}
+		}
 	case "tcp", "tls":
 		dial := cfg.Dial
 		if dial == nil {
@@ -235,8 +245,15 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// LocalAddr is the client's local transport address.
-func (c *Client) LocalAddr() netip.AddrPort { return addrPortOf(c.pc.LocalAddr()) }
+// LocalAddr is the client's local transport address: over UDP from a
+// socket bound to any address, its port with the IP that routes to the
+// server.
+func (c *Client) LocalAddr() netip.AddrPort {
+	if c.local.IsValid() {
+		return c.local
+	}
+	return addrPortOf(c.pc.LocalAddr())
+}
 
 // Realm and Nonce are the last ones the server gave.
 func (c *Client) Realm() string { c.mu.Lock(); defer c.mu.Unlock(); return c.realm }
