@@ -2,6 +2,7 @@ package detect
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"sync"
 )
@@ -85,10 +86,16 @@ func (r *run) mappingTest(ctx context.Context) *mappingResult {
 		}
 	}
 	wg.Wait()
+	asked, answered := 0, 0
 	for _, o := range append(append([]*outcome{}, res.first...), res.altIP, res.other, res.altPort) {
 		if o != nil {
 			res.test.Requests = append(res.test.Requests, o.record())
+			asked++
+			if o.answered() {
+				answered++
+			}
 		}
 	}
+	res.test.Result = fmt.Sprintf("%d of %d requests answered", answered, asked)
 	return res
 }
