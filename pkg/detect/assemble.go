@@ -3,6 +3,8 @@ package detect
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/natkit/natkit/pkg/portalloc"
 )
 
 // observations are the raw results of every test of one run.
@@ -233,9 +235,12 @@ func (r *run) report(obs *observations, rep *Report) {
 	if obs.ports != nil {
 		rep.Ports = append(rep.Ports, obs.ports.samples...)
 		if reached {
-			var preason string
-			rep.PortAllocation, rep.PortDelta, preason = classifyPorts(obs.ports.samples)
-			reason(preason)
+			a := portalloc.Classify(obs.ports.samples)
+			rep.PortAllocation = a.Allocation
+			if a.Allocation == Sequential {
+				rep.PortDelta = intp(a.Stride)
+			}
+			reason(a.Reason)
 		}
 	}
 

@@ -372,3 +372,71 @@ func checkOutcome(t *testing.T, r result, want punch.FailureReason) {
 		t.Errorf("want failure %s: %s", want, describe(r))
 	}
 }
+
+// TestLabStrides: sequential NATs that allocate with a stride other than
+// +1 (an independent lab met one with a stride of 256: punch took it for
+// random and gave up, symmetric-both-random). Two such NATs meet by
+// predicting each other's ports; so do two that count down, and a
+// stride-256 NAT and a port-restricted cone.
+func TestLabStrides(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	natlabtest.Require(t)
+	leaktest.Check(t)
+	bin := natlabtest.Natkit(t)
+	seq := func(label string, d int) natlab.Spec {
+		s, _ := natlab.Lookup(natlab.SymmetricSequential)
+		s.Label, s.PortDelta = label, d
+		return s
+	}
+	prc, _ := natlab.Lookup(natlab.PortRestrictedCone)
+	l := natlabtest.New(t, seq("seq256a", 256), seq("seq256b", 256), seq("down2a", -2), seq("down2b", -2), prc)
+	startRendezvous(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	session := 0
+	next := func() string { session++; return fmt.Sprintf("stride-%d-%d", time.Now().UnixNano()%100000, session) }
+	tests := []struct {
+		a, b   string
+		trials int
+		delta  [2]int // each side's port_delta as punch measured it
+		// strategy is the one that must connect; "" any (the
+		// sequential side's probe to the cone's public address opens the
+		// path as often as the cone's to the predicted port).
+		strategy punch.Strategy
+	}{
+		{a: "seq256a", b: "seq256b", trials: 5, delta: [2]int{256, 256}, strategy: punch.StrategyPredicted},
+		{a: "down2a", b: "down2b", trials: 3, delta: [2]int{-2, -2}, strategy: punch.StrategyPredicted},
+		{a: "seq256a", b: natlab.PortRestrictedCone, trials: 3, delta: [2]int{256, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.a+"/"+tt.b, func(t *testing.T) {
+			ok := 0
+			var times []float64
+			for range tt.trials {
+				ra, rb := pair(ctx, t, bin, l.Host(tt.a, 0), l.Host(tt.b, 0), next(), "--timeout", "30s")
+				t.Logf("%s ↔ %s: %s | %s", tt.a, tt.b, describe(ra), describe(rb))
+				good := true
+				for i, r := range []result{ra, rb} {
+					checkOutcome(t, r, "")
+					if tt.strategy != "" && (r.rep.Strategy == nil || *r.rep.Strategy != tt.strategy) {
+						good = false
+						t.Errorf("%s: want strategy %s", describe(r), tt.strategy)
+					}
+					if d := tt.delta[i]; d != 0 && (r.rep.Self.PortAllocation != punch.PortsSequential ||
+						r.rep.Self.PortDelta == nil || *r.rep.Self.PortDelta != d) {
+						good = false
+						t.Errorf("side %d measured %s %v (samples %v), want sequential %+d", i, r.rep.Self.PortAllocation,
+							r.rep.Self.PortDelta, r.rep.Self.PortSamples, d)
+					}
+				}
+				if good && ra.rep.Success && rb.rep.Success {
+					ok++
+					times = append(times, *ra.rep.TimeToConnectMs)
+				}
+			}
+			t.Logf("%s ↔ %s: %d/%d connected; time to connect (ms): %v", tt.a, tt.b, ok, tt.trials, times)
+		})
+	}
+}

@@ -3,6 +3,8 @@ package punch
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/natkit/natkit/pkg/portalloc"
 )
 
 // Strategy names a way to open the path; the strings are the contract's.
@@ -52,8 +54,9 @@ const (
 
 // Plan tuning.
 const (
-	// predictWindow is how many ports after a sequential NAT's next port
-	// are tried: other flows through the NAT may take some in between.
+	// predictWindow is how many ports, a stride apart, from a sequential
+	// NAT's next port on are tried: other flows through the NAT may take
+	// some in between.
 	predictWindow = 16
 	// birthdaySockets is the hard side's socket count; with ~1000 random
 	// probes from the easy side, 1-(1-256/64512)^1000 ≈ 98% hit.
@@ -114,7 +117,9 @@ func random(n NAT) bool {
 	return !eim(n) && n.BehindNAT != nil && *n.BehindNAT && n.PortAllocation != PortsSequential && n.PortAllocation != PortsPreserved
 }
 
-func sequential(n NAT) bool { return !eim(n) && n.PortAllocation == PortsSequential && n.NextPort > 0 }
+func sequential(n NAT) bool {
+	return !eim(n) && n.PortAllocation == PortsSequential && n.NextPort > 0 && n.NextPort < 65536
+}
 
 // makePlan chooses strategies from both sides' views. reverse and wait are
 // the server's connection-reversal flags. allow, when non-empty, keeps only
@@ -157,10 +162,9 @@ func makePlan(self, peer peerView, reverse, wait bool, allow []Strategy) plan {
 		if peer.NAT.PortDelta != nil && *peer.NAT.PortDelta != 0 {
 			d = *peer.NAT.PortDelta
 		}
-		for i := range predictWindow {
-			port := peer.NAT.NextPort + i*d
-			if port > 0 && port < 65536 {
-				add(netip.AddrPortFrom(peer.Observed.Addr(), uint16(port)), StrategyPredicted, true)
+		for _, port := range portalloc.Ports(uint16(peer.NAT.NextPort), d, predictWindow) {
+			if port != 0 {
+				add(netip.AddrPortFrom(peer.Observed.Addr(), port), StrategyPredicted, true)
 			}
 		}
 	}

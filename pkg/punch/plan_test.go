@@ -23,6 +23,14 @@ func TestMakePlan(t *testing.T) {
 	rnd := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsRandom, 0, "198.51.100.11")
 	rnd2 := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsRandom, 0, "198.51.100.13")
 	seq := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsSequential, 20010, "198.51.100.14")
+	seqStride := func(next, d int, ip string) peerView {
+		v := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsSequential, next, ip)
+		v.NAT.PortDelta = &d
+		return v
+	}
+	seq256, seq256b := seqStride(20000, 256, "198.51.100.16"), seqStride(21536, 256, "198.51.100.17")
+	seq256top := seqStride(65280, 256, "198.51.100.18")
+	seqDown := seqStride(30000, -2, "198.51.100.19")
 	sameNAT := view(TypePortRestrictedCone, EndpointIndependent, AddressAndPortDependent, PortsPreserved, 0, "198.51.100.10")
 	sameNAT.Addrs = []netip.AddrPort{netip.MustParseAddrPort("192.168.1.11:40001")}
 	blocked := cone
@@ -63,6 +71,27 @@ func TestMakePlan(t *testing.T) {
 		{name: "sequential peer: predicted window", self: cone, peer: seq, check: func(t *testing.T, p plan) {
 			if count(p, StrategyPredicted) != predictWindow || p.targets[0].addr.Port() != 20010 {
 				t.Errorf("%+v", p.targets)
+			}
+		}},
+		{name: "stride 256 both sides: predicted window 256 apart, not hopeless", self: seq256, peer: seq256b, check: func(t *testing.T, p plan) {
+			if count(p, StrategyPredicted) != predictWindow || !p.sequentialSelf {
+				t.Fatalf("%+v", p)
+			}
+			want := []uint16{21536, 21792, 22048}
+			for i, port := range want {
+				if got := p.targets[i].addr.Port(); got != port || p.targets[i].strategy != StrategyPredicted || !p.targets[i].prime {
+					t.Errorf("target %d: %v %s, want port %d predicted and primed", i, p.targets[i].addr, p.targets[i].strategy, port)
+				}
+			}
+		}},
+		{name: "stride 256 wraps at 65535 to 1024", self: cone, peer: seq256top, check: func(t *testing.T, p plan) {
+			if got := []uint16{p.targets[0].addr.Port(), p.targets[1].addr.Port(), p.targets[2].addr.Port()}; got[0] != 65280 || got[1] != 1024 || got[2] != 1280 {
+				t.Errorf("window starts %v, want 65280 1024 1280", got)
+			}
+		}},
+		{name: "stride -2", self: cone, peer: seqDown, check: func(t *testing.T, p plan) {
+			if count(p, StrategyPredicted) != predictWindow || p.targets[0].addr.Port() != 30000 || p.targets[1].addr.Port() != 29998 {
+				t.Errorf("%+v", p.targets[:2])
 			}
 		}},
 		{name: "random vs port-restricted: birthday hard side", self: rnd, peer: cone, check: func(t *testing.T, p plan) {

@@ -237,6 +237,7 @@ func (p *puncher) run(ctx context.Context) error {
 	// 2. What the mode needs before the peer comes: the TCP port and its
 	// mapping, or ICE candidates (gathered while we wait).
 	c := card{V: 1, Mode: o.Mode, NAT: nat, UDP: udp, Relay: o.Relay != nil}
+	c.NAT.PortSamples = nil // for our report only: the card has at most rendezvous.MaxCard bytes
 	switch o.Mode {
 	case ModeTCP:
 		o.OnProgress("learning the TCP mapping")
