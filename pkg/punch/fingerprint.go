@@ -145,7 +145,12 @@ func fingerprint(ctx context.Context, sc *stunclient.PacketConn, server netip.Ad
 	n.PortSamples = samples
 
 	if lastSC != nil {
-		n.FilteringBehavior = filtering(ctx, lastSC, server, rtt)
+		// CHANGE-REQUEST needs a server with two addresses (OTHER-ADDRESS):
+		// a one-address server refuses it (420), which must not read as
+		// filtering.
+		if r1.OtherAddress.IsValid() {
+			n.FilteringBehavior = filtering(ctx, lastSC, server, rtt)
+		}
 		lastSC.Close()
 		last.Close()
 	}
@@ -236,10 +241,13 @@ func classify(n NAT) string {
 		return Unknown
 	}
 	if !*n.BehindNAT {
-		if n.FilteringBehavior == EndpointIndependent {
+		switch n.FilteringBehavior {
+		case EndpointIndependent:
 			return TypeOpenInternet
+		case AddressDependent, AddressAndPortDependent:
+			return TypeUDPFirewall
 		}
-		return TypeUDPFirewall
+		return Unknown
 	}
 	switch n.MappingBehavior {
 	case AddressDependent, AddressAndPortDependent:

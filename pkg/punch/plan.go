@@ -127,8 +127,11 @@ func sequential(n NAT) bool {
 func makePlan(self, peer peerView, reverse, wait bool, allow []Strategy) plan {
 	var p plan
 	ok := func(s Strategy) bool { return len(allow) == 0 || slices.Contains(allow, s) }
+	// Our sockets are of the rendezvous server's address family: an
+	// address of the other family is out of reach.
+	family := self.Observed.Addr()
 	add := func(a netip.AddrPort, s Strategy, prime bool) {
-		if !a.IsValid() || !ok(s) {
+		if !a.IsValid() || !ok(s) || (family.IsValid() && a.Addr().Is4() != family.Is4()) {
 			return
 		}
 		for _, t := range p.targets {

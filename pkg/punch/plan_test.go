@@ -35,6 +35,10 @@ func TestMakePlan(t *testing.T) {
 	sameNAT.Addrs = []netip.AddrPort{netip.MustParseAddrPort("192.168.1.11:40001")}
 	blocked := cone
 	blocked.UDP = false
+	v6cone, v6full := cone, full
+	v6cone.Observed, v6full.Observed = netip.MustParseAddrPort("[2001:db8::10]:31337"), netip.MustParseAddrPort("[2001:db8::12]:31337")
+	v6cone.Addrs = []netip.AddrPort{netip.MustParseAddrPort("[2001:db8::10]:31337")}
+	v6full.Addrs = []netip.AddrPort{netip.MustParseAddrPort("[2001:db8::12]:31337")}
 	count := func(p plan, s Strategy) int {
 		n := 0
 		for _, t := range p.targets {
@@ -112,6 +116,16 @@ func TestMakePlan(t *testing.T) {
 		{name: "random vs full cone: no birthday", self: rnd, peer: full, check: func(t *testing.T, p plan) {
 			if p.birthdayHard {
 				t.Errorf("%+v", p)
+			}
+		}},
+		{name: "a peer of the other address family is out of reach", self: v6cone, peer: full, check: func(t *testing.T, p plan) {
+			if len(p.targets) != 0 {
+				t.Errorf("IPv6 socket, IPv4 peer: targets %+v", p.targets)
+			}
+		}},
+		{name: "IPv6 peers", self: v6cone, peer: v6full, check: func(t *testing.T, p plan) {
+			if count(p, StrategySimultaneous) != 1 || !p.targets[0].addr.Addr().Is6() {
+				t.Errorf("%+v", p.targets)
 			}
 		}},
 		{name: "both random", self: rnd, peer: rnd2, wantHopeless: ReasonSymmetricBothRandom},

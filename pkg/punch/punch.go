@@ -180,6 +180,7 @@ type puncher struct {
 	eng      atomic.Pointer[engine]
 	closers  []func()
 	local    netip.AddrPort
+	v6       bool         // the rendezvous server, and so every socket, is IPv6
 	tcp      *tcpState    // --tcp
 	ice      *iceGatherer // --ice
 }
@@ -212,20 +213,20 @@ func (p *puncher) dispatch(b []byte, from net.Addr) {
 func (p *puncher) run(ctx context.Context) error {
 	o := p.o
 	var err error
-	p.main, err = o.ListenPacket("udp4", "0.0.0.0:0")
+	p.v6 = o.Server.Addr().Unmap().Is6()
+	p.main, err = p.listenUDP()
 	if err != nil {
 		return fmt.Errorf("punch: open a UDP socket: %w", err)
 	}
 	p.closers = append(p.closers, func() { p.main.Close() })
-	p.mainSock = &sock{pc: p.main}
+	p.mainSock = newSock(p.main)
 	p.local = netip.AddrPortFrom(routeIP(o.Server), uint16(p.main.LocalAddr().(*net.UDPAddr).Port))
 	p.sc = stunclient.NewPacketConn(p.main, stunclient.Config{RTO: fpRTO, Timeout: fpBindingTimeout, Unhandled: p.dispatch, Logger: p.log})
 	p.closers = append(p.closers, func() { p.sc.Close() })
 
 	// 1. Our NAT, from the server's STUN answers.
 	o.OnProgress("fingerprinting the NAT")
-	listen := func() (net.PacketConn, error) { return o.ListenPacket("udp4", "0.0.0.0:0") }
-	nat, other, ferr := fingerprint(ctx, p.sc, o.Server, p.local, listen)
+	nat, other, ferr := fingerprint(ctx, p.sc, o.Server, p.local, p.listenUDP)
 	udp := ferr == nil
 	if ferr != nil && !errors.Is(ferr, errUDPBlocked) {
 		p.fail(ReasonTimeout)
@@ -418,7 +419,7 @@ func (p *puncher) runUDP(ctx context.Context, rv *rendezvous.Client, pair rendez
 	var hard []*sock
 	if pl.birthdayHard {
 		for range birthdaySockets {
-			pc, err := p.o.ListenPacket("udp4", "0.0.0.0:0")
+			pc, err := p.listenUDP()
 			if err != nil {
 				break // fewer sockets: lower odds, still polite
 			}
@@ -508,11 +509,23 @@ func (p *puncher) fillMeasure(rtts []time.Duration, sent int) {
 	}
 }
 
+// listenUDP opens a UDP socket of the rendezvous server's address family,
+// on every local address.
+func (p *puncher) listenUDP() (net.PacketConn, error) {
+	if p.v6 {
+		return p.o.ListenPacket("udp6", "[::]:0")
+	}
+	return p.o.ListenPacket("udp4", "0.0.0.0:0")
+}
+
 // routeIP returns the local IP the kernel would use towards server (no
 // packet is sent).
 func routeIP(server netip.AddrPort) netip.Addr {
-	c, err := net.Dial("udp4", server.String())
+	c, err := net.Dial("udp", server.String())
 	if err != nil {
+		if server.Addr().Unmap().Is6() {
+			return netip.IPv6Unspecified()
+		}
 		return netip.IPv4Unspecified()
 	}
 	defer c.Close()

@@ -43,8 +43,13 @@ const (
 type sock struct {
 	pc  net.PacketConn
 	idx int
+	v6  bool       // an IPv6 socket: hop limit, not TTL
 	mu  sync.Mutex // serializes TTL changes with writes
 	ttl int
+}
+
+func newSock(pc net.PacketConn) *sock {
+	return &sock{pc: pc, v6: addrPortOf(pc.LocalAddr()).Addr().Is6()}
 }
 
 func (s *sock) write(b []byte, to netip.AddrPort, ttl int) error {
@@ -55,7 +60,7 @@ func (s *sock) write(b []byte, to netip.AddrPort, ttl int) error {
 		if want == 0 {
 			want = 64
 		}
-		if setTTL(sc, want) == nil {
+		if setTTL(sc, want, s.v6) == nil {
 			s.ttl = ttl
 		}
 	}
@@ -133,7 +138,8 @@ func newEngine(key []byte, index int, log *slog.Logger) *engine {
 func (e *engine) addSock(pc net.PacketConn) *sock {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := &sock{pc: pc, idx: len(e.socks)}
+	s := newSock(pc)
+	s.idx = len(e.socks)
 	e.socks = append(e.socks, s)
 	return s
 }

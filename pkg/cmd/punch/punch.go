@@ -233,18 +233,26 @@ func splitUserinfo(s string) (user, pass, rest string) {
 	return user, pass, scheme + s[at+1:]
 }
 
+// resolve looks host up: an IPv4 address when it has one (both peers must
+// reach the server over one family, and IPv4 is the one every host has),
+// else an IPv6 address. Punch then runs over the family of the address.
 func resolve(ctx context.Context, host string) (netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return ip.Unmap(), nil
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	if len(ips) == 0 {
-		return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", host)
+		return netip.Addr{}, fmt.Errorf("%s has no address", host)
 	}
-	return ips[0].Unmap(), nil
+	for _, ip := range ips {
+		if ip.Unmap().Is4() {
+			return ip.Unmap(), nil
+		}
+	}
+	return ips[0], nil
 }
 
 func punchRun(ctx context.Context, o *PunchOptions) error {
