@@ -73,6 +73,12 @@ type Spec struct {
 	// ports of successive new flows: any stride but 0, e.g. 256 or -2.
 	// Default SequentialDelta.
 	PortDelta int `json:"port_delta,omitempty"`
+	// NoInputFilter builds the router without an input firewall, like a
+	// bare MASQUERADE box or a Docker or Kubernetes host: a packet for the
+	// router's own public address on a port nobody listens on is accepted
+	// into its conntrack table (and answered with ICMP port unreachable).
+	// Home routers drop such packets (the default).
+	NoInputFilter bool `json:"no_input_filter,omitempty"`
 	// Expect is the behaviour a detector should report. New keeps
 	// Expect.Hairpinning equal to Hairpin.
 	Expect Expectation

@@ -30,7 +30,9 @@ func ruleset(r recipe, spec Spec, wan netip.Addr) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("table ip %s {", nftTable)
-	routerInput(w)
+	if !spec.NoInputFilter {
+		routerInput(w)
+	}
 	switch r.kind {
 	case kindOpen:
 		// Routed public addresses, nothing to do.

@@ -55,11 +55,13 @@ type result struct {
 func runPunch(ctx context.Context, t *testing.T, bin string, h *natlab.Host, args ...string) result {
 	start := time.Now()
 	cmd := h.Command(ctx, bin, append([]string{"punch", "--json", "--rendezvous", natlab.ServerAddr.String()}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	r := result{took: time.Since(start)}
+	r := result{took: time.Since(start), stderr: stderr.String()}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		r.code, r.stderr = ee.ExitCode(), string(ee.Stderr)
+		r.code = ee.ExitCode()
 	} else if err != nil {
 		t.Errorf("%s: %v", h.Name(), err)
 		return r
@@ -439,4 +441,80 @@ func TestLabStrides(t *testing.T) {
 			t.Logf("%s ↔ %s: %d/%d connected; time to connect (ms): %v", tt.a, tt.b, ok, tt.trials, times)
 		})
 	}
+}
+
+// TestLabNoInputFilter: routers without an input firewall (a bare
+// MASQUERADE box, a Docker or Kubernetes host) take an early probe for
+// themselves into their conntrack table, and their host's own mapping then
+// clashes with it. Between a cone behind such a router and a cone behind
+// a home router (input firewall), punch notices (the ICMP port
+// unreachable the router answers with) and recovers with an ordered round
+// on fresh ports; between two such routers on one bridge no order of
+// probes can work, and punch says so at once with its own code.
+func TestLabNoInputFilter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	natlabtest.Require(t)
+	leaktest.Check(t)
+	bin := natlabtest.Natkit(t)
+	open := func(name, label string) natlab.Spec {
+		s, _ := natlab.Lookup(name)
+		s.Label, s.NoInputFilter = label, true
+		return s
+	}
+	prc, _ := natlab.Lookup(natlab.PortRestrictedCone)
+	l := natlabtest.New(t, open(natlab.PortRestrictedCone, "open-a"), open(natlab.PortRestrictedCone, "open-b"), prc)
+	startRendezvous(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	session := 0
+	next := func() string { session++; return fmt.Sprintf("open-%d-%d", time.Now().UnixNano()%100000, session) }
+	trials := 10
+	t.Run("one-router-open", func(t *testing.T) {
+		ok := 0
+		var times []float64
+		strategies := map[punch.Strategy]int{}
+		for i := range trials {
+			a, b := l.Host("open-a", 0), l.Host(natlab.PortRestrictedCone, 0)
+			if i%2 == 1 {
+				a, b = b, a // either side may join first
+			}
+			ra, rb := pair(ctx, t, bin, a, b, next(), "--timeout", "30s")
+			t.Logf("%s | %s", describe(ra), describe(rb))
+			for _, r := range []result{ra, rb} {
+				checkOutcome(t, r, "")
+			}
+			if ra.rep.Success && rb.rep.Success {
+				ok++
+				times = append(times, *ra.rep.TimeToConnectMs)
+				strategies[*ra.rep.Strategy]++
+			}
+		}
+		t.Logf("one router without input firewall: %d/%d connected %v; time to connect (ms): %v", ok, trials, strategies, times)
+	})
+	t.Run("both-routers-open", func(t *testing.T) {
+		// Only probes that cross between the routers (within the bridge's
+		// microseconds) could open the path: now and then the first ones
+		// do; otherwise punch must say why, fast.
+		ok, coded := 0, 0
+		for range trials {
+			ra, rb := pair(ctx, t, bin, l.Host("open-a", 0), l.Host("open-b", 0), next(), "--timeout", "30s")
+			t.Logf("%s | %s (%v, %v)", describe(ra), describe(rb), ra.took.Round(time.Millisecond), rb.took.Round(time.Millisecond))
+			if ra.rep.Success && rb.rep.Success {
+				ok++
+				continue
+			}
+			coded++
+			for _, r := range []result{ra, rb} {
+				checkOutcome(t, r, punch.ReasonRouterNoInputFilter)
+				// Failing fast: well before the 10 s the strategies get.
+				if r.took > 5*time.Second {
+					t.Errorf("failing took %v", r.took)
+				}
+			}
+		}
+		t.Logf("both routers without input firewall: %d/%d connected, %d/%d failed fast with %s", ok, trials, coded, trials,
+			punch.ReasonRouterNoInputFilter)
+	})
 }

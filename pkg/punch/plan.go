@@ -22,10 +22,13 @@ const (
 	StrategyTCP          Strategy = "tcp"          // TCP simultaneous open
 	StrategyICE          Strategy = "ice"          // pion/ice connectivity checks
 	StrategyRelay        Strategy = "relay"        // through the TURN server
+	// StrategyFreshPorts: synchronised rounds on fresh ports, after a
+	// router without an input firewall took the first probes for itself.
+	StrategyFreshPorts Strategy = "fresh-ports"
 )
 
 var strategyIDs = []Strategy{"", StrategyLAN, StrategyHairpin, StrategySimultaneous, StrategyReversal, StrategyPreserved,
-	StrategyPredicted, StrategyBirthday, StrategyTCP, StrategyICE, StrategyRelay}
+	StrategyPredicted, StrategyBirthday, StrategyTCP, StrategyICE, StrategyRelay, StrategyFreshPorts}
 
 func (s Strategy) id() byte {
 	if i := slices.Index(strategyIDs, s); i > 0 {

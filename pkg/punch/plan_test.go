@@ -163,6 +163,10 @@ func TestMergeReason(t *testing.T) {
 		{"nothing in either way", Observation{Sent: 9}, &Observation{Sent: 9}, "", ReasonFilteredNoInbound},
 		{"one way", Observation{PingsReceived: 3}, &Observation{}, "", ReasonOneWayOnly},
 		{"no peer result, nothing in", Observation{}, nil, "", ReasonFilteredNoInbound},
+		{"our probes refused by the peer's router", Observation{Sent: 9, Refusals: 2}, &Observation{Sent: 9}, "", ReasonRouterNoInputFilter},
+		{"theirs refused by ours", Observation{Sent: 9}, &Observation{Sent: 9, Refusals: 1}, "", ReasonRouterNoInputFilter},
+		{"refused, no peer result", Observation{Refusals: 1}, nil, "", ReasonRouterNoInputFilter},
+		{"UDP blocked comes first", Observation{Refusals: 1}, &Observation{Reason: ReasonUDPBlocked}, "", ReasonUDPBlocked},
 	}
 	for _, tt := range tests {
 		if got := mergeReason(tt.mine, tt.theirs, tt.planned); got != tt.want {

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -178,6 +179,7 @@ type puncher struct {
 	sc       *stunclient.PacketConn
 	rv       atomic.Pointer[rendezvous.Client]
 	eng      atomic.Pointer[engine]
+	closeMu  sync.Mutex
 	closers  []func()
 	local    netip.AddrPort
 	v6       bool         // the rendezvous server, and so every socket, is IPv6
@@ -186,9 +188,19 @@ type puncher struct {
 }
 
 func (p *puncher) close() {
-	for i := len(p.closers) - 1; i >= 0; i-- {
-		p.closers[i]()
+	p.closeMu.Lock()
+	closers := p.closers
+	p.closeMu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
 	}
+}
+
+// addCloser adds f to what close runs (from any goroutine).
+func (p *puncher) addCloser(f func()) {
+	p.closeMu.Lock()
+	p.closers = append(p.closers, f)
+	p.closeMu.Unlock()
 }
 
 func (p *puncher) fail(r FailureReason) {
@@ -356,7 +368,7 @@ func (p *puncher) run(ctx context.Context) error {
 	case o.Mode == ModeTCP:
 		obs, planned = p.runTCP(ctx, rv, pair, self, peer, pc, key)
 	default:
-		obs, planned = p.runUDP(ctx, rv, pair, self, peer, key)
+		obs, planned = p.runUDP(ctx, rv, sig, pair, self, peer, key)
 	}
 	// ICE has its relay candidates; the other modes fall back on the relay
 	// when either side has one.
@@ -411,7 +423,7 @@ func (p *puncher) run(ctx context.Context) error {
 }
 
 // runUDP is the UDP punch: plan, prepare, GO, race, verify, measure.
-func (p *puncher) runUDP(ctx context.Context, rv *rendezvous.Client, pair rendezvous.Pair, self, peer peerView, key []byte) (Observation, FailureReason) {
+func (p *puncher) runUDP(ctx context.Context, rv *rendezvous.Client, sig *signaller, pair rendezvous.Pair, self, peer peerView, key []byte) (Observation, FailureReason) {
 	pl := makePlan(self, peer, pair.Reverse, pair.Wait, p.o.Strategies)
 	e := newEngine(key, pair.Index, p.log)
 	e.socks = append(e.socks, p.mainSock)
@@ -443,11 +455,37 @@ func (p *puncher) runUDP(ctx context.Context, rv *rendezvous.Client, pair rendez
 		budget = hopelessBudget
 	}
 	pctx, pcancel := context.WithTimeout(ctx, budget)
+	// A router without an input firewall answers a probe it took for
+	// itself with an ICMP port unreachable: watch for it, and recover with
+	// fresh-port rounds (fresh.go) where they can help.
+	var wg sync.WaitGroup
+	trigger := make(chan struct{})
+	var once sync.Once
+	if err := enableRecvErr(p.main, p.v6); err == nil {
+		wg.Go(func() {
+			e.watchRefusals(pctx, p.mainSock, peer.Observed.Addr(), func() { once.Do(func() { close(trigger) }) })
+		})
+	} else {
+		p.log.Debug("punch: no ICMP errors on this system", "err", err)
+	}
+	var stopped atomic.Pointer[FailureReason]
+	stop := func(r FailureReason) {
+		stopped.CompareAndSwap(nil, &r)
+		pcancel()
+	}
+	allow := func(s Strategy) bool { return len(p.o.Strategies) == 0 || slices.Contains(p.o.Strategies, s) }
+	if pl.hopeless == "" && freshRoundsApply(self, peer, allow) {
+		wg.Go(func() { p.fresh(pctx, e, sig, pair.Index, self, peer, trigger, stop) })
+	}
 	c, ok := e.run(pctx, p.mainSock, pl, peer, hard)
 	pcancel()
+	wg.Wait()
 	p.rep.Attempts = e.attempts()
 	obs := e.observation()
 	if !ok {
+		if r := stopped.Load(); r != nil && pl.hopeless == "" {
+			return obs, *r
+		}
 		return obs, pl.hopeless
 	}
 	p.connected(c, pair, peer)
@@ -512,10 +550,15 @@ func (p *puncher) fillMeasure(rtts []time.Duration, sent int) {
 // listenUDP opens a UDP socket of the rendezvous server's address family,
 // on every local address.
 func (p *puncher) listenUDP() (net.PacketConn, error) {
+	network, addr := "udp4", "0.0.0.0:0"
 	if p.v6 {
-		return p.o.ListenPacket("udp6", "[::]:0")
+		network, addr = "udp6", "[::]:0"
 	}
-	return p.o.ListenPacket("udp4", "0.0.0.0:0")
+	pc, err := p.o.ListenPacket(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return newSocket(pc), nil
 }
 
 // routeIP returns the local IP the kernel would use towards server (no

@@ -76,7 +76,11 @@ start, and they race the strategies that fit the two NATs: the LAN when both sit
 behind one NAT, the NAT's hairpin, simultaneous open, port prediction for
 sequential symmetric NATs, the birthday technique (256 sockets against random
 probes) for a random symmetric NAT against a cone, and connection reversal when
-one side is not behind a NAT. After connecting, two-way traffic is verified and
+one side is not behind a NAT. A router without an input firewall (a bare
+MASQUERADE box, a Docker or Kubernetes host) takes early probes for itself and
+says so with ICMP port unreachable: punch then retries on fresh ports, its side
+first (fresh-ports), or, when both routers are like that, fails at once
+(router-no-input-filter). After connecting, two-way traffic is verified and
 the round trip measured (and loss, over --duration).
 
 Without SESSION, a short code is made up and printed on stderr (and in the JSON):
@@ -338,6 +342,7 @@ var reasonText = map[engine.FailureReason]string{
 	engine.ReasonICEFailed:              "ICE found no working candidate pair",
 	engine.ReasonRelayFailed:            "no direct path, and the TURN relay failed too",
 	engine.ReasonTimeout:                "the timeout ended the attempt",
+	engine.ReasonRouterNoInputFilter:    "a router without an input firewall (a bare MASQUERADE box, a Docker or Kubernetes host) took the first probes for itself and broke its host's mapping; when both routers are like that no probe order works: give one an input firewall (drop new inbound UDP to the router itself) or use --relay",
 }
 
 func verdict(cs *iostreams.ColorScheme, r engine.Report) string {
