@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/natkit/natkit/pkg/failure"
+	"github.com/natkit/natkit/pkg/portalloc"
 )
 
 // observations are the raw results of every test of one run.
@@ -269,9 +270,12 @@ func (r *run) report(obs *observations, rep *Report) {
 	if obs.ports != nil {
 		rep.Ports = append(rep.Ports, obs.ports.samples...)
 		if reached {
-			var preason string
-			rep.PortAllocation, rep.PortDelta, preason = classifyPorts(obs.ports.samples)
-			reason(preason)
+			a := portalloc.Classify(obs.ports.samples)
+			rep.PortAllocation = a.Allocation
+			if a.Allocation == Sequential {
+				rep.PortDelta = intp(a.Stride)
+			}
+			reason(a.Reason)
 		}
 	}
 

@@ -176,47 +176,6 @@ func TestClassifyMapping(t *testing.T) {
 	}
 }
 
-func TestClassifyPorts(t *testing.T) {
-	seq := func(locals []uint16, mapped ...uint16) []PortSample {
-		var s []PortSample
-		for i, m := range mapped {
-			s = append(s, PortSample{Local: locals[i], Mapped: m})
-		}
-		return s
-	}
-	l := []uint16{40000, 41000, 42000, 43000, 44000, 45000}
-	tests := []struct {
-		name    string
-		samples []PortSample
-		want    Allocation
-		delta   string
-	}{
-		{"preserved", seq(l, l...), Preserved, "nil"},
-		{"preserved but one", seq(l, 40000, 41000, 42000, 43000, 44000, 7), Preserved, "nil"},
-		{"sequential +1", seq(l, 20000, 20001, 20002, 20003, 20004, 20005), Sequential, "1"},
-		{"sequential with one foreign mapping between", seq(l, 20000, 20001, 20003, 20004, 20005, 20006), Sequential, "1"},
-		{"sequential +2 wrapping", seq(l, 65532, 65534, 0, 2, 4, 6), Sequential, "2"},
-		{"sequential down", seq(l, 30010, 30008, 30006, 30004, 30002, 30000), Sequential, "-2"},
-		{"sequential with an old mapping inside", seq(l, 20000, 20001, 19950, 20002, 20003, 20004), Sequential, "1"},
-		{"sequential with two old mappings inside (lab, 5% loss)", seq(l, 20019, 20020, 20021, 20251, 20010, 20022), Sequential, "1"},
-		{"two outliers and a disagreeing delta", seq(l, 20019, 20020, 20021, 20251, 20010, 20024), Random, "nil"},
-		{"random", seq(l, 31234, 5021, 60123, 17800, 44321, 2222), Random, "nil"},
-		{"too few", seq(l, 20000, 20001), UnknownAllocation, "nil"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, delta, _ := classifyPorts(tt.samples)
-			d := "nil"
-			if delta != nil {
-				d = fmt.Sprint(*delta)
-			}
-			if got != tt.want || d != tt.delta {
-				t.Errorf("got %s delta %s, want %s delta %s", got, d, tt.want, tt.delta)
-			}
-		})
-	}
-}
-
 func TestClassifyLayers(t *testing.T) {
 	hop := func(ttl int, a string) Hop {
 		if a == "" {

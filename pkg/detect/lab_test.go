@@ -125,7 +125,18 @@ func TestLab(t *testing.T) {
 	}
 	natlabtest.Require(t, "turnserver", "stund")
 	bin := natkitBinary(t)
-	l := natlabtest.New(t)
+	// The catalogue, and sequential NATs with strides other than +1 (an
+	// independent lab met one of 256).
+	specs := natlab.Catalogue()
+	for _, d := range []int{256, -2} {
+		s, _ := natlab.Lookup(natlab.SymmetricSequential)
+		s.Label, s.PortDelta = fmt.Sprintf("%s-%d", natlab.SymmetricSequential, max(d, -d)), d
+		if d < 0 {
+			s.Label += "-down"
+		}
+		specs = append(specs, s)
+	}
+	l := natlabtest.New(t, specs...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	servers := labServers(t, ctx, l, bin)

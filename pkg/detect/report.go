@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/failure"
+	"github.com/natkit/natkit/pkg/portalloc"
 	"github.com/natkit/natkit/pkg/render"
 )
 
@@ -35,15 +36,16 @@ const (
 	UnknownBehavior         Behavior = "unknown"
 )
 
-// Allocation is how the NAT picks the public port of a new mapping.
-type Allocation string
+// Allocation is how the NAT picks the public port of a new mapping (the
+// analysis natkit punch shares, in package portalloc).
+type Allocation = portalloc.Allocation
 
 // Port allocations.
 const (
-	Preserved         Allocation = "preserved"  // public port = local port
-	Sequential        Allocation = "sequential" // each new mapping: previous + port_delta
-	Random            Allocation = "random"
-	UnknownAllocation Allocation = "unknown"
+	Preserved         = portalloc.Preserved  // public port = local port
+	Sequential        = portalloc.Sequential // each new mapping: previous + port_delta
+	Random            = portalloc.Random
+	UnknownAllocation = portalloc.Unknown
 )
 
 // Report is the result of a detection and the JSON document of
@@ -120,10 +122,7 @@ type ServerCapabilities struct {
 }
 
 // PortSample is one new mapping: the local port and the public port.
-type PortSample struct {
-	Local  uint16 `json:"local"`
-	Mapped uint16 `json:"mapped"`
-}
+type PortSample = portalloc.Sample
 
 // Hop is one router on the path, from its ICMP time-exceeded answer.
 type Hop struct {

@@ -3,6 +3,8 @@ package natlab
 import (
 	"fmt"
 	"regexp"
+
+	"github.com/natkit/natkit/pkg/portalloc"
 )
 
 // NAT type, behaviour and allocation strings, exactly as the contract
@@ -67,6 +69,16 @@ type Spec struct {
 	Hairpin bool
 	// Hosts is the number of client hosts on the NAT's LAN. Default 1.
 	Hosts int
+	// PortDelta is, for symmetric-sequential, the step between the WAN
+	// ports of successive new flows: any stride but 0, e.g. 256 or -2.
+	// Default SequentialDelta.
+	PortDelta int `json:"port_delta,omitempty"`
+	// NoInputFilter builds the router without an input firewall, like a
+	// bare MASQUERADE box or a Docker or Kubernetes host: a packet for the
+	// router's own public address on a port nobody listens on is accepted
+	// into its conntrack table (and answered with ICMP port unreachable).
+	// Home routers drop such packets (the default).
+	NoInputFilter bool `json:"no_input_filter,omitempty"`
 	// Expect is the behaviour a detector should report. New keeps
 	// Expect.Hairpinning equal to Hairpin.
 	Expect Expectation
@@ -86,11 +98,11 @@ const (
 )
 
 // SequentialBase is the first WAN port symmetric-sequential allocates;
-// ports then go up by SequentialDelta per new flow.
+// ports then go up by SequentialDelta (or Spec.PortDelta) per new flow.
 const (
 	SequentialBase  = 20000
 	SequentialDelta = 1
-	sequentialSpan  = 256 // ports cycle through SequentialBase+0..255
+	sequentialSpan  = 256 // at most 256 ports, then the cycle starts again
 )
 
 type recipe struct {
@@ -173,13 +185,50 @@ func (s Spec) normalize() (Spec, recipe, error) {
 	if s.Hairpin && r.kind != kindEIM && r.kind != kindDouble {
 		return s, r, fmt.Errorf("natlab: NAT %s: hairpinning needs an endpoint-independent mapping", s.Label)
 	}
+	if s.PortDelta != 0 && r.kind != kindSymSeq {
+		return s, r, fmt.Errorf("natlab: NAT %s: a port delta is for %s only", s.Label, SymmetricSequential)
+	}
+	if r.kind == kindSymSeq && s.PortDelta == 0 {
+		s.PortDelta = SequentialDelta
+	}
+	if s.PortDelta <= -ringSpan || s.PortDelta >= ringSpan {
+		return s, r, fmt.Errorf("natlab: NAT %s: port delta %d: want a stride between -%d and %d", s.Label, s.PortDelta, ringSpan-1, ringSpan-1)
+	}
 	if s.Expect.NATType == "" {
 		if c, ok := Lookup(s.Name); ok {
 			s.Expect = c.Expect
 		}
 	}
 	s.Expect.Hairpinning = s.Hairpin
+	if r.kind == kindSymSeq {
+		s.Expect.PortDelta = s.PortDelta
+	}
 	return s, r, nil
+}
+
+// ringSpan is the size of the dynamic port range 1024–65535 that a
+// sequential NAT cycles through.
+const ringSpan = 65536 - 1024
+
+// sequentialPorts are the WAN ports a symmetric-sequential NAT with stride
+// d hands out to new flows in turn, from SequentialBase on and around the
+// range 1024–65535 (as Linux wraps): as many distinct ones as the stride
+// allows, at most sequentialSpan. The cycle then starts again; for a
+// stride that divides the range, such as 256, the step back to the first
+// is one more stride, so the sequence is regular forever.
+func sequentialPorts(d int) []uint16 {
+	n := sequentialSpan
+	if distinct := ringSpan / gcd(ringSpan, max(d, -d)); distinct < n {
+		n = distinct
+	}
+	return portalloc.Ports(SequentialBase, d, n)
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 var reservedNodes = map[string]bool{"core": true, "server": true, "peer": true}

@@ -40,6 +40,10 @@ var (
 type Config struct {
 	// ID names the lab's namespaces (natkit-ID-NODE). "" picks a random one.
 	ID string
+	// Registry, when set, records the lab (as made by Owner, a uid) before
+	// its first namespace exists; Close forgets it.
+	Registry *Registry
+	Owner    int
 	// Logger receives progress at debug level. nil discards.
 	Logger *slog.Logger
 }
@@ -53,6 +57,8 @@ type Lab struct {
 	server *Host
 	peer   *Host
 	nats   []*NAT
+
+	registry *Registry
 
 	mu         sync.Mutex
 	namespaces []string
@@ -166,14 +172,14 @@ func New(ctx context.Context, cfg Config, specs ...Spec) (*Lab, error) {
 		}
 		id = hex.EncodeToString(b[:])
 	}
-	if !labelRE.MatchString(id) || strings.Contains(id, "-") {
+	if !ValidID(id) {
 		return nil, fmt.Errorf("natlab: lab id %q: use lower-case letters and digits", id)
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	l := &Lab{id: id, log: log}
+	l := &Lab{id: id, log: log, registry: cfg.Registry}
 	seen := map[string]bool{}
 	for i, s := range specs {
 		s, r, err := s.normalize()
@@ -189,6 +195,11 @@ func New(ctx context.Context, cfg Config, specs ...Spec) (*Lab, error) {
 	}
 	if len(l.nats) > 16 {
 		return nil, fmt.Errorf("natlab: %d NATs, at most 16 per lab", len(l.nats))
+	}
+	if l.registry != nil {
+		if err := l.registry.Add(Record{ID: id, UID: cfg.Owner, Created: time.Now()}); err != nil {
+			return nil, err
+		}
 	}
 	start := time.Now()
 	if err := l.build(ctx); err != nil {
@@ -238,31 +249,25 @@ func (l *Lab) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := removeNamespaces(ctx, nss)
+	if l.registry != nil {
+		err = errors.Join(err, l.registry.Remove(l.id))
+	}
 	l.mu.Lock()
 	l.closeErr = err
 	l.mu.Unlock()
 	return err
 }
 
-// Down removes the namespaces of lab id, or of every natkit lab when id is
-// "", killing the processes in them. It returns how many it removed.
+// Down removes the namespaces of lab id (natkit-ID-*), killing the
+// processes in them, and returns how many it removed. It never removes
+// another lab's: there is no "every lab" form (see Registry).
 func Down(ctx context.Context, id string) (int, error) {
-	prefix := Prefix
-	if id != "" {
-		prefix += id + "-"
+	if !ValidID(id) {
+		return 0, fmt.Errorf("natlab: lab id %q: use lower-case letters and digits", id)
 	}
-	entries, err := os.ReadDir("/run/netns")
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
+	nss, err := Namespaces(id)
 	if err != nil {
 		return 0, err
-	}
-	var nss []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			nss = append(nss, e.Name())
-		}
 	}
 	return len(nss), removeNamespaces(ctx, nss)
 }

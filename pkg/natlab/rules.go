@@ -30,7 +30,9 @@ func ruleset(r recipe, spec Spec, wan netip.Addr) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("table ip %s {", nftTable)
-	routerInput(w)
+	if !spec.NoInputFilter {
+		routerInput(w)
+	}
 	switch r.kind {
 	case kindOpen:
 		// Routed public addresses, nothing to do.
@@ -57,13 +59,18 @@ func ruleset(r recipe, spec Spec, wan netip.Addr) string {
 	case kindSymSeq:
 		w("  chain postrouting {")
 		w("    type nat hook postrouting priority srcnat;")
-		// numgen's value is in host byte order and nft 1.0.6 does not swap
-		// it for a port (20000 becomes 8270, steps of 256): map explicitly.
+		// The kernel allocates sequentially only by +1 (and only when the
+		// next port is free): any other stride is emulated with an explicit
+		// per-flow port map, numgen counting the new flows. (numgen's value
+		// is in host byte order and nft 1.0.6 does not swap it for a port
+		// — 20000 becomes 8270, steps of 256 — so it is mapped, never used
+		// as the port itself.)
+		ports := sequentialPorts(spec.PortDelta)
 		var m []string
-		for i := range sequentialSpan {
-			m = append(m, fmt.Sprintf("%d : %d", i, SequentialBase+i*SequentialDelta))
+		for i, p := range ports {
+			m = append(m, fmt.Sprintf("%d : %d", i, p))
 		}
-		w(`    oifname "wan" meta l4proto udp snat ip to %s : numgen inc mod %d map { %s }`, wan, sequentialSpan, strings.Join(m, ", "))
+		w(`    oifname "wan" meta l4proto udp snat ip to %s : numgen inc mod %d map { %s }`, wan, len(ports), strings.Join(m, ", "))
 		w(`    oifname "wan" snat ip to %s`, wan)
 		w("  }")
 	case kindEIM, kindDouble:

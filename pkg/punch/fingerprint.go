@@ -2,12 +2,14 @@ package punch
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/natkit/natkit/pkg/portalloc"
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunclient"
 )
@@ -27,9 +29,9 @@ const (
 	AddressDependent        = "address-dependent"
 	AddressAndPortDependent = "address-and-port-dependent"
 
-	PortsPreserved  = "preserved"
-	PortsSequential = "sequential"
-	PortsRandom     = "random"
+	PortsPreserved  = string(portalloc.Preserved)
+	PortsSequential = string(portalloc.Sequential)
+	PortsRandom     = string(portalloc.Random)
 )
 
 // NAT is one peer's NAT as punch measured it against the rendezvous server
@@ -47,6 +49,9 @@ type NAT struct {
 	// NextPort is the public port the NAT should give the next new flow
 	// (sequential allocation only).
 	NextPort int `json:"next_port,omitempty"`
+	// PortSamples are the mappings the allocation was read from, oldest
+	// first.
+	PortSamples []portalloc.Sample `json:"port_samples,omitempty"`
 }
 
 // Fingerprint budgets.
@@ -60,6 +65,10 @@ const (
 	// §4.4's filtering test): absence is the signal, so the wait is a few
 	// RTTs, never less than this.
 	fpChangeFloor = 250 * time.Millisecond
+	// fpAllocSockets is how many fresh sockets sample the port allocation
+	// (with the main socket's one or two mappings: five or six samples,
+	// enough for portalloc to forgive one that other traffic disturbed).
+	fpAllocSockets = 4
 )
 
 // errUDPBlocked means no STUN answer came over UDP.
@@ -88,8 +97,7 @@ func fingerprint(ctx context.Context, sc *stunclient.PacketConn, server netip.Ad
 	n.MappedAddress = strp(r1.Mapped.String())
 	behind := r1.Mapped != local
 	n.BehindNAT = &behind
-	type alloc struct{ local, mapped uint16 }
-	allocs := []alloc{{local.Port(), r1.Mapped.Port()}}
+	samples := []portalloc.Sample{{Local: local.Port(), Mapped: r1.Mapped.Port()}}
 
 	if alt := r1.OtherAddress; alt.IsValid() {
 		r2, err := sc.Do(ctx, net.UDPAddrFromAddrPort(alt), stunclient.Request{})
@@ -98,64 +106,100 @@ func fingerprint(ctx context.Context, sc *stunclient.PacketConn, server netip.Ad
 				n.MappingBehavior = EndpointIndependent
 			} else {
 				n.MappingBehavior = AddressAndPortDependent
-				allocs = append(allocs, alloc{local.Port(), r2.Mapped.Port()})
+				samples = append(samples, portalloc.Sample{Local: local.Port(), Mapped: r2.Mapped.Port()})
 			}
 		}
 	}
-	// Two more sockets towards the primary address: their mappings show
-	// how the NAT allocates ports. The last is kept for the filtering test.
-	var last net.PacketConn
+	// More sockets towards the primary address: their mappings show how
+	// the NAT allocates ports. The last is kept for the filtering test.
+	extra := allocationSamples(ctx, server, listen)
 	var lastSC *stunclient.PacketConn
-	for i := range 2 {
-		pc, err := listen()
-		if err != nil {
-			break
+	var last net.PacketConn
+	for i, x := range extra {
+		if x.err == nil {
+			samples = append(samples, x.sample)
+			if lastSC != nil {
+				lastSC.Close()
+				last.Close()
+			}
+			lastSC, last = x.sc, x.pc
+			extra[i].sc = nil
 		}
-		c := stunclient.NewPacketConn(pc, stunclient.Config{RTO: fpRTO, Timeout: fpBindingTimeout})
-		r, err := c.Do(ctx, net.UDPAddrFromAddrPort(server), stunclient.Request{})
-		if err == nil {
-			allocs = append(allocs, alloc{uint16(pc.LocalAddr().(*net.UDPAddr).Port), r.Mapped.Port()})
-		}
-		if i == 1 && err == nil {
-			last, lastSC = pc, c
-			continue
-		}
-		c.Close()
-		pc.Close()
 	}
-	switch {
-	case !behind:
+	for _, x := range extra {
+		if x.sc != nil {
+			x.sc.Close()
+			x.pc.Close()
+		}
+	}
+	if !behind {
 		n.PortAllocation = PortsPreserved
-	case len(allocs) >= 3:
-		preserved, seq := true, true
-		d := int(allocs[1].mapped) - int(allocs[0].mapped)
-		for i, a := range allocs {
-			if a.mapped != a.local {
-				preserved = false
-			}
-			if i > 0 && int(a.mapped)-int(allocs[i-1].mapped) != d {
-				seq = false
-			}
-		}
-		switch {
-		case preserved:
-			n.PortAllocation = PortsPreserved
-		case seq && d != 0 && d >= -16 && d <= 16:
-			n.PortAllocation = PortsSequential
+	} else if a := portalloc.Classify(samples); a.Allocation != portalloc.Unknown {
+		n.PortAllocation = string(a.Allocation)
+		if a.Allocation == portalloc.Sequential {
+			d := a.Stride
 			n.PortDelta = &d
-			n.NextPort = int(allocs[len(allocs)-1].mapped) + d
-		default:
-			n.PortAllocation = PortsRandom
+			n.NextPort = int(a.Next())
 		}
 	}
+	n.PortSamples = samples
 
 	if lastSC != nil {
-		n.FilteringBehavior = filtering(ctx, lastSC, server, rtt)
+		// CHANGE-REQUEST needs a server with two addresses (OTHER-ADDRESS):
+		// a one-address server refuses it (420), which must not read as
+		// filtering.
+		if r1.OtherAddress.IsValid() {
+			n.FilteringBehavior = filtering(ctx, lastSC, server, rtt)
+		}
 		lastSC.Close()
 		last.Close()
 	}
 	n.NATType = classify(n)
 	return n, r1.OtherAddress, nil
+}
+
+// allocSocket is one of the port-allocation sockets: its STUN client and
+// the mapping it got, or why not.
+type allocSocket struct {
+	pc     net.PacketConn
+	sc     *stunclient.PacketConn
+	sample portalloc.Sample
+	err    error
+}
+
+// allocationSamples opens fpAllocSockets sockets and sends a Binding from
+// each, back to back from this goroutine, so that the NAT makes their
+// mappings in a row; then it learns each mapping (the first answers are
+// strays: retransmissions carry new transactions). The caller closes the
+// sockets.
+func allocationSamples(ctx context.Context, server netip.AddrPort, listen func() (net.PacketConn, error)) []allocSocket {
+	to := net.UDPAddrFromAddrPort(server)
+	var out []allocSocket
+	for range fpAllocSockets {
+		pc, err := listen()
+		if err != nil {
+			break
+		}
+		var tid stun.TransactionID
+		_, _ = rand.Read(tid[:])
+		_, _ = pc.WriteTo(stun.NewBuilder(nil, stun.BindingRequest, stun.MagicCookie, tid).Bytes(), to)
+		out = append(out, allocSocket{pc: pc})
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		x := &out[i]
+		x.sc = stunclient.NewPacketConn(x.pc, stunclient.Config{RTO: fpRTO, Timeout: fpBindingTimeout})
+		wg.Go(func() {
+			r, err := x.sc.Do(ctx, to, stunclient.Request{})
+			if err != nil {
+				x.err = err
+				return
+			}
+			x.sample = portalloc.Sample{Local: addrPortOf(x.pc.LocalAddr()).Port(), Mapped: r.Mapped.Port()}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // filtering runs RFC 5780 §4.4's tests at once: an answer from the other IP
@@ -197,10 +241,13 @@ func classify(n NAT) string {
 		return Unknown
 	}
 	if !*n.BehindNAT {
-		if n.FilteringBehavior == EndpointIndependent {
+		switch n.FilteringBehavior {
+		case EndpointIndependent:
 			return TypeOpenInternet
+		case AddressDependent, AddressAndPortDependent:
+			return TypeUDPFirewall
 		}
-		return TypeUDPFirewall
+		return Unknown
 	}
 	switch n.MappingBehavior {
 	case AddressDependent, AddressAndPortDependent:

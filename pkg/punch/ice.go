@@ -95,9 +95,13 @@ func (p *puncher) iceStart() (*iceGatherer, error) {
 	zero := time.Duration(0)
 	check, keep, stunWait, relayWait := iceCheckInterval, iceKeepalive, iceSTUNTimeout, g.relayWait
 	maxChecks := uint16(iceMaxChecks)
+	network := ice.NetworkTypeUDP4
+	if p.v6 {
+		network = ice.NetworkTypeUDP6
+	}
 	a, err := ice.NewAgent(&ice.AgentConfig{
 		Urls:                   urls,
-		NetworkTypes:           []ice.NetworkType{ice.NetworkTypeUDP4},
+		NetworkTypes:           []ice.NetworkType{network},
 		CandidateTypes:         types,
 		MulticastDNSMode:       ice.MulticastDNSModeDisabled,
 		CheckInterval:          &check,

@@ -55,11 +55,13 @@ type result struct {
 func runPunch(ctx context.Context, t *testing.T, bin string, h *natlab.Host, args ...string) result {
 	start := time.Now()
 	cmd := h.Command(ctx, bin, append([]string{"punch", "--json", "--rendezvous", natlab.ServerAddr.String()}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	r := result{took: time.Since(start)}
+	r := result{took: time.Since(start), stderr: stderr.String()}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		r.code, r.stderr = ee.ExitCode(), string(ee.Stderr)
+		r.code = ee.ExitCode()
 	} else if err != nil {
 		t.Errorf("%s: %v", h.Name(), err)
 		return r
@@ -371,4 +373,148 @@ func checkOutcome(t *testing.T, r result, want punch.FailureReason) {
 	if r.rep.Success || r.code != 1 || r.rep.FailureReason == nil || *r.rep.FailureReason != want {
 		t.Errorf("want failure %s: %s", want, describe(r))
 	}
+}
+
+// TestLabStrides: sequential NATs that allocate with a stride other than
+// +1 (an independent lab met one with a stride of 256: punch took it for
+// random and gave up, symmetric-both-random). Two such NATs meet by
+// predicting each other's ports; so do two that count down, and a
+// stride-256 NAT and a port-restricted cone.
+func TestLabStrides(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	natlabtest.Require(t)
+	leaktest.Check(t)
+	bin := natlabtest.Natkit(t)
+	seq := func(label string, d int) natlab.Spec {
+		s, _ := natlab.Lookup(natlab.SymmetricSequential)
+		s.Label, s.PortDelta = label, d
+		return s
+	}
+	prc, _ := natlab.Lookup(natlab.PortRestrictedCone)
+	l := natlabtest.New(t, seq("seq256a", 256), seq("seq256b", 256), seq("down2a", -2), seq("down2b", -2), prc)
+	startRendezvous(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	session := 0
+	next := func() string { session++; return fmt.Sprintf("stride-%d-%d", time.Now().UnixNano()%100000, session) }
+	tests := []struct {
+		a, b   string
+		trials int
+		delta  [2]int // each side's port_delta as punch measured it
+		// strategy is the one that must connect; "" any (the
+		// sequential side's probe to the cone's public address opens the
+		// path as often as the cone's to the predicted port).
+		strategy punch.Strategy
+	}{
+		{a: "seq256a", b: "seq256b", trials: 5, delta: [2]int{256, 256}, strategy: punch.StrategyPredicted},
+		{a: "down2a", b: "down2b", trials: 3, delta: [2]int{-2, -2}, strategy: punch.StrategyPredicted},
+		{a: "seq256a", b: natlab.PortRestrictedCone, trials: 3, delta: [2]int{256, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.a+"/"+tt.b, func(t *testing.T) {
+			ok := 0
+			var times []float64
+			for range tt.trials {
+				ra, rb := pair(ctx, t, bin, l.Host(tt.a, 0), l.Host(tt.b, 0), next(), "--timeout", "30s")
+				t.Logf("%s ↔ %s: %s | %s", tt.a, tt.b, describe(ra), describe(rb))
+				good := true
+				for i, r := range []result{ra, rb} {
+					checkOutcome(t, r, "")
+					if tt.strategy != "" && (r.rep.Strategy == nil || *r.rep.Strategy != tt.strategy) {
+						good = false
+						t.Errorf("%s: want strategy %s", describe(r), tt.strategy)
+					}
+					if d := tt.delta[i]; d != 0 && (r.rep.Self.PortAllocation != punch.PortsSequential ||
+						r.rep.Self.PortDelta == nil || *r.rep.Self.PortDelta != d) {
+						good = false
+						t.Errorf("side %d measured %s %v (samples %v), want sequential %+d", i, r.rep.Self.PortAllocation,
+							r.rep.Self.PortDelta, r.rep.Self.PortSamples, d)
+					}
+				}
+				if good && ra.rep.Success && rb.rep.Success {
+					ok++
+					times = append(times, *ra.rep.TimeToConnectMs)
+				}
+			}
+			t.Logf("%s ↔ %s: %d/%d connected; time to connect (ms): %v", tt.a, tt.b, ok, tt.trials, times)
+		})
+	}
+}
+
+// TestLabNoInputFilter: routers without an input firewall (a bare
+// MASQUERADE box, a Docker or Kubernetes host) take an early probe for
+// themselves into their conntrack table, and their host's own mapping then
+// clashes with it. Between a cone behind such a router and a cone behind
+// a home router (input firewall), punch notices (the ICMP port
+// unreachable the router answers with) and recovers with an ordered round
+// on fresh ports; between two such routers on one bridge no order of
+// probes can work, and punch says so at once with its own code.
+func TestLabNoInputFilter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	natlabtest.Require(t)
+	leaktest.Check(t)
+	bin := natlabtest.Natkit(t)
+	open := func(name, label string) natlab.Spec {
+		s, _ := natlab.Lookup(name)
+		s.Label, s.NoInputFilter = label, true
+		return s
+	}
+	prc, _ := natlab.Lookup(natlab.PortRestrictedCone)
+	l := natlabtest.New(t, open(natlab.PortRestrictedCone, "open-a"), open(natlab.PortRestrictedCone, "open-b"), prc)
+	startRendezvous(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	session := 0
+	next := func() string { session++; return fmt.Sprintf("open-%d-%d", time.Now().UnixNano()%100000, session) }
+	trials := 10
+	t.Run("one-router-open", func(t *testing.T) {
+		ok := 0
+		var times []float64
+		strategies := map[punch.Strategy]int{}
+		for i := range trials {
+			a, b := l.Host("open-a", 0), l.Host(natlab.PortRestrictedCone, 0)
+			if i%2 == 1 {
+				a, b = b, a // either side may join first
+			}
+			ra, rb := pair(ctx, t, bin, a, b, next(), "--timeout", "30s")
+			t.Logf("%s | %s", describe(ra), describe(rb))
+			for _, r := range []result{ra, rb} {
+				checkOutcome(t, r, "")
+			}
+			if ra.rep.Success && rb.rep.Success {
+				ok++
+				times = append(times, *ra.rep.TimeToConnectMs)
+				strategies[*ra.rep.Strategy]++
+			}
+		}
+		t.Logf("one router without input firewall: %d/%d connected %v; time to connect (ms): %v", ok, trials, strategies, times)
+	})
+	t.Run("both-routers-open", func(t *testing.T) {
+		// Only probes that cross between the routers (within the bridge's
+		// microseconds) could open the path: now and then the first ones
+		// do; otherwise punch must say why, fast.
+		ok, coded := 0, 0
+		for range trials {
+			ra, rb := pair(ctx, t, bin, l.Host("open-a", 0), l.Host("open-b", 0), next(), "--timeout", "30s")
+			t.Logf("%s | %s (%v, %v)", describe(ra), describe(rb), ra.took.Round(time.Millisecond), rb.took.Round(time.Millisecond))
+			if ra.rep.Success && rb.rep.Success {
+				ok++
+				continue
+			}
+			coded++
+			for _, r := range []result{ra, rb} {
+				checkOutcome(t, r, punch.ReasonRouterNoInputFilter)
+				// Failing fast: well before the 10 s the strategies get.
+				if r.took > 5*time.Second {
+					t.Errorf("failing took %v", r.took)
+				}
+			}
+		}
+		t.Logf("both routers without input firewall: %d/%d connected, %d/%d failed fast with %s", ok, trials, coded, trials,
+			punch.ReasonRouterNoInputFilter)
+	})
 }

@@ -3,6 +3,8 @@ package punch
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/natkit/natkit/pkg/portalloc"
 )
 
 // Strategy names a way to open the path; the strings are the contract's.
@@ -20,10 +22,13 @@ const (
 	StrategyTCP          Strategy = "tcp"          // TCP simultaneous open
 	StrategyICE          Strategy = "ice"          // pion/ice connectivity checks
 	StrategyRelay        Strategy = "relay"        // through the TURN server
+	// StrategyFreshPorts: synchronised rounds on fresh ports, after a
+	// router without an input firewall took the first probes for itself.
+	StrategyFreshPorts Strategy = "fresh-ports"
 )
 
 var strategyIDs = []Strategy{"", StrategyLAN, StrategyHairpin, StrategySimultaneous, StrategyReversal, StrategyPreserved,
-	StrategyPredicted, StrategyBirthday, StrategyTCP, StrategyICE, StrategyRelay}
+	StrategyPredicted, StrategyBirthday, StrategyTCP, StrategyICE, StrategyRelay, StrategyFreshPorts}
 
 func (s Strategy) id() byte {
 	if i := slices.Index(strategyIDs, s); i > 0 {
@@ -52,8 +57,9 @@ const (
 
 // Plan tuning.
 const (
-	// predictWindow is how many ports after a sequential NAT's next port
-	// are tried: other flows through the NAT may take some in between.
+	// predictWindow is how many ports, a stride apart, from a sequential
+	// NAT's next port on are tried: other flows through the NAT may take
+	// some in between.
 	predictWindow = 16
 	// birthdaySockets is the hard side's socket count; with ~1000 random
 	// probes from the easy side, 1-(1-256/64512)^1000 ≈ 98% hit.
@@ -114,7 +120,9 @@ func random(n NAT) bool {
 	return !eim(n) && n.BehindNAT != nil && *n.BehindNAT && n.PortAllocation != PortsSequential && n.PortAllocation != PortsPreserved
 }
 
-func sequential(n NAT) bool { return !eim(n) && n.PortAllocation == PortsSequential && n.NextPort > 0 }
+func sequential(n NAT) bool {
+	return !eim(n) && n.PortAllocation == PortsSequential && n.NextPort > 0 && n.NextPort < 65536
+}
 
 // makePlan chooses strategies from both sides' views. reverse and wait are
 // the server's connection-reversal flags. allow, when non-empty, keeps only
@@ -122,8 +130,11 @@ func sequential(n NAT) bool { return !eim(n) && n.PortAllocation == PortsSequent
 func makePlan(self, peer peerView, reverse, wait bool, allow []Strategy) plan {
 	var p plan
 	ok := func(s Strategy) bool { return len(allow) == 0 || slices.Contains(allow, s) }
+	// Our sockets are of the rendezvous server's address family: an
+	// address of the other family is out of reach.
+	family := self.Observed.Addr()
 	add := func(a netip.AddrPort, s Strategy, prime bool) {
-		if !a.IsValid() || !ok(s) {
+		if !a.IsValid() || !ok(s) || (family.IsValid() && a.Addr().Is4() != family.Is4()) {
 			return
 		}
 		for _, t := range p.targets {
@@ -157,10 +168,9 @@ func makePlan(self, peer peerView, reverse, wait bool, allow []Strategy) plan {
 		if peer.NAT.PortDelta != nil && *peer.NAT.PortDelta != 0 {
 			d = *peer.NAT.PortDelta
 		}
-		for i := range predictWindow {
-			port := peer.NAT.NextPort + i*d
-			if port > 0 && port < 65536 {
-				add(netip.AddrPortFrom(peer.Observed.Addr(), uint16(port)), StrategyPredicted, true)
+		for _, port := range portalloc.Ports(uint16(peer.NAT.NextPort), d, predictWindow) {
+			if port != 0 {
+				add(netip.AddrPortFrom(peer.Observed.Addr(), port), StrategyPredicted, true)
 			}
 		}
 	}

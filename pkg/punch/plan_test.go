@@ -23,10 +23,22 @@ func TestMakePlan(t *testing.T) {
 	rnd := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsRandom, 0, "198.51.100.11")
 	rnd2 := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsRandom, 0, "198.51.100.13")
 	seq := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsSequential, 20010, "198.51.100.14")
+	seqStride := func(next, d int, ip string) peerView {
+		v := view(TypeSymmetric, AddressAndPortDependent, AddressAndPortDependent, PortsSequential, next, ip)
+		v.NAT.PortDelta = &d
+		return v
+	}
+	seq256, seq256b := seqStride(20000, 256, "198.51.100.16"), seqStride(21536, 256, "198.51.100.17")
+	seq256top := seqStride(65280, 256, "198.51.100.18")
+	seqDown := seqStride(30000, -2, "198.51.100.19")
 	sameNAT := view(TypePortRestrictedCone, EndpointIndependent, AddressAndPortDependent, PortsPreserved, 0, "198.51.100.10")
 	sameNAT.Addrs = []netip.AddrPort{netip.MustParseAddrPort("192.168.1.11:40001")}
 	blocked := cone
 	blocked.UDP = false
+	v6cone, v6full := cone, full
+	v6cone.Observed, v6full.Observed = netip.MustParseAddrPort("[2001:db8::10]:31337"), netip.MustParseAddrPort("[2001:db8::12]:31337")
+	v6cone.Addrs = []netip.AddrPort{netip.MustParseAddrPort("[2001:db8::10]:31337")}
+	v6full.Addrs = []netip.AddrPort{netip.MustParseAddrPort("[2001:db8::12]:31337")}
 	count := func(p plan, s Strategy) int {
 		n := 0
 		for _, t := range p.targets {
@@ -65,6 +77,27 @@ func TestMakePlan(t *testing.T) {
 				t.Errorf("%+v", p.targets)
 			}
 		}},
+		{name: "stride 256 both sides: predicted window 256 apart, not hopeless", self: seq256, peer: seq256b, check: func(t *testing.T, p plan) {
+			if count(p, StrategyPredicted) != predictWindow || !p.sequentialSelf {
+				t.Fatalf("%+v", p)
+			}
+			want := []uint16{21536, 21792, 22048}
+			for i, port := range want {
+				if got := p.targets[i].addr.Port(); got != port || p.targets[i].strategy != StrategyPredicted || !p.targets[i].prime {
+					t.Errorf("target %d: %v %s, want port %d predicted and primed", i, p.targets[i].addr, p.targets[i].strategy, port)
+				}
+			}
+		}},
+		{name: "stride 256 wraps at 65535 to 1024", self: cone, peer: seq256top, check: func(t *testing.T, p plan) {
+			if got := []uint16{p.targets[0].addr.Port(), p.targets[1].addr.Port(), p.targets[2].addr.Port()}; got[0] != 65280 || got[1] != 1024 || got[2] != 1280 {
+				t.Errorf("window starts %v, want 65280 1024 1280", got)
+			}
+		}},
+		{name: "stride -2", self: cone, peer: seqDown, check: func(t *testing.T, p plan) {
+			if count(p, StrategyPredicted) != predictWindow || p.targets[0].addr.Port() != 30000 || p.targets[1].addr.Port() != 29998 {
+				t.Errorf("%+v", p.targets[:2])
+			}
+		}},
 		{name: "random vs port-restricted: birthday hard side", self: rnd, peer: cone, check: func(t *testing.T, p plan) {
 			if !p.birthdayHard || p.birthdayEasy {
 				t.Errorf("%+v", p)
@@ -83,6 +116,16 @@ func TestMakePlan(t *testing.T) {
 		{name: "random vs full cone: no birthday", self: rnd, peer: full, check: func(t *testing.T, p plan) {
 			if p.birthdayHard {
 				t.Errorf("%+v", p)
+			}
+		}},
+		{name: "a peer of the other address family is out of reach", self: v6cone, peer: full, check: func(t *testing.T, p plan) {
+			if len(p.targets) != 0 {
+				t.Errorf("IPv6 socket, IPv4 peer: targets %+v", p.targets)
+			}
+		}},
+		{name: "IPv6 peers", self: v6cone, peer: v6full, check: func(t *testing.T, p plan) {
+			if count(p, StrategySimultaneous) != 1 || !p.targets[0].addr.Addr().Is6() {
+				t.Errorf("%+v", p.targets)
 			}
 		}},
 		{name: "both random", self: rnd, peer: rnd2, wantHopeless: ReasonSymmetricBothRandom},
@@ -120,6 +163,10 @@ func TestMergeReason(t *testing.T) {
 		{"nothing in either way", Observation{Sent: 9}, &Observation{Sent: 9}, "", ReasonFilteredNoInbound},
 		{"one way", Observation{PingsReceived: 3}, &Observation{}, "", ReasonOneWayOnly},
 		{"no peer result, nothing in", Observation{}, nil, "", ReasonFilteredNoInbound},
+		{"our probes refused by the peer's router", Observation{Sent: 9, Refusals: 2}, &Observation{Sent: 9}, "", ReasonRouterNoInputFilter},
+		{"theirs refused by ours", Observation{Sent: 9}, &Observation{Sent: 9, Refusals: 1}, "", ReasonRouterNoInputFilter},
+		{"refused, no peer result", Observation{Refusals: 1}, nil, "", ReasonRouterNoInputFilter},
+		{"UDP blocked comes first", Observation{Refusals: 1}, &Observation{Reason: ReasonUDPBlocked}, "", ReasonUDPBlocked},
 	}
 	for _, tt := range tests {
 		if got := mergeReason(tt.mine, tt.theirs, tt.planned); got != tt.want {

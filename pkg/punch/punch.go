@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -178,16 +179,28 @@ type puncher struct {
 	sc       *stunclient.PacketConn
 	rv       atomic.Pointer[rendezvous.Client]
 	eng      atomic.Pointer[engine]
+	closeMu  sync.Mutex
 	closers  []func()
 	local    netip.AddrPort
+	v6       bool         // the rendezvous server, and so every socket, is IPv6
 	tcp      *tcpState    // --tcp
 	ice      *iceGatherer // --ice
 }
 
 func (p *puncher) close() {
-	for i := len(p.closers) - 1; i >= 0; i-- {
-		p.closers[i]()
+	p.closeMu.Lock()
+	closers := p.closers
+	p.closeMu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
 	}
+}
+
+// addCloser adds f to what close runs (from any goroutine).
+func (p *puncher) addCloser(f func()) {
+	p.closeMu.Lock()
+	p.closers = append(p.closers, f)
+	p.closeMu.Unlock()
 }
 
 func (p *puncher) fail(r FailureReason) {
@@ -212,20 +225,20 @@ func (p *puncher) dispatch(b []byte, from net.Addr) {
 func (p *puncher) run(ctx context.Context) error {
 	o := p.o
 	var err error
-	p.main, err = o.ListenPacket("udp4", "0.0.0.0:0")
+	p.v6 = o.Server.Addr().Unmap().Is6()
+	p.main, err = p.listenUDP()
 	if err != nil {
 		return fmt.Errorf("punch: open a UDP socket: %w", err)
 	}
 	p.closers = append(p.closers, func() { p.main.Close() })
-	p.mainSock = &sock{pc: p.main}
+	p.mainSock = newSock(p.main)
 	p.local = netip.AddrPortFrom(routeIP(o.Server), uint16(p.main.LocalAddr().(*net.UDPAddr).Port))
 	p.sc = stunclient.NewPacketConn(p.main, stunclient.Config{RTO: fpRTO, Timeout: fpBindingTimeout, Unhandled: p.dispatch, Logger: p.log})
 	p.closers = append(p.closers, func() { p.sc.Close() })
 
 	// 1. Our NAT, from the server's STUN answers.
 	o.OnProgress("fingerprinting the NAT")
-	listen := func() (net.PacketConn, error) { return o.ListenPacket("udp4", "0.0.0.0:0") }
-	nat, other, ferr := fingerprint(ctx, p.sc, o.Server, p.local, listen)
+	nat, other, ferr := fingerprint(ctx, p.sc, o.Server, p.local, p.listenUDP)
 	udp := ferr == nil
 	if ferr != nil && !errors.Is(ferr, errUDPBlocked) {
 		p.fail(ReasonTimeout)
@@ -237,6 +250,7 @@ func (p *puncher) run(ctx context.Context) error {
 	// 2. What the mode needs before the peer comes: the TCP port and its
 	// mapping, or ICE candidates (gathered while we wait).
 	c := card{V: 1, Mode: o.Mode, NAT: nat, UDP: udp, Relay: o.Relay != nil}
+	c.NAT.PortSamples = nil // for our report only: the card has at most rendezvous.MaxCard bytes
 	switch o.Mode {
 	case ModeTCP:
 		o.OnProgress("learning the TCP mapping")
@@ -354,7 +368,7 @@ func (p *puncher) run(ctx context.Context) error {
 	case o.Mode == ModeTCP:
 		obs, planned = p.runTCP(ctx, rv, pair, self, peer, pc, key)
 	default:
-		obs, planned = p.runUDP(ctx, rv, pair, self, peer, key)
+		obs, planned = p.runUDP(ctx, rv, sig, pair, self, peer, key)
 	}
 	// ICE has its relay candidates; the other modes fall back on the relay
 	// when either side has one.
@@ -409,7 +423,7 @@ func (p *puncher) run(ctx context.Context) error {
 }
 
 // runUDP is the UDP punch: plan, prepare, GO, race, verify, measure.
-func (p *puncher) runUDP(ctx context.Context, rv *rendezvous.Client, pair rendezvous.Pair, self, peer peerView, key []byte) (Observation, FailureReason) {
+func (p *puncher) runUDP(ctx context.Context, rv *rendezvous.Client, sig *signaller, pair rendezvous.Pair, self, peer peerView, key []byte) (Observation, FailureReason) {
 	pl := makePlan(self, peer, pair.Reverse, pair.Wait, p.o.Strategies)
 	e := newEngine(key, pair.Index, p.log)
 	e.socks = append(e.socks, p.mainSock)
@@ -417,7 +431,7 @@ func (p *puncher) runUDP(ctx context.Context, rv *rendezvous.Client, pair rendez
 	var hard []*sock
 	if pl.birthdayHard {
 		for range birthdaySockets {
-			pc, err := p.o.ListenPacket("udp4", "0.0.0.0:0")
+			pc, err := p.listenUDP()
 			if err != nil {
 				break // fewer sockets: lower odds, still polite
 			}
@@ -441,11 +455,37 @@ func (p *puncher) runUDP(ctx context.Context, rv *rendezvous.Client, pair rendez
 		budget = hopelessBudget
 	}
 	pctx, pcancel := context.WithTimeout(ctx, budget)
+	// A router without an input firewall answers a probe it took for
+	// itself with an ICMP port unreachable: watch for it, and recover with
+	// fresh-port rounds (fresh.go) where they can help.
+	var wg sync.WaitGroup
+	trigger := make(chan struct{})
+	var once sync.Once
+	if err := enableRecvErr(p.main, p.v6); err == nil {
+		wg.Go(func() {
+			e.watchRefusals(pctx, p.mainSock, peer.Observed.Addr(), func() { once.Do(func() { close(trigger) }) })
+		})
+	} else {
+		p.log.Debug("punch: no ICMP errors on this system", "err", err)
+	}
+	var stopped atomic.Pointer[FailureReason]
+	stop := func(r FailureReason) {
+		stopped.CompareAndSwap(nil, &r)
+		pcancel()
+	}
+	allow := func(s Strategy) bool { return len(p.o.Strategies) == 0 || slices.Contains(p.o.Strategies, s) }
+	if pl.hopeless == "" && freshRoundsApply(self, peer, allow) {
+		wg.Go(func() { p.fresh(pctx, e, sig, pair.Index, self, peer, trigger, stop) })
+	}
 	c, ok := e.run(pctx, p.mainSock, pl, peer, hard)
 	pcancel()
+	wg.Wait()
 	p.rep.Attempts = e.attempts()
 	obs := e.observation()
 	if !ok {
+		if r := stopped.Load(); r != nil && pl.hopeless == "" {
+			return obs, *r
+		}
 		return obs, pl.hopeless
 	}
 	p.connected(c, pair, peer)
@@ -507,11 +547,28 @@ func (p *puncher) fillMeasure(rtts []time.Duration, sent int) {
 	}
 }
 
+// listenUDP opens a UDP socket of the rendezvous server's address family,
+// on every local address.
+func (p *puncher) listenUDP() (net.PacketConn, error) {
+	network, addr := "udp4", "0.0.0.0:0"
+	if p.v6 {
+		network, addr = "udp6", "[::]:0"
+	}
+	pc, err := p.o.ListenPacket(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return newSocket(pc), nil
+}
+
 // routeIP returns the local IP the kernel would use towards server (no
 // packet is sent).
 func routeIP(server netip.AddrPort) netip.Addr {
-	c, err := net.Dial("udp4", server.String())
+	c, err := net.Dial("udp", server.String())
 	if err != nil {
+		if server.Addr().Unmap().Is6() {
+			return netip.IPv6Unspecified()
+		}
 		return netip.IPv4Unspecified()
 	}
 	defer c.Close()

@@ -16,7 +16,12 @@ import (
 
 func startServer(t *testing.T) *rendezvous.Server {
 	t.Helper()
-	s, err := rendezvous.New(rendezvous.Config{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("127.0.0.2:0")}})
+	return startServerOn(t, netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("127.0.0.2:0"))
+}
+
+func startServerOn(t *testing.T, addrs ...netip.AddrPort) *rendezvous.Server {
+	t.Helper()
+	s, err := rendezvous.New(rendezvous.Config{Addrs: addrs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +100,7 @@ func TestLoopback(t *testing.T) {
 	tests := []struct {
 		name     string
 		mode     Mode
+		v6       bool // the rendezvous server on [::1]
 		relay    bool
 		only     []Strategy
 		wantPath Path
@@ -113,11 +119,18 @@ func TestLoopback(t *testing.T) {
 		// those two: the direct attempt fails and the relay carries.
 		{name: "udp relay", mode: ModeUDP, relay: true, only: []Strategy{StrategyPredicted}, wantPath: PathRelay, wantSt: StrategyRelay},
 		{name: "ice relay", mode: ModeICE, relay: true, wantSt: StrategyICE},
+		// Over IPv6: every socket takes the server's address family.
+		{name: "udp ipv6", mode: ModeUDP, v6: true, wantPath: PathHairpin, wantSt: StrategyHairpin},
+		{name: "tcp ipv6", mode: ModeTCP, v6: true, wantPath: PathHairpin, wantSt: StrategyTCP},
+		{name: "ice ipv6", mode: ModeICE, v6: true, wantPath: PathHairpin, orPath: PathLAN, wantSt: StrategyICE},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
 			s := startServer(t)
+			if tt.v6 {
+				s = startServerOn(t, netip.MustParseAddrPort("[::1]:0"))
+			}
 			var relay *Relay
 			if tt.relay {
 				relay = startTURN(t)
@@ -140,8 +153,13 @@ func TestLoopback(t *testing.T) {
 				if *r.Strategy != tt.wantSt || (tt.wantPath != "" && *r.Path != tt.wantPath && *r.Path != tt.orPath) {
 					t.Errorf("peer %d: %s, want path %q strategy %s", i, describe(r), tt.wantPath, tt.wantSt)
 				}
-				if r.Self.NATType != TypeOpenInternet {
-					t.Errorf("peer %d: loopback classified %s", i, r.Self.NATType)
+				// A one-address server cannot test filtering (CHANGE-REQUEST).
+				if want := map[bool]string{false: TypeOpenInternet, true: Unknown}[tt.v6]; r.Self.NATType != want ||
+					r.Self.BehindNAT == nil || *r.Self.BehindNAT {
+					t.Errorf("peer %d: loopback classified %s, want %s, not behind a NAT", i, r.Self.NATType, want)
+				}
+				if ra, _ := netip.ParseAddrPort(*r.RemoteAddress); tt.v6 != ra.Addr().Is6() {
+					t.Errorf("peer %d: remote address %s, want the server's address family", i, *r.RemoteAddress)
 				}
 				if tt.mode == ModeICE && (r.ICE == nil || len(r.ICE.LocalCandidates) == 0 || len(r.ICE.RemoteCandidates) == 0 || r.ICE.SelectedPair == nil) {
 					t.Errorf("peer %d: ICE report %+v", i, r.ICE)

@@ -53,12 +53,20 @@ const (
 	ReasonRelayFailed FailureReason = "relay-failed"
 	// ReasonTimeout: the command's timeout ended the attempt.
 	ReasonTimeout FailureReason = "timeout"
+	// ReasonRouterNoInputFilter: a router without an input firewall (a
+	// bare MASQUERADE box, a Docker or Kubernetes host) took the first
+	// probes for itself — it answered them with ICMP port unreachable — and
+	// its host's own mapping then clashed with them; the fresh-port round
+	// that recovers when one router is like that did not open the path
+	// either: when both are, no order of probes can.
+	ReasonRouterNoInputFilter FailureReason = "router-no-input-filter"
 )
 
 // FailureReasons lists every code, for documentation and tests.
 var FailureReasons = []FailureReason{ReasonUDPBlocked, ReasonRendezvousUnreachable, ReasonSessionFull, ReasonRefused,
 	ReasonQuotaExceeded, ReasonPeerNeverJoined, ReasonPeerLeft, ReasonModeMismatch, ReasonSymmetricBothRandom, ReasonSymmetricUnpredictable,
-	ReasonFilteredNoInbound, ReasonOneWayOnly, ReasonTCPRefused, ReasonTCPUnpredictable, ReasonICEFailed, ReasonRelayFailed, ReasonTimeout}
+	ReasonFilteredNoInbound, ReasonOneWayOnly, ReasonTCPRefused, ReasonTCPUnpredictable, ReasonICEFailed, ReasonRelayFailed, ReasonTimeout,
+	ReasonRouterNoInputFilter}
 
 // Report is the outcome of a punch, and the JSON document of
 // `natkit punch --json` (schema natkit.punch/v1). Unknowns are null.
@@ -172,6 +180,9 @@ type Observation struct {
 	PongsReceived int           `json:"pongs_received"`
 	Reason        FailureReason `json:"reason,omitempty"`
 	Mode          string        `json:"mode,omitempty"`
+	// Refusals counts the ICMP port unreachables the peer's router sent
+	// for probes to its own public address (it has no input firewall).
+	Refusals int `json:"refusals,omitempty"`
 }
 
 // ICEReport is the candidate exchange of an ICE run.
@@ -202,6 +213,10 @@ func mergeReason(mine Observation, theirs *Observation, planned FailureReason) F
 	}
 	if theirs != nil && theirs.Reason == ReasonUDPBlocked {
 		return ReasonUDPBlocked
+	}
+	// A router that took probes for itself is why nothing got through.
+	if mine.Refusals > 0 || (theirs != nil && theirs.Refusals > 0) {
+		return ReasonRouterNoInputFilter
 	}
 	in := mine.PingsReceived + mine.PongsReceived
 	if theirs == nil {

@@ -41,6 +41,12 @@ type signal struct {
 	// did not work.
 	Relayed string `json:"r,omitempty"`
 	Failed  string `json:"f,omitempty"`
+	// Fresh-port rounds (fresh.go): the round, the public port of our
+	// fresh socket (on our public IP), and Open when the peer's router
+	// refused our probes for itself.
+	Round int    `json:"n,omitempty"`
+	Port  uint16 `json:"o,omitempty"`
+	Open  bool   `json:"open,omitempty"`
 }
 
 // errBadSignal is a signal that fails to open (tampered, or not ours).

@@ -69,7 +69,11 @@ func (p *puncher) tcpPrepare(ctx context.Context, alt netip.AddrPort) (*tcpState
 		return nil, errors.New("punch: TCP simultaneous open needs SO_REUSEPORT (not on this system)")
 	}
 	lc := net.ListenConfig{Control: reuseControl(0)}
-	ln, err := lc.Listen(ctx, "tcp4", "0.0.0.0:0")
+	network, addr := "tcp4", "0.0.0.0:0"
+	if p.v6 {
+		network, addr = "tcp6", "[::]:0"
+	}
+	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("punch: TCP listener: %w", err)
 	}
@@ -110,7 +114,7 @@ func (ts *tcpState) close() {
 // for our address (a STUN Binding in the server's two-byte frames).
 func (p *puncher) tcpMapping(ctx context.Context, port uint16, to netip.AddrPort) (netip.AddrPort, net.Conn, error) {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{Port: int(port)}, Control: reuseControl(0), Timeout: tcpDialTimeout}
-	c, err := d.DialContext(ctx, "tcp4", to.String())
+	c, err := d.DialContext(ctx, p.tcpNetwork(), to.String())
 	if err != nil {
 		return netip.AddrPort{}, nil, err
 	}
@@ -339,7 +343,7 @@ func (p *puncher) tcpConnect(ctx context.Context, port uint16, to netip.AddrPort
 		mu.Lock()
 		att.Sent++
 		mu.Unlock()
-		c, err := d.DialContext(ctx, "tcp4", to.String())
+		c, err := d.DialContext(ctx, p.tcpNetwork(), to.String())
 		if err == nil {
 			hello(c)
 			return
@@ -351,4 +355,12 @@ func (p *puncher) tcpConnect(ctx context.Context, port uint16, to netip.AddrPort
 		case <-time.After(tcpRetry):
 		}
 	}
+}
+
+// tcpNetwork is the TCP network of the rendezvous server's address family.
+func (p *puncher) tcpNetwork() string {
+	if p.v6 {
+		return "tcp6"
+	}
+	return "tcp4"
 }

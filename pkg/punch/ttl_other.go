@@ -5,7 +5,7 @@ package punch
 import "syscall"
 
 // setTTL is not supported here: priming falls back to full-TTL probes.
-func setTTL(c syscall.Conn, ttl int) error { return nil }
+func setTTL(c syscall.Conn, ttl int, v6 bool) error { return nil }
 
 // tcpSimultaneousOpen: without SO_REUSEPORT a listener and connections
 // cannot share a port, so --tcp reports tcp-failed at once.

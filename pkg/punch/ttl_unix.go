@@ -8,14 +8,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setTTL sets the IPv4 TTL of a UDP or TCP socket.
-func setTTL(c syscall.Conn, ttl int) error {
+// setTTL sets the TTL of a UDP or TCP socket: the IPv4 TTL, or the IPv6
+// hop limit.
+func setTTL(c syscall.Conn, ttl int, v6 bool) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
-	err = rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_TTL, ttl) })
+	err = rc.Control(func(fd uintptr) {
+		if v6 {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, ttl)
+			return
+		}
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl)
+	})
 	if err != nil {
 		return err
 	}

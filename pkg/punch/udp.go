@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -39,25 +38,18 @@ const (
 	birthdayResend = time.Second
 )
 
-// sock is one UDP socket of the punch.
+// sock is one UDP socket of the punch, as the engine knows it.
 type sock struct {
-	pc  net.PacketConn
+	pc  net.PacketConn // a *socket from listenUDP
 	idx int
-	mu  sync.Mutex // serializes TTL changes with writes
-	ttl int
 }
 
+func newSock(pc net.PacketConn) *sock { return &sock{pc: pc} }
+
+// write sends b to to; ttl > 0 sends it with that TTL (hop limit).
 func (s *sock) write(b []byte, to netip.AddrPort, ttl int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sc, ok := s.pc.(syscall.Conn); ok && ttl != s.ttl {
-		want := ttl
-		if want == 0 {
-			want = 64
-		}
-		if setTTL(sc, want) == nil {
-			s.ttl = ttl
-		}
+	if c, ok := s.pc.(*socket); ok && ttl > 0 {
+		return c.writeTTL(b, net.UDPAddrFromAddrPort(to), ttl)
 	}
 	_, err := s.pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
 	return err
@@ -100,6 +92,10 @@ type engine struct {
 	pingsIn   int
 	pongsIn   int
 	sent      int
+	// extra are pairs of the fresh-port rounds, probed with the targets;
+	// refusals counts the ICMP port unreachables from the peer's router.
+	extra    []triggerKey
+	refusals int
 
 	// With plan.creditSpray: the peer's IP, the ports sprayed on it and
 	// the addresses targeted otherwise.
@@ -133,7 +129,8 @@ func newEngine(key []byte, index int, log *slog.Logger) *engine {
 func (e *engine) addSock(pc net.PacketConn) *sock {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := &sock{pc: pc, idx: len(e.socks)}
+	s := newSock(pc)
+	s.idx = len(e.socks)
 	e.socks = append(e.socks, s)
 	return s
 }
@@ -250,7 +247,7 @@ func (e *engine) attempts() []Attempt {
 func (e *engine) observation() Observation {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return Observation{Sent: e.sent, PingsReceived: e.pingsIn, PongsReceived: e.pongsIn}
+	return Observation{Sent: e.sent, PingsReceived: e.pingsIn, PongsReceived: e.pongsIn, Refusals: e.refusals}
 }
 
 // run probes the plan from main (and, for the birthday's hard side, from
@@ -337,7 +334,10 @@ func (e *engine) run(ctx context.Context, main *sock, p plan, peer peerView, har
 			}
 		}
 		e.mu.Lock()
-		trig := make(map[triggerKey]Strategy, len(e.triggered))
+		trig := make(map[triggerKey]Strategy, len(e.triggered)+len(e.extra))
+		for _, k := range e.extra {
+			trig[k] = StrategyFreshPorts
+		}
 		for k, v := range e.triggered {
 			trig[k] = v
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,8 +42,12 @@ type Options struct {
 
 	NATs []string
 	Keep bool
-	Down bool
-	List bool
+	// Down removes a lab: DownID, else with All every recorded lab, else
+	// the last lab the user made.
+	Down   bool
+	DownID string
+	All    bool
+	List   bool
 	// Punch runs natkit punch between every pair of NATs in PunchMode
 	// (udp, tcp or ice); on by default, --punch=false skips it.
 	Punch     bool
@@ -53,11 +58,27 @@ type Options struct {
 	Executable func() (string, error)
 	// Available reports whether a lab can be built (default natlab.Available).
 	Available func() error
+	// Registry records the labs (default: natlab.DefaultRegistryDir).
+	Registry *natlab.Registry
+	// User is the user a lab is recorded for and --down looks for
+	// (default: invokingUser).
+	User func() int
+}
+
+// invokingUser is the user running natkit: the one behind sudo when root.
+func invokingUser() int {
+	if os.Geteuid() == 0 {
+		if uid, err := strconv.Atoi(os.Getenv("SUDO_UID")); err == nil && uid >= 0 {
+			return uid
+		}
+	}
+	return os.Getuid()
 }
 
 // NewCmdLab returns `natkit lab`. runF replaces the run function in tests.
 func NewCmdLab(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IOStreams, Globals: f.Globals, Executable: os.Executable, Available: natlab.Available}
+	opts := &Options{IO: f.IOStreams, Globals: f.Globals, Executable: os.Executable, Available: natlab.Available,
+		Registry: &natlab.Registry{Dir: natlab.DefaultRegistryDir}, User: invokingUser}
 	cmd := &cobra.Command{
 		Use:   "lab",
 		Short: "Build emulated NATs in network namespaces, detect and punch through them (Linux, root)",
@@ -78,18 +99,43 @@ or why not (the failure code). --punch-mode tcp or ice punches with --tcp or
 
 Exit status: 0 when detect was right behind every NAT and every punch run gave a
 report (a pair that cannot connect is a result, not an error), 1 otherwise.
-Everything is removed afterwards unless --keep is given; lab --down removes
-every natkit namespace left behind.`,
+Everything is removed afterwards unless --keep is given.
+
+Each lab has an id: its namespaces are natkit-ID-NODE (ip netns list shows them),
+and natkit records every lab it makes, with its user (the one behind sudo), in
+` + natlab.DefaultRegistryDir + ` until the lab is removed (a tmpfs, like the
+namespaces: both vanish at reboot). lab --down removes the last lab you made,
+lab --down ID the lab ID, lab --down --all every recorded lab, whoever made it;
+none of them removes a namespace of a lab natkit did not record (an older
+natkit's: remove it with lab --down ID).`,
 		Example: `  sudo natkit lab
   sudo natkit lab --nat full-cone --nat symmetric-random --keep
   sudo natkit lab --punch=false
   sudo natkit lab --punch-mode ice --nat full-cone --nat port-restricted-cone --json
-  sudo natkit lab --down
+  sudo natkit lab --down            # the last lab you made
+  sudo natkit lab --down 3f9a1c     # lab 3f9a1c
+  sudo natkit lab --down --all      # every recorded lab
   natkit lab --list`,
-		Args: cobra.NoArgs,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.DownID = ""
+			if len(args) == 1 {
+				if !opts.Down {
+					return cmdutil.UsageErrorf("unexpected argument %q: lab takes a lab id only with --down (lab --down ID)", args[0])
+				}
+				if !natlab.ValidID(args[0]) {
+					return cmdutil.UsageErrorf("lab id %q: a lab id is lower-case letters and digits (the ID of natkit-ID-NODE)", args[0])
+				}
+				opts.DownID = args[0]
+			}
+			if opts.All && !opts.Down {
+				return cmdutil.UsageErrorf("--all is for --down: lab --down --all removes every recorded lab")
+			}
+			if opts.All && opts.DownID != "" {
+				return cmdutil.UsageErrorf("--down %s --all: give a lab id or --all, not both", opts.DownID)
+			}
 			if opts.Down && (len(opts.NATs) > 0 || opts.Keep || opts.List) {
-				return cmdutil.UsageErrorf("--down removes every lab: it takes no --nat, --keep or --list")
+				return cmdutil.UsageErrorf("--down removes a lab: it takes no --nat, --keep or --list")
 			}
 			if opts.List && (len(opts.NATs) > 0 || opts.Keep) {
 				return cmdutil.UsageErrorf("--list prints the catalogue: it takes no --nat or --keep")
@@ -128,7 +174,8 @@ every natkit namespace left behind.`,
 	fl := cmd.Flags()
 	fl.StringArrayVar(&opts.NATs, "nat", nil, "build only this NAT (repeatable; see --list)")
 	fl.BoolVar(&opts.Keep, "keep", false, "leave the lab running (remove it later with --down)")
-	fl.BoolVar(&opts.Down, "down", false, "remove every namespace natkit lab made")
+	fl.BoolVar(&opts.Down, "down", false, "remove the last lab you made (--down ID: lab ID; --down --all: every recorded lab)")
+	fl.BoolVar(&opts.All, "all", false, "with --down: remove every lab natkit recorded, whoever made it")
 	fl.BoolVar(&opts.List, "list", false, "print the NAT catalogue and exit")
 	fl.BoolVar(&opts.Punch, "punch", true, "run natkit punch between every pair of NATs and print the grid (--punch=false skips it)")
 	fl.StringVar(&opts.PunchMode, "punch-mode", "udp", "how the matrix punches: udp, tcp (--tcp) or ice (--ice)")
@@ -154,11 +201,7 @@ func run(ctx context.Context, opts *Options) error {
 		return cmdutil.UsageErrorf("%v", err)
 	}
 	if opts.Down {
-		n, err := natlab.Down(ctx, "")
-		if err != nil {
-			return err
-		}
-		return renderDown(opts, n)
+		return down(ctx, opts)
 	}
 
 	start := time.Now()
@@ -183,7 +226,7 @@ func run(ctx context.Context, opts *Options) error {
 	}
 
 	opts.IO.StartProgress(fmt.Sprintf("building %d NATs", len(specs)))
-	l, err := natlab.New(ctx, natlab.Config{Logger: opts.Logger}, specs...)
+	l, err := natlab.New(ctx, natlab.Config{Logger: opts.Logger, Registry: opts.registry(), Owner: opts.user()}, specs...)
 	if err != nil {
 		opts.IO.StopProgress()
 		return err

@@ -29,12 +29,19 @@ func TestNewCmdLabFlags(t *testing.T) {
 		{name: "default", args: "", want: Options{Punch: true}},
 		{name: "nats and keep", args: "--nat full-cone --nat udp-blocked --keep", want: Options{NATs: []string{"full-cone", "udp-blocked"}, Keep: true, Punch: true}},
 		{name: "down", args: "--down", want: Options{Down: true, Punch: true}},
+		{name: "down id", args: "--down 3f9a1c", want: Options{Down: true, DownID: "3f9a1c", Punch: true}},
+		{name: "down id first", args: "3f9a1c --down", want: Options{Down: true, DownID: "3f9a1c", Punch: true}},
+		{name: "down all", args: "--down --all", want: Options{Down: true, All: true, Punch: true}},
+		{name: "all without down", args: "--all", wantCode: cmdutil.ExitUsage, wantErr: "--all is for --down"},
+		{name: "down id and all", args: "--down 3f9a1c --all", wantCode: cmdutil.ExitUsage, wantErr: "give a lab id or --all, not both"},
+		{name: "down bad id", args: "--down natkit-3f9a1c-core", wantCode: cmdutil.ExitUsage, wantErr: `lab id "natkit-3f9a1c-core": a lab id is lower-case letters and digits`},
+		{name: "down two ids", args: "--down 3f9a1c 4e8b2d", wantCode: cmdutil.ExitUsage, wantErr: "accepts at most 1 arg"},
 		{name: "list", args: "--list", want: Options{List: true, Punch: true}},
 		{name: "unknown nat", args: "--nat carrier-pigeon", wantCode: cmdutil.ExitUsage, wantErr: `--nat "carrier-pigeon": unknown NAT; choose from open-internet,`},
 		{name: "nat twice", args: "--nat full-cone --nat full-cone", wantCode: cmdutil.ExitUsage, wantErr: "given twice"},
-		{name: "down with nat", args: "--down --nat full-cone", wantCode: cmdutil.ExitUsage, wantErr: "--down removes every lab"},
+		{name: "down with nat", args: "--down --nat full-cone", wantCode: cmdutil.ExitUsage, wantErr: "--down removes a lab: it takes no --nat"},
 		{name: "list with keep", args: "--list --keep", wantCode: cmdutil.ExitUsage, wantErr: "--list prints the catalogue"},
-		{name: "positional", args: "full-cone", wantCode: cmdutil.ExitUsage, wantErr: "unknown command"},
+		{name: "positional", args: "full-cone", wantCode: cmdutil.ExitUsage, wantErr: `unexpected argument "full-cone": lab takes a lab id only with --down`},
 		{name: "punch given", args: "--punch --nat full-cone", want: Options{NATs: []string{"full-cone"}, Punch: true}},
 		{name: "no punch", args: "--punch=false --nat full-cone", want: Options{NATs: []string{"full-cone"}}},
 		{name: "punch ice", args: "--punch-mode ice", want: Options{Punch: true, PunchMode: "ice"}},
@@ -72,7 +79,8 @@ func TestNewCmdLabFlags(t *testing.T) {
 				tt.want.PunchMode = "udp"
 			}
 			if strings.Join(got.NATs, ",") != strings.Join(tt.want.NATs, ",") || got.Keep != tt.want.Keep ||
-				got.Down != tt.want.Down || got.List != tt.want.List || got.Punch != tt.want.Punch || got.PunchMode != tt.want.PunchMode {
+				got.Down != tt.want.Down || got.DownID != tt.want.DownID || got.All != tt.want.All ||
+				got.List != tt.want.List || got.Punch != tt.want.Punch || got.PunchMode != tt.want.PunchMode {
 				t.Errorf("options = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -222,6 +230,7 @@ func runLab(t *testing.T, o *Options) (Report, error) {
 	ios, _, out, errOut := iostreams.Test()
 	o.IO, o.Globals = ios, &cmdutil.GlobalOptions{JSON: true}
 	o.Executable, o.Available = func() (string, error) { return exe, nil }, natlab.Available
+	o.Registry = &natlab.Registry{Dir: t.TempDir()} // never the machine's
 	o.Logger = cmdutil.NewFactory(ios).Logger()
 	if o.PunchMode == "" {
 		o.PunchMode = "udp"
@@ -372,7 +381,8 @@ func testRunText(t *testing.T, nats []string) {
 	exe := natlabtest.Natkit(t)
 	ios, _, out, errOut := iostreams.Test()
 	o := &Options{IO: ios, Globals: &cmdutil.GlobalOptions{}, NATs: nats, Punch: true, PunchMode: "udp",
-		Executable: func() (string, error) { return exe, nil }, Available: natlab.Available}
+		Executable: func() (string, error) { return exe, nil }, Available: natlab.Available,
+		Registry: &natlab.Registry{Dir: t.TempDir()}}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	if err := run(ctx, o); err != nil {

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/natkit/natkit/pkg/detect"
@@ -30,6 +31,11 @@ type Report struct {
 	// Punch is the punch matrix; absent with --punch=false.
 	Punch      *PunchMatrix `json:"punch,omitempty"`
 	DurationMs int64        `json:"duration_ms"`
+	// Labs are the labs --down removed; Unrecorded the ids of natkit
+	// namespaces on the machine of labs natkit has no record of (an older
+	// natkit's), which --down leaves alone.
+	Labs       []DownLab `json:"labs,omitempty"`
+	Unrecorded []string  `json:"unrecorded_labs,omitempty"`
 }
 
 // CatalogueEntry is one NAT of the catalogue (--list): its name and what
@@ -178,16 +184,35 @@ func renderReport(opts *Options, r Report) error {
 		}
 	}
 	if r.Kept {
-		fmt.Fprintf(w, "\nkept: ip netns list | grep natkit-%s; remove with: natkit lab --down\n", r.LabID)
+		fmt.Fprintf(w, "\nkept: ip netns list | grep natkit-%s; remove with: natkit lab --down %s\n", r.LabID, r.LabID)
 	}
 	return nil
 }
 
-func renderDown(opts *Options, n int) error {
+func renderDown(opts *Options, d downResult) error {
 	if opts.Globals.JSON {
-		return render.JSON(opts.IO.Out, Report{Envelope: render.NewEnvelope("lab"), Action: "down", OK: true, Removed: &n})
+		r := Report{Envelope: render.NewEnvelope("lab"), Action: "down", OK: true, Removed: &d.removed, Labs: d.labs, Unrecorded: d.unrecorded}
+		if len(d.labs) == 1 {
+			r.LabID = d.labs[0].ID
+		}
+		return render.JSON(opts.IO.Out, r)
 	}
-	_, err := fmt.Fprintf(opts.IO.Out, "removed %d natkit namespaces\n", n)
+	var b strings.Builder
+	for _, l := range d.labs {
+		fmt.Fprintf(&b, "removed lab %s (%d namespaces)\n", l.ID, l.Namespaces)
+	}
+	if len(d.labs) == 0 {
+		what := "no lab of yours is recorded"
+		if opts.All {
+			what = "no lab is recorded"
+		}
+		fmt.Fprintf(&b, "%s: nothing removed (natkit lab --down ID removes lab ID)\n", what)
+	}
+	if len(d.unrecorded) > 0 {
+		fmt.Fprintf(&b, "left alone: natkit namespaces of labs natkit has no record of: %s (natkit lab --down ID removes lab ID)\n",
+			strings.Join(d.unrecorded, ", "))
+	}
+	_, err := io.WriteString(opts.IO.Out, b.String())
 	return err
 }
 
@@ -204,7 +229,7 @@ func renderCatalogue(opts *Options, specs []natlab.Spec) error {
 		e := s.Expect
 		ports := e.PortAllocation
 		if e.PortDelta != 0 {
-			ports += fmt.Sprintf(" (+%d)", e.PortDelta)
+			ports += fmt.Sprintf(" (%+d)", e.PortDelta)
 		}
 		layers := fmt.Sprint(e.NATLayers)
 		if e.CGNAT {

@@ -76,7 +76,11 @@ start, and they race the strategies that fit the two NATs: the LAN when both sit
 behind one NAT, the NAT's hairpin, simultaneous open, port prediction for
 sequential symmetric NATs, the birthday technique (256 sockets against random
 probes) for a random symmetric NAT against a cone, and connection reversal when
-one side is not behind a NAT. After connecting, two-way traffic is verified and
+one side is not behind a NAT. A router without an input firewall (a bare
+MASQUERADE box, a Docker or Kubernetes host) takes early probes for itself and
+says so with ICMP port unreachable: punch then retries on fresh ports, its side
+first (fresh-ports), or, when both routers are like that, fails at once
+(router-no-input-filter). After connecting, two-way traffic is verified and
 the round trip measured (and loss, over --duration).
 
 Without SESSION, a short code is made up and printed on stderr (and in the JSON):
@@ -233,18 +237,26 @@ func splitUserinfo(s string) (user, pass, rest string) {
 	return user, pass, scheme + s[at+1:]
 }
 
+// resolve looks host up: an IPv4 address when it has one (both peers must
+// reach the server over one family, and IPv4 is the one every host has),
+// else an IPv6 address. Punch then runs over the family of the address.
 func resolve(ctx context.Context, host string) (netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return ip.Unmap(), nil
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	if len(ips) == 0 {
-		return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", host)
+		return netip.Addr{}, fmt.Errorf("%s has no address", host)
 	}
-	return ips[0].Unmap(), nil
+	for _, ip := range ips {
+		if ip.Unmap().Is4() {
+			return ip.Unmap(), nil
+		}
+	}
+	return ips[0], nil
 }
 
 func punchRun(ctx context.Context, o *PunchOptions) error {
@@ -330,6 +342,7 @@ var reasonText = map[engine.FailureReason]string{
 	engine.ReasonICEFailed:              "ICE found no working candidate pair",
 	engine.ReasonRelayFailed:            "no direct path, and the TURN relay failed too",
 	engine.ReasonTimeout:                "the timeout ended the attempt",
+	engine.ReasonRouterNoInputFilter:    "a router without an input firewall (a bare MASQUERADE box, a Docker or Kubernetes host) took the first probes for itself and broke its host's mapping; when both routers are like that no probe order works: give one an input firewall (drop new inbound UDP to the router itself) or use --relay",
 }
 
 func verdict(cs *iostreams.ColorScheme, r engine.Report) string {

@@ -3,18 +3,23 @@ package punch
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/golden"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/leaktest"
 	engine "github.com/natkit/natkit/pkg/punch"
 	"github.com/natkit/natkit/pkg/render"
+	"github.com/natkit/natkit/pkg/rendezvous"
 )
 
 func TestNewCmdPunch(t *testing.T) {
@@ -207,5 +212,61 @@ func TestReasonText(t *testing.T) {
 	}
 	if len(reasonText) != len(engine.FailureReasons) {
 		t.Errorf("%d explanations for %d failure reasons", len(reasonText), len(engine.FailureReasons))
+	}
+}
+
+// TestPunchIPv6Loopback runs `natkit punch --json --rendezvous [::1]:PORT`
+// twice at once against a rendezvous server on [::1] in this process: the
+// two connect over IPv6. (Punch opened IPv4 sockets only: it could not
+// even reach the server.) Both peers share one address, so the path is
+// the address's "hairpin", as over IPv4 loopback.
+func TestPunchIPv6Loopback(t *testing.T) {
+	leaktest.Check(t)
+	s, err := rendezvous.New(rendezvous.Config{Addrs: []netip.AddrPort{netip.MustParseAddrPort("[::1]:0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(ctx) }()
+	defer func() { cancel(); s.Close(); <-done }()
+
+	server := fmt.Sprintf("[::1]:%d", s.Addr().Port())
+	var wg sync.WaitGroup
+	var reps [2]engine.Report
+	for i := range reps {
+		wg.Go(func() {
+			ios, _, out, errOut := iostreams.Test()
+			f := cmdutil.NewFactory(ios)
+			f.Globals.JSON, f.Globals.Timeout = true, 20*time.Second
+			cmd := NewCmdPunch(f, nil)
+			cmd.SetArgs([]string{"--rendezvous", server, "--duration", "200ms", "ipv6-loopback"})
+			cmd.SetOut(&bytes.Buffer{})
+			cmd.SetErr(&bytes.Buffer{})
+			if err := cmd.ExecuteContext(context.Background()); err != nil {
+				t.Errorf("peer %d: natkit punch: %v\nstderr: %s", i, err, errOut)
+			}
+			if err := json.Unmarshal(out.Bytes(), &reps[i]); err != nil {
+				t.Errorf("peer %d: stdout is not one JSON document: %v: %s", i, err, out)
+			}
+		})
+	}
+	wg.Wait()
+	for i, r := range reps {
+		if !r.Success || r.Path == nil || r.RemoteAddress == nil || r.LocalAddress == nil || r.RTTMs == nil {
+			t.Errorf("peer %d: %+v, want a connection", i, r)
+			continue
+		}
+		remote, _ := netip.ParseAddrPort(*r.RemoteAddress)
+		if !remote.Addr().Is6() || r.Self.PublicAddress == nil || !strings.HasPrefix(*r.Self.PublicAddress, "[::1]:") {
+			t.Errorf("peer %d: remote %s, public %v: want IPv6 addresses", i, *r.RemoteAddress, r.Self.PublicAddress)
+		}
+		switch *r.Path {
+		case engine.PathHairpin, engine.PathLAN, engine.PathDirect:
+		default:
+			t.Errorf("peer %d: path %s", i, *r.Path)
+		}
+		t.Logf("peer %d: path %s strategy %s in %.1f ms, local %s remote %s", i, *r.Path, *r.Strategy, *r.TimeToConnectMs,
+			*r.LocalAddress, *r.RemoteAddress)
 	}
 }
