@@ -130,6 +130,8 @@ type Client struct {
 	stream bool
 	local  netip.AddrPort // the route's source with pc's port, when pc is bound to any address
 
+	software string // SOFTWARE, sent by do (stunclient sends none)
+
 	mu      sync.Mutex
 	realm   string
 	nonce   string
@@ -168,6 +170,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		nextCh: stun.MinChannel, packets: make(chan Packet, 4096)}
 	cc := cfg.Client
 	cc.Unhandled = c.unhandled
+	c.software, cc.Software = cc.Software, ""
 	switch cfg.Transport {
 	case "udp":
 		listen := cfg.ListenPacket
@@ -304,9 +307,9 @@ func (c *Client) do(ctx context.Context, name string, method uint16, build func(
 		attrs := build(tid)
 		c.mu.Lock()
 		signed := c.key != nil
-		req := stunclient.Request{Method: method, Attrs: attrs, TID: &tid}
+		req := stunclient.Request{Method: method, Attrs: c.withSoftware(attrs, !signed), TID: &tid}
 		if signed {
-			req.Attrs = append(append([]stun.Attr(nil), attrs...),
+			req.Attrs = append(req.Attrs,
 				stun.Attr{Type: stun.AttrUsername, Value: []byte(c.cfg.Username)},
 				stun.Attr{Type: stun.AttrRealm, Value: []byte(c.realm)},
 				stun.Attr{Type: stun.AttrNonce, Value: []byte(c.nonce)})
@@ -366,6 +369,41 @@ func (c *Client) do(ctx context.Context, name string, method uint16, build func(
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
+}
+
+// firstRequestSize is how large do makes a request without credentials
+// (the first one, unless Config gave REALM and NONCE): larger than a 401
+// challenge with a REALM of up to 32 bytes, so that a server that answers
+// with no more bytes than it received (no amplification: natkit's does so
+// even when a flood forged from our address has spent our address's 401
+// budget) can answer it. SOFTWARE, padded with spaces, makes the size; it
+// is fewer than 128 characters (RFC 8489 §14.14).
+const firstRequestSize = 160
+
+// withSoftware puts SOFTWARE in front of attrs, padded with spaces to four
+// bytes as stunclient does, or to make the request firstRequestSize bytes
+// when pad is set.
+func (c *Client) withSoftware(attrs []stun.Attr, pad bool) []stun.Attr {
+	sw := c.software
+	if pad {
+		if sw == "" {
+			sw = "natkit"
+		}
+		size := stun.HeaderSize + 4 + len(sw)
+		for _, a := range attrs {
+			size += 4 + (len(a.Value)+3)&^3
+		}
+		if n := min(127, len(sw)+firstRequestSize-size); n > len(sw) {
+			sw += strings.Repeat(" ", n-len(sw))
+		}
+	}
+	if sw == "" {
+		return append([]stun.Attr(nil), attrs...)
+	}
+	for len(sw)%4 != 0 && len(sw) < 127 {
+		sw += " "
+	}
+	return append([]stun.Attr{{Type: stun.AttrSoftware, Value: []byte(sw)}}, attrs...)
 }
 
 func (c *Client) record(s Step) {

@@ -235,24 +235,35 @@ func TestRESTCredentials(t *testing.T) {
 	}
 }
 
-// TestChallengeLimit: a source gets at most burst 401s, then silence.
+// TestChallengeLimit: natkit's client is never refused a 401 for want of
+// budget (its first request is larger than the challenge), nor is a wrong
+// password (the 401 is no larger than the request): a budget of 3 is not
+// touched by six wrong-password attempts. Small requests without
+// credentials spend it (TestChallengeNoLargerThanRequest).
 func TestChallengeLimit(t *testing.T) {
 	leaktest.Check(t)
 	s := startServer(t, func(c *Config) { c.ChallengeRate = 0.001; c.ChallengeBurst = 3 })
 	ctx := ctxT(t)
-	answered := 0
 	for i := 0; i < 6; i++ {
 		c := dial(t, s, "udp", "alice", "nope")
-		c2, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		_, err := c.Allocate(c2)
-		cancel()
-		if errors.Is(err, turnclient.ErrUnauthorized) {
-			answered++
+		if _, err := c.Allocate(ctx); !errors.Is(err, turnclient.ErrUnauthorized) {
+			t.Fatalf("try %d: %v, want ErrUnauthorized", i, err)
 		}
 	}
 	// Each wrong-password attempt costs two 401s (challenge, refusal).
-	if st := s.Stats(); st.Challenges != 3 || st.ChallengesDropped < 3 || answered != 1 {
-		t.Errorf("answered %d, stats %+v", answered, st)
+	if st := s.Stats(); st.Challenges != 12 || st.ChallengesDropped != 0 || st.AuthFailures != 6 {
+		t.Errorf("stats %+v", st)
+	}
+	// The budget is whole: three small requests get their 401.
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for i := 0; i < 3; i++ {
+		if exchange(t, pc, net.UDPAddrFromAddrPort(s.addr("udp")), unauthAllocate(byte(i), 0), 2*time.Second) == nil {
+			t.Errorf("small request %d: no 401", i)
+		}
 	}
 }
 

@@ -9,6 +9,25 @@
 // enforces the policy and answers refusals; every relay socket pion writes to
 // is a relayConn (relay.go) that checks each destination again and returns
 // the allocation's quota when pion closes it.
+//
+// # Challenges without amplification
+//
+// A request without valid credentials gets a 401 with REALM and NONCE (RFC
+// 8489 §9.2.4), and over UDP its source can be forged. natkit never sends a
+// UDP source more bytes than were sent in its name, beyond a budget of 401s
+// per source IP (Config.ChallengeRate and ChallengeBurst, limits.go): a 401
+// no larger than the request it answers is sent whatever the budget (it
+// cannot amplify: DTLS's HelloVerifyRequest and QUIC's padded first
+// datagram, RFC 6347 §4.2.1 and RFC 9000 §8.1, rest on the same bound);
+// a larger one spends the budget, and without budget nothing is sent. So
+// a forged flood of small requests gets at most the budget's 401s, however
+// many source ports it uses, while the budget it drains stops no real
+// client: natkit's client pads its first request to more than a 401
+// (pkg/turnclient), a client that cached REALM and NONCE (RFC 8489
+// §9.2.3.2; pion's nonces are good for an hour, from any source) sends
+// credentials at once, and a request with valid credentials never spends
+// budget. Streams (TCP, TLS) have no budget: their source completed a
+// handshake, so it is not forged.
 package turnserver
 
 import (
@@ -40,8 +59,9 @@ const (
 	DefaultUserQuota = 100
 	// DefaultTotalQuota is the most live allocations in all (508 beyond).
 	DefaultTotalQuota = 10000
-	// DefaultChallengeRate and DefaultChallengeBurst bound the 401 answers
-	// one source IP gets (a token bucket per hashed source, see limiter.go).
+	// DefaultChallengeRate and DefaultChallengeBurst bound the UDP 401
+	// answers larger than their request that one source IP gets (a token
+	// bucket per hashed source, see limits.go).
 	DefaultChallengeRate  = 20.0
 	DefaultChallengeBurst = 40
 	// DefaultMaxConns bounds concurrent TCP+TLS client connections.
@@ -138,7 +158,8 @@ type Config struct {
 	UserQuota int
 	// TotalQuota is the most live allocations: 0 means DefaultTotalQuota.
 	TotalQuota int
-	// ChallengeRate (per second) and ChallengeBurst bound 401 answers per
+	// ChallengeRate (per second) and ChallengeBurst bound the UDP 401
+	// answers larger than their request (see the package comment) per
 	// source IP: 0 means the defaults, a negative rate no limit.
 	ChallengeRate  float64
 	ChallengeBurst int

@@ -41,6 +41,8 @@ type guard struct {
 	lastSrc   netip.AddrPort
 	lastAlloc *allocation // the allocation of lastSrc's ChannelData
 	tx        peerBatch   // ChannelData on its way to peers
+	capTID    [12]byte    // pion's answer to request capTID may be capLen bytes at most
+	capLen    int         // (0: no cap): a 401 given outside the budget, see challengeLen
 }
 
 // reservation is an admitted Allocate: its quota is held until pion creates
@@ -72,13 +74,33 @@ func (g *guard) SetWriteDeadline(t time.Time) error { return g.inner.SetWriteDea
 
 // WriteTo sends what pion sends. It is called from pion's read goroutine
 // (responses) and from each allocation's (ChannelData, Data indications):
-// only a ChannelBind success response, which the read goroutine alone
-// sends, is looked at further.
+// only responses, which the read goroutine alone sends, are looked at
+// further — a 401 sent outside the budget must be no larger than its
+// request, a ChannelBind success response commits the binding.
 func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if len(b) >= 2 && binary.BigEndian.Uint16(b) == channelBindSuccess && g.bind != nil && g.bind.committed(b) {
-		g.bind = nil
+	if len(b) >= stun.HeaderSize && isResponse(b) {
+		// Only the read goroutine sends responses: its fields are safe here.
+		if g.capLen > 0 && [12]byte(b[8:20]) == g.capTID {
+			if len(b) > g.capLen {
+				// Larger than the request after all (challengeLen is
+				// wrong): the budget was not spent, so nothing goes.
+				g.s.stats.challenges.Add(-1)
+				g.s.stats.challengesDropped.Add(1)
+				return len(b), nil
+			}
+			g.capLen = 0
+		}
+		if binary.BigEndian.Uint16(b) == channelBindSuccess && g.bind != nil && g.bind.committed(b) {
+			g.bind = nil
+		}
 	}
 	return g.inner.WriteTo(b, addr)
+}
+
+// isResponse reports whether the STUN message b is a success or error
+// response (RFC 8489 §5: the class bits of the type).
+func isResponse(b []byte) bool {
+	return b[0]&0xc0 == 0 && binary.BigEndian.Uint16(b)&0x0100 != 0
 }
 
 // ReadFrom returns the next datagram natkit admits.
@@ -125,6 +147,7 @@ func (g *guard) buffered() bool {
 // relay (it failed before asking for one).
 func (g *guard) settle() {
 	g.bind = nil
+	g.capLen = 0
 	if r := g.pending; r != nil {
 		g.pending = nil
 		if !r.used {
@@ -170,22 +193,21 @@ func (g *guard) admit(b []byte, src netip.AddrPort, from net.Addr) bool {
 	case stun.MethodBinding:
 		return true
 	case stun.MethodAllocate, stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind:
-		return g.admitRequest(m, src, from)
+		return g.admitRequest(m, len(b), src, from)
 	}
 	g.s.stats.dropped.Add(1)
 	return false
 }
 
-func (g *guard) admitRequest(m *stun.Message, src netip.AddrPort, from net.Addr) bool {
+func (g *guard) admitRequest(m *stun.Message, size int, src netip.AddrPort, from net.Addr) bool {
 	s := g.s
 	if !m.Has(stun.AttrMessageIntegrity) {
 		// pion answers 401 with REALM and a stateless NONCE.
-		if !s.limiter.allow(src.Addr()) {
-			s.stats.challengesDropped.Add(1)
-			return false
+		metered, ok := g.mayChallenge(src.Addr(), size, s.challengeLen)
+		if ok && !metered && g.network == "udp" {
+			g.capTID, g.capLen = m.TID, size
 		}
-		s.stats.challenges.Add(1)
-		return true
+		return ok
 	}
 	user, okU := m.Get(stun.AttrUsername)
 	realm, okR := m.Get(stun.AttrRealm)
@@ -195,18 +217,10 @@ func (g *guard) admitRequest(m *stun.Message, src netip.AddrPort, from net.Addr)
 	}
 	cred, ok := s.auth.lookup(string(user), string(realm))
 	if !ok || m.CheckIntegrity(cred.key) != nil {
-		// RFC 8489 §9.2.4: a bad username or integrity gets 401, and this
-		// one must not become an oracle or an amplifier: rate-limited.
+		// RFC 8489 §9.2.4: a bad username or integrity gets 401, which
+		// must not become an amplifier.
 		s.stats.authFailures.Add(1)
-		if !s.limiter.allow(src.Addr()) {
-			s.stats.challengesDropped.Add(1)
-			return false
-		}
-		s.stats.challenges.Add(1)
-		g.reply(m, from, nil, 401, "Unauthorized", func(b *stun.Builder) {
-			b.AddString(stun.AttrRealm, s.auth.realm)
-			b.Add(stun.AttrNonce, nonce)
-		})
+		g.challenge(m, size, src.Addr(), from, nonce)
 		return false
 	}
 	key := allocKey{local: g.local, remote: src}
@@ -329,8 +343,42 @@ func (g *guard) admitAllocate(m *stun.Message, key allocKey, username string, cr
 	return true
 }
 
+// mayChallenge decides whether a 401 of answer bytes may go to src in
+// answer to a request of size bytes, and counts it: over UDP, an answer
+// larger than its request spends the source's budget (metered), one no
+// larger does not (see the package comment); over a stream, whose source
+// completed a handshake and so is not forged, none does.
+func (g *guard) mayChallenge(src netip.Addr, size, answer int) (metered, ok bool) {
+	s := g.s
+	metered = g.network == "udp" && answer > size
+	if metered && !s.limiter.allow(src) {
+		s.stats.challengesDropped.Add(1)
+		return true, false
+	}
+	s.stats.challenges.Add(1)
+	return metered, true
+}
+
+// challenge answers m, whose credentials failed, with 401, REALM and m's
+// own NONCE, when mayChallenge allows it.
+func (g *guard) challenge(m *stun.Message, size int, src netip.Addr, to net.Addr, nonce []byte) {
+	b := g.build(m, nil, 401, "Unauthorized", func(b *stun.Builder) {
+		b.AddString(stun.AttrRealm, g.s.auth.realm)
+		b.Add(stun.AttrNonce, nonce)
+	})
+	if _, ok := g.mayChallenge(src, size, len(b)); ok {
+		g.send(b, to)
+	}
+}
+
 // reply sends an error response to m, signed with key when it is not nil.
 func (g *guard) reply(m *stun.Message, to net.Addr, key []byte, code int, reason string, extra func(*stun.Builder)) {
+	g.send(g.build(m, key, code, reason, extra), to)
+}
+
+// build makes an error response to m in g.wbuf, signed with key when it
+// is not nil.
+func (g *guard) build(m *stun.Message, key []byte, code int, reason string, extra func(*stun.Builder)) []byte {
 	b := stun.NewBuilder(g.wbuf, stun.NewType(m.Type.Method(), stun.ClassError), m.Cookie, m.TID)
 	b.AddErrorCode(code, reason)
 	if extra != nil {
@@ -341,7 +389,11 @@ func (g *guard) reply(m *stun.Message, to net.Addr, key []byte, code int, reason
 	}
 	b.AddFingerprint()
 	g.wbuf = b.Bytes()[:0]
-	_, _ = g.inner.WriteTo(b.Bytes(), to)
+	return b.Bytes()
+}
+
+func (g *guard) send(b []byte, to net.Addr) {
+	_, _ = g.inner.WriteTo(b, to)
 	g.s.stats.refusals.Add(1)
 }
 

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/natkit/natkit/pkg/stun"
 )
 
 // quota counts live allocations per user and in all.
@@ -63,6 +65,14 @@ func (q *quota) snapshot() (live, users int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.live, len(q.users)
+}
+
+// challengeLen is the size of pion's 401 challenge to a request without
+// credentials: the header, ERROR-CODE 401 (pion sends no reason phrase),
+// NONCE (pion's nonce: 40 bytes in hex) and REALM (RFC 8489 §14.8-14.10).
+// TestChallengeLen holds it to what pion sends.
+func challengeLen(realm string) int {
+	return stun.HeaderSize + 4 + 4 + 4 + 80 + 4 + (len(realm)+3)&^3
 }
 
 // limiterBuckets is the number of token buckets sources hash into: a fixed

@@ -30,15 +30,17 @@ func (l Listener) String() string { return l.Network + " " + l.Addr.String() }
 // Server is a TURN server. New binds its sockets, Serve relays, Close
 // releases everything.
 type Server struct {
-	cfg        Config
-	policy     *peerpolicy.Policy
-	auth       *authenticator
-	quota      *quota
-	limiter    *limiter
-	ports      *portPool
-	advertised netip.Addr
-	allocs     registry
-	stats      counters
+	cfg     Config
+	policy  *peerpolicy.Policy
+	auth    *authenticator
+	quota   *quota
+	limiter *limiter
+	// challengeLen is the size of pion's 401 challenge (see challengeLen).
+	challengeLen int
+	ports        *portPool
+	advertised   netip.Addr
+	allocs       registry
+	stats        counters
 
 	guards []*guard
 	muxes  []*streamMux
@@ -78,14 +80,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:        cfg,
-		auth:       newAuthenticator(cfg.Realm, users, cfg.AuthSecret, cfg.Now),
-		quota:      newQuota(cfg.UserQuota, cfg.TotalQuota),
-		limiter:    newLimiter(cfg.ChallengeRate, cfg.ChallengeBurst, cfg.Now),
-		ports:      newPortPool(bind, cfg.RelayPorts),
-		advertised: advertised,
-		allocs:     registry{m: map[allocKey]*allocation{}},
-		done:       make(chan struct{}),
+		cfg:          cfg,
+		auth:         newAuthenticator(cfg.Realm, users, cfg.AuthSecret, cfg.Now),
+		quota:        newQuota(cfg.UserQuota, cfg.TotalQuota),
+		limiter:      newLimiter(cfg.ChallengeRate, cfg.ChallengeBurst, cfg.Now),
+		challengeLen: challengeLen(cfg.Realm),
+		ports:        newPortPool(bind, cfg.RelayPorts),
+		advertised:   advertised,
+		allocs:       registry{m: map[allocKey]*allocation{}},
+		done:         make(chan struct{}),
 	}
 	if err := s.bind(); err != nil {
 		s.closeSockets()
