@@ -5,8 +5,10 @@
 // does not give.
 //
 // natkit's layer sits between the sockets and pion: every datagram pion reads
-// has passed through a guard (guard.go) that authenticates requests itself,
-// enforces the policy and answers refusals; every relay socket pion writes to
+// has passed through a guard (guard.go) that enforces the policy and answers
+// refusals, and that sees pion's answers, so that each request's
+// MESSAGE-INTEGRITY is checked once, by pion or by the guard when it answers
+// itself (see admitRequest); every relay socket pion writes to
 // is a relayConn (relay.go) that checks each destination again and returns
 // the allocation's quota when pion closes it.
 //

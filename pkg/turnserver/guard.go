@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/natkit/natkit/pkg/stun"
@@ -43,12 +44,14 @@ type guard struct {
 	tx        peerBatch   // ChannelData on its way to peers
 	capTID    [12]byte    // pion's answer to request capTID may be capLen bytes at most
 	capLen    int         // (0: no cap): a 401 given outside the budget, see challengeLen
+	req       authReq     // the request with credentials being admitted or handled
 }
 
 // reservation is an admitted Allocate: its quota is held until pion creates
 // the relay (the allocation then owns it) or the request fails.
 type reservation struct {
 	key      allocKey
+	tid      [12]byte // the Allocate's
 	username string
 	quotaKey string
 	network  string
@@ -89,6 +92,9 @@ func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
 				return len(b), nil
 			}
 			g.capLen = 0
+		}
+		if g.req.pion && [12]byte(b[8:20]) == g.req.tid && !g.pionAnswered(b) {
+			return len(b), nil // not authentic: a 401 went instead
 		}
 		if binary.BigEndian.Uint16(b) == channelBindSuccess && g.bind != nil && g.bind.committed(b) {
 			g.bind = nil
@@ -148,6 +154,7 @@ func (g *guard) buffered() bool {
 func (g *guard) settle() {
 	g.bind = nil
 	g.capLen = 0
+	g.req.pion = false
 	if r := g.pending; r != nil {
 		g.pending = nil
 		if !r.used {
@@ -199,6 +206,15 @@ func (g *guard) admit(b []byte, src netip.AddrPort, from net.Addr) bool {
 	return false
 }
 
+// admitRequest decides a TURN request. One with credentials is checked by
+// pion when natkit lets it through (pion must check it: that is how it
+// learns the key to sign its answer with), so natkit checks its
+// MESSAGE-INTEGRITY only when it answers the request itself (a refusal)
+// or when pion's answer to it is not signed (pion did not check it, or
+// the check failed): an authenticated request costs one check, not two.
+// Until its MESSAGE-INTEGRITY is checked, what natkit learns from a
+// request is kept, not acted on: a quota reserved is returned if pion
+// refuses, a channel binding is mirrored only when pion grants it.
 func (g *guard) admitRequest(m *stun.Message, size int, src netip.AddrPort, from net.Addr) bool {
 	s := g.s
 	if !m.Has(stun.AttrMessageIntegrity) {
@@ -216,30 +232,34 @@ func (g *guard) admitRequest(m *stun.Message, size int, src netip.AddrPort, from
 		return true // pion answers 400
 	}
 	cred, ok := s.auth.lookup(string(user), string(realm))
-	if !ok || m.CheckIntegrity(cred.key) != nil {
-		// RFC 8489 §9.2.4: a bad username or integrity gets 401, which
-		// must not become an amplifier.
+	if !ok {
+		// RFC 8489 §9.2.4: an unknown username gets 401, which must not
+		// become an amplifier.
 		s.stats.authFailures.Add(1)
 		g.challenge(m, size, src.Addr(), from, nonce)
 		return false
 	}
+	g.req = authReq{tid: m.TID, cred: cred, nonce: nonce, size: size, src: src.Addr(), from: from}
 	key := allocKey{local: g.local, remote: src}
 	rec := s.allocs.get(key)
 	username := string(user)
 	if m.Type.Method() == stun.MethodAllocate {
-		if rec != nil {
-			return true // pion: a retransmission, or 437
+		if rec == nil {
+			return g.admitAllocate(m, key, username, cred)
 		}
-		return g.admitAllocate(m, key, username, cred, from)
+		if rec.tid != m.TID {
+			g.refuse(m, 437, "Allocation Mismatch", nil)
+			return false
+		}
+		return g.toPion() // a retransmission: pion answers it again
 	}
 	if rec == nil {
-		g.reply(m, from, cred.key, 437, "Allocation Mismatch", nil)
+		g.refuse(m, 437, "Allocation Mismatch", nil)
 		return false
 	}
 	if rec.username != username {
 		// RFC 8656 §5: requests on an allocation use its USERNAME.
-		s.stats.wrongCredentials.Add(1)
-		g.reply(m, from, cred.key, 441, "Wrong Credentials", nil)
+		g.refuse(m, 441, "Wrong Credentials", &s.stats.wrongCredentials)
 		return false
 	}
 	switch m.Type.Method() {
@@ -252,37 +272,35 @@ func (g *guard) admitRequest(m *stun.Message, size int, src netip.AddrPort, from
 			n++
 			peer, err := stun.DecodeXORAddress(a.Value, m.Cookie, m.TID)
 			if err != nil {
-				g.reply(m, from, cred.key, 400, "Bad Request: malformed XOR-PEER-ADDRESS", nil)
+				g.refuse(m, 400, "Bad Request: malformed XOR-PEER-ADDRESS", nil)
 				return false
 			}
 			if d := s.policy.CheckAddr(peer.Addr()); !d.Allowed {
-				s.stats.peerDenied.Add(1)
-				g.reply(m, from, cred.key, 403, "Forbidden: peer "+string(d.Reason), nil)
+				g.refuse(m, 403, "Forbidden: peer "+string(d.Reason), &s.stats.peerDenied)
 				return false
 			}
 		}
 		if n == 0 {
-			g.reply(m, from, cred.key, 400, "Bad Request: no XOR-PEER-ADDRESS", nil)
+			g.refuse(m, 400, "Bad Request: no XOR-PEER-ADDRESS", nil)
 			return false
 		}
 	case stun.MethodChannelBind:
 		v, ok := m.Get(stun.AttrChannelNumber)
 		if !ok || len(v) != 4 {
-			g.reply(m, from, cred.key, 400, "Bad Request: no CHANNEL-NUMBER", nil)
+			g.refuse(m, 400, "Bad Request: no CHANNEL-NUMBER", nil)
 			return false
 		}
 		if ch := binary.BigEndian.Uint16(v); ch < 0x4000 || ch > 0x7FFF {
-			g.reply(m, from, cred.key, 400, "Bad Request: channel number outside 0x4000-0x7FFF", nil)
+			g.refuse(m, 400, "Bad Request: channel number outside 0x4000-0x7FFF", nil)
 			return false
 		}
 		peer, err := m.Address(stun.AttrXORPeerAddress)
 		if err != nil {
-			g.reply(m, from, cred.key, 400, "Bad Request: no XOR-PEER-ADDRESS", nil)
+			g.refuse(m, 400, "Bad Request: no XOR-PEER-ADDRESS", nil)
 			return false
 		}
 		if d := s.policy.Check(peer); !d.Allowed {
-			s.stats.peerDenied.Add(1)
-			g.reply(m, from, cred.key, 403, "Forbidden: peer "+string(d.Reason), nil)
+			g.refuse(m, 403, "Forbidden: peer "+string(d.Reason), &s.stats.peerDenied)
 			return false
 		}
 		if rec.network == g.network {
@@ -290,7 +308,75 @@ func (g *guard) admitRequest(m *stun.Message, size int, src netip.AddrPort, from
 				peer: netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port()), alloc: rec, at: time.Now()}
 		}
 	}
+	return g.toPion()
+}
+
+// authReq is the request with credentials being admitted, then handled by
+// pion (confined to the read goroutine, like the guard's other state).
+type authReq struct {
+	tid     [12]byte
+	cred    credential
+	nonce   []byte // the request's own, for a 401
+	size    int
+	src     netip.Addr
+	from    net.Addr
+	checked bool // its MESSAGE-INTEGRITY is good
+	pion    bool // handed to pion: its answer is looked at (WriteTo)
+}
+
+// toPion hands the request being admitted to pion, which checks it.
+func (g *guard) toPion() bool {
+	g.req.pion = true
 	return true
+}
+
+// authentic checks the MESSAGE-INTEGRITY of the request being admitted,
+// m, once, and answers a bad one with a 401 (RFC 8489 §9.2.4).
+func (g *guard) authentic(m *stun.Message) bool {
+	r := &g.req
+	if r.checked {
+		return true
+	}
+	g.s.stats.integrityChecks.Add(1)
+	if m.CheckIntegrity(r.cred.key) != nil {
+		g.s.stats.authFailures.Add(1)
+		g.challenge(m, r.size, r.src, r.from, r.nonce)
+		return false
+	}
+	r.checked = true
+	return true
+}
+
+// refuse answers m, the request being admitted, with a signed error once
+// it is found authentic, and then counts it in counter (if not nil).
+func (g *guard) refuse(m *stun.Message, code int, reason string, counter *atomic.Int64) {
+	if !g.authentic(m) {
+		return
+	}
+	if counter != nil {
+		counter.Add(1)
+	}
+	g.reply(m, g.req.from, g.req.cred.key, code, reason, nil)
+}
+
+// pionAnswered looks at pion's answer b to the request it was handed
+// (toPion) and reports whether it may go. A signed answer means that pion
+// found the request authentic; an unsigned one (a stale NONCE, a failed
+// check, an error after a good one) goes only if natkit finds it so.
+func (g *guard) pionAnswered(b []byte) bool {
+	g.req.pion = false
+	return signed(b) || g.authentic(&g.msg)
+}
+
+// signed reports whether the STUN message b carries MESSAGE-INTEGRITY.
+func signed(b []byte) bool {
+	for off := stun.HeaderSize; off+4 <= len(b); {
+		if binary.BigEndian.Uint16(b[off:]) == stun.AttrMessageIntegrity {
+			return true
+		}
+		off += 4 + (int(binary.BigEndian.Uint16(b[off+2:]))+3)&^3
+	}
+	return false
 }
 
 // relayChannelData sends ChannelData from src to the peer of its channel
@@ -316,31 +402,30 @@ func (g *guard) relayChannelData(b []byte, src netip.AddrPort) bool {
 	return true
 }
 
-func (g *guard) admitAllocate(m *stun.Message, key allocKey, username string, cred credential, from net.Addr) bool {
+func (g *guard) admitAllocate(m *stun.Message, key allocKey, username string, cred credential) bool {
 	s := g.s
 	if v, ok := m.Get(stun.AttrRequestedTransport); ok && len(v) == 4 && v[0] != protoUDP {
 		reason := "Unsupported Transport Protocol"
 		if v[0] == protoTCP {
 			reason += ": no TCP relays (RFC 6062) here"
 		}
-		g.reply(m, from, cred.key, 442, reason, nil)
+		g.refuse(m, 442, reason, nil)
 		return false
 	}
 	if v, ok := m.Get(attrRequestedAddressFamily); ok && len(v) == 4 && v[0] != 0x01 {
-		g.reply(m, from, cred.key, 440, "Address Family not Supported", nil)
+		g.refuse(m, 440, "Address Family not Supported", nil)
 		return false
 	}
 	if m.Has(attrDontFragment) {
-		return true // pion answers 420 before it allocates
+		return g.toPion() // pion answers 420 before it allocates
 	}
 	if qe := s.quota.reserve(cred.quotaKey); qe != nil {
-		s.stats.quotaRejections.Add(1)
-		g.reply(m, from, cred.key, qe.code, qe.reason, nil)
+		g.refuse(m, qe.code, qe.reason, &s.stats.quotaRejections)
 		return false
 	}
-	g.pending = &reservation{key: key, username: username, quotaKey: cred.quotaKey, network: g.network,
+	g.pending = &reservation{key: key, tid: m.TID, username: username, quotaKey: cred.quotaKey, network: g.network,
 		evenPort: m.Has(attrEvenPort) && !m.Has(attrReservationToken)}
-	return true
+	return g.toPion()
 }
 
 // mayChallenge decides whether a 401 of answer bytes may go to src in

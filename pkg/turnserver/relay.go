@@ -23,6 +23,7 @@ type allocKey struct {
 // allocation is natkit's record of one pion allocation.
 type allocation struct {
 	key      allocKey
+	tid      [12]byte // of the Allocate that made it
 	username string
 	quotaKey string
 	network  string
@@ -182,7 +183,7 @@ func (r *relayGen) AllocatePacketConn(network string, requestedPort int) (net.Pa
 		return nil, nil, err
 	}
 	res.used = true
-	a := &allocation{key: res.key, username: res.username, quotaKey: res.quotaKey, network: res.network}
+	a := &allocation{key: res.key, tid: res.tid, username: res.username, quotaKey: res.quotaKey, network: res.network}
 	rc := &relayConn{UDPConn: c, s: s, port: port, alloc: a, in: udpbatch.NewConn(c), client: res.key.remote}
 	if r.g.network == "udp" {
 		rc.out = r.g.out

@@ -254,10 +254,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	p, err := turn.NewServer(turn.ServerConfig{
 		PacketConnConfigs: pcs,
 		Realm:             s.cfg.Realm,
-		// natkit's guard has authenticated the request already; pion
-		// checks the same key again and validates its own NONCE.
+		// pion validates its own NONCE and checks MESSAGE-INTEGRITY with
+		// this key; the guard checks only what pion does not (guard.go).
 		AuthHandler: func(username, realm string, _ net.Addr) ([]byte, bool) {
 			c, ok := s.auth.lookup(username, realm)
+			if ok {
+				s.stats.integrityChecks.Add(1) // pion checks the request with c.key next
+			}
 			return c.key, ok
 		},
 		LoggerFactory:      &pionLoggerFactory{l: s.cfg.Logger},
@@ -369,6 +372,9 @@ type counters struct {
 	peerDenied, relayDenied, refusals, relayedOut, relayedIn, dropped, connsRefused atomic.Int64
 	// ChannelData relayed outside pion (channels.go), for tests.
 	directToPeers, directToClients atomic.Int64
+	// integrityChecks counts MESSAGE-INTEGRITY checks of requests, the
+	// guard's and pion's, for tests: one HMAC-SHA1 each.
+	integrityChecks atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
