@@ -256,19 +256,29 @@ func (r *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				return n, from, nil
 			}
 		}
-		bt, k, err := r.in.Read(relayPool)
-		if err != nil {
+		// Batches whose datagrams all go to the client as ChannelData are
+		// handled within one wait on the socket (udpbatch.ReadEach); the
+		// first one with a datagram for pion ends it.
+		if err := r.in.ReadEach(relayPool, r.handle); err != nil {
 			return 0, nil, err
 		}
-		r.cur, r.pos, r.k = bt, 0, k
-		r.s.stats.relayedIn.Add(int64(k))
 	}
+}
+
+// handle works through a batch ReadEach read, and reports whether it is
+// done with it; if not, r.cur holds a datagram for pion at r.pos.
+func (r *relayConn) handle(bt *udpbatch.Batch, k int) bool {
+	r.cur, r.pos, r.k = bt, 0, k
+	r.s.stats.relayedIn.Add(int64(k))
+	_, _, stopped := r.drain(nil)
+	return !stopped
 }
 
 // drain works through the current batch: datagrams on a mirrored channel
 // are framed in place and sent to the client together; the first other
-// one is copied to b for pion (ok), after what came before it was sent.
-// The batch goes back to the pool once worked through.
+// one is copied to b for pion (ok), after what came before it was sent —
+// or, when b is nil, left at r.pos (ok). The batch goes back to the pool
+// once worked through.
 func (r *relayConn) drain(b []byte) (n int, from net.Addr, ok bool) {
 	msgs := r.cur.Msgs
 	now := time.Now()
@@ -288,6 +298,10 @@ func (r *relayConn) drain(b []byte) (n int, from net.Addr, ok bool) {
 			}
 		}
 		r.send(msgs[r.pos:w])
+		if b == nil {
+			r.pos = i
+			return 0, nil, true
+		}
 		r.pos = i + 1
 		if r.lastAddr == nil || m.Addr != r.lastFrom {
 			r.lastFrom, r.lastAddr = m.Addr, net.UDPAddrFromAddrPort(m.Addr)

@@ -123,6 +123,29 @@ func (c *Conn) Read(p *Pool) (b *Batch, k int, err error) {
 	return b, 1, nil
 }
 
+// ReadEach waits for datagrams and hands each batch read to f — k ≥ 1
+// datagrams in b.Msgs[:k], b from p and f's to put back — until f returns
+// false, and then returns nil. Errors are the socket's. It does what Read
+// in a loop does with one system call less per wake-up on Linux: a batch
+// that did not fill up means that the socket is drained, so the next read
+// waits for it to be readable instead of trying it first (and getting
+// EAGAIN), which at low rates is one read in two. f runs on the reading
+// goroutine and must not read c.
+func (c *Conn) ReadEach(p *Pool, f func(b *Batch, k int) bool) error {
+	if c.sys.ok() {
+		return c.sys.readEach(p, f)
+	}
+	for {
+		b, k, err := c.Read(p)
+		if err != nil {
+			return err
+		}
+		if !f(b, k) {
+			return nil
+		}
+	}
+}
+
 // ReadInto waits for at least one datagram and reads up to len(b.Msgs)
 // datagrams into b, each into Buf[Off:], and returns how many: N and Addr
 // are set on b.Msgs[:k]. It is Read for a reader that keeps its batch.

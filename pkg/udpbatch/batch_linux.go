@@ -64,6 +64,11 @@ type sysConn struct {
 	n      int
 	errno  syscall.Errno
 	readFn func(fd uintptr) bool
+	// ReadEach's: the caller's function, and whether to wait for the
+	// socket before the next read.
+	each   func(*Batch, int) bool
+	wait   bool
+	eachFn func(fd uintptr) bool
 }
 
 func newSysConn(pc net.PacketConn) *sysConn {
@@ -86,6 +91,7 @@ func newSysConn(pc net.PacketConn) *sysConn {
 	}
 	s := &sysConn{rc: rc, v6: dom == unix.AF_INET6}
 	s.readFn = s.doRead
+	s.eachFn = s.doEach
 	return s
 }
 
@@ -115,12 +121,59 @@ func (s *sysConn) readBatch(p *Pool, fixed *Batch) (*Batch, int, error) {
 		}
 		return nil, 0, err
 	}
+	s.decode(b, n)
+	return b, n, nil
+}
+
+// readEach runs Conn.ReadEach in one wait on the socket (RawConn.Read):
+// doEach reads and hands over batches, and returns false — wait until
+// the socket is readable — on EAGAIN or after a batch that did not fill
+// up. The poller remembers readiness that came meanwhile (it is reset only
+// when a RawConn.Read starts, and every datagram that arrives makes the
+// socket ready again), so no datagram is left waiting.
+func (s *sysConn) readEach(p *Pool, f func(*Batch, int) bool) error {
+	s.rmu.Lock()
+	s.pool, s.fixed, s.b, s.errno, s.each, s.wait = p, nil, nil, 0, f, false
+	err := s.rc.Read(s.eachFn)
+	errno := s.errno
+	s.pool, s.each = nil, nil
+	s.rmu.Unlock()
+	if err == nil && errno != 0 {
+		err = errno
+	}
+	return err
+}
+
+func (s *sysConn) doEach(fd uintptr) bool {
+	for {
+		if s.wait {
+			s.wait = false
+			return false
+		}
+		if !s.doRead(fd) {
+			return false // EAGAIN: doRead put the batch back
+		}
+		b, n := s.b, s.n
+		s.b = nil
+		if s.errno != 0 {
+			s.pool.Put(b)
+			return true
+		}
+		s.decode(b, n)
+		if !s.each(b, n) {
+			return true
+		}
+		s.wait = n < len(b.Msgs)
+	}
+}
+
+// decode sets N and Addr of the n datagrams the kernel put in b.
+func (s *sysConn) decode(b *Batch, n int) {
 	for i := 0; i < n; i++ {
 		m, h := &b.Msgs[i], &b.sys.hdrs[i]
 		m.N = int(h.n)
 		m.Addr = decode(&b.sys.sas[i])
 	}
-	return b, n, nil
 }
 
 // doRead takes a batch from the pool only for the system call, so that a

@@ -24,6 +24,8 @@ func (s *sysConn) write(*sysBatch, []Msg) (int, error) { panic("udpbatch: no bat
 
 func (s *sysConn) readInto(*Batch) (int, error) { panic("udpbatch: no batching here") }
 
+func (s *sysConn) readEach(*Pool, func(*Batch, int) bool) error { panic("udpbatch: no batching here") }
+
 // ReusePort is nil outside Linux, where SO_REUSEPORT does not balance
 // datagrams over the sockets: use one socket.
 var ReusePort func(network, address string, c syscall.RawConn) error
