@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/daemon"
+	"github.com/natkit/natkit/pkg/governor"
 	"github.com/natkit/natkit/pkg/iostreams"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/rendezvous"
@@ -358,7 +360,18 @@ func serveRun(o *Options) error {
 		ctx, cancel = context.WithTimeout(ctx, o.Globals.Timeout)
 		defer cancel()
 	}
+	// GOMAXPROCS follows the load (pkg/governor), unless the user set it.
+	gctx, stopGov := context.WithCancel(ctx)
+	govDone := make(chan struct{})
+	go func() {
+		defer close(govDone)
+		if os.Getenv("GOMAXPROCS") == "" {
+			governor.Run(gctx, governor.Config{Logger: o.Logger})
+		}
+	}()
 	err = d.Serve(ctx)
+	stopGov()
+	<-govDone
 	fmt.Fprintln(o.IO.ErrOut, "serve: stopped")
 	return err
 }
