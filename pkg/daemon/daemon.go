@@ -216,8 +216,8 @@ func New(cfg Config) (*Daemon, error) {
 // answerLimiter makes the one budget of unauthenticated UDP answers a
 // source gets from the whole process, from the STUN server's rate and
 // burst (--stun-rate, --stun-burst): STUN Binding answers on every STUN
-// socket and the rendezvous server's answers to unproven addresses draw
-// from it, so that a spoofed victim gets no more than one budget however
+// socket, the rendezvous server's answers to unproven addresses and the
+// TURN server's 401s larger than their requests draw from it, so that a spoofed victim gets no more than one budget however
 // many ports an attacker aims at. nil when there is no STUN server (the
 // rendezvous server then keeps a budget of its own), when STUN's limit is
 // off, when the STUN configuration brings its own Limiter (which is then
@@ -251,6 +251,9 @@ func (d *Daemon) newTURN(tc turnserver.Config, budget time.Duration) error {
 	}
 	if tc.ShutdownTimeout == 0 || tc.ShutdownTimeout > budget {
 		tc.ShutdownTimeout = budget
+	}
+	if tc.AnswerLimiter == nil {
+		tc.AnswerLimiter = d.answers
 	}
 	if d.stun != nil {
 		sh := d.stun.Shared()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/stun"
 )
 
@@ -183,5 +184,34 @@ func TestChallengeFloodForgedFromClient(t *testing.T) {
 	}
 	if errors.Is(ctx.Err(), context.Canceled) && sent.Load() < 100 {
 		t.Errorf("the flood sent only %d datagrams", sent.Load())
+	}
+}
+
+// TestChallengeSharedBudget: a 401 larger than its request also draws from
+// the process's shared answer budget (natkit serve's STUN, rendezvous and
+// TURN answers to one source), and one that is not larger does not.
+func TestChallengeSharedBudget(t *testing.T) {
+	leaktest.Check(t)
+	const burst = 3
+	shared := ratelimit.New(0.001, burst)
+	s := startServer(t, func(c *Config) { c.ChallengeRate = 1e6; c.ChallengeBurst = 1e6; c.AnswerLimiter = shared })
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	to := net.UDPAddrFromAddrPort(s.addr("udp"))
+	small := 0
+	for i := range 10 {
+		if exchange(t, pc, to, unauthAllocate(byte(i), 0), 300*time.Millisecond) != nil {
+			small++
+		}
+	}
+	if small != burst {
+		t.Errorf("%d of 10 small requests got a 401, want the shared burst of %d", small, burst)
+	}
+	// The shared budget is spent; a request as large as the 401 still gets it.
+	if exchange(t, pc, to, unauthAllocate(99, s.challengeLen), 2*time.Second) == nil {
+		t.Error("a request as large as its 401 got none")
 	}
 }

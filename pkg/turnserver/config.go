@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/peerpolicy"
+	"github.com/natkit/natkit/pkg/ratelimit"
 )
 
 // Defaults for the zero values of Config.
@@ -165,6 +166,11 @@ type Config struct {
 	// source IP: 0 means the defaults, a negative rate no limit.
 	ChallengeRate  float64
 	ChallengeBurst int
+	// AnswerLimiter, when set, is the process's budget of answers to
+	// unproven UDP sources (natkit serve shares one with STUN and the
+	// rendezvous server): a 401 that spends ChallengeRate's budget also
+	// draws from it. nil: TURN's own budget alone.
+	AnswerLimiter *ratelimit.Limiter
 
 	// UDPSockets is the number of SO_REUSEPORT sockets on the UDP address
 	// (pion runs one read loop per socket): 0 means GOMAXPROCS.

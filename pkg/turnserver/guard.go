@@ -436,7 +436,7 @@ func (g *guard) admitAllocate(m *stun.Message, key allocKey, username string, cr
 func (g *guard) mayChallenge(src netip.Addr, size, answer int) (metered, ok bool) {
 	s := g.s
 	metered = g.network == "udp" && answer > size
-	if metered && !s.limiter.allow(src) {
+	if metered && (!s.limiter.Allow(src) || !s.answers.Allow(src)) {
 		s.stats.challengesDropped.Add(1)
 		return true, false
 	}

@@ -1,11 +1,9 @@
 package turnserver
 
 import (
-	"hash/maphash"
-	"net/netip"
 	"sync"
-	"time"
 
+	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/stun"
 )
 
@@ -75,60 +73,12 @@ func challengeLen(realm string) int {
 	return stun.HeaderSize + 4 + 4 + 4 + 80 + 4 + (len(realm)+3)&^3
 }
 
-// limiterBuckets is the number of token buckets sources hash into: a fixed
-// array, so that unauthenticated traffic from any number of sources costs
-// no memory. Sources that collide share a bucket (they are limited together,
-// never less).
-const limiterBuckets = 4096
-
-// limiter bounds the 401 challenges one source IP (IPv6: its /64) receives.
-type limiter struct {
-	rate, burst float64 // rate < 0: unlimited
-	now         func() time.Time
-	seed        maphash.Seed
-
-	mu      sync.Mutex
-	buckets [limiterBuckets]struct {
-		tokens float64
-		last   int64 // unix nanoseconds
+// challengeLimiter is the per-source budget of UDP 401s (an IPv4 address,
+// an IPv6 /64: pkg/ratelimit); nil, which allows everything, for a
+// negative rate.
+func challengeLimiter(rate float64, burst int) *ratelimit.Limiter {
+	if rate < 0 {
+		return nil
 	}
-}
-
-func newLimiter(rate float64, burst int, now func() time.Time) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), now: now, seed: maphash.MakeSeed()}
-}
-
-// allow takes a token for src's bucket.
-func (l *limiter) allow(src netip.Addr) bool {
-	if l.rate < 0 {
-		return true
-	}
-	src = src.Unmap()
-	var key [16]byte
-	if src.Is4() {
-		a := src.As4()
-		copy(key[:], a[:])
-	} else {
-		a := src.As16()
-		copy(key[:8], a[:8])
-	}
-	i := maphash.Bytes(l.seed, key[:]) % limiterBuckets
-	now := l.now().UnixNano()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := &l.buckets[i]
-	if b.last == 0 {
-		b.tokens = l.burst
-	} else {
-		b.tokens += float64(now-b.last) / 1e9 * l.rate
-		if b.tokens > l.burst {
-			b.tokens = l.burst
-		}
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return ratelimit.New(rate, max(burst, 1))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/turn/v3"
 
 	"github.com/natkit/natkit/pkg/peerpolicy"
+	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
@@ -30,11 +31,13 @@ func (l Listener) String() string { return l.Network + " " + l.Addr.String() }
 // Server is a TURN server. New binds its sockets, Serve relays, Close
 // releases everything.
 type Server struct {
-	cfg     Config
-	policy  *peerpolicy.Policy
-	auth    *authenticator
-	quota   *quota
-	limiter *limiter
+	cfg    Config
+	policy *peerpolicy.Policy
+	auth   *authenticator
+	quota  *quota
+	// limiter bounds the UDP 401s one source gets (nil: no limit); answers
+	// draws from the process's shared answer budget too (nil: none).
+	limiter, answers *ratelimit.Limiter
 	// challengeLen is the size of pion's 401 challenge (see challengeLen).
 	challengeLen int
 	ports        *portPool
@@ -83,7 +86,8 @@ func New(cfg Config) (*Server, error) {
 		cfg:          cfg,
 		auth:         newAuthenticator(cfg.Realm, users, cfg.AuthSecret, cfg.Now),
 		quota:        newQuota(cfg.UserQuota, cfg.TotalQuota),
-		limiter:      newLimiter(cfg.ChallengeRate, cfg.ChallengeBurst, cfg.Now),
+		limiter:      challengeLimiter(cfg.ChallengeRate, cfg.ChallengeBurst),
+		answers:      cfg.AnswerLimiter,
 		challengeLen: challengeLen(cfg.Realm),
 		ports:        newPortPool(bind, cfg.RelayPorts),
 		advertised:   advertised,
