@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/ratelimit"
+	"github.com/natkit/natkit/pkg/sockets"
 	"github.com/natkit/natkit/pkg/stunserver"
 )
 
@@ -223,26 +224,42 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	for _, a := range cfg.Addrs {
-		pc, err := net.ListenPacket("udp", a.String())
+		// UDP and TCP share the port: a picked one is retried as a pair.
+		err := sockets.Retry(a.Port() == 0, func() error { return s.listen(a) }, func() {})
 		if err != nil {
-			return fail(fmt.Errorf("rendezvous: listen udp %s: %w", a, err))
-		}
-		aux, err := net.ListenPacket("udp", netip.AddrPortFrom(a.Addr(), 0).String())
-		if err != nil {
-			pc.Close()
-			return fail(fmt.Errorf("rendezvous: listen udp %s: %w", a.Addr(), err))
-		}
-		s.socks = append(s.socks, &udpSock{pc: pc, aux: aux, addr: addrPortOf(pc.LocalAddr())})
-		if !cfg.NoTCP {
-			ln, err := net.Listen("tcp", netip.AddrPortFrom(a.Addr(), s.socks[len(s.socks)-1].addr.Port()).String())
-			if err != nil {
-				return fail(fmt.Errorf("rendezvous: listen tcp %s: %w", a, err))
-			}
-			s.tcps = append(s.tcps, ln)
+			return fail(err)
 		}
 	}
 	s.initResponders()
 	return s, nil
+}
+
+// listen opens the UDP socket, its auxiliary socket and the TCP listener
+// of one address; on error it leaves none of them open.
+func (s *Server) listen(a netip.AddrPort) error {
+	pc, err := sockets.ListenPacket(a, nil)
+	if err != nil {
+		return fmt.Errorf("rendezvous: listen udp %s: %w", a, err)
+	}
+	aux, err := sockets.ListenPacket(netip.AddrPortFrom(a.Addr(), 0), nil)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("rendezvous: listen udp %s: %w", a.Addr(), err)
+	}
+	u := &udpSock{pc: pc, aux: aux, addr: addrPortOf(pc.LocalAddr())}
+	s.socks = append(s.socks, u)
+	if s.cfg.NoTCP {
+		return nil
+	}
+	ln, err := sockets.Listen(netip.AddrPortFrom(a.Addr(), u.addr.Port()))
+	if err != nil {
+		pc.Close()
+		aux.Close()
+		s.socks = s.socks[:len(s.socks)-1]
+		return fmt.Errorf("rendezvous: listen tcp %s: %w", netip.AddrPortFrom(a.Addr(), u.addr.Port()), err)
+	}
+	s.tcps = append(s.tcps, ln)
+	return nil
 }
 
 // Addr returns the primary UDP address (the TCP one has the same port).

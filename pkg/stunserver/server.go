@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/ratelimit"
+	"github.com/natkit/natkit/pkg/sockets"
 	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
@@ -105,16 +106,11 @@ func New(cfg Config) (*Server, error) {
 // and with a free alternate port both IPs get the same pair; all of it is
 // retried a few times if one of them finds its port taken.
 func (s *Server) bind() error {
-	const tries = 5
-	var err error
-	for i := 0; i < tries; i++ {
-		err = s.bindPrimary()
-		if err == nil || s.cfg.Addr.Port() != 0 && s.cfg.AltPort != 0 || !errors.Is(err, syscall.EADDRINUSE) {
-			break
-		}
+	picked := s.cfg.Addr.Port() == 0 || s.cfg.AltPort == 0
+	err := sockets.Retry(picked, s.bindPrimary, func() {
 		s.closeSockets()
 		s.udp, s.streams = nil, nil
-	}
+	})
 	if err != nil {
 		return err
 	}
@@ -177,14 +173,14 @@ func (s *Server) listenUDP(addr netip.AddrPort, role Role) (*udpGroup, error) {
 	if udpbatch.ReusePort == nil {
 		n = 1
 	}
-	lc := net.ListenConfig{}
+	var control func(string, string, syscall.RawConn) error
 	if n > 1 {
-		lc.Control = udpbatch.ReusePort
+		control = udpbatch.ReusePort
 		// With SO_REUSEPORT the group would silently share a port with
 		// another process's SO_REUSEPORT sockets of the same user (coturn
 		// sets it too) and get only part of the traffic. A plain socket
 		// finds the port in use, or picks a free one for port 0.
-		probe, err := net.ListenPacket(udpNetwork(addr), addr.String())
+		probe, err := sockets.ListenPacket(addr, nil)
 		if err != nil {
 			return nil, bindError("udp", addr, err)
 		}
@@ -193,14 +189,13 @@ func (s *Server) listenUDP(addr netip.AddrPort, role Role) (*udpGroup, error) {
 	}
 	g := &udpGroup{role: role}
 	for i := 0; i < n; i++ {
-		pc, err := lc.ListenPacket(context.Background(), udpNetwork(addr), addr.String())
+		c, err := sockets.ListenPacket(addr, control)
 		if err != nil {
 			for _, c := range g.conns {
 				c.Close()
 			}
 			return nil, bindError("udp", addr, err)
 		}
-		c := pc.(*net.UDPConn)
 		// Bigger kernel buffers absorb bursts; the kernel caps them at
 		// net.core.rmem_max / wmem_max, and failing is harmless.
 		_ = c.SetReadBuffer(4 << 20)
@@ -215,22 +210,11 @@ func (s *Server) listenUDP(addr netip.AddrPort, role Role) (*udpGroup, error) {
 }
 
 func listenTCP(addr netip.AddrPort) (net.Listener, error) {
-	network := "tcp4"
-	if addr.Addr().Is6() {
-		network = "tcp6"
-	}
-	ln, err := net.Listen(network, addr.String())
+	ln, err := sockets.Listen(addr)
 	if err != nil {
 		return nil, bindError("tcp", addr, err)
 	}
 	return ln, nil
-}
-
-func udpNetwork(addr netip.AddrPort) string {
-	if addr.Addr().Is6() {
-		return "udp6"
-	}
-	return "udp4"
 }
 
 // BindError is a socket that could not be bound.

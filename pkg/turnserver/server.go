@@ -17,6 +17,7 @@ import (
 
 	"github.com/natkit/natkit/pkg/peerpolicy"
 	"github.com/natkit/natkit/pkg/ratelimit"
+	"github.com/natkit/natkit/pkg/sockets"
 	"github.com/natkit/natkit/pkg/udpbatch"
 )
 
@@ -135,21 +136,15 @@ func (s *Server) bind() error {
 		}
 		return nil
 	}
-	const tries = 5
-	var err error
-	for i := 0; i < tries; i++ {
-		err = s.bindPrimary()
-		if err == nil || c.Addr.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) {
-			break
-		}
+	err := sockets.Retry(c.Addr.Port() == 0, s.bindPrimary, func() {
 		s.closeSockets()
 		s.guards, s.muxes, s.addrs = nil, nil, nil
-	}
+	})
 	if err != nil {
 		return err
 	}
 	if c.TLS != nil {
-		ln, err := net.Listen("tcp", c.TLSAddr.String())
+		ln, err := sockets.Listen(c.TLSAddr)
 		if err != nil {
 			return &BindError{"tls", c.TLSAddr, unwrapOp(err)}
 		}
@@ -166,11 +161,11 @@ func (s *Server) bindPrimary() error {
 			n = 1
 		}
 		for i := 0; i < n; i++ {
-			lc := net.ListenConfig{}
+			var control func(string, string, syscall.RawConn) error
 			if n > 1 {
-				lc.Control = udpbatch.ReusePort
+				control = udpbatch.ReusePort
 			}
-			pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
+			pc, err := sockets.ListenPacket(addr, control)
 			if err != nil {
 				return &BindError{"udp", addr, unwrapOp(err)}
 			}
@@ -179,7 +174,7 @@ func (s *Server) bindPrimary() error {
 		}
 	}
 	if !s.cfg.NoTCP {
-		ln, err := net.Listen("tcp", addr.String())
+		ln, err := sockets.Listen(addr)
 		if err != nil {
 			return &BindError{"tcp", addr, unwrapOp(err)}
 		}

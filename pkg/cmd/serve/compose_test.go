@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,31 +34,37 @@ import (
 	"github.com/natkit/natkit/pkg/interoptest"
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/rendezvous"
+	"github.com/natkit/natkit/pkg/sockets"
 	"github.com/natkit/natkit/pkg/stun"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnclient"
 	"github.com/natkit/natkit/pkg/turnclient/turnclienttest"
 )
 
-// freePort returns a port free on ip for both UDP and TCP.
+// freePort returns a port free on ip for both UDP and TCP. It is free only
+// now: startServe retries when another process takes it first.
 func freePort(t *testing.T, ip string) int {
 	t.Helper()
 	for i := 0; i < 50; i++ {
-		pc, err := net.ListenPacket("udp4", ip+":0")
+		pc, err := sockets.ListenPacket(netip.AddrPortFrom(netip.MustParseAddr(ip), 0), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp4", ip+":"+strconv.Itoa(port))
+		ap := netip.AddrPortFrom(netip.MustParseAddr(ip), sockets.AddrPort(pc.LocalAddr()).Port())
+		ln, err := sockets.Listen(ap)
 		pc.Close()
 		if err == nil {
 			ln.Close()
-			return port
+			return int(ap.Port())
 		}
 	}
 	t.Fatal("no port free on UDP and TCP")
 	return 0
 }
+
+// pickPort in startServe's arguments becomes a port freePort picked on the
+// --listen address; a run that finds it taken is started again.
+const pickPort = "PICK"
 
 // served is a `natkit serve` running in-process.
 type served struct {
@@ -75,27 +83,49 @@ type served struct {
 // It stops at cleanup at the latest.
 func startServe(t *testing.T, args ...string) *served {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *daemon.Daemon, 1)
 	type result struct {
 		err            error
 		stdout, stderr string
 	}
-	done := make(chan result, 1)
-	go func() {
-		err, out, errOut := run(t, ctx, true, func(d *daemon.Daemon) { ready <- d }, args...)
-		done <- result{err, out, errOut}
-	}()
-	s := &served{}
-	var res *result
-	select {
-	case s.d = <-ready:
-	case r := <-done:
-		cancel()
-		t.Fatalf("serve exited at once: %v\n%s", r.err, r.stderr)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("serve did not start")
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+		done   chan result
+		s      = &served{}
+		res    *result
+	)
+	for try := 0; s.d == nil; try++ {
+		listen := "::"
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "--listen" {
+				listen = args[i+1]
+			}
+		}
+		run1 := append([]string(nil), args...)
+		for i, a := range run1 {
+			if a == pickPort {
+				run1[i] = strconv.Itoa(freePort(t, listen))
+			}
+		}
+		ctx, cancel = context.WithCancel(context.Background())
+		ready := make(chan *daemon.Daemon, 1)
+		done = make(chan result, 1)
+		go func() {
+			err, out, errOut := run(t, ctx, true, func(d *daemon.Daemon) { ready <- d }, run1...)
+			done <- result{err, out, errOut}
+		}()
+		select {
+		case s.d = <-ready:
+		case r := <-done:
+			cancel()
+			if try < 5 && strings.Contains(r.stderr+fmt.Sprint(r.err), "address already in use") && slices.Contains(args, pickPort) {
+				continue // another process took the picked port: pick again
+			}
+			t.Fatalf("serve exited at once: %v\n%s", r.err, r.stderr)
+		case <-time.After(10 * time.Second):
+			cancel()
+			t.Fatal("serve did not start")
+		}
 	}
 	var once sync.Once
 	s.stop = func() error {
@@ -139,9 +169,17 @@ func turnArgs(t *testing.T, extra ...string) []string {
 	cert, key := certFiles(t)
 	args := []string{"--listen", "127.0.0.1", "--stun-port", "0", "--stun-udp-sockets", "2",
 		"--tls-cert", cert, "--tls-key", key, "--tls-port", "0", "--http", "127.0.0.1:0",
-		"--rendezvous-port", strconv.Itoa(freePort(t, "127.0.0.1")),
+		"--rendezvous-port", pickPort,
 		"--user", "alice:wonderland", "--allow-peer", "127.0.0.0/8", "--relay-ports", "20000-29999"}
 	return append(args, extra...)
+}
+
+// withoutFlag removes flag and its value from args.
+func withoutFlag(args []string, flag string) []string {
+	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
+		return slices.Delete(slices.Clone(args), i, i+2)
+	}
+	return args
 }
 
 // startEchoPair runs echo peers on two consecutive ports of 127.0.0.2 and
@@ -192,7 +230,7 @@ func bindingRequest() []byte {
 // stunUDP sends a Binding request and returns the mapped address.
 func stunUDP(t *testing.T, server netip.AddrPort) (netip.AddrPort, error) {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := sockets.ListenPacket(netip.AddrPortFrom(server.Addr(), 0), nil) // loopback of the server's family
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,6 +328,72 @@ func dialTURN(t *testing.T, server netip.AddrPort, transport string, conn net.Co
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestServeDualStack: by default (--listen ::) one natkit serve answers
+// IPv4 and IPv6 clients on the same ports: STUN over UDP and TCP, TURN
+// allocations, and a rendezvous pairing one IPv4 and one IPv6 peer. Each
+// client's mapped address is its own, of its own family. Before, :: took
+// IPv6 only and 0.0.0.0 IPv4 only.
+func TestServeDualStack(t *testing.T) {
+	leaktest.Check(t)
+	echo := turnclienttest.Echo(t)
+	s := startServe(t, append(withoutFlag(turnArgs(t), "--listen"), "--public-ip", "127.0.0.1")...)
+	if s.udp.Addr() != netip.IPv6Unspecified() || s.rdv.Addr() != netip.IPv6Unspecified() {
+		t.Fatalf("listeners %v, want [::]", s.d.Listeners())
+	}
+	for _, ip := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
+		at := func(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ip, ap.Port()) }
+		t.Run(ip.String(), func(t *testing.T) {
+			if got, err := stunUDP(t, at(s.udp)); err != nil || got.Addr() != ip {
+				t.Errorf("stun udp: mapped %v (%v)", got, err)
+			}
+			c, err := net.Dial("tcp", at(s.tcp).String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := stunStream(c, bufio.NewReader(c))
+			c.Close()
+			if err != nil || m.Type != stun.BindingSuccess {
+				t.Fatalf("stun tcp: %v %v", m, err)
+			}
+			if got, _, err := m.MappedAddress(); err != nil || got.Addr() != ip {
+				t.Errorf("stun tcp: mapped %v (%v)", got, err)
+			}
+			for _, tr := range []string{"udp", "tcp"} {
+				relay(t, dialTURN(t, at(s.udp), tr, nil), echo)
+			}
+		})
+	}
+	t.Run("rendezvous pairs an IPv4 and an IPv6 peer", func(t *testing.T) {
+		ctx := ctxFor(t, 10*time.Second)
+		name := "dual-" + strconv.Itoa(rand.IntN(1e9))
+		v4 := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), s.rdv.Port())
+		v6 := netip.AddrPortFrom(netip.IPv6Loopback(), s.rdv.Port())
+		a := rendezvousUDP(t, v4, name, "card-a")
+		b := rendezvousUDP(t, v6, name, "card-b")
+		if _, err := a.Join(ctx); err != nil {
+			t.Fatalf("join over IPv4: %v", err)
+		}
+		if _, err := b.Join(ctx); err != nil {
+			t.Fatalf("join over IPv6: %v", err)
+		}
+		pa, err := a.WaitPair(ctx)
+		if err != nil || string(pa.Card) != "card-b" || pa.Observed.Addr() != netip.IPv6Loopback() {
+			t.Fatalf("IPv4 peer's pair: %+v %v", pa, err)
+		}
+		pb, err := b.WaitPair(ctx)
+		if err != nil || string(pb.Card) != "card-a" || pb.Observed.Addr() != v4.Addr() {
+			t.Fatalf("IPv6 peer's pair: %+v %v", pb, err)
+		}
+		a.Leave()
+		b.Leave()
+		c := rendezvousTCP(t, v6, name+"-tcp", "card-c")
+		if _, err := c.Join(ctx); err != nil {
+			t.Fatalf("join over IPv6 TCP: %v", err)
+		}
+		c.Leave()
+	})
 }
 
 // TestServeComposed runs STUN, TURN and rendezvous together and uses each
@@ -484,7 +588,7 @@ func TestServeComposed(t *testing.T) {
 
 func rendezvousUDP(t *testing.T, server netip.AddrPort, name, card string) *rendezvous.Client {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	pc, err := sockets.ListenPacket(netip.AddrPortFrom(server.Addr(), 0), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -655,7 +759,7 @@ func TestServeSIGTERMWithTURN(t *testing.T) {
 	leaktest.Check(t)
 	done := make(chan error, 1)
 	ready := make(chan *daemon.Daemon, 1)
-	args := turnArgs(t)
+	args := append(withoutFlag(turnArgs(t), "--rendezvous-port"), "--rendezvous-port", "0") // run is called directly: no picked port
 	go func() {
 		err, _, _ := run(t, ctx, false, func(d *daemon.Daemon) { ready <- d }, args...)
 		done <- err
@@ -663,6 +767,8 @@ func TestServeSIGTERMWithTURN(t *testing.T) {
 	var d *daemon.Daemon
 	select {
 	case d = <-ready:
+	case err := <-done:
+		t.Fatalf("serve exited at once: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("not ready")
 	}

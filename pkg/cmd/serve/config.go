@@ -189,7 +189,7 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 	}
 	ip, err := netip.ParseAddr(o.Listen)
 	if err != nil || ip.Zone() != "" {
-		return cmdutil.UsageErrorf("--listen %q is not an IP address: give one such as 0.0.0.0 or 192.0.2.10", o.Listen)
+		return cmdutil.UsageErrorf("--listen %q is not an IP address: give one such as :: (all), 0.0.0.0 (all IPv4) or 192.0.2.10", o.Listen)
 	}
 	ip = ip.Unmap()
 	for _, p := range []struct {
@@ -209,7 +209,7 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 		altIP = a.Unmap()
 		switch {
 		case ip.IsUnspecified():
-			return cmdutil.UsageErrorf("--alt-ip needs a concrete --listen address, not %s: give the IP clients reach, e.g. --listen 192.0.2.10 --alt-ip %s", ip, altIP)
+			return cmdutil.UsageErrorf("--alt-ip needs a concrete --listen address, not the wildcard %s: give the IP clients reach, e.g. --listen 192.0.2.10 --alt-ip %s", ip, altIP)
 		case altIP.IsUnspecified():
 			return cmdutil.UsageErrorf("--alt-ip %s is a wildcard: give the server's second address", altIP)
 		case altIP.Is4() != ip.Is4():

@@ -112,6 +112,10 @@ one host.
 The rendezvous server listens on --rendezvous-port (UDP and TCP) on
 --listen and --alt-ip; 0 turns it off.
 
+By default (--listen ::) every server listens on all IPv4 and IPv6
+addresses, one dual-stack socket per port; --listen 0.0.0.0 keeps to IPv4,
+and a concrete address to itself.
+
 Settings come from flags and from a YAML --config file whose keys are the
 flag names (e.g. "stun-port: 3478", "user: [alice:secret]"); flags win, and
 a repeatable flag on the command line replaces the file's list. One line
@@ -140,7 +144,7 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&opts.ConfigFile, "config", "", "read settings from this YAML `file` (keys are flag names)")
-	fl.StringVar(&opts.Listen, "listen", "0.0.0.0", "`IP` address to listen on")
+	fl.StringVar(&opts.Listen, "listen", "::", "`IP` address to listen on: :: is every IPv4 and IPv6 address, 0.0.0.0 every IPv4 one")
 	fl.StringVar(&opts.AltIP, "alt-ip", "", "second `IP` address for full RFC 5780 NAT behaviour discovery (\"none\": one IP)")
 	fl.IntVar(&opts.STUNPort, "stun-port", stunserver.DefaultPort, "STUN and TURN port on UDP and TCP")
 	fl.IntVar(&opts.STUNAltPort, "stun-alt-port", stunserver.DefaultAltPort, "second STUN UDP port, on each IP, for RFC 5780 CHANGE-REQUEST (0 picks a free one)")

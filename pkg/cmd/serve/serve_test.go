@@ -100,7 +100,7 @@ func TestFlags(t *testing.T) {
 	}{
 		{name: "defaults", check: func(t *testing.T, o *Options) {
 			s := o.Daemon.STUN
-			if s.Addr != netip.MustParseAddrPort("0.0.0.0:3478") || s.TLS != nil || o.Daemon.HTTPAddr != DefaultHTTP || s.Software != "natkit" ||
+			if s.Addr != netip.MustParseAddrPort("[::]:3478") || s.TLS != nil || o.Daemon.HTTPAddr != DefaultHTTP || s.Software != "natkit" ||
 				s.AltIP.IsValid() || s.AltPort != 3479 || s.RateLimit != 2000 || s.RateBurst != 0 || s.NoRateLimit {
 				t.Errorf("daemon config %+v / %+v", o.Daemon, s)
 			}
@@ -170,7 +170,7 @@ func TestFlags(t *testing.T) {
 		}},
 		{name: "negative udp sockets", args: []string{"--stun-udp-sockets", "-1"}, code: 2, err: "--stun-udp-sockets -1: give 0 (one per CPU) to 256"},
 		{name: "too many udp sockets", args: []string{"--stun-udp-sockets", "257"}, code: 2, err: "--stun-udp-sockets 257"},
-		{name: "alt ip with wildcard listen", args: []string{"--alt-ip", "192.0.2.11"}, code: 2, err: "--alt-ip needs a concrete --listen address, not 0.0.0.0"},
+		{name: "alt ip with wildcard listen", args: []string{"--alt-ip", "192.0.2.11"}, code: 2, err: "--alt-ip needs a concrete --listen address, not the wildcard ::"},
 		{name: "alt ip not an ip", args: []string{"--listen", "192.0.2.10", "--alt-ip", "second"}, code: 2, err: `--alt-ip "second" is not an IP address`},
 		{name: "alt ip other family", args: []string{"--listen", "192.0.2.10", "--alt-ip", "2001:db8::1"}, code: 2, err: "different families"},
 		{name: "alt ip is listen", args: []string{"--listen", "192.0.2.10", "--alt-ip", "192.0.2.10"}, code: 2, err: "is the --listen address"},
@@ -315,7 +315,7 @@ func TestFlags(t *testing.T) {
 		// Rendezvous.
 		{name: "rendezvous default", check: func(t *testing.T, o *Options) {
 			r := o.Daemon.Rendezvous
-			if r == nil || fmt.Sprint(r.Addrs) != "[0.0.0.0:3480]" || r.Software != "natkit" {
+			if r == nil || fmt.Sprint(r.Addrs) != "[[::]:3480]" || r.Software != "natkit" {
 				t.Errorf("rendezvous %+v", r)
 			}
 		}},
