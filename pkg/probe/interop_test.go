@@ -38,8 +38,22 @@ func freePort(t *testing.T) int {
 }
 
 // start runs a server process, killed in t.Cleanup, and waits until it
-// answers a Binding request on addr.
-func start(t *testing.T, addr string, name string, args ...string) {
+// answers a Binding request on the address mk gives. mk picks free ports;
+// a picked port can be taken by another process before the server binds
+// it, so a server that exits or stays silent is stopped and started again
+// on ports mk picks anew.
+func start(t *testing.T, name string, mk func() (addr string, args []string)) string {
+	t.Helper()
+	for try := 1; ; try++ {
+		addr, args := mk()
+		if startOnce(t, addr, name, args, try == 3) {
+			return addr
+		}
+		t.Logf("%s did not come up on %s: trying other ports", filepath.Base(name), addr)
+	}
+}
+
+func startOnce(t *testing.T, addr string, name string, args []string, last bool) bool {
 	t.Helper()
 	dir := t.TempDir()
 	logf, err := os.Create(filepath.Join(dir, "log"))
@@ -51,10 +65,19 @@ func start(t *testing.T, addr string, name string, args ...string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop := func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 		logf.Close()
+	}
+	up := false
+	t.Cleanup(func() {
+		if !up {
+			return
+		}
+		stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("%s log:\n%s", filepath.Base(name), b)
@@ -62,6 +85,12 @@ func start(t *testing.T, addr string, name string, args ...string) {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			deadline = time.Time{} // it could not start: other ports
+			continue
+		default:
+		}
 		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -70,22 +99,29 @@ func start(t *testing.T, addr string, name string, args ...string) {
 			stunclient.Config{RTO: 100 * time.Millisecond, Timeout: 300 * time.Millisecond}, stunclient.Request{})
 		pc.Close()
 		if err == nil {
-			return
+			up = true
+			return true
 		}
 	}
-	t.Fatalf("%s did not answer on %s within 10s", name, addr)
+	b, _ := os.ReadFile(logf.Name())
+	stop()
+	if last {
+		t.Fatalf("%s did not answer on %s within 10s; log:\n%s", name, addr, b)
+	}
+	return false
 }
 
 // TestInteropCoturn probes coturn's turnserver (STUN only) on loopback over
 // UDP and TCP.
 func TestInteropCoturn(t *testing.T) {
 	bin := interoptest.Tool(t, "turnserver", "coturn")
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	dir := t.TempDir()
-	start(t, addr, bin, "-n", "--no-cli", "--no-tls", "--no-dtls", "--listening-ip", "127.0.0.1",
-		"--listening-port", fmt.Sprint(port), "--stun-only", "--log-file", "stdout", "--simple-log",
-		"--pidfile", filepath.Join(dir, "pid"), "--userdb", filepath.Join(dir, "db"))
+	addr := start(t, bin, func() (string, []string) {
+		port := freePort(t)
+		return fmt.Sprintf("127.0.0.1:%d", port), []string{"-n", "--no-cli", "--no-tls", "--no-dtls", "--listening-ip", "127.0.0.1",
+			"--listening-port", fmt.Sprint(port), "--stun-only", "--log-file", "stdout", "--simple-log",
+			"--pidfile", filepath.Join(dir, "pid"), "--userdb", filepath.Join(dir, "db")}
+	})
 	for _, tr := range []probe.Transport{probe.UDP, probe.TCP} {
 		t.Run(string(tr), func(t *testing.T) {
 			rep := run(t, probe.Options{Servers: eps(t, addr), Transport: tr, Count: 3})
@@ -107,9 +143,12 @@ func TestInteropCoturn(t *testing.T) {
 // 127.0.0.1 and 127.0.0.2 (both on lo).
 func TestInteropStund(t *testing.T) {
 	bin := interoptest.Tool(t, "stund", "stun-server")
-	port, alt := freePort(t), freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	start(t, addr, bin, "-h", "127.0.0.1", "-a", "127.0.0.2", "-p", fmt.Sprint(port), "-o", fmt.Sprint(alt))
+	var alt int
+	addr := start(t, bin, func() (string, []string) {
+		port := freePort(t)
+		alt = freePort(t)
+		return fmt.Sprintf("127.0.0.1:%d", port), []string{"-h", "127.0.0.1", "-a", "127.0.0.2", "-p", fmt.Sprint(port), "-o", fmt.Sprint(alt)}
+	})
 	rep := run(t, probe.Options{Servers: eps(t, addr), Count: 2})
 	r := rep.Results[0]
 	if !r.Success || r.Received != 2 {

@@ -3,6 +3,7 @@ package turnserver
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -24,18 +25,55 @@ func freeUDPPort(t *testing.T) int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-// startPeer runs coturn's turnutils_peer (a UDP echo) on 127.0.0.2.
+// startPeer runs coturn's turnutils_peer (a UDP echo) on 127.0.0.2 and
+// returns its port once it echoes. The port is picked free, but another
+// process may take it before the peer binds it: a peer that exits or does
+// not echo is stopped and started again on another port.
 func startPeer(t *testing.T) int {
 	t.Helper()
 	bin := interoptest.Tool(t, "turnutils_peer", "coturn")
-	port := freeUDPPort(t)
-	cmd := exec.Command(bin, "-L", "127.0.0.2", "-p", strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	for try := 1; try <= 3; try++ {
+		port := freeUDPPort(t)
+		cmd := exec.Command(bin, "-L", "127.0.0.2", "-p", strconv.Itoa(port))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		stop := func() { cmd.Process.Kill(); <-exited }
+		if echoes(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(port)), exited) {
+			t.Cleanup(stop)
+			return port
+		}
+		stop()
+		t.Logf("turnutils_peer did not echo on port %d: trying another", port)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	time.Sleep(200 * time.Millisecond)
-	return port
+	t.Fatal("turnutils_peer did not start")
+	return 0
+}
+
+// echoes reports whether a UDP echo answers on addr within 10 s, giving up
+// early when exited closes.
+func echoes(addr netip.AddrPort, exited <-chan struct{}) bool {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		c.WriteToUDPAddrPort([]byte("natkit-echo-check"), addr)
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, from, err := c.ReadFromUDPAddrPort(buf); err == nil && from.Port() == addr.Port() && string(buf[:n]) == "natkit-echo-check" {
+			return true
+		}
+	}
+	return false
 }
 
 // TestUclientRelaysThroughNatkit: coturn's turnutils_uclient allocates,
