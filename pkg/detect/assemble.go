@@ -222,7 +222,7 @@ func (r *run) report(obs *observations, rep *Report) {
 		case failure.Refused:
 			reason("the server's host refuses UDP on that port (ICMP port unreachable): no STUN server listens there")
 		case failure.UDPBlocked:
-			reason("no STUN server answered any request over UDP, but the server answers over TCP: UDP is blocked on the way")
+			reason("no STUN server answered any request over UDP, but the server's host answers over TCP: UDP is blocked on the way")
 		default:
 			reason("no STUN server answered any request, over UDP or TCP: the servers are down or everything is blocked on the way")
 		}

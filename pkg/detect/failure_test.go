@@ -70,7 +70,7 @@ func TestRunCannotTest(t *testing.T) {
 		{name: "no route", server: func(*testing.T) string { return "192.0.2.1:3478" }, o: detect.Options{Net: failuretest.NoRoute(n)},
 			reason: failure.NoRoute, natType: detect.UnknownType, err: "no route to 192.0.2.1:3478", within: time.Second},
 		{name: "udp blocked, tcp answers", server: func(t *testing.T) string { return silent(t, true) },
-			reason: failure.UDPBlocked, natType: detect.UDPBlocked, err: "but it answers over TCP: UDP is blocked", within: 2*fast.Reach + fast.Trace + time.Second},
+			reason: failure.UDPBlocked, natType: detect.UDPBlocked, err: "but its host answers over TCP (a connection or a reset): UDP is blocked", within: 2*fast.Reach + fast.Trace + time.Second},
 		{name: "udp blocked, tcp refused", server: func(t *testing.T) string { return silent(t, false) },
 			reason: failure.UDPBlocked, natType: detect.UDPBlocked, err: "UDP is blocked", within: 2*fast.Reach + fast.Trace + time.Second},
 		{name: "nothing listens", server: closed, reason: failure.Refused, natType: detect.UnknownType,

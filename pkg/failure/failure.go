@@ -134,7 +134,7 @@ func Explain(r Reason, server, detail string) (what, todo string) {
 		return "nothing answered from " + server + " over UDP or TCP",
 			"the server is down, the address is wrong, or a firewall drops the traffic; check the address or try another server"
 	case UDPBlocked:
-		return "no answer from " + server + " over UDP, but it answers over TCP",
+		return "no answer from " + server + " over UDP, but its host answers over TCP (a connection or a reset)",
 			"UDP is blocked on the way; use TURN over TCP or TLS (port 443), or allow outgoing UDP in the firewall"
 	case Refused:
 		return with(server + " refused"), "nothing listens on that port (is the server running?); check the address and port"

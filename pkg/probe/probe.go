@@ -371,7 +371,7 @@ func probeUDP(ctx context.Context, o Options, c *stunclient.PacketConn, t *targe
 	case why == failure.Refused:
 		t.failAs(why, "ICMP port unreachable")
 	case *t.res.FailureReason == failure.NoAnswer && why == failure.UDPBlocked:
-		t.failAs(why, *t.res.Error+"; the server answers over TCP")
+		t.failAs(why, *t.res.Error+"; the server's host answers over TCP")
 	}
 }
 

@@ -50,7 +50,7 @@ func TestRunCannotTest(t *testing.T) {
 		{name: "no route", server: "192.0.2.1", with: func(o *engine.Options) { o.Net = failuretest.NoRoute(n) },
 			reason: failure.NoRoute, line: "no route to 192.0.2.1:3478 (network is unreachable): this host has no network path"},
 		{name: "udp blocked", server: udp.LocalAddr().String(), with: func(*engine.Options) {},
-			reason: failure.UDPBlocked, line: "over UDP, but it answers over TCP: UDP is blocked on the way; use TURN over TCP or TLS"},
+			reason: failure.UDPBlocked, line: "over UDP, but its host answers over TCP (a connection or a reset): UDP is blocked on the way; use TURN over TCP or TLS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -196,7 +196,7 @@ func TestRunNoAnswer(t *testing.T) {
 		out, _, err := runWith(t, o, json, 0)
 		// The silent server's host refuses TCP on that port: it is there,
 		// UDP gets no answer.
-		want := "no STUN server answered: no answer from " + s.Addr.String() + " over UDP, but it answers over TCP: UDP is blocked"
+		want := "no STUN server answered: no answer from " + s.Addr.String() + " over UDP, but its host answers over TCP (a connection or a reset): UDP is blocked"
 		if cmdutil.ExitCode(err, true) != cmdutil.ExitBad || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
 			t.Fatalf("err %v, want exit 1 with one line: %q", err, want)
 		}
