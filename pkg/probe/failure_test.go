@@ -60,9 +60,9 @@ func TestRunNoneAnswered(t *testing.T) {
 		{name: "no route", server: func(*testing.T) string { return "192.0.2.1" }, o: probe.Options{Net: failuretest.NoRoute(n)},
 			reason: failure.NoRoute, err: "no route to 192.0.2.1:3478 (network is unreachable)", within: time.Second},
 		{name: "nothing listens", server: closed, reason: failure.Refused, err: "refused (ICMP port unreachable): nothing listens on that port", within: 3 * time.Second},
-		{name: "udp blocked", server: withTCP, reason: failure.UDPBlocked, err: "but its host answers over TCP (a connection or a reset): UDP is blocked", within: 4 * time.Second},
+		{name: "udp blocked", server: withTCP, reason: failure.UDPBlocked, err: "but its host answers over TCP (a connection or a reset): UDP is blocked", within: probe.DefaultReach + 1500*time.Millisecond},
 		{name: "nothing answers", server: silent, o: probe.Options{Net: failuretest.SilentTCP(n)}, reason: failure.NoAnswer,
-			err: "nothing answered from 127.0.0.1:", within: 5 * time.Second},
+			err: "nothing answered from 127.0.0.1:", within: probe.DefaultReach + 1500*time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -81,6 +81,12 @@ type Options struct {
 	Family Family
 	// Client tunes the STUN transactions (RFC 8489 timers; SOFTWARE).
 	Client stunclient.Config
+	// Reach bounds the wait for a server's first answer (DefaultReach):
+	// a server that has answered nothing by then is unreachable, and the
+	// probe says why at once instead of running the whole retransmission
+	// schedule (Client.Timeout) first. Later transactions, and a stream's
+	// connection, get the full Client.Timeout once the server answered.
+	Reach time.Duration
 	// TLSConfig for tls; nil verifies against the system roots. The server
 	// name defaults to the host in the server's address.
 	TLSConfig *tls.Config
@@ -93,6 +99,11 @@ type Options struct {
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
+
+// DefaultReach is Options.Reach's default, as detect's: the copies sent at
+// 0, 0.5 and 1.5 s (RFC 8489's schedule from a 500 ms RTO) have had a
+// second each to come back.
+const DefaultReach = 2500 * time.Millisecond
 
 // ErrNoServers is returned when Options.Servers is empty.
 var ErrNoServers = errors.New("probe: no servers to probe")
@@ -134,6 +145,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	if o.Count <= 0 {
 		o.Count = 1
+	}
+	if o.Reach <= 0 {
+		o.Reach = DefaultReach
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -345,6 +359,7 @@ func probeUDP(ctx context.Context, o Options, c *stunclient.PacketConn, t *targe
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var reach failure.Reachability
+	start := time.Now()
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
@@ -355,7 +370,11 @@ func probeUDP(ctx context.Context, o Options, c *stunclient.PacketConn, t *targe
 		case <-tctx.Done():
 			return
 		}
-		if reach = failure.Check(tctx, o.Net, t.addr); reach.UDPRefused {
+		// The check ends with the wait for a first answer (Reach), so that
+		// an unreachable server is reported by then.
+		cctx, ccancel := context.WithDeadline(tctx, start.Add(max(o.Reach, checkAfter+500*time.Millisecond)))
+		defer ccancel()
+		if reach = failure.Check(cctx, o.Net, t.addr); reach.UDPRefused {
 			cancel() // nothing listens there: no answer will come
 		}
 	}()
@@ -380,9 +399,9 @@ func probeStream(ctx context.Context, o Options, t *target) {
 	if t.addr.Addr().Is6() {
 		network = "tcp6"
 	}
-	d := &net.Dialer{Timeout: o.Client.Timeout}
-	if d.Timeout <= 0 {
-		d.Timeout = stunclient.DefaultTimeout
+	d := &net.Dialer{Timeout: min(o.Client.Timeout, o.Reach)}
+	if o.Client.Timeout <= 0 {
+		d.Timeout = min(stunclient.DefaultTimeout, o.Reach)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		d.Deadline = dl
@@ -416,6 +435,17 @@ func probeStream(ctx context.Context, o Options, t *target) {
 	})
 }
 
+// first runs do bounded by reach while the server has answered nothing
+// (unanswered), by do's own schedule after that.
+func first(ctx context.Context, reach time.Duration, unanswered bool, do func(context.Context) (*stunclient.Response, error)) (*stunclient.Response, error) {
+	if !unanswered {
+		return do(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, reach)
+	defer cancel()
+	return do(ctx)
+}
+
 // runTransactions runs Count transactions and fills the result. It stops
 // early when the first transaction fails (the server is unreachable or
 // refuses) or ctx ends.
@@ -425,7 +455,7 @@ func runTransactions(ctx context.Context, o Options, t *target, do func(context.
 	var last *stunclient.Response
 	var lastErr error
 	for i := 0; i < o.Count && ctx.Err() == nil; i++ {
-		r, err := do(ctx)
+		r, err := first(ctx, o.Reach, res.Received == 0, do)
 		res.Sent++
 		tx := Transaction{Attributes: []stunclient.Attribute{}}
 		answer := r
