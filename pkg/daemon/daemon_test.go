@@ -267,6 +267,11 @@ func TestDaemonAll(t *testing.T) {
 		`natkit_stun_connections_forwarded_total 0`,
 		`natkit_rendezvous_sessions 0`,
 		`natkit_rendezvous_messages_total 0`,
+		`natkit_stun_connections_rejected_per_ip_total 0`,
+		`natkit_turn_connections_refused_per_ip_total 0`,
+		`natkit_turn_connections_idle_closed_total 0`,
+		`natkit_rendezvous_tcp_refused_per_ip_total 0`,
+		`natkit_rendezvous_tcp_idle_closed_total 0`,
 	}
 	// A relay goroutine counts its datagram just after sending it: the echo
 	// can be back first.

@@ -59,6 +59,7 @@ func writeSTUN(w *promWriter, st stunserver.Stats) {
 	one("natkit_stun_udp_response_port_total", "counter", "UDP responses sent to another port of the source (RFC 5780 RESPONSE-PORT).", st.UDPResponsePort)
 	one("natkit_stun_connections_accepted_total", "counter", "TCP and TLS connections accepted.", st.ConnsAccepted)
 	one("natkit_stun_connections_rejected_total", "counter", "Connections closed at once because the connection limit was reached.", st.ConnsRejected)
+	one("natkit_stun_connections_rejected_per_ip_total", "counter", "Connections closed at once because their source IP (IPv6: /64) had the per-IP connection limit open.", st.ConnsRejectedPerIP)
 	one("natkit_stun_connections_idle_closed_total", "counter", "Connections closed by the idle timeout.", st.ConnsIdle)
 	one("natkit_stun_connections_bad_closed_total", "counter", "Connections closed for bad framing or a failed TLS handshake.", st.ConnsBad)
 	one("natkit_stun_connections_open", "gauge", "Open TCP and TLS connections.", st.ConnsOpen)
@@ -85,6 +86,8 @@ func writeTURN(w *promWriter, st turnserver.Stats) {
 		{labels: label("direction", "from_peer"), value: float64(st.RelayedFromPeers)}})
 	one("natkit_turn_dropped_total", "counter", "Client datagrams and frames that were not TURN, or too large.", st.Dropped)
 	one("natkit_turn_connections_refused_total", "counter", "TCP and TLS connections refused (connection limit).", st.ConnsRefused)
+	one("natkit_turn_connections_refused_per_ip_total", "counter", "TCP and TLS connections refused because their source IP (IPv6: /64) had the per-IP connection limit open.", st.ConnsRefusedPerIP)
+	one("natkit_turn_connections_idle_closed_total", "counter", "TCP and TLS connections closed by the idle timeout.", st.ConnsIdle)
 }
 
 func writeRendezvous(w *promWriter, st *rendezvous.Stats) {
@@ -103,6 +106,8 @@ func writeRendezvous(w *promWriter, st *rendezvous.Stats) {
 	one("natkit_rendezvous_sessions", "gauge", "Live sessions.", st.LiveSessions.Load())
 	one("natkit_rendezvous_tcp_connections", "gauge", "Open TCP client connections.", st.TCPConns.Load())
 	one("natkit_rendezvous_tcp_refused_total", "counter", "TCP connections refused (connection limit).", st.TCPRefused.Load())
+	one("natkit_rendezvous_tcp_refused_per_ip_total", "counter", "TCP connections refused because their source IP (IPv6: /64) had the per-IP connection limit open.", st.TCPRefusedPerIP.Load())
+	one("natkit_rendezvous_tcp_idle_closed_total", "counter", "TCP connections closed by the idle timeout.", st.TCPIdle.Load())
 }
 
 type sample struct {

@@ -10,10 +10,12 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/natkit/natkit/pkg/connlimit"
 	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/sockets"
 	"github.com/natkit/natkit/pkg/stunserver"
@@ -49,8 +51,15 @@ const (
 	DefaultMaxSessionsPerNet = 500
 	// DefaultMaxTCPConns bounds concurrent TCP clients.
 	DefaultMaxTCPConns = 1024
-	// tcpIdle closes a TCP client that sends nothing.
-	tcpIdle = 90 * time.Second
+	// DefaultMaxConnsPerIP bounds the TCP clients of one source IP (an
+	// IPv6 /64), so that one host cannot take all MaxTCPConns: a peer
+	// needs one connection, a few peers behind one NAT a few.
+	DefaultMaxConnsPerIP = 16
+	// DefaultTCPIdleTimeout closes a TCP client that sends nothing for
+	// this long. A waiting peer re-sends its JOIN every 2 s (keepalive in
+	// client.go), and a paired session nobody speaks in is dropped after
+	// DefaultIdleTimeout anyway.
+	DefaultTCPIdleTimeout = 30 * time.Second
 	// cookieEpoch is how long a cookie stays valid (one or two epochs).
 	cookieEpoch = 30 * time.Second
 	// maxGoSkew caps the delay between the two GOs.
@@ -96,6 +105,14 @@ type Config struct {
 	NoAnswerLimit bool
 	// MaxTCPConns bounds TCP clients (DefaultMaxTCPConns).
 	MaxTCPConns int
+	// MaxConnsPerIP bounds the TCP clients of one source IP, IPv6 sources
+	// by /64 (pkg/connlimit): 0 means DefaultMaxConnsPerIP, negative no
+	// per-source cap. Further connections from that source are closed at
+	// once and counted in Stats.TCPRefusedPerIP.
+	MaxConnsPerIP int
+	// TCPIdleTimeout closes a TCP client that sends nothing for this long,
+	// counted in Stats.TCPIdle: 0 means DefaultTCPIdleTimeout.
+	TCPIdleTimeout time.Duration
 	// Software is sent in STUN answers; empty sends none.
 	Software string
 	// Logger receives lifecycle and per-session debug events; nil discards.
@@ -125,6 +142,7 @@ type Server struct {
 	sessions map[[SessionIDSize]byte]*session
 	held     map[netip.Prefix]int // live sessions by owner prefix (limits.go)
 	conns    map[net.Conn]struct{}
+	perIP    *connlimit.Counter // TCP clients per source
 	closed   bool
 
 	stats     Stats
@@ -144,21 +162,23 @@ type udpSock struct {
 
 // Stats counts what the server did; read it with Server.Stats.
 type Stats struct {
-	Received       atomic.Int64 // datagrams and frames read
-	Dropped        atomic.Int64 // garbage, bad tags, over limits
-	BadAuth        atomic.Int64 // signatures or MACs that did not verify
-	RateLimited    atomic.Int64 // JOINs refused by the per-source JOIN rate
-	AnswersLimited atomic.Int64 // UDP answers to unproven addresses withheld by the answer budget
-	STUN           atomic.Int64 // STUN Binding requests answered
-	Sessions       atomic.Int64 // sessions created
-	Paired         atomic.Int64 // sessions that got their second peer
-	Refused        atomic.Int64 // JOINs refused (full, busy, quota)
-	QuotaExceeded  atomic.Int64 // JOINs refused by the per-prefix session quotas
-	Expired        atomic.Int64 // sessions removed by the janitor
-	TCPConns       atomic.Int64 // TCP clients now
-	TCPRefused     atomic.Int64
-	LiveSessions   atomic.Int64
-	EncodeErrors   atomic.Int64 // answers that did not encode (a bug): not sent
+	Received        atomic.Int64 // datagrams and frames read
+	Dropped         atomic.Int64 // garbage, bad tags, over limits
+	BadAuth         atomic.Int64 // signatures or MACs that did not verify
+	RateLimited     atomic.Int64 // JOINs refused by the per-source JOIN rate
+	AnswersLimited  atomic.Int64 // UDP answers to unproven addresses withheld by the answer budget
+	STUN            atomic.Int64 // STUN Binding requests answered
+	Sessions        atomic.Int64 // sessions created
+	Paired          atomic.Int64 // sessions that got their second peer
+	Refused         atomic.Int64 // JOINs refused (full, busy, quota)
+	QuotaExceeded   atomic.Int64 // JOINs refused by the per-prefix session quotas
+	Expired         atomic.Int64 // sessions removed by the janitor
+	TCPConns        atomic.Int64 // TCP clients now
+	TCPRefused      atomic.Int64 // TCP clients closed at once: MaxTCPConns open
+	TCPRefusedPerIP atomic.Int64 // TCP clients closed at once: their source had MaxConnsPerIP open
+	TCPIdle         atomic.Int64 // TCP clients closed by TCPIdleTimeout
+	LiveSessions    atomic.Int64
+	EncodeErrors    atomic.Int64 // answers that did not encode (a bug): not sent
 }
 
 // New validates cfg and binds every socket; on error nothing stays open.
@@ -172,7 +192,7 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Addrs) == 2 && cfg.Addrs[0].Addr() == cfg.Addrs[1].Addr() {
 		return nil, errors.New("rendezvous: the alternate address needs another IP than the primary")
 	}
-	if cfg.MaxSessions < 0 || cfg.PairTimeout < 0 || cfg.SessionTTL < 0 || cfg.IdleTimeout < 0 || cfg.JoinRate < 0 || cfg.MaxTCPConns < 0 ||
+	if cfg.MaxSessions < 0 || cfg.PairTimeout < 0 || cfg.SessionTTL < 0 || cfg.IdleTimeout < 0 || cfg.JoinRate < 0 || cfg.MaxTCPConns < 0 || cfg.TCPIdleTimeout < 0 ||
 		cfg.MaxSessionsPerHost < 0 || cfg.MaxSessionsPerNet < 0 {
 		return nil, errors.New("rendezvous: negative limit in config")
 	}
@@ -203,6 +223,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxTCPConns == 0 {
 		cfg.MaxTCPConns = DefaultMaxTCPConns
 	}
+	switch {
+	case cfg.MaxConnsPerIP == 0:
+		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
+	case cfg.MaxConnsPerIP < 0:
+		cfg.MaxConnsPerIP = 0 // no cap: connlimit admits everything
+	}
+	if cfg.TCPIdleTimeout == 0 {
+		cfg.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,7 +239,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, secret: randBytes(32), sessions: map[[SessionIDSize]byte]*session{},
-		held: map[netip.Prefix]int{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{}),
+		held: map[netip.Prefix]int{}, conns: map[net.Conn]struct{}{}, perIP: connlimit.New(cfg.MaxConnsPerIP), done: make(chan struct{}),
 		joins: ratelimit.New(cfg.JoinRate, max(1, int(math.Ceil(2*cfg.JoinRate)))), epoch: cfg.Now()}
 	switch {
 	case cfg.NoAnswerLimit:
@@ -400,9 +429,16 @@ func (s *Server) acceptTCP(i int, ln net.Listener) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		release, ok := s.perIP.Acquire(addrPortOf(c.RemoteAddr()).Addr())
+		if !ok {
+			s.stats.TCPRefusedPerIP.Add(1)
+			c.Close()
+			continue
+		}
 		s.mu.Lock()
 		if s.closed || len(s.conns) >= s.cfg.MaxTCPConns {
 			s.mu.Unlock()
+			release()
 			s.stats.TCPRefused.Add(1)
 			c.Close()
 			continue
@@ -411,13 +447,13 @@ func (s *Server) acceptTCP(i int, ln net.Listener) {
 		s.mu.Unlock()
 		s.stats.TCPConns.Add(1)
 		s.wg.Add(1)
-		go s.serveTCP(i, c)
+		go s.serveTCP(i, c, release)
 	}
 }
 
 // serveTCP reads frames (a two-byte length, then a message, as RFC 4571
 // frames RTP) from one TCP client.
-func (s *Server) serveTCP(i int, c net.Conn) {
+func (s *Server) serveTCP(i int, c net.Conn, release func()) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
@@ -425,6 +461,7 @@ func (s *Server) serveTCP(i int, c net.Conn) {
 		s.mu.Unlock()
 		s.stats.TCPConns.Add(-1)
 		c.Close()
+		release()
 	}()
 	src := addrPortOf(c.RemoteAddr())
 	var wmu sync.Mutex
@@ -437,10 +474,17 @@ func (s *Server) serveTCP(i int, c net.Conn) {
 	}
 	buf := make([]byte, MaxMessageSize+2)
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(tcpIdle))
+		_ = c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
 		b, err := ReadFrame(c, buf)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				select {
+				case <-s.done: // Close woke the reader
+				default:
+					s.stats.TCPIdle.Add(1)
+				}
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 				s.stats.Dropped.Add(1)
 			}
 			return

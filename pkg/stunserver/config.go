@@ -29,6 +29,11 @@ const (
 	DefaultBatch = 64
 	// DefaultMaxConns bounds concurrent TCP and TLS connections.
 	DefaultMaxConns = 1024
+	// DefaultMaxConnsPerIP bounds the TCP and TLS connections of one source
+	// IP (an IPv6 /64), so that one host cannot take all MaxConns: a STUN
+	// client needs one connection, a NAT with many clients behind one IP a
+	// few at once.
+	DefaultMaxConnsPerIP = 16
 	// DefaultIdleTimeout closes a stream with no complete request for this
 	// long. RFC 8489 §6.2.2 asks servers to keep a connection open at least
 	// as long as a client may retransmit (Ti, 39.5 s); a Binding client
@@ -83,6 +88,13 @@ type Config struct {
 	// MaxConns bounds concurrent TCP+TLS connections: 0 means
 	// DefaultMaxConns. Further connections are accepted and closed.
 	MaxConns int
+	// MaxConnsPerIP bounds the concurrent TCP+TLS connections from one
+	// source IP, IPv6 sources by /64 (pkg/connlimit): 0 means
+	// DefaultMaxConnsPerIP, negative no per-source cap. Further
+	// connections from that source are accepted and closed at once, and
+	// counted in Stats.ConnsRejectedPerIP. A connection handed to the
+	// sharer (Share) leaves this count; the sharer counts it in its own.
+	MaxConnsPerIP int
 	// IdleTimeout: 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// MaxMessage bounds one message on a stream: 0 means DefaultMaxMessage.
@@ -219,6 +231,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
+	}
+	switch {
+	case c.MaxConnsPerIP == 0:
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	case c.MaxConnsPerIP < 0:
+		c.MaxConnsPerIP = 0 // no cap: connlimit admits everything
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout

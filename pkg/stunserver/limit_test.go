@@ -1,6 +1,8 @@
 package stunserver
 
 import (
+	"io"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -82,5 +84,82 @@ func TestUDPSharedLimiter(t *testing.T) {
 	}
 	if st := s.Stats(); st.UDP[DropRateLimit] != uint64(5-answered) {
 		t.Errorf("%d rate-limited, want %d", st.UDP[DropRateLimit], 5-answered)
+	}
+}
+
+// TestTCPPerIPCap: one source's idle connections cannot take every slot.
+// 32 idle connections from 127.0.0.1 against MaxConns 32: beyond
+// MaxConnsPerIP (default 16) they are closed at once and counted, and a
+// Binding over TCP from 127.0.0.2 is still answered. Without the cap the
+// table was full and 127.0.0.2 got EOF.
+func TestTCPPerIPCap(t *testing.T) {
+	if runtimeNoLoopbackAlt(t) {
+		return
+	}
+	const maxConns = 32
+	s := start(t, Config{NoUDP: true, MaxConns: maxConns})
+	for range maxConns {
+		c, err := net.DialTimeout("tcp", s.Addr().String(), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().ConnsAccepted < maxConns {
+		if time.Now().After(deadline) {
+			t.Fatalf("server accepted %d of %d connections", s.Stats().ConnsAccepted, maxConns)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(loopbackAlt, 0)), Timeout: 2 * time.Second}
+	c, err := d.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	tid := stun.TransactionID{7, 7, 7}
+	if _, err := c.Write(stun.NewBuilder(nil, stun.BindingRequest, stun.MagicCookie, tid).Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, stun.HeaderSize)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		t.Fatalf("Binding over TCP from %v with 127.0.0.1's idle connections open: %v", loopbackAlt, err)
+	}
+	st := s.Stats()
+	if st.ConnsRejectedPerIP != maxConns-DefaultMaxConnsPerIP || st.ConnsRejected != 0 {
+		t.Errorf("rejected per IP %d, rejected (table full) %d; want %d and 0", st.ConnsRejectedPerIP, st.ConnsRejected, maxConns-DefaultMaxConnsPerIP)
+	}
+}
+
+// TestTCPPerIPCapConfig: MaxConnsPerIP as given, and negative for no cap.
+func TestTCPPerIPCapConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		perIP, conns int
+		wantRejected uint64
+	}{
+		{"cap of 2", 2, 5, 3},
+		{"negative: no cap", -1, 20, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t, Config{NoUDP: true, MaxConnsPerIP: tc.perIP})
+			for range tc.conns {
+				c, err := net.DialTimeout("tcp", s.Addr().String(), 2*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for st := s.Stats(); st.ConnsOpen+st.ConnsRejectedPerIP < uint64(tc.conns) && time.Now().Before(deadline); st = s.Stats() {
+				time.Sleep(5 * time.Millisecond)
+			}
+			st := s.Stats()
+			if st.ConnsRejectedPerIP != tc.wantRejected || st.ConnsOpen != uint64(tc.conns)-tc.wantRejected {
+				t.Errorf("rejected per IP %d, open %d; want %d and %d", st.ConnsRejectedPerIP, st.ConnsOpen, tc.wantRejected, uint64(tc.conns)-tc.wantRejected)
+			}
+		})
 	}
 }

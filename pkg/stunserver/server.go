@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/natkit/natkit/pkg/connlimit"
 	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/sockets"
 	"github.com/natkit/natkit/pkg/udpbatch"
@@ -36,6 +37,7 @@ type Server struct {
 	quad    Quad        // the UDP groups' addresses
 	streams []*streamListener
 	lim     *ratelimit.Limiter // nil: no rate limit
+	perIP   *connlimit.Counter // TCP+TLS connections per source
 
 	stream  streamStats
 	workers []*workerStats
@@ -84,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, conns: make(map[net.Conn]struct{}), done: make(chan struct{})}
+	s := &Server{cfg: cfg, conns: make(map[net.Conn]struct{}), done: make(chan struct{}), perIP: connlimit.New(cfg.MaxConnsPerIP)}
 	if err := s.bind(); err != nil {
 		s.closeSockets()
 		return nil, err
@@ -429,6 +431,7 @@ func (s *Server) Stats() Stats {
 	}
 	st.ConnsAccepted = s.stream.accepted.Load()
 	st.ConnsRejected = s.stream.rejected.Load()
+	st.ConnsRejectedPerIP = s.stream.rejectedPerIP.Load()
 	st.ConnsOpen = s.stream.open.Load()
 	st.ConnsIdle = s.stream.idle.Load()
 	st.ConnsBad = s.stream.badFramed.Load()

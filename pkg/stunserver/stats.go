@@ -16,10 +16,11 @@ type Stats struct {
 	// sent to another port (RESPONSE-PORT).
 	UDPChanged, UDPResponsePort uint64
 	// ConnsAccepted counts accepted TCP and TLS connections, ConnsRejected
-	// those closed at once because MaxConns were open, ConnsOpen the open
-	// ones, ConnsIdle those closed by IdleTimeout, ConnsBad those closed
+	// those closed at once because MaxConns were open, ConnsRejectedPerIP
+	// those closed at once because their source had MaxConnsPerIP open,
+	// ConnsOpen the open ones, ConnsIdle those closed by IdleTimeout, ConnsBad those closed
 	// for bad framing or a failed TLS handshake.
-	ConnsAccepted, ConnsRejected, ConnsOpen, ConnsIdle, ConnsBad uint64
+	ConnsAccepted, ConnsRejected, ConnsRejectedPerIP, ConnsOpen, ConnsIdle, ConnsBad uint64
 	// With Config.Share: UDP[Forwarded] and Stream[Forwarded] count what
 	// went to the sharer, UDPForwardDropped the datagrams among them that
 	// found its queue full, ConnsForwarded the streams handed over.
@@ -52,5 +53,5 @@ type workerStats struct {
 type streamStats struct {
 	verdicts                                  [numVerdicts]atomic.Uint64
 	accepted, rejected, open, idle, badFramed atomic.Uint64
-	forwarded                                 atomic.Uint64
+	forwarded, rejectedPerIP                  atomic.Uint64
 }

@@ -17,7 +17,7 @@ func newTLSListener(ln net.Listener, cfg *tls.Config) net.Listener {
 }
 
 // serveStream accepts TCP or TLS connections, each served by its own
-// goroutine, at most MaxConns at once.
+// goroutine, at most MaxConns at once and MaxConnsPerIP from one source.
 func (s *Server) serveStream(st *streamListener) error {
 	var backoff time.Duration
 	for {
@@ -37,7 +37,14 @@ func (s *Server) serveStream(st *streamListener) error {
 		}
 		backoff = 0
 		s.stream.accepted.Add(1)
+		release, ok := s.perIP.Acquire(addrOf(c.RemoteAddr()).Addr())
+		if !ok {
+			s.stream.rejectedPerIP.Add(1)
+			c.Close()
+			continue
+		}
 		if !s.track(c) {
+			release()
 			s.stream.rejected.Add(1)
 			c.Close()
 			continue
@@ -47,6 +54,7 @@ func (s *Server) serveStream(st *streamListener) error {
 			defer s.wg.Done()
 			handed := s.serveConn(c, st)
 			s.untrack(c, !handed)
+			release()
 		}()
 	}
 }

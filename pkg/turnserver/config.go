@@ -69,6 +69,11 @@ const (
 	DefaultChallengeBurst = 40
 	// DefaultMaxConns bounds concurrent TCP+TLS client connections.
 	DefaultMaxConns = 4096
+	// DefaultMaxConnsPerIP bounds the TCP+TLS client connections of one
+	// source IP (an IPv6 /64), so that one host cannot take all MaxConns.
+	// A TURN client over TCP holds one connection per allocation; a NAT
+	// with several clients, or a conferencing host, holds a few dozen.
+	DefaultMaxConnsPerIP = 64
 	// DefaultIdleTimeout closes a stream connection that has no allocation
 	// for this long: a client allocates right after connecting.
 	DefaultIdleTimeout = 30 * time.Second
@@ -177,6 +182,11 @@ type Config struct {
 	UDPSockets int
 	// MaxConns bounds TCP+TLS connections: 0 means DefaultMaxConns.
 	MaxConns int
+	// MaxConnsPerIP bounds the TCP+TLS connections from one source IP,
+	// IPv6 sources by /64 (pkg/connlimit): 0 means DefaultMaxConnsPerIP,
+	// negative no per-source cap. Further connections from that source are
+	// closed at once and counted in Stats.ConnsRefusedPerIP.
+	MaxConnsPerIP int
 	// IdleTimeout closes stream connections without an allocation: 0
 	// means DefaultIdleTimeout.
 	IdleTimeout time.Duration
@@ -296,6 +306,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
+	}
+	switch {
+	case c.MaxConnsPerIP == 0:
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	case c.MaxConnsPerIP < 0:
+		c.MaxConnsPerIP = 0 // no cap: connlimit admits everything
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout

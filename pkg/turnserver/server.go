@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/turn/v3"
 
+	"github.com/natkit/natkit/pkg/connlimit"
 	"github.com/natkit/natkit/pkg/peerpolicy"
 	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/sockets"
@@ -45,6 +46,7 @@ type Server struct {
 	advertised   netip.Addr
 	allocs       registry
 	stats        counters
+	perIP        *connlimit.Counter // TCP+TLS connections per source
 
 	guards []*guard
 	muxes  []*streamMux
@@ -94,6 +96,7 @@ func New(cfg Config) (*Server, error) {
 		advertised:   advertised,
 		allocs:       registry{m: map[allocKey]*allocation{}},
 		done:         make(chan struct{}),
+		perIP:        connlimit.New(cfg.MaxConnsPerIP),
 	}
 	if err := s.bind(); err != nil {
 		s.closeSockets()
@@ -363,12 +366,14 @@ type Stats struct {
 	RelayedToPeers    int64
 	RelayedFromPeers  int64
 	Dropped           int64 // client datagrams that were not TURN
-	ConnsRefused      int64
+	ConnsRefused      int64 // TCP+TLS connections closed at once: MaxConns open (or a duplicate address)
+	ConnsRefusedPerIP int64 // TCP+TLS connections closed at once: their source had MaxConnsPerIP open
+	ConnsIdle         int64 // TCP+TLS connections closed by IdleTimeout
 }
 
 type counters struct {
 	allocations, released, challenges, challengesDropped, authFailures, wrongCredentials, quotaRejections,
-	peerDenied, relayDenied, refusals, relayedOut, relayedIn, dropped, connsRefused atomic.Int64
+	peerDenied, relayDenied, refusals, relayedOut, relayedIn, dropped, connsRefused, connsRefusedPerIP, connsIdle atomic.Int64
 	// ChannelData relayed outside pion (channels.go), for tests.
 	directToPeers, directToClients atomic.Int64
 	// integrityChecks counts MESSAGE-INTEGRITY checks of requests, the
@@ -386,6 +391,7 @@ func (s *Server) Stats() Stats {
 		AuthFailures: c.authFailures.Load(), WrongCredentials: c.wrongCredentials.Load(),
 		QuotaRejections: c.quotaRejections.Load(), PeerDenied: c.peerDenied.Load(), RelayDenied: c.relayDenied.Load(),
 		Refusals: c.refusals.Load(), RelayedToPeers: c.relayedOut.Load(), RelayedFromPeers: c.relayedIn.Load(),
-		Dropped: c.dropped.Load(), ConnsRefused: c.connsRefused.Load(),
+		Dropped: c.dropped.Load(), ConnsRefused: c.connsRefused.Load(), ConnsRefusedPerIP: c.connsRefusedPerIP.Load(),
+		ConnsIdle: c.connsIdle.Load(),
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -83,6 +84,12 @@ func (m *streamMux) accept() {
 			continue
 		}
 		remote := toAddrPort(c.RemoteAddr())
+		release, ok := m.s.perIP.Acquire(remote.Addr())
+		if !ok {
+			m.s.stats.connsRefusedPerIP.Add(1)
+			c.Close()
+			continue
+		}
 		m.mu.Lock()
 		full := len(m.conns) >= m.s.cfg.MaxConns
 		_, dup := m.conns[remote]
@@ -91,22 +98,24 @@ func (m *streamMux) accept() {
 		}
 		m.mu.Unlock()
 		if full || dup || !remote.IsValid() {
+			release()
 			m.s.stats.connsRefused.Add(1)
 			c.Close()
 			continue
 		}
 		m.wg.Add(1)
-		go m.serve(c, remote)
+		go m.serve(c, remote, release)
 	}
 }
 
-func (m *streamMux) serve(c net.Conn, remote netip.AddrPort) {
+func (m *streamMux) serve(c net.Conn, remote netip.AddrPort, release func()) {
 	defer m.wg.Done()
 	defer func() {
 		m.mu.Lock()
 		delete(m.conns, remote)
 		m.mu.Unlock()
 		c.Close()
+		release()
 		if a := m.s.allocs.get(allocKey{local: m.local, remote: remote}); a != nil {
 			a.relay.Close()
 		}
@@ -117,6 +126,7 @@ func (m *streamMux) serve(c net.Conn, remote netip.AddrPort) {
 		tc := tls.Server(c, m.tls)
 		_ = tc.SetDeadline(time.Now().Add(m.s.cfg.IdleTimeout))
 		if err := tc.Handshake(); err != nil {
+			m.countIdle(err)
 			return
 		}
 		_ = tc.SetDeadline(time.Time{})
@@ -137,6 +147,7 @@ func (m *streamMux) serve(c net.Conn, remote netip.AddrPort) {
 		}
 		_ = c.SetReadDeadline(time.Now().Add(idle))
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			m.countIdle(err)
 			return
 		}
 		n, err := stun.FrameLength(hdr[:])
@@ -157,6 +168,14 @@ func (m *streamMux) serve(c net.Conn, remote netip.AddrPort) {
 			framePool.Put(bp)
 			return
 		}
+	}
+}
+
+// countIdle counts a connection closed because its read deadline (the
+// idle timeout) passed, unless the server is closing.
+func (m *streamMux) countIdle(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) && m.ctx.Err() == nil {
+		m.s.stats.connsIdle.Add(1)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
@@ -57,6 +58,23 @@ type fileConfig struct {
 	TURNChallenge  *float64    `yaml:"turn-challenge-rate"`
 	NoTURN         *bool       `yaml:"no-turn"`
 	RendezvousPort *int        `yaml:"rendezvous-port"`
+	MaxConnsPerIP  *int        `yaml:"max-conns-per-ip"`
+	TCPIdleTimeout *duration   `yaml:"tcp-idle-timeout"`
+}
+
+// duration is a YAML duration as the flags write it: "30s", "2m".
+type duration time.Duration
+
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return errors.New("not a duration")
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = duration(v)
+	return nil
 }
 
 // stringList is a YAML list of strings, or one string.
@@ -133,6 +151,10 @@ func (o *Options) loadConfig(flags *pflag.FlagSet) error {
 	setI("turn-user-quota", &o.TURNUserQuota, fc.TURNUserQuota)
 	setI("turn-total-quota", &o.TURNTotalQuota, fc.TURNTotalQuota)
 	setI("rendezvous-port", &o.RendezvousPort, fc.RendezvousPort)
+	setI("max-conns-per-ip", &o.MaxConnsPerIP, fc.MaxConnsPerIP)
+	if fc.TCPIdleTimeout != nil && !flags.Changed("tcp-idle-timeout") {
+		o.TCPIdleTimeout = time.Duration(*fc.TCPIdleTimeout)
+	}
 	if fc.TURNChallenge != nil && !flags.Changed("turn-challenge-rate") {
 		o.TURNChallenge = *fc.TURNChallenge
 	}
@@ -239,6 +261,9 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 	if o.UDPBatch < 0 || o.UDPBatch > 1024 {
 		return cmdutil.UsageErrorf("--stun-udp-batch %d: give 0 (default) to 1024", o.UDPBatch)
 	}
+	if o.TCPIdleTimeout <= 0 {
+		return cmdutil.UsageErrorf("--tcp-idle-timeout %v: give a positive duration, such as %v", o.TCPIdleTimeout, stunserver.DefaultIdleTimeout)
+	}
 	if len(o.Software) > 127 {
 		return cmdutil.UsageErrorf("--software is %d characters long: RFC 8489 allows at most 127", len(o.Software))
 	}
@@ -252,6 +277,9 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 		RateLimit:   o.STUNRate,
 		RateBurst:   o.STUNBurst,
 		NoRateLimit: o.STUNRate == 0,
+		// The servers read 0 as their default, negative as no cap.
+		MaxConnsPerIP: o.MaxConnsPerIP,
+		IdleTimeout:   o.TCPIdleTimeout,
 	}
 	if o.Software == "" {
 		sc.Software = "-"
@@ -367,6 +395,8 @@ func (o *Options) turnConfig(listen netip.Addr) (*turnserver.Config, error) {
 		UserQuota:     o.TURNUserQuota,
 		TotalQuota:    o.TURNTotalQuota,
 		ChallengeRate: o.TURNChallenge,
+		MaxConnsPerIP: o.MaxConnsPerIP,
+		IdleTimeout:   o.TCPIdleTimeout,
 	}
 	if o.TURNUserQuota == 0 {
 		tc.UserQuota = -1
@@ -406,7 +436,8 @@ func (o *Options) rendezvousConfig(listen, altIP netip.Addr, sc *stunserver.Conf
 	case p == o.STUNPort || p == o.STUNAltPort || sc.TLS != nil && p == o.TLSPort:
 		return nil, cmdutil.UsageErrorf("--rendezvous-port %d is a STUN port: give another (default %d), or 0 for no rendezvous server", p, rendezvous.DefaultPort)
 	}
-	rc := &rendezvous.Config{Addrs: []netip.AddrPort{netip.AddrPortFrom(listen, uint16(p))}}
+	rc := &rendezvous.Config{Addrs: []netip.AddrPort{netip.AddrPortFrom(listen, uint16(p))},
+		MaxConnsPerIP: o.MaxConnsPerIP, TCPIdleTimeout: o.TCPIdleTimeout}
 	if altIP.IsValid() {
 		rc.Addrs = append(rc.Addrs, netip.AddrPortFrom(altIP, uint16(p)))
 	}

@@ -74,6 +74,8 @@ func want(t reflect.Type) string {
 	switch {
 	case t == reflect.TypeOf(stringList(nil)):
 		return "a string or a list of strings"
+	case t == reflect.TypeOf(duration(0)):
+		return "a duration such as 30s"
 	case t.Kind() == reflect.Int:
 		return "a whole number"
 	case t.Kind() == reflect.Float64:

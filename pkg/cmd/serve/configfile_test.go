@@ -3,6 +3,7 @@ package serve
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
 )
@@ -17,6 +18,9 @@ func TestConfigErrors(t *testing.T) {
 		{"not a whole number", "stun-rate: 1.5\n", `line 1: stun-rate: want a whole number, got "1.5"`},
 		{"not a boolean", "no-turn: maybe\n", `line 1: no-turn: want true or false, got "maybe"`},
 		{"not a rate", "turn-challenge-rate: fast\n", `line 1: turn-challenge-rate: want a number, got "fast"`},
+		{"not a duration", "tcp-idle-timeout: 30\n", `line 1: tcp-idle-timeout: want a duration such as 30s, got "30"`},
+		{"a list for a duration", "tcp-idle-timeout: [30s]\n", "line 1: tcp-idle-timeout: want a duration such as 30s, got a list"},
+		{"not a connection count", "max-conns-per-ip: many\n", `line 1: max-conns-per-ip: want a whole number, got "many"`},
 		{"a mapping for a list", "user: {alice: wonderland}\n", "line 1: user: want a string or a list of strings, got a mapping"},
 		{"a list for a string", "listen: [a, b]\n", "line 1: listen: want a string, got a list"},
 		{"unknown key", "listen: 127.0.0.1\nfrobnicate: 1\n", `line 2: unknown key "frobnicate": the keys are natkit serve's flag names (see 'natkit serve --help')`},
@@ -50,11 +54,13 @@ func TestConfigErrors(t *testing.T) {
 // TestConfigValues: what the file gives reaches the options, a key with no
 // value counts as not given.
 func TestConfigValues(t *testing.T) {
-	fc, err := parseConfig([]byte("listen: 127.0.0.2\nstun-port: 4000\nuser: alice:wonderland\nallow-peer: [127.0.0.0/8, \"::1/128\"]\nno-turn: false\nturn-challenge-rate: 2.5\nrealm:\n"))
+	fc, err := parseConfig([]byte("listen: 127.0.0.2\nstun-port: 4000\nuser: alice:wonderland\nallow-peer: [127.0.0.0/8, \"::1/128\"]\nno-turn: false\nturn-challenge-rate: 2.5\nrealm:\n" +
+		"max-conns-per-ip: 3\ntcp-idle-timeout: 1m30s\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *fc.Listen != "127.0.0.2" || *fc.STUNPort != 4000 || len(*fc.Users) != 1 || len(*fc.AllowPeers) != 2 || *fc.NoTURN || *fc.TURNChallenge != 2.5 || fc.Realm != nil {
+	if *fc.Listen != "127.0.0.2" || *fc.STUNPort != 4000 || len(*fc.Users) != 1 || len(*fc.AllowPeers) != 2 || *fc.NoTURN || *fc.TURNChallenge != 2.5 || fc.Realm != nil ||
+		*fc.MaxConnsPerIP != 3 || time.Duration(*fc.TCPIdleTimeout) != 90*time.Second {
 		t.Errorf("config %+v", fc)
 	}
 }

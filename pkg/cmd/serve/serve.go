@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -65,6 +66,11 @@ type Options struct {
 
 	RendezvousPort int
 
+	// MaxConnsPerIP and TCPIdleTimeout bound the TCP and TLS connections
+	// of STUN, TURN and rendezvous (MaxConnsPerIP 0: each server's default).
+	MaxConnsPerIP  int
+	TCPIdleTimeout time.Duration
+
 	// Derived by validation.
 	Daemon daemon.Config
 	// TURNOff says why TURN is off ("" when it runs).
@@ -111,6 +117,13 @@ one host.
 
 The rendezvous server listens on --rendezvous-port (UDP and TCP) on
 --listen and --alt-ip; 0 turns it off.
+
+TCP and TLS connections are bounded per source IP (IPv6: per /64), so that
+one host cannot take every connection slot: --max-conns-per-ip applies to
+STUN, TURN and rendezvous each (0: their defaults, 16, 64 and 16; negative:
+no per-IP limit), and a connection that sends nothing for
+--tcp-idle-timeout is closed (TURN: until it has an allocation). Both are
+counted in /metrics.
 
 By default (--listen ::) every server listens on all IPv4 and IPv6
 addresses, one dual-stack socket per port; --listen 0.0.0.0 keeps to IPv4,
@@ -169,6 +182,9 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	fl.Float64Var(&opts.TURNChallenge, "turn-challenge-rate", 0, "TURN 401 answers a second to one source IP (0: 20; negative: no limit)")
 	fl.BoolVar(&opts.NoTURN, "no-turn", false, "do not run the TURN relay")
 	fl.IntVar(&opts.RendezvousPort, "rendezvous-port", rendezvous.DefaultPort, "rendezvous port on UDP and TCP (0: no rendezvous server)")
+	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN and rendezvous (0: %d, %d and %d; negative: no limit)",
+		stunserver.DefaultMaxConnsPerIP, turnserver.DefaultMaxConnsPerIP, rendezvous.DefaultMaxConnsPerIP))
+	fl.DurationVar(&opts.TCPIdleTimeout, "tcp-idle-timeout", stunserver.DefaultIdleTimeout, "close a TCP or TLS connection that sends nothing for this `duration` (TURN: one without an allocation)")
 	_ = fl.MarkHidden("stun-udp-sockets")
 	_ = fl.MarkHidden("stun-udp-batch")
 	_ = fl.MarkHidden("turn-challenge-rate")

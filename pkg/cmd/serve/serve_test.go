@@ -91,6 +91,7 @@ func TestFlags(t *testing.T) {
 		"relay-ports: 30000-30999\nturn-user-quota: 7\nauth-secret: from-file\nrendezvous-port: 4480\n")
 	noTURNFile := writeFile(t, "noturn.yaml", "no-turn: true\n")
 	socketsFile := writeFile(t, "sockets.yaml", "stun-udp-sockets: 3\n")
+	connsFile := writeFile(t, "conns.yaml", "user: a:b\nmax-conns-per-ip: 4\ntcp-idle-timeout: 2m\n")
 	tests := []struct {
 		name  string
 		args  []string
@@ -311,6 +312,41 @@ func TestFlags(t *testing.T) {
 		{name: "negative user quota", args: []string{"--turn-user-quota", "-1"}, code: 2, err: "--turn-user-quota -1"},
 		{name: "zero total quota", args: []string{"--turn-total-quota", "0"}, code: 2, err: "--turn-total-quota 0"},
 		{name: "empty realm", args: []string{"--realm", ""}, code: 2, err: "--realm"},
+
+		// Connection limits: one flag for STUN, TURN and rendezvous each.
+		{name: "connection limits default", args: []string{"--user", "a:b"}, check: func(t *testing.T, o *Options) {
+			s, tc, r := o.Daemon.STUN, o.Daemon.TURN, o.Daemon.Rendezvous
+			if s.MaxConnsPerIP != 0 || tc.MaxConnsPerIP != 0 || r.MaxConnsPerIP != 0 ||
+				s.IdleTimeout != 30*time.Second || tc.IdleTimeout != 30*time.Second || r.TCPIdleTimeout != 30*time.Second {
+				t.Errorf("per IP %d %d %d, idle %v %v %v", s.MaxConnsPerIP, tc.MaxConnsPerIP, r.MaxConnsPerIP, s.IdleTimeout, tc.IdleTimeout, r.TCPIdleTimeout)
+			}
+		}},
+		{name: "connection limits", args: []string{"--user", "a:b", "--max-conns-per-ip", "8", "--tcp-idle-timeout", "5s"}, check: func(t *testing.T, o *Options) {
+			s, tc, r := o.Daemon.STUN, o.Daemon.TURN, o.Daemon.Rendezvous
+			if s.MaxConnsPerIP != 8 || tc.MaxConnsPerIP != 8 || r.MaxConnsPerIP != 8 ||
+				s.IdleTimeout != 5*time.Second || tc.IdleTimeout != 5*time.Second || r.TCPIdleTimeout != 5*time.Second {
+				t.Errorf("per IP %d %d %d, idle %v %v %v", s.MaxConnsPerIP, tc.MaxConnsPerIP, r.MaxConnsPerIP, s.IdleTimeout, tc.IdleTimeout, r.TCPIdleTimeout)
+			}
+		}},
+		{name: "no per-ip limit", args: []string{"--max-conns-per-ip", "-1"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.STUN.MaxConnsPerIP != -1 || o.Daemon.Rendezvous.MaxConnsPerIP != -1 {
+				t.Errorf("per IP %d %d", o.Daemon.STUN.MaxConnsPerIP, o.Daemon.Rendezvous.MaxConnsPerIP)
+			}
+		}},
+		{name: "connection limits from the config file", args: []string{"--config", connsFile}, check: func(t *testing.T, o *Options) {
+			s, tc, r := o.Daemon.STUN, o.Daemon.TURN, o.Daemon.Rendezvous
+			if s.MaxConnsPerIP != 4 || tc.MaxConnsPerIP != 4 || r.MaxConnsPerIP != 4 ||
+				s.IdleTimeout != 2*time.Minute || tc.IdleTimeout != 2*time.Minute || r.TCPIdleTimeout != 2*time.Minute {
+				t.Errorf("per IP %d %d %d, idle %v %v %v", s.MaxConnsPerIP, tc.MaxConnsPerIP, r.MaxConnsPerIP, s.IdleTimeout, tc.IdleTimeout, r.TCPIdleTimeout)
+			}
+		}},
+		{name: "connection limit flags over the file", args: []string{"--config", connsFile, "--max-conns-per-ip", "0", "--tcp-idle-timeout", "10s"}, check: func(t *testing.T, o *Options) {
+			if s := o.Daemon.STUN; s.MaxConnsPerIP != 0 || s.IdleTimeout != 10*time.Second {
+				t.Errorf("per IP %d, idle %v", s.MaxConnsPerIP, s.IdleTimeout)
+			}
+		}},
+		{name: "zero idle timeout", args: []string{"--tcp-idle-timeout", "0s"}, code: 2, err: "--tcp-idle-timeout 0s: give a positive duration, such as 30s"},
+		{name: "idle timeout not a duration", args: []string{"--tcp-idle-timeout", "30"}, code: 2, err: "invalid argument"},
 
 		// Rendezvous.
 		{name: "rendezvous default", check: func(t *testing.T, o *Options) {
