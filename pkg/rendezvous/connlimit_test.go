@@ -102,3 +102,30 @@ func TestTCPIdleTimeout(t *testing.T) {
 		t.Errorf("TCPIdle %d, Dropped %d; want 1 and 0", got, dropped)
 	}
 }
+
+// TestTCPIdleJoined: a peer that joined over TCP and then says nothing
+// while it punches keeps its connection past TCPIdleTimeout, up to the
+// session's IdleTimeout, as it did with the fixed 90 s.
+func TestTCPIdleJoined(t *testing.T) {
+	leaktest.Check(t)
+	const idle = 200 * time.Millisecond
+	s := startServer(t, Config{TCPIdleTimeout: idle, IdleTimeout: 2 * time.Second})
+	ctx := ctxT(t, 10*time.Second)
+	conn, err := net.DialTimeout("tcp", s.TCPAddrs()[0].String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, _ := NewSession("joined-idle")
+	c, err := NewClient(ClientConfig{Session: sess, Conn: conn, Card: []byte("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * idle)
+	if got := s.stats.TCPIdle.Load(); got != 0 {
+		t.Fatalf("a joined peer's connection was closed as idle after %v (TCPIdleTimeout %v)", 5*idle, idle)
+	}
+}

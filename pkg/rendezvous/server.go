@@ -473,8 +473,12 @@ func (s *Server) serveTCP(i int, c net.Conn, release func()) {
 		return err
 	}
 	buf := make([]byte, MaxMessageSize+2)
+	// A client that sent a JOIN may be quiet while it punches: it keeps
+	// its connection as long as its session would live unspoken
+	// (IdleTimeout), others only TCPIdleTimeout.
+	idle := s.cfg.TCPIdleTimeout
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		_ = c.SetReadDeadline(time.Now().Add(idle))
 		b, err := ReadFrame(c, buf)
 		if err != nil {
 			switch {
@@ -490,6 +494,9 @@ func (s *Server) serveTCP(i int, c net.Conn, release func()) {
 			return
 		}
 		s.stats.Received.Add(1)
+		if IsMessage(b) && Type(b[5]) == TypeJoin {
+			idle = max(s.cfg.TCPIdleTimeout, s.cfg.IdleTimeout)
+		}
 		s.handle(b, src, i, send, true)
 	}
 }
