@@ -313,7 +313,9 @@ func TestTCPFraming(t *testing.T) {
 }
 
 func TestTCPLimits(t *testing.T) {
-	s := start(t, Config{NoUDP: true, MaxConns: 2, IdleTimeout: 200 * time.Millisecond})
+	// The idle timeout leaves room for a loaded machine to accept all
+	// three before the first two go idle.
+	s := start(t, Config{NoUDP: true, MaxConns: 2, IdleTimeout: time.Second})
 	var conns []net.Conn
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("tcp", s.Addr().String())
@@ -322,7 +324,12 @@ func TestTCPLimits(t *testing.T) {
 		}
 		defer c.Close()
 		conns = append(conns, c)
-		time.Sleep(50 * time.Millisecond) // let the server accept in order
+		// The server takes them in order: each is open (or refused)
+		// before the next is dialled.
+		deadline := time.Now().Add(5 * time.Second)
+		for st := s.Stats(); st.ConnsOpen+st.ConnsRejected < uint64(i+1) && time.Now().Before(deadline); st = s.Stats() {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	conns[2].SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := conns[2].Read(make([]byte, 1)); err != io.EOF && !isReset(err) {
