@@ -110,7 +110,11 @@ func (j *Journal) replay(path string, tolerant bool) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<16)
+	return j.replayFrom(bufio.NewReaderSize(f, 1<<16), tolerant)
+}
+
+// replayFrom is replay over a reader.
+func (j *Journal) replayFrom(r io.Reader, tolerant bool) (int64, error) {
 	var good int64
 	var hdr [8]byte
 	var buf []byte
