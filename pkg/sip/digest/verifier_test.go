@@ -357,3 +357,22 @@ func BenchmarkVerify(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerifyFailure: a wrong password and an unknown user cost the
+// same (the dummy HA1); compare their ns/op. The failure budget is lifted
+// so that every attempt is verified.
+func BenchmarkVerifyFailure(b *testing.B) {
+	for _, user := range []string{"alice", "mallory"} {
+		b.Run(user, func(b *testing.B) {
+			v, _ := newVerifier(b, func(c *Config) { c.FailureRate = 1e12; c.FailureBurst = 1 << 30 })
+			req := register(b)
+			res := challenge401(b, v, req, false)
+			auth := answer(b, req, res, 0, user, "guess", 1)
+			for b.Loop() {
+				if got := v.Verify("REGISTER", auth, src); got.Reason != ReasonResponse {
+					b.Fatal(got)
+				}
+			}
+		})
+	}
+}
