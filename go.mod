@@ -3,7 +3,9 @@ module github.com/natkit/natkit
 go 1.26
 
 require (
+	github.com/emiago/sipgo v1.7.3
 	github.com/fatih/color v1.19.0
+	github.com/icholy/digest v1.2.0
 	github.com/mattn/go-isatty v0.0.20
 	github.com/pion/ice/v3 v3.0.16
 	github.com/pion/logging v0.2.2
@@ -17,6 +19,9 @@ require (
 )
 
 require (
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gobwas/pool v0.2.1 // indirect
+	github.com/gobwas/ws v1.3.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/kr/text v0.2.0 // indirect
@@ -28,4 +33,5 @@ require (
 	github.com/wlynxg/anet v0.0.3 // indirect
 	golang.org/x/crypto v0.25.0 // indirect
 	golang.org/x/net v0.27.0 // indirect
+	golang.org/x/sync v0.16.0 // indirect
 )
