@@ -7,8 +7,10 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,6 +103,10 @@ const (
 	DefaultPenaltyEntries = 1 << 12
 )
 
+// DefaultAlgorithms is MD5 alone: Debian's baresip 1.0 fails to register
+// when any challenge is SHA-256, and SIPp 3.6 reads only the first one.
+var DefaultAlgorithms = []Algorithm{MD5}
+
 // Config configures a Verifier. Zero values mean the defaults above.
 type Config struct {
 	Realm string // required
@@ -109,6 +115,10 @@ type Config struct {
 	// Key signs nonces; nil means a random key (nonces then die with the
 	// process, and clients answer the next request's 401 with one retry).
 	Key []byte
+	// Algorithms are offered in challenges, most preferred first; nil
+	// means MD5 only (DefaultAlgorithms). Responses under either
+	// algorithm are checked whatever was offered.
+	Algorithms []Algorithm
 	// BindSource binds each nonce to the source address (IPv4 address or
 	// IPv6 /64) it was issued to.
 	BindSource bool
@@ -129,6 +139,7 @@ type Config struct {
 // concurrent use.
 type Verifier struct {
 	realm      string
+	algs       []Algorithm
 	store      Store
 	key        []byte
 	bindSource bool
@@ -154,6 +165,19 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, errors.New("digest: negative limit")
 	}
 	v := &Verifier{realm: cfg.Realm, store: cfg.Store, key: cfg.Key, bindSource: cfg.BindSource, now: cfg.Now}
+	v.algs = DefaultAlgorithms
+	if len(cfg.Algorithms) > 0 {
+		v.algs = nil
+		for _, a := range cfg.Algorithms {
+			alg, ok := algorithm(string(a))
+			if !ok {
+				return nil, fmt.Errorf("digest: unknown algorithm %q (MD5 or SHA-256)", a)
+			}
+			if !slices.Contains(v.algs, alg) {
+				v.algs = append(v.algs, alg)
+			}
+		}
+	}
 	if v.key == nil {
 		v.key = make([]byte, 32)
 		rand.Read(v.key)
@@ -199,13 +223,13 @@ const (
 )
 
 // Challenge returns the values of the challenge headers for a 401 or 407 to
-// src: one per algorithm, SHA-256 first (RFC 8760 §2.4: most preferred
-// first; a client uses the first it supports), with one nonce for both.
+// src: one per algorithm offered (Config.Algorithms), most preferred first
+// (RFC 8760 §2.4: a client uses the first it supports), with one nonce for all.
 // stale marks the answer to a correct response under an expired nonce.
 func (v *Verifier) Challenge(src netip.Addr, stale bool) []string {
 	nonce := v.newNonce(src, v.clock())
-	out := make([]string, 0, 2)
-	for _, alg := range []Algorithm{SHA256, MD5} {
+	out := make([]string, 0, len(v.algs))
+	for _, alg := range v.algs {
 		var b strings.Builder
 		b.WriteString(`Digest realm=`)
 		b.WriteString(quoteString(v.realm))

@@ -34,7 +34,7 @@ func (c *fakeClock) Add(d time.Duration) {
 func newVerifier(t testing.TB, mod func(*Config)) (*Verifier, *fakeClock) {
 	t.Helper()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	cfg := Config{Realm: realm, Store: Passwords{"alice": "wonderland", "bob": "builder"}, Now: clk.Now}
+	cfg := Config{Realm: realm, Store: Passwords{"alice": "wonderland", "bob": "builder"}, Now: clk.Now, Algorithms: []Algorithm{SHA256, MD5}}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -328,6 +328,9 @@ func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{Realm: "r"}); err == nil {
 		t.Error("no store accepted")
 	}
+	if _, err := New(Config{Realm: "r", Store: Passwords{}, Algorithms: []Algorithm{"SHA-512-256"}}); err == nil {
+		t.Error("an unknown algorithm accepted")
+	}
 	if _, err := New(Config{Realm: "r", Store: Passwords{}, NonceLifetime: -1}); err == nil {
 		t.Error("negative lifetime accepted")
 	}
@@ -374,5 +377,36 @@ func BenchmarkVerifyFailure(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDefaultAlgorithms: by default only MD5 is offered (baresip 1.0 fails
+// on any SHA-256 challenge, SIPp 3.6 reads only the first); a list sets
+// the offer and its order.
+func TestDefaultAlgorithms(t *testing.T) {
+	src := netip.MustParseAddr("192.0.2.7")
+	for _, tc := range []struct {
+		algs []Algorithm
+		want []string
+	}{
+		{nil, []string{"MD5"}},
+		{[]Algorithm{SHA256, MD5}, []string{"SHA-256", "MD5"}},
+		{[]Algorithm{"md5", SHA256, MD5}, []string{"MD5", "SHA-256"}},
+	} {
+		v, err := New(Config{Realm: "r", Store: Passwords{}, Algorithms: tc.algs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range v.Challenge(src, false) {
+			ch, err := icholy.ParseChallenge(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, ch.Algorithm)
+		}
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("Algorithms %v: offered %v, want %v", tc.algs, got, tc.want)
+		}
 	}
 }
