@@ -68,6 +68,9 @@ type Config struct {
 	OnAudio func(Frame)
 	// OnDigit receives each RFC 4733 digit once.
 	OnDigit func(rune)
+	// OnReport receives each report block the far end sends about this
+	// side's stream, as it arrives (a live call display, tests).
+	OnReport func(FarReport)
 
 	Clock  func() time.Time // default time.Now; arrival and NTP times
 	Logger *slog.Logger     // default discards
@@ -105,6 +108,7 @@ type Session struct {
 	remoteRTCP net.Addr
 	src        *source
 	st         Stats
+	reports    []FarReport // for OnReport, delivered after mu is released
 	seq        uint16
 	ts         uint32
 	lastSend   time.Time
@@ -354,7 +358,7 @@ func (s *Session) handleRTP(b []byte, from net.Addr) {
 		return
 	}
 	if s.cfg.Latch && (s.remote == nil || s.remote.String() != from.String()) {
-		if s.remote != nil {
+		if s.st.Latched {
 			s.st.Relatches++
 		}
 		s.log.Debug("latched", "remote", from.String())

@@ -59,6 +59,7 @@ type FarReport struct {
 	Lost         int32   // cumulative
 	HighestSeq   uint32
 	Jitter       time.Duration
+	RTT          time.Duration // from this block's LSR/DLSR; 0 if it had none
 }
 
 // Stats returns a snapshot.
@@ -143,7 +144,14 @@ func (s *Session) handleRTCP(b []byte, from net.Addr, ownConn bool) {
 	pkts, err := rtcp.Unmarshal(b)
 	now := s.now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer func() {
+		reports := s.reports
+		s.reports = nil
+		s.mu.Unlock()
+		for _, r := range reports {
+			s.cfg.OnReport(r)
+		}
+	}()
 	if err != nil {
 		s.st.Invalid++
 		return
@@ -179,7 +187,7 @@ func (s *Session) reportBlocks(blocks []rtcp.ReceptionReport, now time.Time) {
 		if rr.SSRC != s.cfg.SSRC {
 			continue
 		}
-		s.st.Far = &FarReport{
+		far := FarReport{
 			At:           now,
 			FractionLost: float64(rr.FractionLost) / 256,
 			Lost:         signed24(rr.TotalLost),
@@ -189,6 +197,11 @@ func (s *Session) reportBlocks(blocks []rtcp.ReceptionReport, now time.Time) {
 		if d, ok := rtt(now, rr.LastSenderReport, rr.Delay); ok {
 			s.st.RTT = d
 			s.st.RTTSamples++
+			far.RTT = d
+		}
+		s.st.Far = &far
+		if s.cfg.OnReport != nil {
+			s.reports = append(s.reports, far)
 		}
 	}
 }
