@@ -53,22 +53,23 @@ func Estimate(probe, received []int16) (Result, error) {
 	for i, s := range received {
 		prefix[i+1] = prefix[i] + float64(s)*float64(s)
 	}
-	best := Result{}
-	bestAbs := -1.0
+	// The peak of the raw correlation (the matched filter) is the lag; the
+	// normalised score there says how sure it is. Maximising the normalised
+	// score instead would favour near-silent windows that happen to
+	// resemble a sliver of the probe.
+	bestLag := -1
 	for lag := 0; lag+m <= len(received); lag++ {
-		we := prefix[lag+m] - prefix[lag]
-		if we <= 0 {
-			continue
-		}
-		score := corr[lag] / math.Sqrt(pe*we)
-		if a := math.Abs(score); a > bestAbs {
-			bestAbs = a
-			best = Result{Lag: lag, Score: score}
-			// Gain of the echo path: least-squares fit received ≈ g·probe.
-			g := math.Abs(corr[lag]) / pe
-			best.LossDB = -20 * math.Log10(g)
+		if bestLag < 0 || math.Abs(corr[lag]) > math.Abs(corr[bestLag]) {
+			bestLag = lag
 		}
 	}
+	best := Result{Lag: bestLag}
+	if we := prefix[bestLag+m] - prefix[bestLag]; we > 0 {
+		best.Score = corr[bestLag] / math.Sqrt(pe*we)
+		// Gain of the echo path: least-squares fit received ≈ g·probe.
+		best.LossDB = -20 * math.Log10(math.Abs(corr[bestLag])/pe)
+	}
+	bestAbs := math.Abs(best.Score)
 	best.Delay = time.Duration(best.Lag) * time.Second / Rate
 	if bestAbs < MinScore {
 		return best, ErrNoEcho
