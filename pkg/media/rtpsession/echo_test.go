@@ -2,7 +2,6 @@ package rtpsession
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -97,5 +96,4 @@ func TestRecorder(t *testing.T) {
 	if got[79] != 0 || got[80] != 1 || got[80+160] != 0 || got[80+320] != 3 {
 		t.Errorf("timeline wrong: %v %v %v %v", got[79], got[80], got[240], got[400])
 	}
-	var _ net.Addr // keep net imported for listen's users
 }
