@@ -91,7 +91,13 @@ var (
 	ErrClosed   = errors.New("rtpsession: closed")
 )
 
-// Session is one RTP session with one remote source.
+// Session is one RTP session with one remote source. Its methods may be
+// called from any goroutine; packets from concurrent senders interleave.
+//
+// The remote source is the first SSRC that passes RFC 3550 probation; a
+// different SSRC replaces it only after it has been silent for 500 ms, and
+// with Latch the destination follows the current source's address. Like
+// rtpengine without strict-source, this trusts whoever sends that stream.
 type Session struct {
 	cfg    Config
 	now    func() time.Time

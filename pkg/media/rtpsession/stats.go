@@ -44,8 +44,8 @@ type Reception struct {
 	Valid        bool   // past probation (A.1)
 	Received     uint32 // distinct packets
 	Expected     uint32 // extended highest − base + 1 (A.3)
-	Lost         int64  // Expected − Received, cumulative
-	FractionLost float64
+	Lost         int64   // Expected − Received, cumulative
+	FractionLost float64 // Lost / Expected, cumulative (RTCP carries the per-interval fraction)
 	HighestSeq   uint32 // extended highest sequence number
 	Duplicates   uint64
 	Late         uint64 // arrived after a higher sequence number
