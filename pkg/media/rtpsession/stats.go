@@ -41,12 +41,12 @@ type Stats struct {
 // Reception is RFC 3550 receiver statistics for the remote source.
 type Reception struct {
 	SSRC         uint32
-	Valid        bool   // past probation (A.1)
-	Received     uint32 // distinct packets
-	Expected     uint32 // extended highest − base + 1 (A.3)
+	Valid        bool    // past probation (A.1)
+	Received     uint32  // distinct packets
+	Expected     uint32  // extended highest − base + 1 (A.3)
 	Lost         int64   // Expected − Received, cumulative
 	FractionLost float64 // Lost / Expected, cumulative (RTCP carries the per-interval fraction)
-	HighestSeq   uint32 // extended highest sequence number
+	HighestSeq   uint32  // extended highest sequence number
 	Duplicates   uint64
 	Late         uint64 // arrived after a higher sequence number
 	Jitter       time.Duration
