@@ -1,0 +1,429 @@
+package rtpsession
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/media/g711"
+	"github.com/natkit/natkit/pkg/media/tones"
+)
+
+// path wraps a PacketConn's writes with the effects of a network: RTP
+// packets (numbered from 0 in sending order) dropped, delayed or
+// duplicated, and RTCP delayed.
+type path struct {
+	net.PacketConn
+	drop      func(n int) bool
+	delay     func(n int) time.Duration
+	dup       func(n int) bool
+	rtcpDelay time.Duration
+
+	mu                        sync.Mutex
+	n                         int
+	dropped, delayed, doubled int
+	wg                        sync.WaitGroup
+}
+
+func (p *path) WriteTo(b []byte, addr net.Addr) (int, error) {
+	var d time.Duration
+	copies := 1
+	if isRTCP(b) {
+		d = p.rtcpDelay
+	} else {
+		p.mu.Lock()
+		n := p.n
+		p.n++
+		if p.drop != nil && p.drop(n) {
+			p.dropped++
+			p.mu.Unlock()
+			return len(b), nil
+		}
+		if p.delay != nil {
+			if d = p.delay(n); d > 0 {
+				p.delayed++
+			}
+		}
+		if p.dup != nil && p.dup(n) {
+			p.doubled++
+			copies = 2
+		}
+		p.mu.Unlock()
+	}
+	if d == 0 {
+		for range copies {
+			if _, err := p.PacketConn.WriteTo(b, addr); err != nil {
+				return 0, err
+			}
+		}
+		return len(b), nil
+	}
+	buf := append([]byte(nil), b...)
+	p.wg.Add(1)
+	time.AfterFunc(d, func() {
+		defer p.wg.Done()
+		for range copies {
+			p.PacketConn.WriteTo(buf, addr)
+		}
+	})
+	return len(b), nil
+}
+
+func (p *path) Close() error {
+	p.wg.Wait()
+	return p.PacketConn.Close()
+}
+
+func listen(t *testing.T) net.PacketConn {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// peer is a running session and what it received.
+type peer struct {
+	*Session
+	mu      sync.Mutex
+	audio   []int16
+	digits  string
+	reports []FarReport
+	runErr  chan error
+}
+
+func (p *peer) received() ([]int16, string, []FarReport) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int16(nil), p.audio...), p.digits, append([]FarReport(nil), p.reports...)
+}
+
+func start(t *testing.T, ctx context.Context, cfg Config) *peer {
+	t.Helper()
+	p := &peer{runErr: make(chan error, 1)}
+	cfg.OnAudio = func(f Frame) {
+		p.mu.Lock()
+		p.audio = append(p.audio, f.Samples...)
+		p.mu.Unlock()
+	}
+	cfg.OnDigit = func(d rune) {
+		p.mu.Lock()
+		p.digits += string(d)
+		p.mu.Unlock()
+	}
+	cfg.OnReport = func(r FarReport) {
+		p.mu.Lock()
+		p.reports = append(p.reports, r)
+		p.mu.Unlock()
+	}
+	if cfg.RTCPInterval == 0 {
+		cfg.RTCPInterval = 100 * time.Millisecond
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Session = s
+	go func() { p.runErr <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-p.runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return p
+}
+
+// exchange has a and b send tones to each other for d, then waits for the
+// last reports.
+func exchange(t *testing.T, ctx context.Context, a, b *peer, d time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, x := range []struct {
+		p *peer
+		f float64
+	}{{a, 1000}, {b, 2000}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := x.p.Send(ctx, tones.Tone(x.f, -10, d)); err != nil {
+				t.Errorf("send: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(400 * time.Millisecond) // ≥ 2 RTCP intervals of 100 ms × 1.5
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Two sessions on loopback exchange 1.5 s of tone (75 packets each way).
+func TestLoopback(t *testing.T) {
+	leaktest.Check(t)
+	ctx := testCtx(t)
+	ca, cb := listen(t), listen(t)
+	a := start(t, ctx, Config{Conn: ca, Remote: cb.LocalAddr()})
+	b := start(t, ctx, Config{Conn: cb, Remote: ca.LocalAddr(), Law: g711.ALaw})
+	exchange(t, ctx, a, b, 1500*time.Millisecond)
+
+	for _, x := range []struct {
+		name     string
+		p, other *peer
+		freq     float64
+	}{{"a", a, b, 2000}, {"b", b, a, 1000}} {
+		st := x.p.Stats()
+		r := st.Receive
+		t.Logf("%s: sent %d, received %d/%d, lost %d, jitter %v, RTT %v (%d), far %+v", x.name,
+			st.PacketsSent, r.Received, r.Expected, r.Lost, r.Jitter, st.RTT, st.RTTSamples, st.Far)
+		if st.PacketsSent != 75 || st.OctetsSent != 75*160 {
+			t.Errorf("%s sent %d packets %d octets", x.name, st.PacketsSent, st.OctetsSent)
+		}
+		// The first packet is probation (RFC 3550 A.1).
+		if !r.Valid || r.Received != 74 || r.Expected != 74 || r.Lost != 0 || r.Duplicates != 0 || r.Late != 0 {
+			t.Errorf("%s reception %+v", x.name, r)
+		}
+		if r.SSRC != x.other.SSRC() {
+			t.Errorf("%s: source %08x, want %08x", x.name, r.SSRC, x.other.SSRC())
+		}
+		if r.Jitter > 5*time.Millisecond {
+			t.Errorf("%s: jitter %v on loopback", x.name, r.Jitter)
+		}
+		if st.RTTSamples == 0 || st.RTT <= 0 || st.RTT > 50*time.Millisecond {
+			t.Errorf("%s: RTT %v from %d samples", x.name, st.RTT, st.RTTSamples)
+		}
+		if st.Far == nil || st.Far.Lost != 0 || st.Far.HighestSeq == 0 {
+			t.Errorf("%s: far report %+v", x.name, st.Far)
+		}
+		audio, _, _ := x.p.received()
+		if len(audio) != 74*160 {
+			t.Errorf("%s: %d samples", x.name, len(audio))
+		}
+		if pw := tones.Power(audio[160:len(audio)-160], x.freq); pw < 0.9 {
+			t.Errorf("%s: power at %v Hz %.2f", x.name, x.freq, pw)
+		}
+		if st.Invalid != 0 || st.OtherSSRC != 0 || st.OtherPT != 0 {
+			t.Errorf("%s: %+v", x.name, st)
+		}
+	}
+	a.Close()
+	time.Sleep(50 * time.Millisecond)
+	if !b.Stats().ByeReceived {
+		t.Error("no BYE after Close")
+	}
+}
+
+// Every 10th RTP packet from a is dropped (never the last, which would not
+// yet count as expected), every other one delayed 10 ms,
+// and RTCP delayed 25 ms each way: b counts exactly the dropped packets as
+// lost, its A.8 jitter converges near 10 ms, a hears the same in RTCP, each
+// report's fraction matches the counts between reports, and both RTTs
+// include the 50 ms of RTCP delay.
+func TestLossyPath(t *testing.T) {
+	leaktest.Check(t)
+	ctx := testCtx(t)
+	ca, cb := listen(t), listen(t)
+	pa := &path{PacketConn: ca,
+		drop:      func(n int) bool { return n%10 == 5 },
+		delay:     func(n int) time.Duration { return time.Duration(n%2) * 10 * time.Millisecond },
+		rtcpDelay: 25 * time.Millisecond,
+	}
+	pb := &path{PacketConn: cb, rtcpDelay: 25 * time.Millisecond}
+	a := start(t, ctx, Config{Conn: pa, Remote: cb.LocalAddr()})
+	b := start(t, ctx, Config{Conn: pb, Remote: ca.LocalAddr()})
+	exchange(t, ctx, a, b, 2*time.Second)
+
+	ra := a.Stats()
+	rb := b.Stats()
+	r := rb.Receive
+	t.Logf("b: received %d/%d, lost %d (%.3f), jitter %v, RTT %v", r.Received, r.Expected, r.Lost, r.FractionLost, r.Jitter, rb.RTT)
+	t.Logf("a: far %+v, RTT %v", *ra.Far, ra.RTT)
+	if pa.dropped != 10 {
+		t.Fatalf("path dropped %d, want 10 of 100", pa.dropped)
+	}
+	if r.Lost != int64(pa.dropped) || r.Expected != 99 {
+		t.Errorf("b lost %d of %d, want %d of 99", r.Lost, r.Expected, pa.dropped)
+	}
+	if want := 10.0 / 99; math.Abs(r.FractionLost-want) > 1e-9 {
+		t.Errorf("b fraction lost %.4f, want %.4f", r.FractionLost, want)
+	}
+	if r.Jitter < 7*time.Millisecond || r.Jitter > 13*time.Millisecond {
+		t.Errorf("b jitter %v, want about 10 ms", r.Jitter)
+	}
+	if ra.Far.Lost != int32(pa.dropped) || (ra.Far.Jitter-r.Jitter).Abs() > 2*time.Millisecond {
+		t.Errorf("a heard lost %d jitter %v; b has %d %v", ra.Far.Lost, ra.Far.Jitter, r.Lost, r.Jitter)
+	}
+	for _, st := range []Stats{ra, rb} {
+		if st.RTT < 50*time.Millisecond || st.RTT > 70*time.Millisecond {
+			t.Errorf("RTT %v, want 50 ms of injected delay plus loopback", st.RTT)
+		}
+	}
+	// Each report's fraction is the interval's loss (A.3), floor(256·lost/expected).
+	_, _, reports := a.received()
+	checked, lossy := 0, 0
+	for i := 1; i < len(reports); i++ {
+		prev, cur := reports[i-1], reports[i]
+		exp := int64(cur.HighestSeq) - int64(prev.HighestSeq)
+		lost := int64(cur.Lost) - int64(prev.Lost)
+		if exp <= 0 {
+			continue
+		}
+		want := 0.0
+		if lost > 0 {
+			want = float64((lost<<8)/exp) / 256
+			lossy++
+		}
+		if cur.FractionLost != want {
+			t.Errorf("report %d: fraction %.4f, want %.4f (%d of %d)", i, cur.FractionLost, want, lost, exp)
+		}
+		checked++
+	}
+	if checked < 5 || lossy < 3 {
+		t.Errorf("only %d report intervals checked, %d with loss", checked, lossy)
+	}
+}
+
+// Every 5th packet 30 ms late (after the next one) and every 7th sent twice:
+// nothing lost, each late and each duplicate counted once, audio intact.
+func TestReorderDuplicate(t *testing.T) {
+	leaktest.Check(t)
+	ctx := testCtx(t)
+	ca, cb := listen(t), listen(t)
+	pa := &path{PacketConn: ca,
+		delay: func(n int) time.Duration {
+			if n%5 == 2 {
+				return 30 * time.Millisecond
+			}
+			return 0
+		},
+		dup: func(n int) bool { return n%7 == 3 },
+	}
+	a := start(t, ctx, Config{Conn: pa, Remote: cb.LocalAddr()})
+	b := start(t, ctx, Config{Conn: cb, Remote: ca.LocalAddr()})
+	exchange(t, ctx, a, b, time.Second)
+	r := b.Stats().Receive
+	t.Logf("b: %+v", r)
+	if r.Lost != 0 || r.Received != 49 || r.Late != uint64(pa.delayed) || r.Duplicates != uint64(pa.doubled) {
+		t.Errorf("b: %+v; path delayed %d doubled %d", r, pa.delayed, pa.doubled)
+	}
+	if audio, _, _ := b.received(); len(audio) != 49*160 {
+		t.Errorf("%d samples", len(audio))
+	}
+}
+
+// Symmetric RTP: a was told a wrong address (as from SDP behind a NAT) and
+// latches to where b's packets come from; c knows no address at all.
+func TestLatch(t *testing.T) {
+	leaktest.Check(t)
+	ctx := testCtx(t)
+	blackhole := listen(t)
+	tests := []struct {
+		name   string
+		remote net.Addr
+	}{
+		{"wrong address", blackhole.LocalAddr()},
+		{"no address", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ca, cb := listen(t), listen(t)
+			a := start(t, ctx, Config{Conn: ca, Remote: tt.remote, Latch: true})
+			b := start(t, ctx, Config{Conn: cb, Remote: ca.LocalAddr()})
+			exchange(t, ctx, a, b, time.Second)
+			st := a.Stats()
+			if !st.Latched || st.Remote != cb.LocalAddr().String() || st.Relatches != 0 {
+				t.Errorf("a: latched %v to %q (relatches %d), want %v", st.Latched, st.Remote, st.Relatches, cb.LocalAddr())
+			}
+			rb := b.Stats()
+			// a's first packets went astray (or nowhere) until b's second
+			// packet validated the source.
+			if rb.Receive.Received < 40 || rb.RTTSamples == 0 {
+				t.Errorf("b received %d, RTT samples %d", rb.Receive.Received, rb.RTTSamples)
+			}
+			if tt.remote == nil && st.NotSent == 0 {
+				t.Error("a had nowhere to send, yet NotSent is 0")
+			}
+		})
+	}
+}
+
+// RTCP on its own sockets (no RFC 5761 mux).
+func TestSeparateRTCP(t *testing.T) {
+	leaktest.Check(t)
+	ctx := testCtx(t)
+	ca, cb, ra, rb := listen(t), listen(t), listen(t), listen(t)
+	a := start(t, ctx, Config{Conn: ca, RTCPConn: ra, Remote: cb.LocalAddr(), RemoteRTCP: rb.LocalAddr()})
+	b := start(t, ctx, Config{Conn: cb, RTCPConn: rb, Remote: ca.LocalAddr(), RemoteRTCP: ra.LocalAddr()})
+	exchange(t, ctx, a, b, time.Second)
+	for _, p := range []*peer{a, b} {
+		if st := p.Stats(); st.RTTSamples == 0 || st.Receive.Received != 49 || st.Invalid != 0 {
+			t.Errorf("%+v", st)
+		}
+	}
+}
+
+func TestDigits(t *testing.T) {
+	leaktest.Check(t)
+	ctx := testCtx(t)
+	ca, cb := listen(t), listen(t)
+	a := start(t, ctx, Config{Conn: ca, Remote: cb.LocalAddr()})
+	b := start(t, ctx, Config{Conn: cb, Remote: ca.LocalAddr()})
+	for _, d := range "5#" {
+		if err := a.SendDigit(ctx, d, 100*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, digits, _ := b.received(); digits != "5#" {
+		t.Errorf("digits %q", digits)
+	}
+	if err := a.SendDigit(ctx, 'x', time.Second); err == nil {
+		t.Error("x sent")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	c := listen(t)
+	tests := []struct {
+		name string
+		cfg  Config
+		want error
+	}{
+		{"no conn", Config{Remote: c.LocalAddr()}, ErrNoConn},
+		{"nowhere to send", Config{Conn: c}, ErrNoRemote},
+		{"bad law", Config{Conn: c, Remote: c.LocalAddr(), Law: 7}, nil},
+		{"odd ptime", Config{Conn: c, Remote: c.LocalAddr(), Ptime: 1500 * time.Microsecond}, nil},
+		{"event PT clash", Config{Conn: c, Remote: c.LocalAddr(), EventPT: 0x80}, nil},
+		{"negative RTCP interval", Config{Conn: c, Remote: c.LocalAddr(), RTCPInterval: -1}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Errorf("error %v, want %v", err, tt.want)
+			}
+		})
+	}
+	s, err := New(Config{Conn: c, Remote: c.LocalAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.SSRC() == 0 || s.FrameSamples() != 160 || s.cfg.RTCPInterval != 5*time.Second || s.cfg.EventPT != 101 {
+		t.Errorf("defaults: %+v", s.cfg)
+	}
+	s.Close()
+	s.Close()
+	if err := s.WriteFrame(make([]int16, 160)); !errors.Is(err, ErrClosed) {
+		t.Errorf("write after close: %v", err)
+	}
+}
