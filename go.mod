@@ -11,6 +11,7 @@ require (
 	github.com/pion/logging v0.2.2
 	github.com/pion/rtcp v1.2.20
 	github.com/pion/rtp v1.10.6
+	github.com/pion/sdp/v3 v3.0.20
 	github.com/pion/stun/v2 v2.0.0
 	github.com/pion/transport/v3 v3.0.7
 	github.com/pion/turn/v3 v3.0.3

@@ -1,0 +1,181 @@
+package sdp
+
+import (
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	psdp "github.com/pion/sdp/v3"
+)
+
+// The G.711 codecs (RFC 3551 static payload types) and RFC 4733
+// telephone-event, which natkit's PBX offers and accepts.
+var (
+	PCMU           = Codec{PT: 0, Name: "PCMU", ClockRate: 8000}
+	PCMA           = Codec{PT: 8, Name: "PCMA", ClockRate: 8000}
+	TelephoneEvent = Codec{PT: 101, Name: "telephone-event", ClockRate: 8000, Fmtp: "0-16"}
+)
+
+// DefaultPtime is the packet time natkit offers: 20 ms, 160 G.711 samples.
+const DefaultPtime = 20
+
+// ErrNotAcceptable is returned by Answer when no audio stream of the offer
+// has a codec in common with ours (SIP answers 488).
+var ErrNotAcceptable = errors.New("sdp: no audio stream with a common codec")
+
+// Local is our side of an offer/answer. Zero values mean the defaults.
+type Local struct {
+	Addr           netip.AddrPort // where we receive RTP
+	Username       string         // o= username; "" is "-"
+	SessionID      uint64         // o= sess-id
+	SessionVersion uint64         // o= sess-version
+	Codecs         []Codec        // in our order of preference; nil is PCMU, PCMA
+	NoDTMF         bool           // neither offer nor accept telephone-event
+	Ptime          int            // ms; 0 is DefaultPtime
+	Direction      Direction      // offers only; "" is sendrecv
+}
+
+func (l Local) codecs() []Codec {
+	if l.Codecs == nil {
+		return []Codec{PCMU, PCMA}
+	}
+	return l.Codecs
+}
+
+func (l Local) session() *psdp.SessionDescription {
+	user := l.Username
+	if user == "" {
+		user = "-"
+	}
+	ip := l.Addr.Addr().Unmap()
+	at := "IP4"
+	if ip.Is6() {
+		at = "IP6"
+	}
+	return &psdp.SessionDescription{
+		Origin: psdp.Origin{
+			Username: user, SessionID: l.SessionID, SessionVersion: l.SessionVersion,
+			NetworkType: "IN", AddressType: at, UnicastAddress: ip.String(),
+		},
+		SessionName: "-",
+		ConnectionInformation: &psdp.ConnectionInformation{
+			NetworkType: "IN", AddressType: at, Address: &psdp.Address{Address: ip.String()},
+		},
+		TimeDescriptions: []psdp.TimeDescription{{}},
+	}
+}
+
+// audio builds an RTP/AVP audio section with codecs.
+func (l Local) audio(codecs []Codec, dir Direction) *psdp.MediaDescription {
+	md := &psdp.MediaDescription{MediaName: psdp.MediaName{
+		Media: "audio", Port: psdp.RangedPort{Value: int(l.Addr.Port())}, Protos: []string{"RTP", "AVP"},
+	}}
+	for _, c := range codecs {
+		pt := strconv.Itoa(int(c.PT))
+		md.MediaName.Formats = append(md.MediaName.Formats, pt)
+		rtpmap := pt + " " + c.Name + "/" + strconv.Itoa(c.ClockRate)
+		if c.Channels > 1 {
+			rtpmap += "/" + strconv.Itoa(c.Channels)
+		}
+		md.Attributes = append(md.Attributes, psdp.NewAttribute("rtpmap", rtpmap))
+		if c.Fmtp != "" {
+			md.Attributes = append(md.Attributes, psdp.NewAttribute("fmtp", pt+" "+c.Fmtp))
+		}
+	}
+	ptime := l.Ptime
+	if ptime == 0 {
+		ptime = DefaultPtime
+	}
+	md.Attributes = append(md.Attributes, psdp.NewAttribute("ptime", strconv.Itoa(ptime)))
+	if dir == "" {
+		dir = SendRecv
+	}
+	md.Attributes = append(md.Attributes, psdp.NewPropertyAttribute(string(dir)))
+	return md
+}
+
+// Offer returns an offer of one audio stream at l.Addr with l's codecs
+// (and telephone-event unless l.NoDTMF).
+func Offer(l Local) *psdp.SessionDescription {
+	desc := l.session()
+	codecs := l.codecs()
+	if !l.NoDTMF {
+		codecs = append(codecs[:len(codecs):len(codecs)], TelephoneEvent)
+	}
+	desc.MediaDescriptions = []*psdp.MediaDescription{l.audio(codecs, l.Direction)}
+	return desc
+}
+
+// Answered tells what Answer chose.
+type Answered struct {
+	Index  int    // the accepted m= section
+	Codec  Codec  // the codec, with the offer's payload type
+	DTMF   *Codec // telephone-event as offered, nil when not
+	Remote Stream // the offered stream: where to send
+}
+
+// Answer answers offer (RFC 3264 §6): the first audio RTP/AVP stream with
+// a port and a codec in common is accepted at l.Addr with the first of the
+// offer's codecs that l supports (the offerer's preference), plus
+// telephone-event if offered, in the reverse direction of the offer's;
+// every other stream is rejected with port 0. With no stream accepted it
+// returns ErrNotAcceptable.
+func Answer(offer *psdp.SessionDescription, l Local) (*psdp.SessionDescription, Answered, error) {
+	desc := l.session()
+	if len(offer.TimeDescriptions) > 0 {
+		desc.TimeDescriptions = []psdp.TimeDescription{{Timing: offer.TimeDescriptions[0].Timing}}
+	}
+	var ans Answered
+	accepted := false
+	for i, s := range Streams(offer) {
+		om := offer.MediaDescriptions[i]
+		if !accepted && s.Port != 0 && s.Media == "audio" && s.Proto == "RTP/AVP" {
+			if c, dtmf, ok := choose(s.Codecs, l); ok {
+				codecs := []Codec{c}
+				if dtmf != nil {
+					codecs = append(codecs, *dtmf)
+				}
+				desc.MediaDescriptions = append(desc.MediaDescriptions, l.audio(codecs, s.Direction.Reverse()))
+				ans = Answered{Index: i, Codec: c, DTMF: dtmf, Remote: s}
+				accepted = true
+				continue
+			}
+		}
+		formats := om.MediaName.Formats
+		if len(formats) == 0 {
+			formats = []string{"0"}
+		}
+		desc.MediaDescriptions = append(desc.MediaDescriptions, &psdp.MediaDescription{MediaName: psdp.MediaName{
+			Media: om.MediaName.Media, Protos: om.MediaName.Protos, Formats: formats,
+		}})
+	}
+	if !accepted {
+		return nil, Answered{}, ErrNotAcceptable
+	}
+	return desc, ans, nil
+}
+
+func choose(offered []Codec, l Local) (Codec, *Codec, bool) {
+	var dtmf *Codec
+	if !l.NoDTMF {
+		for _, c := range offered {
+			if c.Same(TelephoneEvent) {
+				d := c
+				if d.Fmtp == "" {
+					d.Fmtp = TelephoneEvent.Fmtp
+				}
+				dtmf = &d
+				break
+			}
+		}
+	}
+	for _, c := range offered {
+		for _, ours := range l.codecs() {
+			if c.Same(ours) && !strings.EqualFold(c.Name, TelephoneEvent.Name) {
+				return c, dtmf, true
+			}
+		}
+	}
+	return Codec{}, nil, false
+}
