@@ -487,3 +487,41 @@ func TestNoAllocPerPacket(t *testing.T) {
 		t.Errorf("%.2f allocations a packet", per)
 	}
 }
+
+// BenchmarkRelay sends one G.711 packet at a time through a call and
+// waits for it: the relay's cost a packet on an idle machine (ns/op is a
+// round trip phone → relay → phone; allocs/op must stay 0).
+func BenchmarkRelay(b *testing.B) {
+	a, err := New(Config{IP: loopback, MinPort: 47000, MaxPort: 47099})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	c, err := a.NewCall()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pa, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pa.Close()
+	pb, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pb.Close()
+	c.Leg(B).Expect(pb.LocalAddr().(*net.UDPAddr).AddrPort(), netip.AddrPort{})
+	pkt, buf := rtpPacket(1, 1), make([]byte, 2048)
+	to := netip.AddrPortFrom(loopback, c.Leg(A).Port())
+	pb.SetReadDeadline(time.Now().Add(time.Minute))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pa.WriteToUDPAddrPort(pkt, to)
+		if _, _, err := pb.ReadFromUDPAddrPort(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

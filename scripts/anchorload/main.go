@@ -1,0 +1,280 @@
+// Command anchorload measures pkg/pbx/anchor under the load of issue 11:
+// -calls concurrent G.711 calls, each phone sending -pps packets a second
+// of -size bytes (20 ms frames: 50 pps, 172 bytes) through the relay for
+// -duration, both ways. It is the load generator of scripts/bench-anchor.sh
+// and runs the relay in its own process, on loopback only.
+//
+// Every phone is a UDP socket of its own. Senders keep an absolute schedule
+// with the phones spread evenly over each packet interval, as independent
+// phones would be; each packet carries its send time, so the receiving
+// phone measures the one-way latency. Phones latch the relay (they send
+// before the measurement starts) and then send from the ports they latched.
+// With -direct the phones send to each other without the relay: the
+// baseline the relay's added latency is measured against.
+//
+// It prints one line of key=value figures: pps (packets relayed a second,
+// both directions), loss_pct, p50_us/p99_us/max_us (one-way latency),
+// allocs_per_pkt (all of the process's allocations during the run over
+// the packets relayed: the generator allocates nothing per packet either),
+// heap_per_call and stack_per_call (bytes the relay took per call: heap and
+// goroutine stacks after the calls were opened and latched) and cpu_pct
+// (the whole process, generator included).
+package main
+
+import (
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/natkit/natkit/pkg/pbx/anchor"
+)
+
+const buckets = 20000 // 1 µs each; beyond is the last
+
+var (
+	hist     [buckets + 1]atomic.Uint64
+	received atomic.Uint64
+	start    = time.Now()
+)
+
+type phone struct {
+	conn *net.UDPConn
+	to   netip.AddrPort // the relay's leg, or the other phone with -direct
+	id   uint32
+}
+
+func main() {
+	calls := flag.Int("calls", 500, "concurrent calls")
+	pps := flag.Int("pps", 50, "packets a second each phone sends")
+	size := flag.Int("size", 172, "bytes a packet (12 RTP + 160 G.711)")
+	duration := flag.Duration("duration", 10*time.Second, "how long to send")
+	minPort := flag.Int("min-port", 20000, "first media port of the relay")
+	senders := flag.Int("senders", 4, "sender goroutines")
+	direct := flag.Bool("direct", false, "phones send to each other, without the relay (the baseline)")
+	label := flag.String("label", "relay", "name printed with the result")
+	flag.Parse()
+	if *size < 28 || *size > 1400 || *calls < 1 || *pps < 1 || *senders < 1 {
+		fmt.Fprintln(os.Stderr, "anchorload: -size 28-1400, -calls, -pps and -senders positive")
+		os.Exit(2)
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+
+	var a *anchor.Anchor
+	var cs []*anchor.Call
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	if !*direct {
+		var err error
+		a, err = anchor.New(anchor.Config{IP: lo, MinPort: uint16(*minPort), MaxPort: uint16(*minPort + 4**calls + 99)})
+		check(err)
+		defer a.Close()
+		for i := 0; i < *calls; i++ {
+			c, err := a.NewCall()
+			check(err)
+			cs = append(cs, c)
+		}
+	}
+	phones := make([]*phone, 2**calls)
+	for i := range phones {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		check(err)
+		c.SetReadBuffer(1 << 20)
+		phones[i] = &phone{conn: c, id: uint32(i)}
+	}
+	for i := 0; i < *calls; i++ {
+		pa, pb := phones[2*i], phones[2*i+1]
+		if *direct {
+			pa.to, pb.to = addrOf(pb.conn), addrOf(pa.conn)
+			continue
+		}
+		pa.to = netip.AddrPortFrom(lo, cs[i].Leg(anchor.A).Port())
+		pb.to = netip.AddrPortFrom(lo, cs[i].Leg(anchor.B).Port())
+		// The SDP names a port the phone does not send from, as behind a NAT.
+		cs[i].Leg(anchor.A).Expect(netip.AddrPortFrom(lo, 9), netip.AddrPort{})
+		cs[i].Leg(anchor.B).Expect(netip.AddrPortFrom(lo, 9), netip.AddrPort{})
+	}
+	var wg sync.WaitGroup
+	for _, p := range phones {
+		wg.Add(1)
+		go receive(p, &wg)
+	}
+	// Latch: each phone sends until its leg has latched.
+	warm := make([]byte, *size)
+	warm[0] = 0x80
+	for !*direct {
+		left := 0
+		for i, c := range cs {
+			st := c.Stats()
+			if st.A.Latched == "" {
+				phones[2*i].conn.WriteToUDPAddrPort(warm, phones[2*i].to)
+				left++
+			}
+			if st.B.Latched == "" {
+				phones[2*i+1].conn.WriteToUDPAddrPort(warm, phones[2*i+1].to)
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !*direct {
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+	}
+	time.Sleep(200 * time.Millisecond)
+	received.Store(0)
+	for i := range hist {
+		hist[i].Store(0)
+	}
+	relayedBefore := relayed(cs)
+
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	t0 := time.Now()
+	interval := time.Second / time.Duration(*pps)
+	ticks := int(*duration / interval)
+	var sent atomic.Uint64
+	var swg sync.WaitGroup
+	for s := 0; s < *senders; s++ {
+		swg.Add(1)
+		go func(s int) {
+			defer swg.Done()
+			var mine []*phone
+			for i := s; i < len(phones); i += *senders {
+				mine = append(mine, phones[i])
+			}
+			send(mine, len(phones), s, *senders, t0, interval, ticks, *size, &sent)
+		}(s)
+	}
+	swg.Wait()
+	elapsed := time.Since(t0)
+	time.Sleep(500 * time.Millisecond) // the last packets arrive
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	runtime.ReadMemStats(&ms1)
+	got := received.Load()
+	relayedN := relayed(cs) - relayedBefore
+
+	for _, p := range phones {
+		p.conn.Close()
+	}
+	wg.Wait()
+
+	total := sent.Load()
+	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * 100
+	fmt.Printf("anchorload %s: calls=%d pps=%.0f sent=%d received=%d loss_pct=%.4f p50_us=%.0f p90_us=%.0f p95_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f cpu_pct=%.0f",
+		*label, *calls, float64(relayedN)/elapsed.Seconds(), total, got, 100*float64(total-min(got, total))/float64(total),
+		pct(0.50), pct(0.90), pct(0.95), pct(0.99), pct(0.999), pct(1), float64(cpu)/float64(elapsed))
+	if *direct {
+		fmt.Printf(" pps_sent=%.0f", float64(total)/elapsed.Seconds())
+	} else {
+		fmt.Printf(" allocs_per_pkt=%.4f heap_per_call=%d stack_per_call=%d",
+			float64(ms1.Mallocs-ms0.Mallocs)/float64(max(relayedN, 1)),
+			(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/int64(*calls), (int64(m1.StackInuse)-int64(m0.StackInuse))/int64(*calls))
+	}
+	fmt.Println()
+}
+
+// send sends for phones[i] (every senders-th phone from s) on a schedule:
+// phone i's packets at t0 + k*interval + offset, offsets spread over the
+// interval by the phone's index among n.
+func send(mine []*phone, n, s, senders int, t0 time.Time, interval time.Duration, ticks, size int, sent *atomic.Uint64) {
+	pkts := make([][]byte, len(mine))
+	for j, p := range mine {
+		b := make([]byte, size)
+		b[0], b[1] = 0x80, 0
+		binary.BigEndian.PutUint32(b[8:], p.id)
+		pkts[j] = b
+	}
+	offset := func(j int) time.Duration { return interval * time.Duration(j*senders+s) / time.Duration(n) }
+	for k := 0; k < ticks; k++ {
+		base := t0.Add(time.Duration(k) * interval)
+		for j, p := range mine {
+			at := base.Add(offset(j))
+			if d := time.Until(at); d > 50*time.Microsecond {
+				time.Sleep(d)
+			}
+			b := pkts[j]
+			binary.BigEndian.PutUint16(b[2:], uint16(k))
+			binary.BigEndian.PutUint32(b[4:], uint32(k*160))
+			binary.BigEndian.PutUint64(b[12:], uint64(time.Since(start)))
+			if _, err := p.conn.WriteToUDPAddrPort(b, p.to); err == nil {
+				sent.Add(1)
+			}
+		}
+	}
+}
+
+func receive(p *phone, wg *sync.WaitGroup) {
+	defer wg.Done()
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		if n < 20 {
+			continue
+		}
+		ts := binary.BigEndian.Uint64(buf[12:])
+		if ts == 0 {
+			continue // a latching packet
+		}
+		lat := (time.Since(start) - time.Duration(ts)) / time.Microsecond
+		hist[min(int(lat), buckets)].Add(1)
+		received.Add(1)
+	}
+}
+
+// pct returns the q quantile of the latency histogram in µs.
+func pct(q float64) float64 {
+	var total uint64
+	for i := range hist {
+		total += hist[i].Load()
+	}
+	if total == 0 {
+		return 0
+	}
+	want := uint64(q * float64(total))
+	if want == 0 {
+		want = 1
+	}
+	var acc uint64
+	for i := range hist {
+		acc += hist[i].Load()
+		if acc >= want {
+			return float64(i)
+		}
+	}
+	return buckets
+}
+
+func relayed(cs []*anchor.Call) uint64 {
+	var n uint64
+	for _, c := range cs {
+		st := c.Stats()
+		n += st.A.PacketsOut + st.B.PacketsOut
+	}
+	return n
+}
+
+func addrOf(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "anchorload:", err)
+		os.Exit(1)
+	}
+}
