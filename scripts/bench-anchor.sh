@@ -7,6 +7,7 @@
 #
 #   scripts/bench-anchor.sh
 #   CALLS=250 DURATION=30s RUNS=3 scripts/bench-anchor.sh
+#   SPLIT=1 scripts/bench-anchor.sh   # relay and phones in two processes, pinned to CPU 0 and 1
 #
 # Each run prints the phones talking directly (the baseline: what the
 # generator and the loopback cost) and then through the relay; the relay's
@@ -30,4 +31,16 @@ for ((i = 1; i <= RUNS; i++)); do
 	echo "$relay"
 	get() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<<"$2"; }
 	echo "added latency: p50 $(( $(get p50_us "$relay") - $(get p50_us "$direct") )) µs, p99 $(( $(get p99_us "$relay") - $(get p99_us "$direct") )) µs (20000 means 20 ms or more)"
+	if [ "${SPLIT:-0}" = 1 ]; then
+		ports=$(dirname "$bin")/ports
+		rm -f "$ports"
+		taskset -c 0 "$bin" -calls "$CALLS" -serve "$ports" >"$ports.out" 2>&1 &
+		pid=$!
+		while [ ! -f "$ports" ]; do sleep 0.1; done
+		taskset -c 1 "$bin" -use "$ports" -duration "$DURATION" -label "phones (CPU 1) through the relay process (CPU 0)" -direct=false
+		kill -TERM "$pid"
+		wait "$pid" || true
+		cat "$ports.out"
+		taskset -c 1 "$bin" -calls "$CALLS" -duration "$DURATION" -direct -label "direct, phones alone on CPU 1"
+	fi
 done

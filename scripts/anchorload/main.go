@@ -28,7 +28,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,7 +62,13 @@ func main() {
 	senders := flag.Int("senders", 4, "sender goroutines")
 	direct := flag.Bool("direct", false, "phones send to each other, without the relay (the baseline)")
 	label := flag.String("label", "relay", "name printed with the result")
+	serve := flag.String("serve", "", "run only the relay: write its calls' ports to this `file` (a line \"A B\" a call) and relay until SIGTERM, then print its own figures")
+	use := flag.String("use", "", "run only the phones, against the relay whose ports -serve wrote to this `file`")
 	flag.Parse()
+	if *serve != "" {
+		serveOnly(*serve, *calls, *minPort)
+		return
+	}
 	if *size < 28 || *size > 1400 || *calls < 1 || *pps < 1 || *senders < 1 {
 		fmt.Fprintln(os.Stderr, "anchorload: -size 28-1400, -calls, -pps and -senders positive")
 		os.Exit(2)
@@ -72,7 +80,12 @@ func main() {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
-	if !*direct {
+	var remote [][2]uint16
+	if *use != "" {
+		remote = readPorts(*use)
+		*calls = len(remote)
+	}
+	if !*direct && *use == "" {
 		var err error
 		a, err = anchor.New(anchor.Config{IP: lo, MinPort: uint16(*minPort), MaxPort: uint16(*minPort + 4**calls + 99)})
 		check(err)
@@ -96,6 +109,10 @@ func main() {
 			pa.to, pb.to = addrOf(pb.conn), addrOf(pa.conn)
 			continue
 		}
+		if *use != "" {
+			pa.to, pb.to = netip.AddrPortFrom(lo, remote[i][0]), netip.AddrPortFrom(lo, remote[i][1])
+			continue
+		}
 		pa.to = netip.AddrPortFrom(lo, cs[i].Leg(anchor.A).Port())
 		pb.to = netip.AddrPortFrom(lo, cs[i].Leg(anchor.B).Port())
 		// The SDP names a port the phone does not send from, as behind a NAT.
@@ -110,7 +127,13 @@ func main() {
 	// Latch: each phone sends until its leg has latched.
 	warm := make([]byte, *size)
 	warm[0] = 0x80
-	for !*direct {
+	for k := 0; *use != "" && k < 10; k++ { // latch a relay in another process
+		for _, p := range phones {
+			p.conn.WriteToUDPAddrPort(warm, p.to)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for !*direct && *use == "" {
 		left := 0
 		for i, c := range cs {
 			st := c.Stats()
@@ -128,7 +151,7 @@ func main() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !*direct {
+	if !*direct && *use == "" {
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
 	}
@@ -177,7 +200,7 @@ func main() {
 	fmt.Printf("anchorload %s: calls=%d pps=%.0f sent=%d received=%d loss_pct=%.4f p50_us=%.0f p90_us=%.0f p95_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f cpu_pct=%.0f",
 		*label, *calls, float64(relayedN)/elapsed.Seconds(), total, got, 100*float64(total-min(got, total))/float64(total),
 		pct(0.50), pct(0.90), pct(0.95), pct(0.99), pct(0.999), pct(1), float64(cpu)/float64(elapsed))
-	if *direct {
+	if *direct || *use != "" {
 		fmt.Printf(" pps_sent=%.0f", float64(total)/elapsed.Seconds())
 	} else {
 		fmt.Printf(" allocs_per_pkt=%.4f heap_per_call=%d stack_per_call=%d",
@@ -277,4 +300,72 @@ func check(err error) {
 		fmt.Fprintln(os.Stderr, "anchorload:", err)
 		os.Exit(1)
 	}
+}
+
+// serveOnly runs the relay alone: it opens calls, writes their ports to
+// file, and on SIGTERM prints what it relayed since every leg latched,
+// with its own CPU time, allocations and memory per call.
+func serveOnly(file string, calls, minPort int) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	var m0, m1, ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	a, err := anchor.New(anchor.Config{IP: lo, MinPort: uint16(minPort), MaxPort: uint16(minPort + 4*calls + 99)})
+	check(err)
+	defer a.Close()
+	var cs []*anchor.Call
+	var out strings.Builder
+	for i := 0; i < calls; i++ {
+		c, err := a.NewCall()
+		check(err)
+		cs = append(cs, c)
+		c.Leg(anchor.A).Expect(netip.AddrPortFrom(lo, 9), netip.AddrPort{})
+		c.Leg(anchor.B).Expect(netip.AddrPortFrom(lo, 9), netip.AddrPort{})
+		fmt.Fprintf(&out, "%d %d\n", c.Leg(anchor.A).Port(), c.Leg(anchor.B).Port())
+	}
+	check(os.WriteFile(file+".tmp", []byte(out.String()), 0o644))
+	check(os.Rename(file+".tmp", file))
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	for latched := false; !latched; {
+		select {
+		case <-sig:
+			fmt.Fprintln(os.Stderr, "anchorload: stopped before every leg latched")
+			os.Exit(1)
+		case <-time.After(20 * time.Millisecond):
+		}
+		latched = true
+		for _, c := range cs {
+			st := c.Stats()
+			latched = latched && st.A.Latched != "" && st.B.Latched != ""
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	runtime.ReadMemStats(&ms0)
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	n0, t0 := relayed(cs), time.Now()
+	<-sig
+	n, elapsed := relayed(cs)-n0, time.Since(t0)
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	runtime.ReadMemStats(&ms1)
+	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * 100
+	fmt.Printf("anchorload relay process: calls=%d relayed=%d relay_cpu_pct=%.0f allocs_per_pkt=%.4f heap_per_call=%d stack_per_call=%d (over %.1f s, warm-up and drain included)\n",
+		calls, n, float64(cpu)/float64(elapsed), float64(ms1.Mallocs-ms0.Mallocs)/float64(max(n, 1)),
+		(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/int64(calls), (int64(m1.StackInuse)-int64(m0.StackInuse))/int64(calls), elapsed.Seconds())
+}
+
+func readPorts(file string) [][2]uint16 {
+	b, err := os.ReadFile(file)
+	check(err)
+	var out [][2]uint16
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var p [2]uint16
+		if _, err := fmt.Sscanf(l, "%d %d", &p[0], &p[1]); err != nil {
+			check(fmt.Errorf("%s: %q: %v", file, l, err))
+		}
+		out = append(out, p)
+	}
+	return out
 }
