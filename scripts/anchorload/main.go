@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,7 @@ func main() {
 	label := flag.String("label", "relay", "name printed with the result")
 	serve := flag.String("serve", "", "run only the relay: write its calls' ports to this `file` (a line \"A B\" a call) and relay until SIGTERM, then print its own figures")
 	use := flag.String("use", "", "run only the phones, against the relay whose ports -serve wrote to this `file`")
+	traceFile := flag.String("trace", "", "write a runtime trace of the measured run to this `file`")
 	flag.Parse()
 	if *serve != "" {
 		serveOnly(*serve, *calls, *minPort)
@@ -166,6 +168,12 @@ func main() {
 	runtime.ReadMemStats(&ms0)
 	var ru0, ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		check(err)
+		check(trace.Start(f))
+		defer f.Close()
+	}
 	t0 := time.Now()
 	interval := time.Second / time.Duration(*pps)
 	ticks := int(*duration / interval)
@@ -184,6 +192,9 @@ func main() {
 	}
 	swg.Wait()
 	elapsed := time.Since(t0)
+	if *traceFile != "" {
+		trace.Stop()
+	}
 	time.Sleep(500 * time.Millisecond) // the last packets arrive
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	runtime.ReadMemStats(&ms1)
