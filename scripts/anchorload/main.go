@@ -18,7 +18,10 @@
 // the packets relayed: the generator allocates nothing per packet either),
 // heap_per_call and stack_per_call (bytes the relay took per call: heap and
 // goroutine stacks after the calls were opened and latched) and cpu_pct
-// (the whole process, generator included).
+// (the whole process, generator included), and relay_p50_us..relay_max_us:
+// how long packets spent in the relay, from the kernel's receive time stamp
+// to the end of the send (Anchor.Latency) — the relay's added latency,
+// without the generator's own delays.
 package main
 
 import (
@@ -163,6 +166,9 @@ func main() {
 		hist[i].Store(0)
 	}
 	relayedBefore := relayed(cs)
+	if a != nil {
+		a.ResetLatency()
+	}
 
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
@@ -214,6 +220,8 @@ func main() {
 	if *direct || *use != "" {
 		fmt.Printf(" pps_sent=%.0f", float64(total)/elapsed.Seconds())
 	} else {
+		l := a.Latency()
+		fmt.Printf(" relay_p50_us=%.0f relay_p99_us=%.0f relay_p999_us=%.0f relay_max_us=%.0f", 1000*l.P50ms, 1000*l.P99ms, 1000*l.P999ms, 1000*l.Maxms)
 		fmt.Printf(" allocs_per_pkt=%.4f heap_per_call=%d stack_per_call=%d",
 			float64(ms1.Mallocs-ms0.Mallocs)/float64(max(relayedN, 1)),
 			(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/int64(*calls), (int64(m1.StackInuse)-int64(m0.StackInuse))/int64(*calls))
@@ -357,13 +365,15 @@ func serveOnly(file string, calls, minPort int) {
 	var ru0, ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	n0, t0 := relayed(cs), time.Now()
+	a.ResetLatency()
 	<-sig
 	n, elapsed := relayed(cs)-n0, time.Since(t0)
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	runtime.ReadMemStats(&ms1)
 	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * 100
-	fmt.Printf("anchorload relay process: calls=%d relayed=%d relay_cpu_pct=%.0f allocs_per_pkt=%.4f heap_per_call=%d stack_per_call=%d (over %.1f s, warm-up and drain included)\n",
-		calls, n, float64(cpu)/float64(elapsed), float64(ms1.Mallocs-ms0.Mallocs)/float64(max(n, 1)),
+	l := a.Latency()
+	fmt.Printf("anchorload relay process: calls=%d relayed=%d relay_p50_us=%.0f relay_p99_us=%.0f relay_p999_us=%.0f relay_max_us=%.0f relay_cpu_pct=%.0f allocs_per_pkt=%.4f heap_per_call=%d stack_per_call=%d (over %.1f s, warm-up and drain included)\n",
+		calls, n, 1000*l.P50ms, 1000*l.P99ms, 1000*l.P999ms, 1000*l.Maxms, float64(cpu)/float64(elapsed), float64(ms1.Mallocs-ms0.Mallocs)/float64(max(n, 1)),
 		(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/int64(calls), (int64(m1.StackInuse)-int64(m0.StackInuse))/int64(calls), elapsed.Seconds())
 }
 

@@ -78,6 +78,7 @@ type Anchor struct {
 	log   *slog.Logger
 	now   func() time.Time
 	ports *ports
+	lat   histogram
 
 	mu     sync.Mutex
 	calls  map[*Call]struct{}

@@ -486,6 +486,9 @@ func TestNoAllocPerPacket(t *testing.T) {
 	if per := float64(after.Mallocs-before.Mallocs) / n; per > 0.2 {
 		t.Errorf("%.2f allocations a packet", per)
 	}
+	if l := a.Latency(); runtime.GOOS == "linux" && (l.Packets != n+100 || l.P50ms <= 0 || l.Maxms < l.P99ms) {
+		t.Errorf("residence time %+v, want %d packets", l, n+100)
+	}
 }
 
 // BenchmarkRelay sends one G.711 packet at a time through a call and

@@ -169,7 +169,8 @@ func (l *Leg) Expect(rtp, rtcp netip.AddrPort) {
 }
 
 // relay forwards what leg from's socket k receives out of the other leg's
-// socket k. It allocates nothing per packet: one buffer, reused.
+// socket k. It allocates nothing per packet: one buffer, reused. It
+// records how long each packet spent in the relay (Anchor.Latency).
 func (c *Call) relay(from *Leg, k int) {
 	defer c.wg.Done()
 	in := &from.socks[k]
@@ -180,8 +181,9 @@ func (c *Call) relay(from *Leg, k int) {
 	}
 	latch := c.a.cfg.Latch
 	buf := make([]byte, bufSize)
+	oob := make([]byte, oobSize)
 	for {
-		n, src, err := in.conn.ReadFromUDPAddrPort(buf)
+		n, oobn, _, src, err := in.conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -214,6 +216,9 @@ func (c *Call) relay(from *Leg, k int) {
 		}
 		out.out.Add(1)
 		out.outBytes.Add(uint64(n))
+		if rx := rxTime(oob[:oobn]); rx != 0 {
+			c.a.lat.add(time.Duration(time.Now().UnixNano() - rx)) // kernel stamps are wall-clock time
+		}
 	}
 }
 

@@ -71,6 +71,8 @@ func (p *ports) get() (*pair, error) {
 			lastErr = err
 			continue
 		}
+		stampReceive(rtp)
+		stampReceive(rtcp)
 		p.used[i] = true
 		p.busy++
 		return &pair{idx: i, port: port, rtp: rtp, rtcp: rtcp}, nil
