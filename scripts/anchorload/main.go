@@ -69,7 +69,12 @@ func main() {
 	serve := flag.String("serve", "", "run only the relay: write its calls' ports to this `file` (a line \"A B\" a call) and relay until SIGTERM, then print its own figures")
 	use := flag.String("use", "", "run only the phones, against the relay whose ports -serve wrote to this `file`")
 	traceFile := flag.String("trace", "", "write a runtime trace of the measured run to this `file`")
+	stalls := flag.Duration("stalls", 0, "only measure the machine: spin on one thread this long and count the gaps between clock reads (time the CPU was taken away)")
 	flag.Parse()
+	if *stalls > 0 {
+		measureStalls(*stalls)
+		return
+	}
 	if *serve != "" {
 		serveOnly(*serve, *calls, *minPort)
 		return
@@ -389,4 +394,31 @@ func readPorts(file string) [][2]uint16 {
 		out = append(out, p)
 	}
 	return out
+}
+
+// measureStalls spins for d and reports how often, and how long, the
+// thread did not run: on a virtual machine whose host takes the vCPU away,
+// no relay can hold a packet for less than these stalls.
+func measureStalls(d time.Duration) {
+	runtime.LockOSThread()
+	limits := []time.Duration{100 * time.Microsecond, 500 * time.Microsecond, 2 * time.Millisecond, 10 * time.Millisecond}
+	counts := make([]int, len(limits))
+	var worst, stalled time.Duration
+	prev := time.Now()
+	end := prev.Add(d)
+	for prev.Before(end) {
+		now := time.Now()
+		g := now.Sub(prev)
+		for i := len(limits) - 1; i >= 0; i-- {
+			if g > limits[i] {
+				counts[i]++
+				stalled += g
+				break
+			}
+		}
+		worst = max(worst, g)
+		prev = now
+	}
+	fmt.Printf("anchorload stalls: over %v a spinning thread stopped >100us %d times, >500us %d, >2ms %d, >10ms %d; worst %v, %.2f%% of the time stopped\n",
+		d, counts[0], counts[1], counts[2], counts[3], worst.Round(time.Microsecond), 100*float64(stalled)/float64(d))
 }
