@@ -23,7 +23,11 @@ func TestTenThousandAllocations(t *testing.T) {
 		t.Skip("-short: 10,000 allocations take a few seconds")
 	}
 	const users, perUser = 100, 100
-	const lifetime = 4 * time.Second
+	// The lifetime leaves room for a loaded machine to make all 10,000
+	// before the first expire (4 s did not: 5,684 had expired in one CI
+	// run, and it took 9.6 s with a load average of 8 on 2 cores); the
+	// expiry check waits for it.
+	const lifetime = 30 * time.Second
 	var list []User
 	for i := 0; i <= users; i++ {
 		list = append(list, User{Name: fmt.Sprintf("u%d", i), Password: "pw"})
@@ -106,6 +110,9 @@ func TestTenThousandAllocations(t *testing.T) {
 	took := time.Since(start)
 	if f := failed.Load(); f > 0 {
 		t.Fatalf("%d allocations failed", f)
+	}
+	if took >= lifetime {
+		t.Fatalf("10,000 allocations took %v, longer than their lifetime %v (%.0f/s)", took, lifetime, float64(users*perUser)/took.Seconds())
 	}
 	st := s.Stats()
 	if st.Allocations != users*perUser || st.Users != users {
