@@ -16,8 +16,9 @@ import (
 )
 
 // path wraps a PacketConn's writes with the effects of a network: RTP
-// packets (numbered from 0 in sending order) dropped, delayed or
-// duplicated, and RTCP delayed.
+// packets (numbered from 0 in sending order) dropped, delayed, duplicated
+// or held back, and RTCP delayed. Packets with the same delay keep their
+// order, as on a link: only hold and differing delays reorder.
 type path struct {
 	net.PacketConn
 	drop      func(n int) bool
@@ -31,6 +32,7 @@ type path struct {
 	dropped, delayed, doubled, reordered int
 	held                                 []byte // with its copies, waiting for the next packet
 	heldCopies                           int
+	fifo                                 map[time.Duration]chan struct{} // closed when the last packet with that delay is out
 	wg                                   sync.WaitGroup
 }
 
@@ -83,9 +85,21 @@ func (p *path) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return len(b), nil
 	}
 	buf := append([]byte(nil), b...)
+	out := make(chan struct{})
+	p.mu.Lock()
+	if p.fifo == nil {
+		p.fifo = make(map[time.Duration]chan struct{})
+	}
+	prev := p.fifo[d]
+	p.fifo[d] = out
+	p.mu.Unlock()
 	p.wg.Add(1)
 	time.AfterFunc(d, func() {
 		defer p.wg.Done()
+		defer close(out)
+		if prev != nil {
+			<-prev
+		}
 		for range copies {
 			p.PacketConn.WriteTo(buf, addr)
 		}
@@ -302,7 +316,8 @@ func TestLoopback(t *testing.T) {
 }
 
 // Every 10th RTP packet from a is dropped (never the last, which would not
-// yet count as expected), every other one delayed 10 ms, and RTCP delayed
+// yet count as expected), every other one after the first two (which pass
+// probation in order) delayed 10 ms, and RTCP delayed
 // 25 ms each way: b counts exactly the dropped packets as lost, a hears the
 // same count and b's jitter in RTCP, each report's fraction matches the
 // counts between reports, and both RTTs include the 50 ms of RTCP delay.
@@ -311,8 +326,13 @@ func TestLossyPath(t *testing.T) {
 	ctx := testCtx(t)
 	ca, cb := listen(t), listen(t)
 	pa := &path{PacketConn: ca,
-		drop:      func(n int) bool { return n%10 == 5 },
-		delay:     func(n int) time.Duration { return time.Duration(n%2) * 10 * time.Millisecond },
+		drop: func(n int) bool { return n%10 == 5 },
+		delay: func(n int) time.Duration {
+			if n < 2 {
+				return 0
+			}
+			return time.Duration(n%2) * 10 * time.Millisecond
+		},
 		rtcpDelay: 25 * time.Millisecond,
 	}
 	pb := &path{PacketConn: cb, rtcpDelay: 25 * time.Millisecond}
