@@ -2,6 +2,8 @@ package rtpsession
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,10 +12,17 @@ import (
 	"github.com/natkit/natkit/pkg/media/tones"
 )
 
+// echoSlack bounds how much later than the injected delay the echo may be
+// found: scheduling on a loaded machine delays the first recorded frame,
+// whose arrival places the recording. Generous on purpose; measuring it is
+// a benchmark's job.
+const echoSlack = 250 * time.Millisecond
+
 // A far end that echoes what it hears, 150 ms away one way on the return
 // path: a sends a chirp, records the echo with a Recorder, and
-// cross-correlation finds the round trip — 150 ms plus loopback — well
-// inside one 20 ms frame.
+// cross-correlation finds it, intact through two G.711 passes, at the round
+// trip: 150 ms plus loopback and whatever a busy machine adds to the
+// first frame (the exact placement is TestRecorder's).
 func TestEchoDelayOverRTP(t *testing.T) {
 	leaktest.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -27,9 +36,31 @@ func TestEchoDelayOverRTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// b reflects each frame with the timing it was sent with: b's clock
+	// follows the RTP timestamps it receives, so WriteFrame's pause rule
+	// re-times nothing when b's goroutine runs late.
+	var (
+		clkMu   sync.Mutex
+		clk     = time.Now()
+		clkBase *uint32
+	)
+	clkStart := clk
 	var b *Session
 	b, err = New(Config{Conn: pb, Remote: ca.LocalAddr(), RTCPInterval: time.Second,
-		OnAudio: func(f Frame) { b.WriteFrame(f.Samples) }})
+		Clock: func() time.Time {
+			clkMu.Lock()
+			defer clkMu.Unlock()
+			return clk
+		},
+		OnAudio: func(f Frame) {
+			clkMu.Lock()
+			if clkBase == nil {
+				clkBase = &f.Timestamp
+			}
+			clk = clkStart.Add(time.Duration(int32(f.Timestamp-*clkBase)) * time.Second / clockRate)
+			clkMu.Unlock()
+			b.WriteFrame(f.Samples)
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +84,15 @@ func TestEchoDelayOverRTP(t *testing.T) {
 	if err := a.Send(ctx, signal); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * returnDelay)
+	// Every frame but the first (probation at b) comes back, and all but
+	// the first echo (probation at a) are recorded.
+	frames := (len(signal) + 159) / 160
+	waitFor(t, func() error {
+		if n := a.Stats().Receive.Received; n != uint32(frames-2) {
+			return fmt.Errorf("a heard %d echoed frames of %d", n, frames-2)
+		}
+		return nil
+	})
 
 	got := rec.Samples()
 	for i := 0; i+400 <= len(got); i += 400 {
@@ -65,8 +104,11 @@ func TestEchoDelayOverRTP(t *testing.T) {
 	}
 	delay := r.Delay - 100*time.Millisecond // the lead-in
 	t.Logf("echo found at %v (score %.3f, loss %.1f dB): round trip %v", r.Delay, r.Score, r.LossDB, delay)
-	if delay < returnDelay || delay > returnDelay+20*time.Millisecond {
-		t.Errorf("round trip %v, want %v plus loopback (under one 20 ms frame more)", delay, returnDelay)
+	// The injected delay is a floor (less 1 ms for the correlation's
+	// sample grid through G.711); the ceiling only says the echo was
+	// found where it is, not past the end of the probe.
+	if delay < returnDelay-time.Millisecond || delay > returnDelay+echoSlack {
+		t.Errorf("round trip %v, want %v plus loopback and scheduling (under %v more)", delay, returnDelay, echoSlack)
 	}
 	if r.Score < 0.9 {
 		t.Errorf("score %.3f through two G.711 passes", r.Score)

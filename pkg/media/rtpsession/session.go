@@ -425,7 +425,8 @@ func (s *Session) WriteFrame(samples []int16) error {
 
 // write sends one packet. advance is how far the timestamp moves after it;
 // fixedTS, if set, sends at the current timestamp without the pause rule
-// (telephone-events share their start timestamp).
+// (telephone-events share their start timestamp; Send's frames after the
+// first continue the talkspurt).
 func (s *Session) write(pt uint8, payload []byte, advance uint32, fixedTS bool, marker int) error {
 	if s.isClosed() {
 		return ErrClosed
@@ -481,7 +482,12 @@ func (s *Session) write(pt uint8, payload []byte, advance uint32, fixedTS bool, 
 }
 
 // Send sends samples paced at the packet time, one frame per packet (the
-// last frame padded with silence), until done or ctx ends.
+// last frame padded with silence), until done or ctx ends. The samples are
+// one talkspurt: the first frame follows WriteFrame's pause rule, the rest
+// carry consecutive timestamps even when a frame leaves late (a busy
+// machine) and the next ones catch up, so that a receiver places the audio
+// where it belongs and its jitter sees the real lateness, not a timestamp
+// jump on top of it.
 func (s *Session) Send(ctx context.Context, samples []int16) error {
 	n := s.FrameSamples()
 	start := time.Now()
@@ -492,7 +498,8 @@ func (s *Session) Send(ctx context.Context, samples []int16) error {
 		}
 		clear(frame)
 		copy(frame, samples[i*n:])
-		if err := s.WriteFrame(frame); err != nil {
+		payload := s.cfg.Law.Encode(make([]byte, 0, n), frame)
+		if err := s.write(s.cfg.Law.PayloadType(), payload, uint32(n), i > 0, 0); err != nil {
 			return err
 		}
 	}

@@ -134,7 +134,7 @@ func (s *source) update(seq uint16, ts uint32, arrival time.Time) verdict {
 
 // updateJitter is RFC 3550 A.8: J += (|D| − J)/16 in timestamp units.
 func (s *source) updateJitter(ts uint32, arrival time.Time) {
-	at := uint32(int64(arrival.Sub(s.epoch)) * int64(s.clockRate) / int64(time.Second))
+	at := rtpUnits(arrival.Sub(s.epoch), s.clockRate)
 	transit := at - ts
 	if s.haveTransit {
 		d := int32(transit - s.transit)
@@ -145,6 +145,14 @@ func (s *source) updateJitter(ts uint32, arrival time.Time) {
 	}
 	s.transit = transit
 	s.haveTransit = true
+}
+
+// rtpUnits is d in units of a clock of rate Hz, modulo 2³² as RTP
+// timestamps wrap. Whole seconds and the rest are scaled apart: d × rate in
+// nanoseconds would overflow int64 after 2⁶³/8000 ns, 13.3 days of a call.
+func rtpUnits(d time.Duration, rate int) uint32 {
+	r := time.Duration(rate)
+	return uint32(d/time.Second*r + d%time.Second*r/time.Second)
 }
 
 func (s *source) valid() bool { return s.probation == 0 }
