@@ -1,0 +1,24 @@
+// Package pbx is natkit's SIP server: a registrar and a stateful,
+// record-routing, forking proxy (or a redirect server) for the accounts
+// and domains it is given, on sipgo's transport and transaction layers.
+//
+// sipgo (v1.7.3) brings the wire: parser, transports, RFC 3261 transaction
+// state machines (including the 200/487 answer to a matched CANCEL). It has
+// no proxy core, no registrar and no server-side digest, so these are
+// written here, named after the kamailio modules whose job they do:
+//
+//   - sanity.go (sanity, maxfwd): request validation of RFC 3261 §8.2 and
+//     §16.3 on what sipgo's parser lets through — sipgo accepts most of the
+//     RFC 4475 invalid messages;
+//   - nat.go (nathelper): Via received/rport on every request, the
+//     received address of a NATed binding as the next hop, keep-alives;
+//   - proxy.go (tm, rr): the stateful proxy of §16: Record-Route with lr,
+//     parallel forking, best-response choice (§16.7), CANCEL of the other
+//     branches, loose routing of in-dialog requests (§16.4, §16.12), loop
+//     detection (§16.3 step 4, §16.6 step 8);
+//   - server.go: sockets, digest (pkg/sip/digest), the registrar
+//     (pkg/pbx/registrar), rate limiting (pkg/ratelimit) and Stats.
+//
+// Media anchoring is not here: a MediaAnchor, when configured, rewrites
+// the SDP of forwarded offers and answers.
+package pbx

@@ -1,0 +1,258 @@
+package pbx
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/natkit/natkit/pkg/pbx/location"
+	"github.com/natkit/natkit/pkg/sip/digest"
+)
+
+const domain = "natkit.test"
+
+var accounts = digest.Passwords{"alice": "wonderland", "bob": "builder", "1001": "ext1001"}
+
+// startServer runs a PBX on loopback port 0 until the test ends.
+func startServer(t *testing.T, mod func(*Config)) *Server {
+	t.Helper()
+	cfg := Config{
+		Domains:   []string{domain},
+		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+		Accounts:  accounts,
+		Locations: location.NewMemory(0),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { s.Serve(context.Background()); close(done) }()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	return s
+}
+
+// testCtx is the test's deadline.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ua is a sipgo user agent on its own loopback UDP port.
+type ua struct {
+	t      *testing.T
+	name   string
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+	pc     net.PacketConn
+	port   int
+	pbx    *Server
+
+	mu        sync.Mutex
+	invites   int
+	acks      int
+	byes      int
+	cancels   int
+	gotInvite chan *sip.Request
+}
+
+// newUA starts a UA whose INVITE handler is onInvite (nil: 180 then 200).
+func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip.Request, tx sip.ServerTransaction)) *ua {
+	t.Helper()
+	u := &ua{t: t, name: name, pbx: pbx, gotInvite: make(chan *sip.Request, 4)}
+	var err error
+	u.ua, err = sipgo.NewUA(sipgo.WithUserAgent(name), sipgo.WithUserAgentHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.srv, _ = sipgo.NewServer(u.ua)
+	u.pc, err = net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.port = u.pc.LocalAddr().(*net.UDPAddr).Port
+	u.client, _ = sipgo.NewClient(u.ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(u.port))
+	if onInvite == nil {
+		onInvite = answer
+	}
+	u.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		u.mu.Lock()
+		u.invites++
+		u.mu.Unlock()
+		select {
+		case u.gotInvite <- req:
+		default:
+		}
+		tx.OnCancel(func(*sip.Request) {
+			u.mu.Lock()
+			u.cancels++
+			u.mu.Unlock()
+		})
+		onInvite(u, req, tx)
+	})
+	u.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		u.mu.Lock()
+		u.acks++
+		u.mu.Unlock()
+	})
+	u.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		u.mu.Lock()
+		u.byes++
+		u.mu.Unlock()
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	done := make(chan struct{})
+	go func() { u.srv.ServeUDP(u.pc); close(done) }()
+	for { // until the listener is in sipgo's pool (requests are sent from it)
+		if _, err := u.ua.TransportLayer().GetConnection("udp", u.pc.LocalAddr().String()); err == nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Cleanup(func() {
+		u.pc.Close()
+		<-done
+		u.ua.Close()
+	})
+	return u
+}
+
+// answer rings, then answers with the To tag of the ringing.
+func answer(u *ua, req *sip.Request, tx sip.ServerTransaction) {
+	ring := sip.NewResponseFromRequest(req, 180, "Ringing", nil)
+	tx.Respond(ring)
+	ok := sip.NewResponseFromRequest(req, 200, "OK", []byte("v=0\r\n"))
+	ok.ReplaceHeader(sip.HeaderClone(ring.To()))
+	ok.AppendHeader(&sip.ContactHeader{Address: u.contact()})
+	ok.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	tx.Respond(ok)
+	select {
+	case <-tx.Acks():
+	case <-tx.Done():
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// ringForever rings until cancelled.
+func ringForever(u *ua, req *sip.Request, tx sip.ServerTransaction) {
+	tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+	<-tx.Done()
+}
+
+func busy(u *ua, req *sip.Request, tx sip.ServerTransaction) {
+	tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
+}
+
+func (u *ua) contact() sip.Uri {
+	return sip.Uri{Scheme: "sip", User: u.name, Host: "127.0.0.1", Port: u.port}
+}
+
+func (u *ua) pbxURI(user string) sip.Uri {
+	return sip.Uri{Scheme: "sip", User: user, Host: "127.0.0.1", Port: int(u.pbx.Addrs().UDP[0].Port())}
+}
+
+// from sends requests from the UA's listening socket.
+func (u *ua) from(req *sip.Request) {
+	req.Laddr = sip.Addr{IP: net.IPv4(127, 0, 0, 1), Port: u.port}
+}
+
+// register registers the UA's contact as user with password pw and returns
+// the final status.
+func (u *ua) register(ctx context.Context, user, pw string) int {
+	u.t.Helper()
+	req := sip.NewRequest(sip.REGISTER, u.pbxURI(""))
+	to := u.pbxURI(user)
+	req.AppendHeader(&sip.ToHeader{Address: to})
+	req.AppendHeader(&sip.FromHeader{Address: to, Params: sip.NewParams()})
+	req.From().Params.Add("tag", sip.GenerateTagN(8))
+	req.AppendHeader(&sip.ContactHeader{Address: u.contact()})
+	u.from(req)
+	res, err := u.client.Do(ctx, req)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	if res.StatusCode != sip.StatusUnauthorized {
+		return res.StatusCode
+	}
+	res, err = u.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: user, Password: pw})
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	return res.StatusCode
+}
+
+func (u *ua) counts() (invites, acks, byes, cancels int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.invites, u.acks, u.byes, u.cancels
+}
+
+// eventually waits for cond until the test context ends.
+func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// raw is a plain UDP socket for hand-written messages.
+type raw struct {
+	t  *testing.T
+	pc *net.UDPConn
+	to *net.UDPAddr
+}
+
+func newRaw(t *testing.T, s *Server) *raw {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return &raw{t: t, pc: pc, to: net.UDPAddrFromAddrPort(s.Addrs().UDP[0])}
+}
+
+func (r *raw) port() int { return r.pc.LocalAddr().(*net.UDPAddr).Port }
+
+func (r *raw) send(b []byte) {
+	if _, err := r.pc.WriteToUDP(b, r.to); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// recv returns the next message within d, or nil.
+func (r *raw) recv(d time.Duration) []byte {
+	buf := make([]byte, 65536)
+	r.pc.SetReadDeadline(time.Now().Add(d))
+	n, _, err := r.pc.ReadFromUDP(buf)
+	if err != nil {
+		return nil
+	}
+	return buf[:n]
+}
+
+// status returns the status code of a response, or 0.
+func status(b []byte) int {
+	if len(b) < 12 || string(b[:8]) != "SIP/2.0 " {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(b[8:11]))
+	return n
+}
