@@ -1,6 +1,7 @@
 package pbx
 
 import (
+	"log/slog"
 	"net/netip"
 	"strings"
 
@@ -12,6 +13,9 @@ import (
 // request_route): validation, NAT fix of the Via, then by kind.
 func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	s.stats.requests.Add(1)
+	if s.log.Enabled(s.ctx, slog.LevelDebug) {
+		s.log.Debug("request", "method", req.Method, "uri", req.Recipient.Addr(), "src", req.Source())
+	}
 	if req.Via() == nil || req.CSeq() == nil {
 		return // no response can be formed (sipgo answers these itself)
 	}

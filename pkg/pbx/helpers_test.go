@@ -2,8 +2,10 @@ package pbx
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -27,6 +29,9 @@ func startServer(t *testing.T, mod func(*Config)) *Server {
 		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 		Accounts:  accounts,
 		Locations: location.NewMemory(0),
+	}
+	if os.Getenv("PBX_DEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -67,6 +72,7 @@ type ua struct {
 	acks      int
 	byes      int
 	cancels   int
+	options   int
 	gotInvite chan *sip.Request
 }
 
@@ -103,6 +109,12 @@ func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip
 			u.mu.Unlock()
 		})
 		onInvite(u, req, tx)
+	})
+	u.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		u.mu.Lock()
+		u.options++
+		u.mu.Unlock()
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
 	u.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
 		u.mu.Lock()
@@ -174,12 +186,19 @@ func (u *ua) from(req *sip.Request) {
 // the final status.
 func (u *ua) register(ctx context.Context, user, pw string) int {
 	u.t.Helper()
+	return u.registerContact(ctx, user, pw, u.contact())
+}
+
+// registerContact registers contact (which may differ from the UA's
+// address, as behind a NAT).
+func (u *ua) registerContact(ctx context.Context, user, pw string, contact sip.Uri) int {
+	u.t.Helper()
 	req := sip.NewRequest(sip.REGISTER, u.pbxURI(""))
 	to := u.pbxURI(user)
 	req.AppendHeader(&sip.ToHeader{Address: to})
 	req.AppendHeader(&sip.FromHeader{Address: to, Params: sip.NewParams()})
 	req.From().Params.Add("tag", sip.GenerateTagN(8))
-	req.AppendHeader(&sip.ContactHeader{Address: u.contact()})
+	req.AppendHeader(&sip.ContactHeader{Address: contact})
 	u.from(req)
 	res, err := u.client.Do(ctx, req)
 	if err != nil {

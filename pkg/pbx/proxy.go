@@ -128,6 +128,8 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 	}
 
 	events := make(chan event, 8)
+	quit := make(chan struct{}) // the branches' readers stop when the fork ends
+	defer close(quit)
 	var branches []*branch
 	for _, b := range bs {
 		br := s.branchRequest(req, b, loop)
@@ -154,9 +156,18 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 			for {
 				select {
 				case res := <-btx.Responses():
-					events <- event{i: i, res: res}
+					select {
+					case events <- event{i: i, res: res}:
+					case <-quit:
+						return
+					}
 				case <-btx.Done():
-					events <- event{i: i, done: true, err: btx.Err()}
+					select {
+					case events <- event{i: i, done: true, err: btx.Err()}:
+					case <-quit:
+					}
+					return
+				case <-quit:
 					return
 				}
 			}
@@ -193,13 +204,23 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 			}
 		}
 	}
-	for pending := len(branches); pending > 0; {
+	// A branch is over at its final response (its transaction lives on
+	// for Timer D to absorb retransmissions) or when its transaction ends
+	// without one (timeout, transport error).
+	pending := func() bool {
+		for _, b := range branches {
+			if !b.final {
+				return true
+			}
+		}
+		return false
+	}
+	for pending() {
 		select {
 		case ev := <-events:
 			b := branches[ev.i]
 			switch {
 			case ev.done:
-				pending--
 				if !b.final {
 					b.final = true
 					if errors.Is(ev.err, sip.ErrTransactionTimeout) {
@@ -249,6 +270,7 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 				b.tx.Terminate() // each branch still reports done once
 			}
 			stop = nil
+			return
 		}
 	}
 	if answered || callerGone {
@@ -289,7 +311,7 @@ func better(res, best *sip.Response) bool {
 // our Via, sent to the binding's received address (the Contact fix of
 // kamailio's nathelper) over its transport.
 func (s *Server) branchRequest(req *sip.Request, b location.Binding, loop string) *sip.Request {
-	br := req.Clone()
+	br := fresh(req)
 	var u sip.Uri
 	if sip.ParseUri(b.Contact, &u) == nil {
 		br.Recipient = u
@@ -333,9 +355,18 @@ func (s *Server) proxyHeaders(br *sip.Request, transport, loop string) {
 	via.Params.Add("branch", branchPrefix+loop+"."+hex.EncodeToString(r[:]))
 	via.Params.Add("rport", "")
 	br.PrependHeader(via)
+	br.Laddr = sip.Addr{}
 	if transport == "UDP" {
 		br.Laddr = s.laddr()
 	}
+}
+
+// fresh is a copy of an incoming request to forward: sipgo's Clone keeps
+// the destination the original was sent to (us).
+func fresh(req *sip.Request) *sip.Request {
+	r := req.Clone()
+	r.SetDestination("")
+	return r
 }
 
 // selfURI is our Record-Route URI, with the dialog's tag (rrTag).
@@ -488,7 +519,7 @@ func (s *Server) routedToUs(req *sip.Request) bool {
 // Request-URI is where it goes, through the NAT binding of a registered
 // contact when the Request-URI is one.
 func (s *Server) inDialog(req *sip.Request) *sip.Request {
-	fr := req.Clone()
+	fr := fresh(req)
 	fr.RemoveHeader("Route")
 	transport := "UDP"
 	next := fr.Recipient

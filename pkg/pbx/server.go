@@ -247,6 +247,9 @@ func (s *Server) filter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 // respond sends res on tx and counts it.
 func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) {
 	s.stats.response(res.StatusCode)
+	if s.log.Enabled(s.ctx, slog.LevelDebug) {
+		s.log.Debug("response", "status", res.StatusCode, "reason", res.Reason, "cseq", res.CSeq().Value(), "to", res.Destination())
+	}
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("respond", "status", res.StatusCode, "error", err)
 	}
