@@ -149,7 +149,7 @@ func TestTorture(t *testing.T) {
 	t.Logf("stats %+v; dropped by the parser: %d", s.Stats(), dropped)
 }
 
-func tortureDir(t *testing.T) string {
+func tortureDir(t testing.TB) string {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/emiago/sipgo").Output()
 	if err != nil {
 		t.Fatal(err)
