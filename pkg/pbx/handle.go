@@ -12,6 +12,10 @@ import (
 // handle is the entry of every request sipgo parsed (kamailio's
 // request_route): validation, NAT fix of the Via, then by kind.
 func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
+	if !s.enter() {
+		return
+	}
+	defer s.handlers.Done()
 	s.stats.requests.Add(1)
 	if s.log.Enabled(s.ctx, slog.LevelDebug) {
 		s.log.Debug("request", "method", req.Method, "uri", req.Recipient.Addr(), "src", req.Source())

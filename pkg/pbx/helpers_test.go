@@ -74,12 +74,25 @@ type ua struct {
 	cancels   int
 	options   int
 	gotInvite chan *sip.Request
+	closing   chan struct{}
+	closed    bool
+	handlers  sync.WaitGroup
+}
+
+func (u *ua) enter() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return false
+	}
+	u.handlers.Add(1)
+	return true
 }
 
 // newUA starts a UA whose INVITE handler is onInvite (nil: 180 then 200).
 func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip.Request, tx sip.ServerTransaction)) *ua {
 	t.Helper()
-	u := &ua{t: t, name: name, pbx: pbx, gotInvite: make(chan *sip.Request, 4)}
+	u := &ua{t: t, name: name, pbx: pbx, gotInvite: make(chan *sip.Request, 4), closing: make(chan struct{})}
 	var err error
 	u.ua, err = sipgo.NewUA(sipgo.WithUserAgent(name), sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
@@ -96,6 +109,10 @@ func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip
 		onInvite = answer
 	}
 	u.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if !u.enter() {
+			return
+		}
+		defer u.handlers.Done()
 		u.mu.Lock()
 		u.invites++
 		u.mu.Unlock()
@@ -111,6 +128,10 @@ func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip
 		onInvite(u, req, tx)
 	})
 	u.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		if !u.enter() {
+			return
+		}
+		defer u.handlers.Done()
 		u.mu.Lock()
 		u.options++
 		u.mu.Unlock()
@@ -122,6 +143,10 @@ func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip
 		u.mu.Unlock()
 	})
 	u.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		if !u.enter() {
+			return
+		}
+		defer u.handlers.Done()
 		u.mu.Lock()
 		u.byes++
 		u.mu.Unlock()
@@ -136,9 +161,16 @@ func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip
 		time.Sleep(time.Millisecond)
 	}
 	t.Cleanup(func() {
+		// Handlers end before sipgo clears its connection pool (a late
+		// answer would open a socket nobody closes).
+		u.mu.Lock()
+		u.closed = true
+		close(u.closing)
+		u.mu.Unlock()
+		u.handlers.Wait()
+		u.ua.Close()
 		u.pc.Close()
 		<-done
-		u.ua.Close()
 	})
 	return u
 }
@@ -155,14 +187,17 @@ func answer(u *ua, req *sip.Request, tx sip.ServerTransaction) {
 	select {
 	case <-tx.Acks():
 	case <-tx.Done():
-	case <-time.After(5 * time.Second):
+	case <-u.closing:
 	}
 }
 
 // ringForever rings until cancelled.
 func ringForever(u *ua, req *sip.Request, tx sip.ServerTransaction) {
 	tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
-	<-tx.Done()
+	select {
+	case <-tx.Done():
+	case <-u.closing:
+	}
 }
 
 func busy(u *ua, req *sip.Request, tx sip.ServerTransaction) {

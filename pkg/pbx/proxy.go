@@ -607,6 +607,10 @@ func (s *Server) forwardAck(req *sip.Request) {
 // go up to the next Via; answers to keep-alives are counted; the rest is
 // dropped.
 func (s *Server) strayResponse(res *sip.Response) {
+	if !s.enter() {
+		return
+	}
+	defer s.handlers.Done()
 	s.stats.responsesIn.Add(1)
 	via := res.Via()
 	if via == nil || !strings.EqualFold(via.Host, s.host) || !s.ourPort(via.Port) {

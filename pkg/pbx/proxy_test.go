@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -89,7 +90,13 @@ func TestFork(t *testing.T) {
 	answering := newUA(t, s, "bob", func(u *ua, req *sip.Request, tx sip.ServerTransaction) {
 		// Answer once the other contact rings, so that the CANCEL
 		// follows a provisional response (RFC 3261 §9.1) in every run.
-		eventually(t, ctx, "the other contact ringing", func() bool { n, _, _, _ := ringing.counts(); return n == 1 })
+		for n, _, _, _ := ringing.counts(); n == 0; n, _, _, _ = ringing.counts() {
+			select {
+			case <-u.closing:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 		answer(u, req, tx)
 	})
 	alice.register(ctx, "alice", "wonderland")

@@ -48,6 +48,9 @@ type Server struct {
 	nat    natSet
 
 	closeOnce sync.Once
+	mu        sync.Mutex
+	closing   bool
+	handlers  sync.WaitGroup // sipgo's goroutines running our handlers
 }
 
 // Addrs are the bound addresses of a Server's sockets.
@@ -213,9 +216,15 @@ func (s *Server) Serve(ctx context.Context) error {
 // Close stops the server and waits for its goroutines; it is idempotent.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		// Handlers first: one still sending after sipgo cleared its
+		// connection pool would open a socket that nobody closes.
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
 		s.cancel()
-		s.closeSockets()
+		s.handlers.Wait()
 		s.ua.Close()
+		s.closeSockets()
 		s.wg.Wait()
 	})
 	return nil
@@ -228,6 +237,18 @@ func (s *Server) closeSockets() {
 	for _, ln := range append(append([]net.Listener{}, s.tcp...), s.tls...) {
 		ln.Close()
 	}
+}
+
+// enter admits a handler unless the server is closing; the caller calls
+// s.handlers.Done when admitted.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.handlers.Add(1)
+	return true
 }
 
 // filter runs on every packet before sipgo parses it: the per-source rate
