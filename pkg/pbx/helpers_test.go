@@ -94,7 +94,12 @@ func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip
 	t.Helper()
 	u := &ua{t: t, name: name, pbx: pbx, gotInvite: make(chan *sip.Request, 4), closing: make(chan struct{})}
 	var err error
-	u.ua, err = sipgo.NewUA(sipgo.WithUserAgent(name), sipgo.WithUserAgentHostname("127.0.0.1"))
+	opts := []sipgo.UserAgentOption{sipgo.WithUserAgent(name), sipgo.WithUserAgentHostname("127.0.0.1")}
+	if os.Getenv("PBX_DEBUG") != "" {
+		l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("ua", name)
+		opts = append(opts, sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(l)))
+	}
+	u.ua, err = sipgo.NewUA(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,9 +173,9 @@ func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip
 		close(u.closing)
 		u.mu.Unlock()
 		u.handlers.Wait()
-		u.ua.Close()
 		u.pc.Close()
 		<-done
+		u.ua.Close()
 	})
 	return u
 }

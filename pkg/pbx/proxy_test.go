@@ -113,6 +113,7 @@ func TestFork(t *testing.T) {
 	if err := sess.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, ctx, "ACK at the answering contact", func() bool { _, acks, _, _ := answering.counts(); return acks == 1 })
 	if err := sess.Bye(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,10 @@ func TestNATedCallee(t *testing.T) {
 	if inv := <-bob.gotInvite; inv.Recipient.Host != "10.255.0.1" {
 		t.Errorf("Request-URI %s, want the registered contact", inv.Recipient.String())
 	}
-	sess.Ack(ctx)
+	if err := sess.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "ACK at bob", func() bool { _, acks, _, _ := bob.counts(); return acks == 1 })
 	if err := sess.Bye(ctx); err != nil {
 		t.Fatal(err)
 	}

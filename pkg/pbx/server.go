@@ -223,9 +223,9 @@ func (s *Server) Close() error {
 		s.mu.Unlock()
 		s.cancel()
 		s.handlers.Wait()
-		s.ua.Close()
-		s.closeSockets()
+		s.closeSockets() // nothing more is read ...
 		s.wg.Wait()
+		s.ua.Close() // ... before the transactions and pool go
 	})
 	return nil
 }
@@ -255,6 +255,9 @@ func (s *Server) enter() bool {
 // limit. Dropping costs nothing; answering 503 would cost what the limit
 // saves and reflect traffic to spoofed sources.
 func (s *Server) filter(p sip.TransportReadProps, data []byte) ([]byte, error) {
+	if s.ctx.Err() != nil {
+		return nil, nil // closing: read nothing more
+	}
 	if s.limiter == nil {
 		return data, nil
 	}
