@@ -13,6 +13,7 @@ import (
 // request_route): validation, NAT fix of the Via, then by kind.
 func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	if !s.enter() {
+		s.sweep()
 		return
 	}
 	defer s.handlers.Done()

@@ -83,6 +83,7 @@ func (u *ua) enter() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
+		u.ua.TransportLayer().Close() // see Server.sweep
 		return false
 	}
 	u.handlers.Add(1)
@@ -142,7 +143,17 @@ func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip
 		u.mu.Unlock()
 		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
+	u.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+		if u.enter() {
+			defer u.handlers.Done()
+			tx.Respond(sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil))
+		}
+	})
 	u.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		if !u.enter() {
+			return
+		}
+		defer u.handlers.Done()
 		u.mu.Lock()
 		u.acks++
 		u.mu.Unlock()

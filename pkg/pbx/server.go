@@ -251,6 +251,14 @@ func (s *Server) enter() bool {
 	return true
 }
 
+// sweep closes the connections sipgo opened for a request it read just
+// before Close and handled after: sipgo looks for the connection to answer
+// on in a pool that Close has cleared, opens a new socket, then calls the
+// handler, which is refused, and comes here.
+func (s *Server) sweep() {
+	s.ua.TransportLayer().Close()
+}
+
 // filter runs on every packet before sipgo parses it: the per-source rate
 // limit. Dropping costs nothing; answering 503 would cost what the limit
 // saves and reflect traffic to spoofed sources.
