@@ -15,8 +15,9 @@ type sipgoLog struct {
 	stats *counters
 }
 
-func (h sipgoLog) Enabled(ctx context.Context, _ slog.Level) bool {
-	return true // parse failures are counted whatever the level
+func (h sipgoLog) Enabled(ctx context.Context, l slog.Level) bool {
+	// Errors always: parse failures are counted whatever the level.
+	return l >= slog.LevelError || h.next.Enabled(ctx, slog.LevelDebug)
 }
 
 func (h sipgoLog) Handle(ctx context.Context, r slog.Record) error {

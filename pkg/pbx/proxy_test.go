@@ -3,6 +3,8 @@ package pbx
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,5 +225,95 @@ func TestRedirect(t *testing.T) {
 	}
 	if st := s.Stats(); st.CallsRedirected != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestCallerCancel: alice gives up while bob rings: sipgo answers her
+// CANCEL (200, then 487 to the INVITE) and the PBX cancels bob's branch.
+func TestCallerCancel(t *testing.T) {
+	leaktest.Check(t)
+	s := startServer(t, nil)
+	ctx := testCtx(t)
+	alice := newUA(t, s, "alice", nil)
+	bob := newUA(t, s, "bob", ringForever)
+	bob.register(ctx, "bob", "builder")
+
+	dua := sipgo.DialogUA{Client: alice.client, ContactHDR: sip.ContactHeader{Address: alice.contact()}}
+	req := sip.NewRequest(sip.INVITE, alice.pbxURI("bob"))
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: domain}, Params: sip.NewParams()})
+	req.From().Params.Add("tag", sip.GenerateTagN(8))
+	alice.from(req)
+	sess, err := dua.WriteInvite(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	ringCtx, hangUp := context.WithCancel(ctx)
+	go func() {
+		// Hang up once bob rings and alice has heard it.
+		defer hangUp()
+		for n, _, _, _ := bob.counts(); n == 0 && ctx.Err() == nil; n, _, _, _ = bob.counts() {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	err = sess.WaitAnswer(ringCtx, sipgo.AnswerOptions{Username: "alice", Password: "wonderland"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitAnswer: %v", err)
+	}
+	if got := sess.InviteResponse.StatusCode; got != 487 {
+		t.Errorf("alice got %d, want 487", got)
+	}
+	eventually(t, ctx, "CANCEL at bob", func() bool { _, _, _, c := bob.counts(); return c == 1 })
+}
+
+// fakeAnchor marks the SDP it sees.
+type fakeAnchor struct {
+	mu       sync.Mutex
+	released int
+}
+
+func (a *fakeAnchor) Offer(_ context.Context, _, _ string, sdp []byte) ([]byte, error) {
+	return append(sdp, "a=anchored-offer\r\n"...), nil
+}
+
+func (a *fakeAnchor) Answer(_ context.Context, _, _ string, sdp []byte) ([]byte, error) {
+	return append(sdp, "a=anchored-answer\r\n"...), nil
+}
+
+func (a *fakeAnchor) Release(string) {
+	a.mu.Lock()
+	a.released++
+	a.mu.Unlock()
+}
+
+// TestMediaAnchorHook: with a MediaAnchor the offer bob gets and the
+// answer alice gets are the anchor's; BYE releases the call.
+func TestMediaAnchorHook(t *testing.T) {
+	leaktest.Check(t)
+	anchor := &fakeAnchor{}
+	s := startServer(t, func(c *Config) { c.Anchor = anchor })
+	ctx := testCtx(t)
+	alice := newUA(t, s, "alice", nil)
+	bob := newUA(t, s, "bob", nil)
+	bob.register(ctx, "bob", "builder")
+	sess, code := alice.call(ctx, "alice", "wonderland", "bob")
+	if code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	if inv := <-bob.gotInvite; !strings.Contains(string(inv.Body()), "a=anchored-offer") {
+		t.Errorf("offer at bob:\n%s", inv.Body())
+	}
+	if b := sess.InviteResponse.Body(); !strings.Contains(string(b), "a=anchored-answer") {
+		t.Errorf("answer at alice:\n%s", b)
+	}
+	sess.Ack(ctx)
+	eventually(t, ctx, "ACK at bob", func() bool { _, acks, _, _ := bob.counts(); return acks == 1 })
+	if err := sess.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	anchor.mu.Lock()
+	defer anchor.mu.Unlock()
+	if anchor.released != 1 {
+		t.Errorf("released %d times", anchor.released)
 	}
 }

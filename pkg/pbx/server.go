@@ -2,6 +2,7 @@ package pbx
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -148,7 +149,7 @@ func (s *Server) listen() error {
 		if err != nil {
 			return err
 		}
-		s.tls = append(s.tls, ln)
+		s.tls = append(s.tls, tls.NewListener(ln, s.cfg.TLSConfig))
 		s.addrs.TLS = append(s.addrs.TLS, bound(a, ln.Addr()))
 	}
 	return nil
