@@ -2,10 +2,10 @@ package pbx
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"log/slog"
