@@ -190,6 +190,13 @@ func (s *Server) Stats() Stats { return s.stats.snapshot() }
 
 // Serve runs the server until ctx ends or Close; it returns nil then.
 func (s *Server) Serve(ctx context.Context) error {
+	// Under mu: Close, which sets closing under mu, then waits for every
+	// goroutine started here.
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
 	for _, pc := range s.udp {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.srv.ServeUDP(pc) }()
@@ -206,6 +213,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.keepAlives() }()
 	}
+	s.mu.Unlock()
 	select {
 	case <-ctx.Done():
 	case <-s.ctx.Done():
