@@ -193,7 +193,7 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 
 	var best *sip.Response
 	stop := s.ctx.Done()
-	answered, callerGone, rang, timedOut := false, false, false, false
+	answered, callerGone, rang, timedOut, expired := false, false, false, false, false
 	cancelAll := func() {
 		for _, b := range branches {
 			if !b.final && !b.cancel {
@@ -241,7 +241,14 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 				}
 			case ev.res.IsSuccess():
 				b.final = true
-				s.forwardResponse(req, tx, ev.res)
+				if callerGone {
+					// Answered as the caller's CANCEL crossed: the server
+					// transaction is over (487), but the caller must see
+					// the 2xx to ACK and BYE it (§16.7 step 5, §9.1).
+					s.strayForward(ev.res)
+				} else {
+					s.forwardResponse(req, tx, ev.res)
+				}
 				if !answered {
 					answered = true
 					s.stats.callsAnswered.Add(1)
@@ -262,7 +269,7 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 			cancelAll()
 		case <-ring.C:
 			if !answered {
-				timedOut = true
+				expired = true
 				cancelAll()
 			}
 		case <-stop:
@@ -280,6 +287,8 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 		s.cfg.Anchor.Release(callID)
 	}
 	switch {
+	case expired && (best == nil || best.StatusCode < 600):
+		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "No Answer") // the 487s of our CANCELs are ours
 	case best != nil:
 		s.forwardResponse(req, tx, best)
 	case rang:
@@ -625,6 +634,12 @@ func (s *Server) strayResponse(res *sip.Response) {
 	if !res.IsSuccess() || !strings.HasPrefix(br, branchPrefix) {
 		return
 	}
+	s.strayForward(res)
+}
+
+// strayForward sends a 2xx to an INVITE up to the next Via statelessly
+// (§16.11), without our Via.
+func (s *Server) strayForward(res *sip.Response) {
 	cseq := res.CSeq()
 	if cseq == nil || cseq.MethodName != sip.INVITE {
 		return

@@ -317,3 +317,18 @@ func TestMediaAnchorHook(t *testing.T) {
 		t.Errorf("released %d times", anchor.released)
 	}
 }
+
+// TestRingTimeout: nobody answers within RingTimeout: the ringing contact
+// is cancelled and the caller gets 480, not the 487 of our CANCEL.
+func TestRingTimeout(t *testing.T) {
+	leaktest.Check(t)
+	s := startServer(t, func(c *Config) { c.RingTimeout = 200 * time.Millisecond })
+	ctx := testCtx(t)
+	alice := newUA(t, s, "alice", nil)
+	bob := newUA(t, s, "bob", ringForever)
+	bob.register(ctx, "bob", "builder")
+	if _, got := alice.call(ctx, "alice", "wonderland", "bob"); got != 480 {
+		t.Errorf("got %d, want 480", got)
+	}
+	eventually(t, ctx, "CANCEL at bob", func() bool { _, _, _, c := bob.counts(); return c == 1 })
+}

@@ -289,7 +289,7 @@ func (s *Server) filter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) {
 	s.stats.response(res.StatusCode)
 	if s.log.Enabled(s.ctx, slog.LevelDebug) {
-		s.log.Debug("response", "status", res.StatusCode, "reason", res.Reason, "cseq", res.CSeq().Value(), "to", res.Destination())
+		s.log.Debug("response", "status", res.StatusCode, "reason", res.Reason, "to", res.Destination())
 	}
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("respond", "status", res.StatusCode, "error", err)
