@@ -14,8 +14,13 @@
 //     received address of a NATed binding as the next hop, keep-alives;
 //   - proxy.go (tm, rr): the stateful proxy of §16: Record-Route with lr,
 //     parallel forking, best-response choice (§16.7), CANCEL of the other
-//     branches, loose routing of in-dialog requests (§16.4, §16.12), loop
-//     detection (§16.3 step 4, §16.6 step 8);
+//     branches, loop detection (§16.3 step 4, §16.6 step 8);
+//   - route.go (rr): loose routing of in-dialog requests through our
+//     Record-Route (§16.4, §16.12), signed per dialog so that a forged
+//     Route cannot make us a relay, and stateless forwarding of 2xx
+//     retransmissions;
+//   - handle.go: the request route — validation, then REGISTER, OPTIONS,
+//     digest with 407, routing;
 //   - server.go: sockets, digest (pkg/sip/digest), the registrar
 //     (pkg/pbx/registrar), rate limiting (pkg/ratelimit) and Stats.
 //
