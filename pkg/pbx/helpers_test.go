@@ -22,7 +22,7 @@ const domain = "natkit.test"
 var accounts = digest.Passwords{"alice": "wonderland", "bob": "builder", "1001": "ext1001"}
 
 // startServer runs a PBX on loopback port 0 until the test ends.
-func startServer(t *testing.T, mod func(*Config)) *Server {
+func startServer(t testing.TB, mod func(*Config)) *Server {
 	t.Helper()
 	cfg := Config{
 		Domains:   []string{domain},
@@ -50,7 +50,7 @@ func startServer(t *testing.T, mod func(*Config)) *Server {
 }
 
 // testCtx is the test's deadline.
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -58,7 +58,7 @@ func testCtx(t *testing.T) context.Context {
 
 // ua is a sipgo user agent on its own loopback UDP port.
 type ua struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -91,7 +91,7 @@ func (u *ua) enter() bool {
 }
 
 // newUA starts a UA whose INVITE handler is onInvite (nil: 180 then 200).
-func newUA(t *testing.T, pbx *Server, name string, onInvite func(u *ua, req *sip.Request, tx sip.ServerTransaction)) *ua {
+func newUA(t testing.TB, pbx *Server, name string, onInvite func(u *ua, req *sip.Request, tx sip.ServerTransaction)) *ua {
 	t.Helper()
 	u := &ua{t: t, name: name, pbx: pbx, gotInvite: make(chan *sip.Request, 4), closing: make(chan struct{})}
 	var err error
@@ -272,7 +272,7 @@ func (u *ua) counts() (invites, acks, byes, cancels int) {
 }
 
 // eventually waits for cond until the test context ends.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
+func eventually(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		select {
@@ -285,12 +285,12 @@ func eventually(t *testing.T, ctx context.Context, what string, cond func() bool
 
 // raw is a plain UDP socket for hand-written messages.
 type raw struct {
-	t  *testing.T
+	t  testing.TB
 	pc *net.UDPConn
 	to *net.UDPAddr
 }
 
-func newRaw(t *testing.T, s *Server) *raw {
+func newRaw(t testing.TB, s *Server) *raw {
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

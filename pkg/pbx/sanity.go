@@ -18,6 +18,25 @@ type rejection struct {
 // comma-separated lists; §20 lists them).
 var singleHeaders = []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type", "Expires"}
 
+// repeated returns the first single-valued header that a request has more
+// than once, in one pass over the headers without allocating.
+func repeated(req *sip.Request) string {
+	var seen [8]bool
+	for _, h := range req.Headers() {
+		name := h.Name()
+		for i, s := range singleHeaders {
+			if len(name) == len(s) && strings.EqualFold(name, s) {
+				if seen[i] {
+					return s
+				}
+				seen[i] = true
+				break
+			}
+		}
+	}
+	return ""
+}
+
 // validate is RFC 3261 §16.3 request validation (kamailio's sanity and
 // maxfwd) over what sipgo parsed. It does not look at Max-Forwards 0 (the
 // caller answers OPTIONS to itself first) or at the domain.
@@ -36,10 +55,8 @@ func validate(req *sip.Request) rejection {
 	if strings.TrimSpace(callID.Value()) == "" || via.Host == "" || !strings.EqualFold(via.ProtocolName, "SIP") || via.ProtocolVersion != "2.0" {
 		return rejection{sip.StatusBadRequest, "Bad Via or Call-ID"}
 	}
-	for _, name := range singleHeaders {
-		if len(req.GetHeaders(name)) > 1 {
-			return rejection{sip.StatusBadRequest, "Multiple " + name}
-		}
+	if name := repeated(req); name != "" {
+		return rejection{sip.StatusBadRequest, "Multiple " + name}
 	}
 	// §8.1.1.5: the CSeq method matches the request's, the number is
 	// below 2^31.
