@@ -332,3 +332,50 @@ func TestRingTimeout(t *testing.T) {
 	}
 	eventually(t, ctx, "CANCEL at bob", func() bool { _, _, _, c := bob.counts(); return c == 1 })
 }
+
+// TestCalleeHangsUp: bob's BYE follows the Record-Route back through the
+// PBX to alice's Contact.
+func TestCalleeHangsUp(t *testing.T) {
+	leaktest.Check(t)
+	s := startServer(t, nil)
+	ctx := testCtx(t)
+	alice := newUA(t, s, "alice", nil)
+	bob := newUA(t, s, "bob", nil)
+	bob.register(ctx, "bob", "builder")
+	sess, code := alice.call(ctx, "alice", "wonderland", "bob")
+	if code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	sess.Ack(ctx)
+	eventually(t, ctx, "ACK at bob", func() bool { _, acks, _, _ := bob.counts(); return acks == 1 })
+
+	inv := <-bob.gotInvite
+	rr := inv.RecordRoute()
+	if rr == nil {
+		t.Fatal("INVITE at bob without Record-Route")
+	}
+	bye := sip.NewRequest(sip.BYE, inv.Contact().Address)
+	bye.AppendHeader(&sip.RouteHeader{Address: rr.Address})
+	from := &sip.FromHeader{Address: inv.To().Address, Params: sip.NewParams()}
+	from.Params.Add("tag", toTag(sess.InviteResponse))
+	bye.AppendHeader(from)
+	bye.AppendHeader(&sip.ToHeader{Address: inv.From().Address, Params: inv.From().Params})
+	bye.AppendHeader(sip.HeaderClone(inv.CallID()))
+	bye.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.BYE})
+	bob.from(bye)
+	res, err := bob.client.Do(ctx, bye)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != 200 {
+		t.Fatalf("BYE: %d", res.StatusCode)
+	}
+	if _, _, byes, _ := alice.counts(); byes != 1 {
+		t.Errorf("alice got %d BYEs", byes)
+	}
+}
+
+func toTag(res *sip.Response) string {
+	tag, _ := res.To().Params.Get("tag")
+	return tag
+}
