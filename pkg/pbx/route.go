@@ -105,7 +105,7 @@ func (s *Server) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 // us. ACKs for our own non-2xx answers were absorbed by sipgo's server
 // transactions.
 func (s *Server) forwardAck(req *sip.Request) {
-	if !s.routedToUs(req) {
+	if mf := req.MaxForwards(); !s.routedToUs(req) || mf != nil && mf.Val() == 0 {
 		return
 	}
 	fr := s.inDialog(req)
