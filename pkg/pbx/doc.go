@@ -24,6 +24,14 @@
 //   - server.go: sockets, digest (pkg/sip/digest), the registrar
 //     (pkg/pbx/registrar), rate limiting (pkg/ratelimit) and Stats.
 //
+// Known limits: one Record-Route even when caller and callee use
+// different transports (no RFC 5658 double Record-Route); no strict-router
+// compatibility (§16.4 Request-URI rewrite); keep-alives go from the first
+// UDP socket and only to bindings registered since start (the location
+// Store cannot list its AORs); sipgo keeps one pool entry per UDP source
+// address for the life of the socket, so memory grows with the number of
+// sources (the rate limit bounds their requests, not their number).
+//
 // Media anchoring is not here: a MediaAnchor, when configured, rewrites
 // the SDP of forwarded offers and answers.
 package pbx
