@@ -1,0 +1,140 @@
+package pbx
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/natkit/natkit/pkg/pbx/location"
+	"github.com/natkit/natkit/pkg/sip/digest"
+)
+
+// Mode is how the server routes calls to registered users.
+type Mode string
+
+const (
+	// ModeProxy forwards requests statefully, with Record-Route.
+	ModeProxy Mode = "proxy"
+	// ModeRedirect answers 302 with the registered contacts.
+	ModeRedirect Mode = "redirect"
+)
+
+// Defaults for zero values of Config.
+const (
+	// DefaultKeepAlive is the interval of NAT keep-alives: under the 30 s
+	// UDP binding timeout many NATs use (RFC 4787 REQ-5 asks for 2 min,
+	// few comply); 25 s is what SIP phones commonly send themselves.
+	DefaultKeepAlive = 25 * time.Second
+	// DefaultRingTimeout is how long a forked INVITE may ring before the
+	// branches are cancelled and the caller gets 480 (kamailio's
+	// fr_inv_timer is 120 s; RFC 3261 Timer C is more than 3 min).
+	DefaultRingTimeout = 120 * time.Second
+)
+
+// MediaAnchor rewrites the SDP of calls the proxy forwards so that media
+// flows through a relay (pkg/pbx/anchor). nil means no anchoring: SDP is
+// passed unchanged.
+type MediaAnchor interface {
+	// Offer returns the SDP to forward to the callee in place of the
+	// caller's offer (an INVITE body).
+	Offer(ctx context.Context, callID, fromTag string, sdp []byte) ([]byte, error)
+	// Answer returns the SDP to forward to the caller in place of the
+	// callee's answer (a 183 or 2xx body).
+	Answer(ctx context.Context, callID, toTag string, sdp []byte) ([]byte, error)
+	// Release frees the call's relay (BYE, or a call that failed).
+	Release(callID string)
+}
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// Domains are the SIP domains served; requests for others are
+	// refused (no open relay). The addresses the server listens on count
+	// as its own too. Required.
+	Domains []string
+	// Listen are the addresses of the UDP and TCP sockets (one of each per
+	// address, on the same port); port 0 picks a free one, see Addrs.
+	// IPv6 :: means every IPv4 and IPv6 address.
+	Listen []netip.AddrPort
+	// TLS are the addresses of TLS listeners, with TLSConfig.
+	TLS       []netip.AddrPort
+	TLSConfig *tls.Config
+	// Host is the address put in Via and Record-Route: reachable by every
+	// peer. Default: the first listen address if it is specified, else the
+	// first domain.
+	Host string
+	// Realm of digest challenges; default: the first domain.
+	Realm string
+	// Accounts are the users and their passwords. Required.
+	Accounts digest.Store
+	// Algorithms offered in challenges (nil: MD5 only, see digest).
+	Algorithms []digest.Algorithm
+	// DigestKey signs nonces; nil: random per process.
+	DigestKey []byte
+	// Locations holds registrations. Required.
+	Locations location.Store
+	// Mode: proxy (default) or redirect.
+	Mode Mode
+	// Rate is the requests a second accepted from one source address
+	// (IPv6: one /64) after a burst of Burst (default: 2×Rate, at least
+	// 10); the rest are dropped unread. 0 means no limit.
+	Rate  float64
+	Burst int
+	// KeepAlive is the interval of keep-alives to NATed bindings; negative
+	// means none.
+	KeepAlive time.Duration
+	// RingTimeout bounds ringing of a proxied INVITE.
+	RingTimeout time.Duration
+	// Anchor, when not nil, anchors the media of proxied calls.
+	Anchor MediaAnchor
+	// Logger; nil discards. sipgo's own logs go to it at debug level
+	// without message contents.
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	if len(c.Domains) == 0 {
+		return errors.New("pbx: no domain")
+	}
+	if len(c.Listen) == 0 && len(c.TLS) == 0 {
+		return errors.New("pbx: no listen address")
+	}
+	if len(c.TLS) > 0 && c.TLSConfig == nil {
+		return errors.New("pbx: TLS addresses without a TLS config")
+	}
+	if c.Accounts == nil {
+		return errors.New("pbx: no accounts")
+	}
+	if c.Locations == nil {
+		return errors.New("pbx: no location store")
+	}
+	switch c.Mode {
+	case "":
+		c.Mode = ModeProxy
+	case ModeProxy, ModeRedirect:
+	default:
+		return fmt.Errorf("pbx: mode %q: want proxy or redirect", c.Mode)
+	}
+	if c.Rate < 0 || c.Burst < 0 || c.RingTimeout < 0 {
+		return errors.New("pbx: negative rate, burst or ring timeout")
+	}
+	if c.Rate > 0 && c.Burst == 0 {
+		c.Burst = max(int(2*c.Rate), 10)
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.RingTimeout == 0 {
+		c.RingTimeout = DefaultRingTimeout
+	}
+	if c.Realm == "" {
+		c.Realm = c.Domains[0]
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

@@ -1,0 +1,512 @@
+package pbx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/natkit/natkit/pkg/pbx/location"
+	"github.com/natkit/natkit/pkg/sip/digest"
+)
+
+// prebuilt tells sipgo's client that a request is complete: no header is
+// added or changed.
+func prebuilt(*sipgo.Client, *sip.Request) error { return nil }
+
+// lookup returns the live bindings of the Request-URI's user under every
+// name of this server (the user may have registered at a domain or at one
+// of our IPs), highest q first.
+func (s *Server) lookup(u sip.Uri) []location.Binding {
+	hosts := []string{u.Host}
+	hosts = append(hosts, s.cfg.Domains...)
+	hosts = append(hosts, s.host)
+	for ip := range s.local {
+		hosts = append(hosts, ip.String())
+	}
+	seen := map[string]bool{}
+	var out []location.Binding
+	now := time.Now()
+	for _, h := range hosts {
+		aor := aorOf(sip.Uri{Scheme: "sip", User: u.User, Host: h})
+		if seen[aor] {
+			continue
+		}
+		seen[aor] = true
+		bs, err := s.cfg.Locations.Get(s.ctx, aor)
+		if err != nil {
+			continue
+		}
+		for _, b := range bs {
+			if b.Expires.After(now) {
+				out = append(out, b)
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b location.Binding) int { return b.Q - a.Q })
+	return out
+}
+
+// route sends an authenticated out-of-dialog request for a local user to
+// the user's contacts: 302 in redirect mode, else a fork.
+func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, user string) {
+	bs := s.lookup(req.Recipient)
+	if len(bs) == 0 {
+		if _, known := s.cfg.Accounts.HA1(req.Recipient.User, s.cfg.Realm, digest.MD5); known {
+			s.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+		} else {
+			s.reply(req, tx, sip.StatusNotFound, "Not Found")
+		}
+		return
+	}
+	if s.cfg.Mode == ModeRedirect {
+		res := sip.NewResponseFromRequest(req, sip.StatusMovedTemporarily, "Moved Temporarily", nil)
+		for _, b := range bs {
+			c := &sip.ContactHeader{Params: sip.NewParams()}
+			if sip.ParseUri(b.Contact, &c.Address) != nil {
+				continue
+			}
+			if b.Q != 1000 {
+				c.Params.Add("q", strconv.FormatFloat(float64(b.Q)/1000, 'f', -1, 64))
+			}
+			res.AppendHeader(c)
+		}
+		s.stats.callsRedirected.Add(1)
+		s.respond(tx, res)
+		return
+	}
+	s.fork(req, tx, bs)
+}
+
+// branch is one forked client transaction.
+type branch struct {
+	req         *sip.Request
+	tx          sip.ClientTransaction
+	provisional bool // a 1xx came: CANCEL may be sent (§9.1)
+	final       bool
+	cancel      bool // CANCEL wanted, sent at the first 1xx
+	cancelled   bool
+}
+
+type event struct {
+	i    int
+	res  *sip.Response
+	done bool
+	err  error
+}
+
+// fork is the stateful proxy of RFC 3261 §16.6–16.7 for one request: a
+// branch per contact in parallel, provisional responses forwarded, the
+// first 2xx forwarded and the other branches cancelled, else the best
+// final response once all branches ended.
+func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.Binding) {
+	invite := req.Method == sip.INVITE
+	if invite {
+		s.reply(req, tx, 100, "Trying") // §16.2: at once, not after sipgo's 200 ms
+	}
+	consumeCredentials(req, s.cfg.Realm)
+	loop := loopHash(req)
+	callID := req.CallID().Value()
+
+	var offer []byte
+	if invite && s.cfg.Anchor != nil && len(req.Body()) > 0 {
+		tag, _ := req.From().Params.Get("tag")
+		b, err := s.cfg.Anchor.Offer(s.ctx, callID, tag, req.Body())
+		if err != nil {
+			s.reply(req, tx, sip.StatusServiceUnavailable, "Media Relay Unavailable")
+			return
+		}
+		offer = b
+	}
+
+	events := make(chan event, 8)
+	quit := make(chan struct{}) // the branches' readers stop when the fork ends
+	defer close(quit)
+	var branches []*branch
+	for _, b := range bs {
+		br := s.branchRequest(req, b, loop)
+		if offer != nil {
+			br.SetBody(offer)
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		btx, err := s.client.TransactionRequest(ctx, br, prebuilt)
+		cancel()
+		if err != nil {
+			s.log.Debug("fork", "contact", b.Contact, "error", err)
+			continue
+		}
+		i := len(branches)
+		branches = append(branches, &branch{req: br, tx: btx})
+		if invite {
+			btx.OnRetransmission(func(res *sip.Response) {
+				if res.IsSuccess() {
+					s.forwardResponse(req, tx, res) // §16.7 step 5: every 2xx goes up
+				}
+			})
+		}
+		go func() {
+			for {
+				select {
+				case res := <-btx.Responses():
+					select {
+					case events <- event{i: i, res: res}:
+					case <-quit:
+						return
+					}
+				case <-btx.Done():
+					select {
+					case events <- event{i: i, done: true, err: btx.Err()}:
+					case <-quit:
+					}
+					return
+				case <-quit:
+					return
+				}
+			}
+		}()
+	}
+	if len(branches) == 0 {
+		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+		return
+	}
+	s.stats.callsProxied.Add(1)
+
+	cancelled := make(chan struct{}, 1)
+	if invite {
+		tx.OnCancel(func(*sip.Request) {
+			select {
+			case cancelled <- struct{}{}:
+			default:
+			}
+		})
+	}
+	ring := time.NewTimer(s.cfg.RingTimeout)
+	defer ring.Stop()
+
+	var best *sip.Response
+	stop := s.ctx.Done()
+	answered, callerGone, rang, timedOut, expired := false, false, false, false, false
+	cancelAll := func() {
+		for _, b := range branches {
+			if !b.final && !b.cancel {
+				b.cancel = true
+				if b.provisional {
+					s.sendCancel(b)
+				}
+			}
+		}
+	}
+	// A branch is over at its final response (its transaction lives on
+	// for Timer D to absorb retransmissions) or when its transaction ends
+	// without one (timeout, transport error).
+	pending := func() bool {
+		for _, b := range branches {
+			if !b.final {
+				return true
+			}
+		}
+		return false
+	}
+	for pending() {
+		select {
+		case ev := <-events:
+			b := branches[ev.i]
+			switch {
+			case ev.done:
+				if !b.final {
+					b.final = true
+					if errors.Is(ev.err, sip.ErrTransactionTimeout) {
+						timedOut = true
+					}
+				}
+				continue
+			case ev.res.IsProvisional():
+				if ev.res.StatusCode == 100 {
+					continue
+				}
+				b.provisional, rang = true, true
+				if b.cancel && !b.cancelled {
+					s.sendCancel(b)
+				}
+				if !answered && !callerGone && !b.cancel {
+					s.forwardResponse(req, tx, ev.res)
+				}
+			case ev.res.IsSuccess():
+				b.final = true
+				if callerGone {
+					// Answered as the caller's CANCEL crossed: the server
+					// transaction is over (487), but the caller must see
+					// the 2xx to ACK and BYE it (§16.7 step 5, §9.1).
+					s.strayForward(ev.res)
+				} else {
+					s.forwardResponse(req, tx, ev.res)
+				}
+				if !answered {
+					answered = true
+					s.stats.callsAnswered.Add(1)
+					cancelAll()
+				}
+				b.tx.Terminate() // its 2xx retransmissions go up statelessly (strayResponse)
+			default:
+				b.final = true
+				if better(ev.res, best) {
+					best = ev.res
+				}
+				if ev.res.StatusCode >= 600 && !answered {
+					cancelAll() // §16.7 step 5
+				}
+			}
+		case <-cancelled:
+			callerGone = true // sipgo answered 200 to the CANCEL and 487 to the INVITE
+			cancelAll()
+		case <-ring.C:
+			if !answered {
+				expired = true
+				cancelAll()
+			}
+		case <-stop:
+			for _, b := range branches {
+				b.tx.Terminate() // each branch still reports done once
+			}
+			stop = nil
+			return
+		}
+	}
+	if answered || callerGone {
+		return
+	}
+	if s.cfg.Anchor != nil && invite {
+		s.cfg.Anchor.Release(callID)
+	}
+	switch {
+	case expired && (best == nil || best.StatusCode < 600):
+		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "No Answer") // the 487s of our CANCELs are ours
+	case best != nil:
+		s.forwardResponse(req, tx, best)
+	case rang:
+		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "No Answer")
+	case timedOut:
+		s.reply(req, tx, sip.StatusRequestTimeout, "Request Timeout")
+	default:
+		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+	}
+}
+
+// better reports whether res is a better final response than best
+// (§16.7 step 6): any 6xx, else the lowest class; the first of a class.
+func better(res, best *sip.Response) bool {
+	if best == nil {
+		return true
+	}
+	if best.StatusCode >= 600 {
+		return false
+	}
+	if res.StatusCode >= 600 {
+		return true
+	}
+	return res.StatusCode/100 < best.StatusCode/100
+}
+
+// branchRequest builds the request for one contact (§16.6): Request-URI
+// the contact, Path as Route, Max-Forwards decremented, Record-Route and
+// our Via, sent to the binding's received address (the Contact fix of
+// kamailio's nathelper) over its transport.
+func (s *Server) branchRequest(req *sip.Request, b location.Binding, loop string) *sip.Request {
+	br := fresh(req)
+	var u sip.Uri
+	if sip.ParseUri(b.Contact, &u) == nil {
+		br.Recipient = u
+	}
+	transport := strings.ToUpper(b.Transport)
+	if transport == "" {
+		transport = "UDP"
+	}
+	br.SetTransport(transport)
+	for i := len(b.Path) - 1; i >= 0; i-- {
+		rh := &sip.RouteHeader{}
+		var params sip.HeaderParams
+		if _, err := sip.ParseAddressValue(b.Path[i], &rh.Address, &params); err == nil {
+			br.PrependHeader(rh)
+		}
+	}
+	if len(b.Path) == 0 && b.Received.IsValid() {
+		br.SetDestination(b.Received.String())
+	}
+	s.proxyHeaders(br, transport, loop)
+	if req.Method == sip.INVITE || req.Method == sip.SUBSCRIBE || req.Method == sip.REFER {
+		rr := &sip.RecordRouteHeader{Address: s.selfURI(transport, req.CallID().Value())}
+		br.PrependHeader(rr)
+	}
+	return br
+}
+
+// proxyHeaders decrements Max-Forwards (adding 70 when absent, §16.6 step
+// 3), adds our Via with a loop-detecting branch, and the local address.
+func (s *Server) proxyHeaders(br *sip.Request, transport, loop string) {
+	if mf := br.MaxForwards(); mf != nil {
+		mf.Dec()
+	} else {
+		m := sip.MaxForwardsHeader(70)
+		br.AppendHeader(&m)
+	}
+	var r [8]byte
+	rand.Read(r[:])
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport,
+		Host: s.host, Port: s.port(transport), Params: sip.NewParams()}
+	via.Params.Add("branch", branchPrefix+loop+"."+hex.EncodeToString(r[:]))
+	via.Params.Add("rport", "")
+	br.PrependHeader(via)
+	br.Laddr = sip.Addr{}
+	if transport == "UDP" {
+		br.Laddr = s.laddr()
+	}
+}
+
+// fresh is a copy of an incoming request to forward: sipgo's Clone keeps
+// the destination the original was sent to (us).
+func fresh(req *sip.Request) *sip.Request {
+	r := req.Clone()
+	r.SetDestination("")
+	return r
+}
+
+// selfURI is our Record-Route URI, with the dialog's tag (rrTag).
+func (s *Server) selfURI(transport, callID string) sip.Uri {
+	u := sip.Uri{Scheme: "sip", Host: s.host, Port: s.port(transport), UriParams: sip.NewParams()}
+	u.UriParams.Add("lr", "")
+	if transport != "UDP" {
+		u.UriParams.Add("transport", strings.ToLower(transport))
+	}
+	u.UriParams.Add("nk", s.rrTag(callID))
+	return u
+}
+
+// branchPrefix starts the Via branch of requests we forward; the loop
+// hash follows it (§16.6 step 8).
+const branchPrefix = sip.RFC3261BranchMagicCookie + "-nk"
+
+// loopHash hashes what a spiral changes and a loop does not (§16.6 step
+// 8): Request-URI, Call-ID, From tag, CSeq number, Route and
+// Proxy-Require.
+func loopHash(req *sip.Request) string {
+	h := fnv.New64a()
+	h.Write([]byte(req.Recipient.String()))
+	h.Write([]byte{0})
+	h.Write([]byte(req.CallID().Value()))
+	if tag, ok := req.From().Params.Get("tag"); ok {
+		h.Write([]byte(tag))
+	}
+	h.Write([]byte(strconv.FormatUint(uint64(req.CSeq().SeqNo), 10)))
+	for _, name := range []string{"Route", "Proxy-Require"} {
+		for _, r := range req.GetHeaders(name) {
+			h.Write([]byte(r.Value()))
+		}
+	}
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// looped reports a request that already passed here unchanged (§16.3
+// step 4): one of its Vias is ours with this request's loop hash.
+func (s *Server) looped(req *sip.Request) bool {
+	var loop string
+	for _, h := range req.GetHeaders("Via") {
+		v, ok := h.(*sip.ViaHeader)
+		if !ok {
+			continue
+		}
+		br, _ := v.Params.Get("branch")
+		if !strings.HasPrefix(br, branchPrefix) || !strings.EqualFold(v.Host, s.host) || !s.ourPort(v.Port) {
+			continue
+		}
+		if loop == "" {
+			loop = loopHash(req)
+		}
+		if strings.HasPrefix(br[len(branchPrefix):], loop+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// consumeCredentials removes the Proxy-Authorization values of our realm
+// (RFC 3261 §22.3 lets a proxy drop the credentials it checked).
+func consumeCredentials(req *sip.Request, realm string) {
+	for _, h := range req.GetHeaders(digest.ProxyAuthorization) {
+		if strings.Contains(h.Value(), `realm="`+realm+`"`) {
+			req.RemoveHeader(h.Name())
+		}
+	}
+}
+
+// forwardResponse sends a branch's response to the caller without our Via.
+func (s *Server) forwardResponse(req *sip.Request, tx sip.ServerTransaction, res *sip.Response) {
+	out := res.Clone()
+	out.RemoveHeader("Via")
+	out.SetDestination(req.Source())
+	out.SetTransport(req.Transport())
+	if s.cfg.Anchor != nil && len(out.Body()) > 0 && (out.StatusCode == 183 || out.IsSuccess()) && req.Method == sip.INVITE {
+		tag, _ := out.To().Params.Get("tag")
+		if b, err := s.cfg.Anchor.Answer(s.ctx, req.CallID().Value(), tag, out.Body()); err == nil {
+			out.SetBody(b)
+		}
+	}
+	s.respond(tx, out)
+}
+
+// sendCancel cancels a branch (§9.1): same Request-URI, top Via, Route,
+// Call-ID, From, To and CSeq number as the INVITE.
+func (s *Server) sendCancel(b *branch) {
+	b.cancelled = true
+	c := sip.NewRequest(sip.CANCEL, b.req.Recipient)
+	c.AppendHeader(sip.HeaderClone(b.req.Via()))
+	for _, r := range b.req.GetHeaders("Route") {
+		c.AppendHeader(sip.HeaderClone(r))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	c.AppendHeader(&mf)
+	c.AppendHeader(sip.HeaderClone(b.req.From()))
+	c.AppendHeader(sip.HeaderClone(b.req.To()))
+	c.AppendHeader(sip.HeaderClone(b.req.CallID()))
+	c.AppendHeader(&sip.CSeqHeader{SeqNo: b.req.CSeq().SeqNo, MethodName: sip.CANCEL})
+	c.SetBody(nil)
+	c.SetTransport(b.req.Transport())
+	c.SetDestination(b.req.Destination())
+	c.Laddr = b.req.Laddr
+	s.transact(c, nil)
+}
+
+// transact sends a request in its own client transaction and hands each
+// response to f (nil: discard), in a goroutine Close waits for.
+func (s *Server) transact(r *sip.Request, f func(*sip.Response)) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	tx, err := s.client.TransactionRequest(ctx, r, prebuilt)
+	cancel()
+	if err != nil {
+		s.log.Debug("send", "method", r.Method, "error", err)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer tx.Terminate()
+		for {
+			select {
+			case res := <-tx.Responses():
+				if f != nil {
+					f(res)
+				}
+			case <-tx.Done():
+				return
+			case <-s.ctx.Done():
+				return
+			}
+		}
+	}()
+}

@@ -1,0 +1,177 @@
+package pbx
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/natkit/natkit/pkg/pbx/location"
+)
+
+// In-dialog routing (kamailio's rr loose_route): requests whose top Route
+// is our Record-Route, and responses that match no transaction.
+
+// routedToUs reports whether the top Route is our Record-Route of this
+// dialog (rrTag), the only in-dialog requests we relay.
+func (s *Server) routedToUs(req *sip.Request) bool {
+	r := req.Route()
+	if r == nil || !s.isOurs(r.Address) {
+		return false
+	}
+	tag, _ := r.Address.UriParams.Get("nk")
+	return tag != "" && tag == s.rrTag(req.CallID().Value())
+}
+
+// inDialog prepares an in-dialog request routed through us for the next
+// hop (§16.4, §16.6): our Route removed; the next Route or else the
+// Request-URI is where it goes, through the NAT binding of a registered
+// contact when the Request-URI is one.
+func (s *Server) inDialog(req *sip.Request) *sip.Request {
+	fr := fresh(req)
+	fr.RemoveHeader("Route")
+	transport := "UDP"
+	next := fr.Recipient
+	if r := fr.Route(); r != nil {
+		next = r.Address
+	} else if b, ok := s.bindingFor(fr.Recipient); ok {
+		transport = strings.ToUpper(b.Transport)
+		fr.SetDestination(b.Received.String())
+	}
+	if t, ok := next.UriParams.Get("transport"); ok {
+		transport = strings.ToUpper(t)
+	}
+	if next.IsEncrypted() {
+		transport = "TLS"
+	}
+	fr.SetTransport(transport)
+	s.proxyHeaders(fr, transport, loopHash(req))
+	return fr
+}
+
+// bindingFor finds the registered binding whose Contact is u.
+func (s *Server) bindingFor(u sip.Uri) (location.Binding, bool) {
+	if u.User == "" {
+		return location.Binding{}, false
+	}
+	want := u.String()
+	for _, b := range s.lookup(u) {
+		if b.Contact == want {
+			return b, true
+		}
+	}
+	return location.Binding{}, false
+}
+
+// forwardInDialog relays a BYE, re-INVITE or other in-dialog request and
+// its responses.
+func (s *Server) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	fr := s.inDialog(req)
+	if req.Method == sip.BYE && s.cfg.Anchor != nil {
+		s.cfg.Anchor.Release(req.CallID().Value())
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	ftx, err := s.client.TransactionRequest(ctx, fr, prebuilt)
+	cancel()
+	if err != nil {
+		s.reply(req, tx, sip.StatusServiceUnavailable, "Next Hop Unreachable")
+		return
+	}
+	defer ftx.Terminate()
+	for {
+		select {
+		case res := <-ftx.Responses():
+			s.forwardResponse(req, tx, res)
+			if !res.IsProvisional() {
+				return
+			}
+		case <-ftx.Done():
+			if errors.Is(ftx.Err(), sip.ErrTransactionTimeout) {
+				s.reply(req, tx, sip.StatusRequestTimeout, "Request Timeout")
+			} else {
+				s.reply(req, tx, sip.StatusServiceUnavailable, "Next Hop Unreachable")
+			}
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// forwardAck relays an ACK statelessly: an ACK for a 2xx routed through
+// us. ACKs for our own non-2xx answers were absorbed by sipgo's server
+// transactions.
+func (s *Server) forwardAck(req *sip.Request) {
+	if mf := req.MaxForwards(); !s.routedToUs(req) || mf != nil && mf.Val() == 0 {
+		return
+	}
+	fr := s.inDialog(req)
+	if err := s.client.WriteRequest(fr, prebuilt); err != nil {
+		s.log.Debug("ACK", "error", err)
+	}
+}
+
+// strayResponse handles responses matching no client transaction (§16.7:
+// processed as a stateless proxy): 2xx retransmissions of answered INVITEs
+// go up to the next Via; answers to keep-alives are counted; the rest is
+// dropped.
+func (s *Server) strayResponse(res *sip.Response) {
+	if !s.enter() {
+		return
+	}
+	defer s.handlers.Done()
+	s.stats.responsesIn.Add(1)
+	via := res.Via()
+	if via == nil || !strings.EqualFold(via.Host, s.host) || !s.ourPort(via.Port) {
+		return
+	}
+	br, _ := via.Params.Get("branch")
+	if strings.HasPrefix(br, keepAlivePrefix) {
+		s.stats.keepAliveReplies.Add(1)
+		return
+	}
+	s.stats.strayRes.Add(1)
+	if !res.IsSuccess() || !strings.HasPrefix(br, branchPrefix) {
+		return
+	}
+	s.strayForward(res)
+}
+
+// strayForward sends a 2xx to an INVITE up to the next Via statelessly
+// (§16.11), without our Via.
+func (s *Server) strayForward(res *sip.Response) {
+	cseq := res.CSeq()
+	if cseq == nil || cseq.MethodName != sip.INVITE {
+		return
+	}
+	out := res.Clone()
+	out.RemoveHeader("Via")
+	next := out.Via()
+	if next == nil {
+		return
+	}
+	host, port := next.Host, next.Port
+	if v, ok := next.Params.Get("received"); ok && v != "" {
+		host = v
+	}
+	if v, ok := next.Params.Get("rport"); ok && v != "" {
+		if p, err := strconv.Atoi(v); err == nil {
+			port = p
+		}
+	}
+	if port == 0 {
+		port = 5060
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return
+	}
+	out.SetDestination(netip.AddrPortFrom(ip, uint16(port)).String())
+	out.SetTransport(next.Transport)
+	if err := s.srv.WriteResponse(out); err != nil {
+		s.log.Debug("stray 2xx", "error", err)
+	}
+}
