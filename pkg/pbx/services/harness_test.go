@@ -192,10 +192,10 @@ func answerAddr(t *testing.T, body []byte) netip.AddrPort {
 // media is the caller's RTP: a session on its own socket, recording what
 // arrives.
 type media struct {
-	conn  net.PacketConn
-	sess  *rtpsession.Session
-	rec   *rtpsession.Recorder
-	mu    sync.Mutex
+	conn   net.PacketConn
+	sess   *rtpsession.Session
+	rec    *rtpsession.Recorder
+	mu     sync.Mutex
 	frames []frame
 }
 

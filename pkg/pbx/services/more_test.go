@@ -1,0 +1,197 @@
+package services
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/media/tones"
+)
+
+// TestSymmetricRTP: the caller's SDP names one port but its RTP leaves
+// from another (a NAT rewrote it); music on hold still reaches the port the
+// RTP comes from, and the SDP's port soon stops getting it.
+func TestSymmetricRTP(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s := start(t, Config{})
+	c := newCaller(t)
+	decoy := newMedia(t) // the port the SDP gives
+	m := newMedia(t)     // the port RTP really uses
+	d := c.call(ctx, uri(s, "9664"), offer(t, decoy.addr()))
+	m.start(t, answerAddr(t, d.InviteResponse.Body()))
+	sendCtx, stopSend := context.WithCancel(ctx)
+	sent := make(chan struct{})
+	go func() { defer close(sent); m.sess.Send(sendCtx, tones.Silence(10*time.Second)) }()
+	defer func() { stopSend(); <-sent }()
+
+	const want = 50
+	if !eventually(ctx, func() bool { n, _ := m.received(time.Time{}, time.Time{}); return n >= want }) {
+		n, _ := m.received(time.Time{}, time.Time{})
+		t.Fatalf("%d packets at the RTP's real port, want %d", n, want)
+	}
+	n, samples := m.received(time.Time{}, time.Time{})
+	if l := tones.Level(samples); l < -35 {
+		t.Errorf("level %.1f dBFS at the real port", l)
+	}
+	// Nothing goes to the SDP's port once latched.
+	var before int
+	buf := make([]byte, 1500)
+	decoy.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	for {
+		if _, _, err := decoy.conn.ReadFrom(buf); err != nil {
+			break
+		}
+		before++
+	}
+	decoy.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _, err := decoy.conn.ReadFrom(buf)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("the SDP's port still gets RTP after latching (%v)", err)
+	}
+	t.Logf("%d packets at the real port; %d went to the SDP's port before latching", n, before)
+	hangup(t, d)
+}
+
+// TestInDialog: OPTIONS is 200; a re-INVITE gets the same SDP and the call
+// goes on.
+func TestInDialog(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s := start(t, Config{})
+	c := newCaller(t)
+
+	res, err := c.dua.Client.Do(ctx, sip.NewRequest(sip.OPTIONS, uri(s, "9196")))
+	if err != nil || res.StatusCode != sip.StatusOK {
+		t.Fatalf("OPTIONS: %v %v", res, err)
+	}
+
+	m := newMedia(t)
+	d := c.call(ctx, uri(s, "9196"), offer(t, m.addr()))
+	first := string(d.InviteResponse.Body())
+	target := d.InviteResponse.Contact().Address
+	re := sip.NewRequest(sip.INVITE, target)
+	re.SetBody(offer(t, m.addr()))
+	re.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	res, err = d.Do(ctx, re)
+	if err != nil || res.StatusCode != sip.StatusOK {
+		t.Fatalf("re-INVITE: %v %v", res, err)
+	}
+	if string(res.Body()) != first {
+		t.Errorf("re-INVITE answer changed:\n%s\nwas\n%s", res.Body(), first)
+	}
+	ack := sip.NewRequest(sip.ACK, target)
+	if err := d.WriteRequest(ack); err != nil {
+		t.Fatal(err)
+	}
+	hangup(t, d)
+	if st := s.Stats(); st.Reinvites != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestServiceHangsUp: the service sends BYE when no RTP comes for
+// MediaTimeout, after MaxDuration, and on Close.
+func TestServiceHangsUp(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		number string
+		close  bool
+		check  func(Stats) bool
+	}{
+		{"media timeout", Config{MediaTimeout: 500 * time.Millisecond}, "9196", false,
+			func(st Stats) bool { return st.MediaTimeouts == 1 }},
+		{"max duration", Config{MaxDuration: time.Second}, "9664", false,
+			func(st Stats) bool { return st.MediaTimeouts == 0 }},
+		{"close", Config{}, "9195", true, func(st Stats) bool { return true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			leaktest.Check(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			s := start(t, tc.cfg)
+			c := newCaller(t)
+			m := newMedia(t)
+			begin := time.Now()
+			c.call(ctx, uri(s, tc.number), offer(t, m.addr()))
+			if tc.close {
+				go s.Close()
+			}
+			if !c.waitBye(ctx) {
+				t.Fatal("no BYE from the service")
+			}
+			t.Logf("BYE after %v", time.Since(begin).Round(time.Millisecond))
+			if !eventually(ctx, func() bool { st := s.Stats(); return st.Active == 0 && tc.check(st) }) {
+				t.Errorf("stats %+v", s.Stats())
+			}
+		})
+	}
+}
+
+// TestMediaPorts: RTP ports come from the range, even, until it is used up.
+func TestMediaPorts(t *testing.T) {
+	probe, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := uint16(probe.LocalAddr().(*net.UDPAddr).Port) &^ 1
+	probe.Close()
+	ip := netip.MustParseAddr("127.0.0.1")
+	a, err := listenMedia(ip, lo, lo+3)
+	if err != nil {
+		t.Skipf("range %d-%d busy: %v", lo, lo+3, err)
+	}
+	defer a.Close()
+	b, err := listenMedia(ip, lo, lo+3)
+	if err != nil {
+		t.Skipf("range %d-%d busy: %v", lo, lo+3, err)
+	}
+	defer b.Close()
+	pa, pb := a.LocalAddr().(*net.UDPAddr).Port, b.LocalAddr().(*net.UDPAddr).Port
+	if pa == pb || pa%2 != 0 || pb%2 != 0 || min(pa, pb) != int(lo) || max(pa, pb) != int(lo)+2 {
+		t.Errorf("ports %d, %d from %d-%d", pa, pb, lo, lo+3)
+	}
+	if c, err := listenMedia(ip, lo, lo+3); err == nil {
+		c.Close()
+		t.Error("a third port from a range of two even ports")
+	}
+}
+
+func TestConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"defaults", Config{}, true},
+		{"bad listen", Config{Listen: "localhost"}, false},
+		{"unspecified listen needs media IP", Config{Listen: "0.0.0.0:0"}, false},
+		{"unspecified listen with media IP", Config{Listen: "0.0.0.0:0", MediaIP: netip.MustParseAddr("127.0.0.1")}, true},
+		{"half a port range", Config{MediaPortMin: 10000}, false},
+		{"inverted port range", Config{MediaPortMin: 20000, MediaPortMax: 10000}, false},
+		{"negative timeout", Config{MediaTimeout: -time.Second}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(tc.cfg)
+			if (err == nil) != tc.ok {
+				t.Fatalf("New: %v, want ok=%v", err, tc.ok)
+			}
+			if s != nil {
+				if !s.Addr().IsValid() || s.Addr().Port() == 0 {
+					t.Errorf("Addr %v", s.Addr())
+				}
+				s.Close()
+				s.Close() // idempotent
+			}
+		})
+	}
+}
