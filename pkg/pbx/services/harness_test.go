@@ -14,7 +14,9 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/natkit/natkit/pkg/media/g711"
 	"github.com/natkit/natkit/pkg/media/rtpsession"
+	"github.com/pion/rtp"
 	"github.com/natkit/natkit/pkg/sdp"
 )
 
@@ -271,3 +273,75 @@ func eventually(ctx context.Context, cond func() bool) bool {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// echoTimeline sends samples as PCMU RTP from conn to remote, paced at
+// 20 ms, reads what comes back meanwhile and for linger after, and lays it
+// out by RTP timestamp from the first packet back: on the far end's RTP
+// timeline, not the wall clock, so that a loaded host does not move it.
+// For an echo the first packet back answers the first one sent, so lag 0
+// of the result lines up with the first sample sent.
+func echoTimeline(ctx context.Context, t *testing.T, conn net.PacketConn, remote netip.AddrPort, samples []int16, linger time.Duration) []int16 {
+	t.Helper()
+	var (
+		mu       sync.Mutex
+		timeline []int16
+		base     uint32
+		have     bool
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var p rtp.Packet
+			if p.Unmarshal(buf[:n]) != nil || p.PayloadType != g711.ULaw.PayloadType() {
+				continue
+			}
+			mu.Lock()
+			if !have {
+				have, base = true, p.Timestamp
+			}
+			pos := int(int32(p.Timestamp - base))
+			if pos >= 0 && pos < 60*8000 {
+				if need := pos + len(p.Payload); need > len(timeline) {
+					timeline = append(timeline, make([]int16, need-len(timeline))...)
+				}
+				g711.ULaw.Decode(timeline[pos:pos], p.Payload)
+			}
+			mu.Unlock()
+		}
+	}()
+	dst := net.UDPAddrFromAddrPort(remote)
+	h := rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: 1000, Timestamp: 5000, SSRC: 0x1234}
+	next := time.Now()
+	for i := 0; i < len(samples); i += 160 {
+		frame := make([]int16, 160)
+		copy(frame, samples[i:])
+		b, _ := (&rtp.Packet{Header: h, Payload: g711.ULaw.Encode(nil, frame)}).Marshal()
+		if _, err := conn.WriteTo(b, dst); err != nil {
+			t.Fatal(err)
+		}
+		h.SequenceNumber++
+		h.Timestamp += 160
+		next = next.Add(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(time.Until(next)):
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(linger):
+	}
+	conn.SetReadDeadline(time.Now())
+	<-done
+	conn.SetReadDeadline(time.Time{})
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]int16(nil), timeline...)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,8 +45,8 @@ func TestEcho(t *testing.T) {
 		t.Fatalf("no echo of the probe: %+v, %v", res, err)
 	}
 	t.Logf("echo: delay %v, score %.3f, loss %.1f dB", res.Delay, res.Score, res.LossDB)
-	if res.Delay > 500*time.Millisecond {
-		t.Errorf("echo delay %v, want under 500 ms (no delay on 9196)", res.Delay)
+	if res.Delay > time.Second {
+		t.Errorf("echo delay %v, want under 1 s (no delay on 9196; generous for loaded hosts)", res.Delay)
 	}
 	hangup(t, d)
 	if st := s.Stats(); st.Calls[Echo] != 1 || st.RTPReceived == 0 || st.RTPSent == 0 {
@@ -57,8 +58,9 @@ func TestEcho(t *testing.T) {
 }
 
 // TestEchoDelayed: 9195 echoes 5 s later, counted in samples by a ring
-// buffer, so the delay measured on the RTP timeline is 5 s within a few
-// ms whatever the load; the test allows ±100 ms.
+// buffer. The test lays the echo out on the service's RTP timeline, so the
+// delay it measures is the ring's (exactly 5 s) whatever the load; it
+// allows ±100 ms.
 func TestEchoDelayed(t *testing.T) {
 	leaktest.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
@@ -67,22 +69,17 @@ func TestEchoDelayed(t *testing.T) {
 	c := newCaller(t)
 	m := newMedia(t)
 	d := c.call(ctx, uri(s, "9195"), offer(t, m.addr()))
-	m.start(t, answerAddr(t, d.InviteResponse.Body()))
-
+	if got := d.InviteResponse.Body(); !strings.Contains(string(got), "PCMU") {
+		t.Fatalf("answer without PCMU: %s", got)
+	}
 	// The echo is driven by what arrives: keep sending (silence) past 5 s.
 	p := probe()
-	if err := m.sess.Send(ctx, append(p, tones.Silence(5500*time.Millisecond)...)); err != nil {
-		t.Fatal(err)
-	}
-	var res echo.Result
-	var err error
-	if !eventually(ctx, func() bool {
-		res, err = echo.Estimate(p, m.rec.Samples())
-		return err == nil && res.Score > 0.9
-	}) {
+	got := echoTimeline(ctx, t, m.conn, answerAddr(t, d.InviteResponse.Body()), append(p, tones.Silence(5300*time.Millisecond)...), 300*time.Millisecond)
+	res, err := echo.Estimate(p, got)
+	t.Logf("echo: delay %v, score %.3f (%d samples back)", res.Delay, res.Score, len(got))
+	if err != nil || res.Score < 0.9 {
 		t.Fatalf("no echo of the probe: %+v, %v", res, err)
 	}
-	t.Logf("echo: delay %v, score %.3f", res.Delay, res.Score)
 	if diff := res.Delay - DefaultEchoDelay; diff < -100*time.Millisecond || diff > 100*time.Millisecond {
 		t.Errorf("echo delay %v, want 5 s ± 100 ms", res.Delay)
 	}
