@@ -16,8 +16,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/natkit/natkit/pkg/media/g711"
 	"github.com/natkit/natkit/pkg/media/rtpsession"
-	"github.com/pion/rtp"
 	"github.com/natkit/natkit/pkg/sdp"
+	"github.com/pion/rtp"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
