@@ -10,7 +10,10 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/media/g711"
 	"github.com/natkit/natkit/pkg/media/tones"
+	"github.com/natkit/natkit/pkg/sdp"
+	"github.com/pion/rtp"
 )
 
 // TestSymmetricRTP: the caller's SDP names one port but its RTP leaves
@@ -193,5 +196,71 @@ func TestConfig(t *testing.T) {
 				s.Close() // idempotent
 			}
 		})
+	}
+}
+
+// TestOffers: the answer takes the offer's G.711 codec (PCMA too) and
+// echoes in it; an offer without G.711, or without SDP, gets 488.
+func TestOffers(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s := start(t, Config{})
+	c := newCaller(t)
+	m := newMedia(t)
+
+	body, _ := sdp.Marshal(sdp.Offer(sdp.Local{Addr: m.addr(), Codecs: []sdp.Codec{sdp.PCMA}}))
+	d := c.call(ctx, uri(s, "9196"), body)
+	desc, err := sdp.Parse(d.InviteResponse.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sdp.Streams(desc)
+	if len(st) != 1 || len(st[0].Codecs) == 0 || !st[0].Codecs[0].Same(sdp.PCMA) {
+		t.Fatalf("answer to a PCMA offer: %s", d.InviteResponse.Body())
+	}
+	pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 8, SequenceNumber: 1, Timestamp: 1, SSRC: 7},
+		Payload: g711.ALaw.Encode(nil, tones.Tone(1000, -10, 20*time.Millisecond))}).Marshal()
+	back := make([]byte, 1500)
+	var p rtp.Packet
+	for p.PayloadType != 8 || len(p.Payload) != 160 {
+		m.conn.WriteTo(pkt, net.UDPAddrFromAddrPort(st[0].Addr))
+		m.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, _, err := m.conn.ReadFrom(back); err == nil {
+			p.Unmarshal(back[:n])
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no PCMA echo")
+		}
+	}
+	if p.SSRC == 7 {
+		t.Error("echo kept the caller's SSRC; want the service's own")
+	}
+	hangup(t, d)
+
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{
+		{"G.722 only", func() []byte {
+			b, _ := sdp.Marshal(sdp.Offer(sdp.Local{Addr: m.addr(), NoDTMF: true,
+				Codecs: []sdp.Codec{{PT: 9, Name: "G722", ClockRate: 8000}}}))
+			return b
+		}()},
+		{"no SDP", nil},
+	} {
+		req := sip.NewRequest(sip.INVITE, uri(s, "9196"))
+		req.AppendHeader(sip.NewHeader("Contact", "<sip:caller@"+c.addr.String()+">"))
+		if tc.body != nil {
+			req.SetBody(tc.body)
+			req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		}
+		res, err := c.dua.Client.Do(ctx, req)
+		if err != nil || res.StatusCode != sip.StatusNotAcceptableHere {
+			t.Errorf("%s: %v %v, want 488", tc.name, res, err)
+		}
+	}
+	if st := s.Stats(); st.Rejected != 2 {
+		t.Errorf("stats %+v", st)
 	}
 }
