@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -15,6 +16,7 @@ import (
 	"github.com/natkit/natkit/pkg/media/g711"
 	"github.com/natkit/natkit/pkg/media/rtpsession"
 	"github.com/natkit/natkit/pkg/sdp"
+	psdp "github.com/pion/sdp/v3"
 )
 
 // Why a call ended.
@@ -39,16 +41,33 @@ type call struct {
 	eventPT   uint8 // telephone-event's, 0 when none
 	remote    net.Addr
 
+	held atomic.Bool // on hold: no media timeout
+
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 }
 
 func (c *call) hangup(why error) { c.cancel(why) }
 
-// answer takes an INVITE for svc: offer → answer, media port, dialog; then
+// setHeld pauses or resumes the media timeout (the watchdog keeps the
+// clock fresh while held, so it restarts on resume).
+func (c *call) setHeld(h bool) { c.held.Store(h) }
+
+// held reports whether an offer puts the call on hold (RFC 3264 §8.4,
+// and RFC 2543's c=0.0.0.0).
+func held(offer *psdp.SessionDescription) bool {
+	for _, st := range sdp.Streams(offer) {
+		if st.Media == "audio" && st.Port != 0 {
+			return st.Hold || st.Direction == sdp.SendOnly || st.Direction == sdp.Inactive
+		}
+	}
+	return false
+}
+
+// take takes an INVITE for svc: offer → answer, media port, dialog; then
 // runs the call in the handler's goroutine, which sipgo needs to keep
 // until the final response anyway.
-func (s *Server) answer(req *sip.Request, tx sip.ServerTransaction, svc Service) {
+func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 	reject := func(code int, reason string) {
 		s.st.rejected.Add(1)
 		tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil))
@@ -188,7 +207,9 @@ func (c *call) watch(media func(ctx context.Context)) {
 			case <-c.ctx.Done():
 				return
 			case <-tick.C:
-				if c.media.idle() > c.s.cfg.MediaTimeout {
+				if c.held.Load() {
+					c.media.lastRx.Store(time.Now().UnixNano())
+				} else if c.media.idle() > c.s.cfg.MediaTimeout {
 					c.s.st.mediaTimeouts.Add(1)
 					c.cancel(reasonMediaTimeout)
 					return

@@ -345,3 +345,20 @@ func echoTimeline(ctx context.Context, t *testing.T, conn net.PacketConn, remote
 	defer mu.Unlock()
 	return append([]int16(nil), timeline...)
 }
+
+// reinvite sends an in-dialog INVITE with body, wants 200 and ACKs it.
+func reinvite(ctx context.Context, t *testing.T, d *sipgo.DialogClientSession, body []byte) *sip.Response {
+	t.Helper()
+	target := d.InviteResponse.Contact().Address
+	re := sip.NewRequest(sip.INVITE, target)
+	re.SetBody(body)
+	re.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	res, err := d.Do(ctx, re)
+	if err != nil || res.StatusCode != sip.StatusOK {
+		t.Fatalf("re-INVITE: %v %v", res, err)
+	}
+	if err := d.WriteRequest(sip.NewRequest(sip.ACK, target)); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}

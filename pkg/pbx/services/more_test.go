@@ -80,20 +80,9 @@ func TestInDialog(t *testing.T) {
 	m := newMedia(t)
 	d := c.call(ctx, uri(s, "9196"), offer(t, m.addr()))
 	first := string(d.InviteResponse.Body())
-	target := d.InviteResponse.Contact().Address
-	re := sip.NewRequest(sip.INVITE, target)
-	re.SetBody(offer(t, m.addr()))
-	re.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	res, err = d.Do(ctx, re)
-	if err != nil || res.StatusCode != sip.StatusOK {
-		t.Fatalf("re-INVITE: %v %v", res, err)
-	}
+	res = reinvite(ctx, t, d, offer(t, m.addr()))
 	if string(res.Body()) != first {
 		t.Errorf("re-INVITE answer changed:\n%s\nwas\n%s", res.Body(), first)
-	}
-	ack := sip.NewRequest(sip.ACK, target)
-	if err := d.WriteRequest(ack); err != nil {
-		t.Fatal(err)
 	}
 	hangup(t, d)
 	if st := s.Stats(); st.Reinvites != 1 {
@@ -261,6 +250,33 @@ func TestOffers(t *testing.T) {
 		}
 	}
 	if st := s.Stats(); st.Rejected != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestHold: a held call (re-INVITE a=sendonly) sends no RTP and is not
+// timed out; resumed, the media timeout applies again.
+func TestHold(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const timeout = 2 * time.Second
+	s := start(t, Config{MediaTimeout: timeout})
+	c := newCaller(t)
+	m := newMedia(t)
+	d := c.call(ctx, uri(s, "9196"), offer(t, m.addr()))
+	hold, _ := sdp.Marshal(sdp.Offer(sdp.Local{Addr: m.addr(), Direction: sdp.SendOnly}))
+	reinvite(ctx, t, d, hold)
+	held, stop := context.WithTimeout(ctx, timeout+time.Second)
+	defer stop()
+	if c.waitBye(held) {
+		t.Fatal("held call timed out")
+	}
+	reinvite(ctx, t, d, offer(t, m.addr()))
+	if !c.waitBye(ctx) {
+		t.Fatal("resumed call without RTP not timed out")
+	}
+	if st := s.Stats(); st.MediaTimeouts != 1 || st.Reinvites != 2 {
 		t.Errorf("stats %+v", st)
 	}
 }

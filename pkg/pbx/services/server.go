@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/natkit/natkit/pkg/sdp"
 )
 
 // byeTimeout bounds the BYE the service sends when it ends a call (a BYE
@@ -242,11 +243,13 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotFound, "Not Found", nil))
 		return
 	}
-	s.answer(req, tx, svc)
+	s.take(req, tx, svc)
 }
 
 // reinvite answers an in-dialog INVITE (a session refresh, a hold, a
 // transfer) with the SDP the call already has: the media does not move.
+// An offer that holds the call (sendonly, inactive, or c=0.0.0.0) pauses
+// the media timeout until an offer resumes it: a held phone sends no RTP.
 func (s *Server) reinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c := s.lookup(req)
 	if c == nil {
@@ -256,6 +259,11 @@ func (s *Server) reinvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err := c.dlg.ReadRequest(req, tx); err != nil {
 		tx.Respond(sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Server Internal Error", nil))
 		return
+	}
+	if len(req.Body()) > 0 {
+		if desc, err := sdp.Parse(req.Body()); err == nil {
+			c.setHeld(held(desc))
+		}
 	}
 	res := sip.NewSDPResponseFromRequest(req, c.answerSDP)
 	res.AppendHeader(sip.HeaderClone(&s.dialog.ContactHDR))
