@@ -22,7 +22,7 @@ import (
 // Why a call ended.
 var (
 	reasonBye          = errors.New("caller hung up")
-	reasonDialogEnded  = errors.New("dialog ended") // CANCEL, or BYE
+	reasonCanceled     = errors.New("caller canceled")
 	reasonMediaTimeout = errors.New("no RTP")
 	reasonMaxDuration  = errors.New("maximum call duration")
 	reasonDone         = errors.New("service finished")
@@ -141,7 +141,13 @@ func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 	s.st.active.Add(1)
 	defer s.st.active.Add(-1)
 	// CANCEL, or BYE, ends the dialog's context.
-	stop := context.AfterFunc(dlg.Context(), func() { c.cancel(reasonDialogEnded) })
+	stop := context.AfterFunc(dlg.Context(), func() {
+		if errors.Is(context.Cause(dlg.Context()), sip.ErrTransactionCanceled) {
+			c.cancel(reasonCanceled)
+		} else {
+			c.cancel(reasonBye)
+		}
+	})
 	defer stop()
 	var max context.CancelFunc
 	c.ctx, max = context.WithTimeoutCause(c.ctx, s.cfg.MaxDuration, reasonMaxDuration)
@@ -252,6 +258,10 @@ func (c *call) withSession(f func(ctx context.Context, sess *rtpsession.Session,
 // ends an answered call; a final response when it never was answered.
 func (c *call) finish(answered bool) {
 	cause := context.Cause(c.ctx)
+	defer func() {
+		c.s.log.Info("services: call ended", "service", c.svc, "call_id", callID(c.req),
+			"answered", answered, "reason", cause, "rtp_received", c.media.in.Load(), "rtp_sent", c.media.out.Load())
+	}()
 	if c.dlg.LoadState() == sip.DialogStateEnded {
 		if !answered && errors.Is(context.Cause(c.dlg.Context()), sip.ErrTransactionCanceled) {
 			c.s.st.canceled.Add(1)
@@ -270,7 +280,6 @@ func (c *call) finish(answered bool) {
 	if err := c.dlg.Bye(ctx); err != nil {
 		c.s.log.Debug("services: BYE failed", "call_id", callID(c.req), "error", err)
 	}
-	c.s.log.Debug("services: call ended", "call_id", callID(c.req), "reason", cause)
 }
 
 func callID(req *sip.Request) string {

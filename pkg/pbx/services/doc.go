@@ -22,8 +22,13 @@
 // telephone-event), takes an RTP port on the media IP (from a range, or
 // any), and latches to the address the caller's RTP really comes from
 // (symmetric RTP, RFC 4961), so that phones behind NAT hear the service.
-// A call ends on BYE or CANCEL, after MaxDuration, or when no RTP has
-// arrived for MediaTimeout (then the service sends BYE).
+// A call ends on BYE or CANCEL (487), after MaxDuration, or when no RTP
+// has arrived for MediaTimeout (then the service sends BYE); a call on hold
+// (a re-INVITE offering sendonly, inactive or c=0.0.0.0) is not timed out.
+// A re-INVITE is answered with the SDP the call already has; OPTIONS gets
+// 200. An INVITE without an offer, or without G.711 in it, gets 488.
+// Like rtpengine without strict-source, latching trusts whoever sends the
+// caller's stream; the echo answers each packet's source.
 //
 // The echo is byte-exact: each received payload in the negotiated codec
 // goes back with fresh RTP headers (the service's own SSRC, sequence

@@ -38,7 +38,8 @@ func listenMedia(ip netip.Addr, min, max uint16) (net.PacketConn, error) {
 // mediaConn counts a call's RTP and remembers when the last packet came.
 type mediaConn struct {
 	net.PacketConn
-	lastRx   atomic.Int64 // unix nanoseconds
+	lastRx   atomic.Int64  // unix nanoseconds
+	in, out  atomic.Uint64 // this call's datagrams
 	received *atomic.Uint64
 	sent     *atomic.Uint64
 }
@@ -53,6 +54,7 @@ func (m *mediaConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	n, from, err := m.PacketConn.ReadFrom(b)
 	if err == nil {
 		m.lastRx.Store(time.Now().UnixNano())
+		m.in.Add(1)
 		m.received.Add(1)
 	}
 	return n, from, err
@@ -61,6 +63,7 @@ func (m *mediaConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (m *mediaConn) WriteTo(b []byte, to net.Addr) (int, error) {
 	n, err := m.PacketConn.WriteTo(b, to)
 	if err == nil {
+		m.out.Add(1)
 		m.sent.Add(1)
 	}
 	return n, err
