@@ -66,7 +66,16 @@ func newCaller(t *testing.T) *caller {
 		t.Fatal(err)
 	}
 	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("natkit-test-caller"), sipgo.WithUserAgentHostname("127.0.0.1"))
+	// Close as the Server does: drop, let in-flight messages land, close.
+	closing := new(atomic.Bool)
+	drop := func(_ sip.TransportReadProps, data []byte) ([]byte, error) {
+		if closing.Load() {
+			return nil, nil
+		}
+		return data, nil
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("natkit-test-caller"), sipgo.WithUserAgentHostname("127.0.0.1"),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(drop)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +111,12 @@ func newCaller(t *testing.T) *caller {
 		time.Sleep(time.Millisecond)
 	}
 	t.Cleanup(func() {
+		closing.Store(true)
+		time.Sleep(inFlight)
 		ua.Close()
 		pc.Close()
 		<-served
+		ua.TransportLayer().Close()
 	})
 	return c
 }

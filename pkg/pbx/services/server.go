@@ -33,8 +33,9 @@ type Server struct {
 	dialog sipgo.DialogUA
 	prompt []int16
 
-	ctx    context.Context // ends at Close
-	cancel context.CancelFunc
+	ctx     context.Context // ends at Close
+	cancel  context.CancelFunc
+	closing *atomic.Bool // the transport drops incoming datagrams
 
 	mu     sync.Mutex
 	calls  map[string]*call // by dialog ID
@@ -71,7 +72,16 @@ func New(cfg Config) (*Server, error) {
 	if addr.Addr().IsUnspecified() {
 		host = cfg.MediaIP.String()
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("natkit-services"), sipgo.WithUserAgentHostname(host))
+	// Once closing, the transport drops what arrives (see Close).
+	closing := new(atomic.Bool)
+	drop := func(_ sip.TransportReadProps, data []byte) ([]byte, error) {
+		if closing.Load() {
+			return nil, nil
+		}
+		return data, nil
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("natkit-services"), sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(drop)))
 	if err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("services: %w", err)
@@ -97,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: log, pc: pc, addr: addr, ua: ua, srv: srv, prompt: prompt,
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, closing: closing,
 		calls:     map[string]*call{},
 		serveDone: make(chan struct{}),
 		dialog: sipgo.DialogUA{
@@ -155,6 +165,13 @@ func (s *Server) Serve(ctx context.Context) error {
 // closeWait bounds Close: the calls' BYEs, then the sockets.
 const closeWait = byeTimeout + 2*time.Second
 
+// inFlight is how long a datagram sipgo has read may take to reach its
+// transaction. sipgo handles each message on a goroutine of its own; one
+// that finds its socket gone from the pool opens a new one (for a
+// response), which nothing would close: so Close first stops reading
+// (drops datagrams), lets those in flight find the socket, then closes.
+const inFlight = 50 * time.Millisecond
+
 // Close ends every call (sending BYE, each bounded by byeTimeout), closes
 // the sockets and waits for the goroutines. Idempotent.
 func (s *Server) Close() error {
@@ -170,8 +187,12 @@ func (s *Server) Close() error {
 		case <-time.After(closeWait):
 			s.log.Warn("services: calls still ending at close")
 		}
+		s.closing.Store(true)
+		time.Sleep(inFlight)
 		s.ua.Close()
 		s.pc.Close()
+		// Close what a straggler opened all the same.
+		s.ua.TransportLayer().Close()
 	})
 	return nil
 }
