@@ -129,6 +129,9 @@ func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 	}
 	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
 	defer c.cancel(nil)
+	var stopMax context.CancelFunc
+	c.ctx, stopMax = context.WithTimeoutCause(c.ctx, s.cfg.MaxDuration, reasonMaxDuration)
+	defer stopMax()
 	if !s.add(c) {
 		c.media.Close()
 		dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
@@ -149,9 +152,6 @@ func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 		}
 	})
 	defer stop()
-	var max context.CancelFunc
-	c.ctx, max = context.WithTimeoutCause(c.ctx, s.cfg.MaxDuration, reasonMaxDuration)
-	defer max()
 
 	s.log.Debug("services: call", "service", svc, "call_id", callID(req), "from", req.Source())
 	answered := c.run()
@@ -177,8 +177,7 @@ func (c *call) run() bool {
 		}
 		c.withSession(func(ctx context.Context, sess *rtpsession.Session, p *pacer) {
 			c.watch(func(ctx context.Context) {
-				for ctx.Err() == nil {
-					p.play(ctx, sess, musicLoop())
+				for p.play(ctx, sess, musicLoop()) == nil {
 				}
 			})
 		})
