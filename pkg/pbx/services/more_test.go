@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/media/g711"
@@ -278,5 +279,67 @@ func TestHold(t *testing.T) {
 	}
 	if st := s.Stats(); st.MediaTimeouts != 1 || st.Reinvites != 2 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestRecordRoute: behind a proxy that Record-Routes (natkit's PBX,
+// kamailio), the service's BYE goes to the proxy with a Route header, not
+// to the caller's Contact.
+func TestRecordRoute(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s := start(t, Config{MaxDuration: time.Second})
+	c := newCaller(t)
+	m := newMedia(t)
+	proxy, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	rr := "<sip:" + proxy.LocalAddr().String() + ";lr>"
+	ct := sip.ContentTypeHeader("application/sdp")
+	d, err := c.dua.Invite(ctx, uri(s, "9196"), offer(t, m.addr()), &ct,
+		sip.NewHeader("Record-Route", rr),
+		// A Contact nobody listens on: only the route leads back.
+		&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "caller", Host: "127.0.0.1", Port: 9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The proxy would pass the ACK on; here the caller sends it straight.
+	d.InviteResponse.RemoveHeader("Record-Route")
+	if err := d.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	proxy.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		n, from, err := proxy.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no BYE at the proxy: %v", err)
+		}
+		msg, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+		if err != nil {
+			continue
+		}
+		req, ok := msg.(*sip.Request)
+		if !ok || req.Method != sip.BYE {
+			continue
+		}
+		if r := req.Route(); r == nil || r.Address.Port != proxy.LocalAddr().(*net.UDPAddr).Port {
+			t.Errorf("BYE without the Route: %s", req)
+		}
+		if req.Recipient.Port != 9 {
+			t.Errorf("BYE Request-URI %s, want the caller's Contact", req.Recipient.String())
+		}
+		proxy.WriteTo([]byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()), from)
+		break
+	}
+	if !eventually(ctx, func() bool { return s.Stats().Active == 0 }) {
+		t.Errorf("stats %+v", s.Stats())
 	}
 }
