@@ -1,0 +1,99 @@
+package services
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// Service is what a number does.
+type Service string
+
+// The services.
+const (
+	EchoDelayed Service = "echo-delayed" // 9195
+	Echo        Service = "echo"         // 9196
+	Music       Service = "music"        // 9664
+	EarlyMedia  Service = "early-media"  // 9182
+)
+
+// DefaultNumbers maps FreeSWITCH's demo numbers to the services.
+var DefaultNumbers = map[string]Service{
+	"9195": EchoDelayed,
+	"9196": Echo,
+	"9664": Music,
+	"9182": EarlyMedia,
+}
+
+// Defaults for the zero values of Config.
+const (
+	DefaultListen       = "127.0.0.1:0"
+	DefaultMaxDuration  = time.Hour
+	DefaultMediaTimeout = 30 * time.Second
+	DefaultEchoDelay    = 5 * time.Second
+	// DefaultRingback is how long 9182 plays ringback before the
+	// announcement: one "on" of the US cadence.
+	DefaultRingback = 2 * time.Second
+)
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// Listen is the UDP address for SIP; default DefaultListen.
+	Listen string
+	// MediaIP is where RTP is received and what the SDP answers say;
+	// default the Listen IP, which must then not be unspecified.
+	MediaIP netip.Addr
+	// MediaPortMin and MediaPortMax bound the RTP ports; both 0: any port.
+	MediaPortMin, MediaPortMax uint16
+	// Numbers maps Request-URI users to services; nil is DefaultNumbers.
+	Numbers map[string]Service
+
+	MaxDuration  time.Duration // a call's limit; default 1 h
+	MediaTimeout time.Duration // no RTP for this long ends a call; default 30 s
+	EchoDelay    time.Duration // 9195's delay; default 5 s
+	Ringback     time.Duration // 9182's ringback before the announcement; default 2 s
+
+	Logger *slog.Logger // nil discards
+}
+
+var errConfig = errors.New("services: config")
+
+func (c *Config) setDefaults() error {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	ap, err := netip.ParseAddrPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: listen %q: %v (want IP:PORT)", errConfig, c.Listen, err)
+	}
+	if !c.MediaIP.IsValid() {
+		if ap.Addr().IsUnspecified() {
+			return fmt.Errorf("%w: listen %s is unspecified: set MediaIP", errConfig, c.Listen)
+		}
+		c.MediaIP = ap.Addr()
+	}
+	c.MediaIP = c.MediaIP.Unmap()
+	if (c.MediaPortMin == 0) != (c.MediaPortMax == 0) || c.MediaPortMin > c.MediaPortMax {
+		return fmt.Errorf("%w: media ports %d-%d", errConfig, c.MediaPortMin, c.MediaPortMax)
+	}
+	if c.Numbers == nil {
+		c.Numbers = DefaultNumbers
+	}
+	def := func(d *time.Duration, v time.Duration, name string) error {
+		if *d == 0 {
+			*d = v
+		}
+		if *d < 0 {
+			return fmt.Errorf("%w: %s %v", errConfig, name, *d)
+		}
+		return nil
+	}
+	return errors.Join(
+		def(&c.MaxDuration, DefaultMaxDuration, "max duration"),
+		def(&c.MediaTimeout, DefaultMediaTimeout, "media timeout"),
+		def(&c.EchoDelay, DefaultEchoDelay, "echo delay"),
+		def(&c.Ringback, DefaultRingback, "ringback"),
+	)
+}

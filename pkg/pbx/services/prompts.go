@@ -1,0 +1,23 @@
+package services
+
+import (
+	_ "embed"
+	"fmt"
+
+	"github.com/natkit/natkit/pkg/media/wav"
+)
+
+// earlyMediaWAV is "This is the natkit early media test." spoken by
+// espeak-ng, 8 kHz 16-bit mono (scripts/gen-prompts.sh).
+//
+//go:embed prompts/early-media.wav
+var earlyMediaWAV []byte
+
+// announcement decodes the early-media prompt.
+func announcement() ([]int16, error) {
+	a, err := wav.Decode(earlyMediaWAV)
+	if err != nil {
+		return nil, fmt.Errorf("services: early-media prompt: %w", err)
+	}
+	return a.Samples, nil
+}

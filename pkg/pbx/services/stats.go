@@ -1,0 +1,46 @@
+package services
+
+import "sync/atomic"
+
+// Stats counts the server's calls and media since New.
+type Stats struct {
+	Calls         map[Service]uint64 `json:"calls"`          // INVITEs taken, by service
+	Active        int64              `json:"active"`         // calls in progress
+	NotFound      uint64             `json:"not_found"`      // INVITEs to other numbers (404)
+	Rejected      uint64             `json:"rejected"`       // INVITEs refused otherwise (488, 503, reject=)
+	Canceled      uint64             `json:"canceled"`       // CANCELed before the answer (487)
+	MediaTimeouts uint64             `json:"media_timeouts"` // calls ended for lack of RTP
+	Reinvites     uint64             `json:"reinvites"`      // in-dialog INVITEs answered
+	RTPReceived   uint64             `json:"rtp_received"`   // datagrams on the media ports (RTP and RTCP)
+	RTPSent       uint64             `json:"rtp_sent"`       // datagrams sent from them
+}
+
+type counters struct {
+	calls         map[Service]*atomic.Uint64
+	active        atomic.Int64
+	notFound      atomic.Uint64
+	rejected      atomic.Uint64
+	canceled      atomic.Uint64
+	mediaTimeouts atomic.Uint64
+	reinvites     atomic.Uint64
+	rtpIn, rtpOut atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Calls:         map[Service]uint64{},
+		Active:        s.st.active.Load(),
+		NotFound:      s.st.notFound.Load(),
+		Rejected:      s.st.rejected.Load(),
+		Canceled:      s.st.canceled.Load(),
+		MediaTimeouts: s.st.mediaTimeouts.Load(),
+		Reinvites:     s.st.reinvites.Load(),
+		RTPReceived:   s.st.rtpIn.Load(),
+		RTPSent:       s.st.rtpOut.Load(),
+	}
+	for svc, n := range s.st.calls {
+		st.Calls[svc] = n.Load()
+	}
+	return st
+}
