@@ -150,9 +150,12 @@ func TestPBXAnchoredCall(t *testing.T) {
 	if !okA || !okB {
 		t.Fatalf("1001 heard 1002: %v, 1002 heard 1001: %v", okA, okB)
 	}
-	m := metricsOf(t, d)
-	if !strings.Contains(m, "\nnatkit_media_calls 1\n") || !strings.Contains(m, "\nnatkit_sip_calls_answered_total 1\n") {
-		t.Errorf("metrics:\n%s", m)
+	// The proxy counts the answer after forwarding it: wait for it.
+	for m := metricsOf(t, d); !strings.Contains(m, "\nnatkit_media_calls 1\n") || !strings.Contains(m, "\nnatkit_sip_calls_answered_total 1\n"); m = metricsOf(t, d) {
+		if ctx.Err() != nil {
+			t.Fatalf("metrics:\n%s", m)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if err := sess.Bye(ctx); err != nil {
 		t.Fatal(err)
