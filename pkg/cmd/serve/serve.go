@@ -17,8 +17,10 @@ import (
 	"github.com/natkit/natkit/pkg/daemon"
 	"github.com/natkit/natkit/pkg/governor"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/rendezvous"
+	"github.com/natkit/natkit/pkg/sip/digest"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnserver"
 )
@@ -66,6 +68,15 @@ type Options struct {
 
 	RendezvousPort int
 
+	SIPPort    int
+	SIPTLSPort int
+	SIPDomain  string
+	SIPMode    string
+	MediaPorts string // LOW-HIGH, or "off"
+	SIPRate    int
+	SIPDigest  string // md5, sha256,md5
+	StateDir   string
+
 	// MaxConnsPerIP and TCPIdleTimeout bound the TCP and TLS connections
 	// of STUN, TURN and rendezvous (MaxConnsPerIP 0: each server's default).
 	MaxConnsPerIP  int
@@ -75,6 +86,8 @@ type Options struct {
 	Daemon daemon.Config
 	// TURNOff says why TURN is off ("" when it runs).
 	TURNOff string
+	// PBXOff says why the PBX is off ("" when it runs).
+	PBXOff string
 
 	// Test seams: Ready is called with the daemon once it listens.
 	Ready func(*daemon.Daemon)
@@ -182,6 +195,14 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	fl.Float64Var(&opts.TURNChallenge, "turn-challenge-rate", 0, "TURN 401 answers a second to one source IP (0: 20; negative: no limit)")
 	fl.BoolVar(&opts.NoTURN, "no-turn", false, "do not run the TURN relay")
 	fl.IntVar(&opts.RendezvousPort, "rendezvous-port", rendezvous.DefaultPort, "rendezvous port on UDP and TCP (0: no rendezvous server)")
+	fl.IntVar(&opts.SIPPort, "sip-port", DefaultSIPPort, "PBX port on UDP and TCP (0: no PBX)")
+	fl.IntVar(&opts.SIPTLSPort, "sip-tls-port", DefaultSIPTLSPort, "PBX port for SIP over TLS, with --tls-cert and --tls-key (0: none)")
+	fl.StringVar(&opts.SIPDomain, "sip-domain", "", "SIP `domain` the PBX serves (default: --public-ip, else the --listen IP, else this host's address)")
+	fl.StringVar(&opts.SIPMode, "sip-mode", string(pbx.ModeProxy), "how calls reach registered users: proxy (through natkit, Record-Route) or redirect (302)")
+	fl.StringVar(&opts.MediaPorts, "media-ports", DefaultMediaPorts, "RTP relay port range `LOW-HIGH` for proxied calls, or \"off\" (media goes phone to phone)")
+	fl.IntVar(&opts.SIPRate, "sip-rate", DefaultSIPRate, "SIP requests a second from one source address after a burst of twice as many (0: no limit)")
+	fl.StringVar(&opts.SIPDigest, "sip-digest", "md5", "digest algorithms the PBX challenges with, in preference `order`: md5, or sha256,md5")
+	fl.StringVar(&opts.StateDir, "state-dir", "", "keep registrations in this `directory`, so that they survive restarts (default: in memory)")
 	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN and rendezvous (0: %d, %d and %d; negative: no limit)",
 		stunserver.DefaultMaxConnsPerIP, turnserver.DefaultMaxConnsPerIP, rendezvous.DefaultMaxConnsPerIP))
 	fl.DurationVar(&opts.TCPIdleTimeout, "tcp-idle-timeout", stunserver.DefaultIdleTimeout, "close a TCP or TLS connection that sends nothing for this `duration` (TURN: one without an allocation)")
@@ -205,6 +226,59 @@ type Startup struct {
 	STUNRateLimit *RateLimit `json:"stun_rate_limit"`
 	// TURN describes the relay; null when it is off.
 	TURN *TURNInfo `json:"turn"`
+	// SIP describes the PBX; null when it is off.
+	SIP *SIPInfo `json:"sip"`
+}
+
+// SIPInfo is what the PBX offers. Credentials never appear.
+type SIPInfo struct {
+	Domain   string   `json:"domain"`
+	Mode     string   `json:"mode"` // "proxy" or "redirect"
+	Accounts int      `json:"accounts"`
+	Digest   []string `json:"digest"` // algorithms in challenge order
+	// MediaRelay is the address in the SDP of anchored calls, with
+	// MediaPorts; both null without a media relay.
+	MediaRelay *string `json:"media_relay"`
+	MediaPorts *Range  `json:"media_ports"`
+	// RateLimit is requests a second per source; null when unlimited.
+	RateLimit *int `json:"rate_limit"`
+}
+
+// sipInfo describes the running PBX for the startup document and line.
+func sipInfo(cfg *daemon.PBXConfig) *SIPInfo {
+	info := &SIPInfo{Domain: cfg.Domains[0], Mode: string(cfg.Mode), Accounts: len(cfg.Accounts.(digest.Passwords)), Digest: []string{}}
+	if info.Mode == "" {
+		info.Mode = string(pbx.ModeProxy)
+	}
+	for _, a := range cfg.Algorithms {
+		info.Digest = append(info.Digest, string(a))
+	}
+	if len(info.Digest) == 0 {
+		info.Digest = []string{string(digest.MD5)}
+	}
+	if cfg.Media != nil {
+		ip := cfg.MediaIP.String()
+		info.MediaRelay, info.MediaPorts = &ip, &Range{int(cfg.Media.MinPort), int(cfg.Media.MaxPort)}
+	}
+	if cfg.Rate > 0 {
+		r := int(cfg.Rate)
+		info.RateLimit = &r
+	}
+	return info
+}
+
+// sipLine describes the PBX in one line (no secret in it).
+func sipLine(info *SIPInfo) string {
+	media := "media not relayed"
+	if info.MediaRelay != nil {
+		media = fmt.Sprintf("media relayed on %s ports %d-%d", *info.MediaRelay, info.MediaPorts.Min, info.MediaPorts.Max)
+	}
+	rate := "no rate limit"
+	if info.RateLimit != nil {
+		rate = fmt.Sprintf("at most %d requests/s per source", *info.RateLimit)
+	}
+	return fmt.Sprintf("sip: domain %s, %s, %d accounts, digest %s; %s; %s",
+		info.Domain, info.Mode, info.Accounts, strings.Join(info.Digest, ","), media, rate)
 }
 
 // StartupListener is one listening socket.
@@ -315,7 +389,8 @@ func isSetupError(err error) bool {
 	)
 	return errors.As(err, &sb) || errors.As(err, &tb) || errors.As(err, &oe) ||
 		errors.Is(err, stunserver.ErrConfig) || errors.Is(err, turnserver.ErrConfig) ||
-		strings.HasPrefix(err.Error(), "cannot listen") || strings.HasPrefix(err.Error(), "rendezvous:")
+		strings.HasPrefix(err.Error(), "cannot listen") || strings.HasPrefix(err.Error(), "rendezvous:") ||
+		strings.HasPrefix(err.Error(), "sip:")
 }
 
 func serveRun(o *Options) error {
@@ -351,6 +426,10 @@ func serveRun(o *Options) error {
 	} else if o.TURNOff != "" {
 		summary["stun"] = append(summary["stun"], "turn: off ("+o.TURNOff+")")
 	}
+	if d.PBX() != nil {
+		doc.SIP = sipInfo(cfg.PBX)
+		summary["sip"] = []string{sipLine(doc.SIP)}
+	}
 	for i, l := range ls {
 		doc.Listeners = append(doc.Listeners, StartupListener{Service: l.Service, Network: l.Network, Address: l.Addr.String(),
 			Role: l.Role, SharedWith: l.SharedWith})
@@ -360,6 +439,9 @@ func serveRun(o *Options) error {
 				fmt.Fprintln(o.IO.ErrOut, s)
 			}
 		}
+	}
+	if o.PBXOff != "" {
+		fmt.Fprintln(o.IO.ErrOut, "sip: off ("+o.PBXOff+")")
 	}
 	if o.JSON {
 		if err := render.JSON(o.IO.Out, doc); err != nil {
