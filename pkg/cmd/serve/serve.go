@@ -98,7 +98,7 @@ func NewCmdServe(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	opts := &Options{IO: f.IOStreams, Globals: f.Globals}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the natkit servers: STUN, TURN and rendezvous",
+		Short: "Run the natkit servers: STUN, TURN, rendezvous and the PBX",
 		Long: `Run the natkit servers in one process: a STUN server (RFC 8489 Binding over
 UDP and TCP, TLS with --tls-cert/--tls-key, RFC 3489 classic clients too), a
 TURN relay on the same port, the rendezvous server for natkit punch, and an
@@ -131,6 +131,17 @@ one host.
 The rendezvous server listens on --rendezvous-port (UDP and TCP) on
 --listen and --alt-ip; 0 turns it off.
 
+The PBX (SIP registrar and proxy) runs when --sip-port is not 0 and
+accounts are given (--user, shared with TURN; a name of digits is an
+extension); otherwise stderr says why it is off. It listens on --sip-port
+(UDP and TCP) and, with --tls-cert, on --sip-tls-port; serves the domain
+--sip-domain (default: --public-ip, else the --listen IP, else this host's
+address); challenges REGISTER and INVITE with --sip-digest; in proxy mode
+relays the media of calls through --media-ports ("off": phones send to each
+other); in redirect mode answers 302 with the registered contacts. Each
+source may send --sip-rate requests a second (0: no limit). With
+--state-dir registrations survive restarts.
+
 TCP and TLS connections are bounded per source IP (IPv6: per /64), so that
 one host cannot take every connection slot: --max-conns-per-ip applies to
 STUN, TURN and rendezvous each (0: their defaults, 16, 64 and 16; negative:
@@ -153,6 +164,7 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
   NATKIT_AUTH_SECRET=s3cret natkit serve --listen 10.0.0.5 --public-ip 192.0.2.10
   natkit serve --listen 127.0.0.1 --user test:test --allow-peer 127.0.0.0/8
   natkit serve --listen 192.0.2.10 --tls-cert cert.pem --tls-key key.pem
+  natkit serve --listen 192.0.2.10 --user 1001:secret1 --user 1002:secret2 --state-dir /var/lib/natkit
   natkit serve --config /etc/natkit/serve.yaml --http off`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
