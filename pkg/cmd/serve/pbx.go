@@ -13,6 +13,7 @@ import (
 	"github.com/natkit/natkit/pkg/pbx/anchor"
 	"github.com/natkit/natkit/pkg/sip/digest"
 	"github.com/natkit/natkit/pkg/stunserver"
+	"github.com/natkit/natkit/pkg/turnserver"
 )
 
 // PBX defaults.
@@ -78,17 +79,16 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 	if o.SIPDomain != "" && strings.ContainsAny(o.SIPDomain, " \t\r\n@:;<>\"") {
 		return nil, cmdutil.UsageErrorf("--sip-domain %q: give a host name or IP address, such as pbx.example.org", o.SIPDomain)
 	}
-	accounts := digest.Passwords{}
-	for _, u := range o.Users { // checked by turnConfig
-		name, pass, _ := strings.Cut(u, ":")
-		accounts[name] = pass
+	accounts, err := o.sipAccounts()
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case o.SIPPort == 0:
 		o.PBXOff = "--sip-port 0"
 		return nil, nil
 	case len(accounts) == 0:
-		o.PBXOff = "no accounts: give --user NAME:PASSWORD"
+		o.PBXOff = "no accounts: give --user NAME:PASSWORD or --users-file"
 		return nil, nil
 	}
 	public := publicIP(o.PublicIP, listen)
@@ -118,6 +118,47 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 		pc.Media, pc.MediaIP = media, public
 	}
 	return pc, nil
+}
+
+// sipAccounts are the PBX's accounts: the --users-file entries read once
+// at startup (except coturn's precomputed 0x keys, which are TURN's realm
+// hashes and no SIP password), then the --user ones, which win.
+func (o *Options) sipAccounts() (digest.Passwords, error) {
+	accounts := digest.Passwords{}
+	if o.UsersFile != "" {
+		f, err := os.Open(o.UsersFile)
+		if err != nil {
+			return nil, cmdutil.UsageErrorf("--users-file: %v", unwrapPath(err))
+		}
+		users, err := turnserver.ParseUsers(f)
+		f.Close()
+		if err != nil {
+			return nil, cmdutil.UsageErrorf("--users-file %s: %v", o.UsersFile, err)
+		}
+		for _, u := range users {
+			if pw := string(u.Password); !isKey(pw) {
+				accounts[u.Name] = pw
+			}
+		}
+	}
+	for _, u := range o.Users { // checked by turnConfig
+		name, pass, _ := strings.Cut(u, ":")
+		accounts[name] = pass
+	}
+	return accounts, nil
+}
+
+// isKey tells coturn's precomputed key: "0x" and 32 hex digits.
+func isKey(s string) bool {
+	if len(s) != 34 || s[:2] != "0x" {
+		return false
+	}
+	for _, c := range s[2:] {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseDigest reads --sip-digest: algorithms in preference order.

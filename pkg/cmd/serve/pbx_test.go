@@ -120,7 +120,7 @@ func TestServePBXOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(errOut, "sip: off (no accounts: give --user NAME:PASSWORD)\n") || strings.Contains(errOut, "sip: listening") {
+	if !strings.Contains(errOut, "sip: off (no accounts: give --user NAME:PASSWORD or --users-file)\n") || strings.Contains(errOut, "sip: listening") {
 		t.Errorf("stderr:\n%s", errOut)
 	}
 	if !strings.Contains(out, `"sip": null`) {

@@ -27,6 +27,7 @@ import (
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/daemon"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/sip/digest"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnserver"
 )
@@ -96,6 +97,7 @@ func TestFlags(t *testing.T) {
 	sipFile := writeFile(t, "sip.yaml", "user: 1001:x\nsip-port: 5070\nsip-tls-port: 5071\nsip-domain: pbx.example.org\nsip-mode: redirect\n"+
 		"media-ports: 30000-30099\nsip-rate: 7\nsip-digest: sha256,md5\nstate-dir: "+stateDir+"\n")
 	aFile := writeFile(t, "a-file", "")
+	sipUsers := writeFile(t, "sip-users", "# accounts\n1001:from-file\n1003:three\nturnonly:0x0123456789abcdef0123456789abcdef\n")
 	tests := []struct {
 		name  string
 		args  []string
@@ -417,8 +419,17 @@ func TestFlags(t *testing.T) {
 			}
 		}},
 		{name: "pbx off without accounts", check: func(t *testing.T, o *Options) {
-			if o.Daemon.PBX != nil || o.PBXOff != "no accounts: give --user NAME:PASSWORD" {
+			if o.Daemon.PBX != nil || o.PBXOff != "no accounts: give --user NAME:PASSWORD or --users-file" {
 				t.Errorf("pbx %+v, off %q", o.Daemon.PBX, o.PBXOff)
+			}
+		}},
+		{name: "pbx accounts from the users file", args: []string{"--users-file", sipUsers, "--user", "1001:flag"}, check: func(t *testing.T, o *Options) {
+			p := o.Daemon.PBX
+			if p == nil {
+				t.Fatalf("no PBX: %q", o.PBXOff)
+			}
+			if pw := p.Accounts.(digest.Passwords); len(pw) != 2 || pw["1001"] != "flag" || pw["1003"] != "three" {
+				t.Errorf("accounts %v", len(pw))
 			}
 		}},
 		{name: "pbx off by port 0", args: []string{"--user", "1001:x", "--sip-port", "0"}, check: func(t *testing.T, o *Options) {
