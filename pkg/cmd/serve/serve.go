@@ -133,8 +133,7 @@ The rendezvous server listens on --rendezvous-port (UDP and TCP) on
 
 The PBX (SIP registrar and proxy) runs when --sip-port is not 0 and
 accounts are given (--user or --users-file, read at startup, shared with
-TURN; a name of digits is an
-extension); otherwise stderr says why it is off. It listens on --sip-port
+TURN; a name of digits is an extension); otherwise stderr says why it is off. It listens on --sip-port
 (UDP and TCP) and, with --tls-cert, on --sip-tls-port; serves the domain
 --sip-domain (default: --public-ip, else the --listen IP, else this host's
 address); challenges REGISTER and INVITE with --sip-digest; in proxy mode
