@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -89,6 +90,20 @@ func TestServePBX(t *testing.T) {
 
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
+	}
+	// The SIP and media ports are free again.
+	for _, a := range []netip.AddrPort{sip, toA, toB} {
+		pc, err := net.ListenPacket("udp4", a.String())
+		if err != nil {
+			t.Errorf("udp %v still bound: %v", a, err)
+			continue
+		}
+		pc.Close()
+	}
+	if ln, err := net.Listen("tcp4", sip.String()); err != nil {
+		t.Errorf("tcp %v still bound: %v", sip, err)
+	} else {
+		ln.Close()
 	}
 	for _, want := range []string{"sip: listening on udp " + sip.String() + "\n", "sip: listening on tcp 127.0.0.1:",
 		fmt.Sprintf("sip: domain 127.0.0.1, proxy, 2 accounts, digest MD5; media relayed on 127.0.0.1 ports %d-%d; no rate limit\n", low, low+49)} {
