@@ -289,11 +289,14 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 			return
 		}
 	}
-	if answered || callerGone {
+	if answered {
 		return
 	}
 	if s.cfg.Anchor != nil && invite {
-		s.cfg.Anchor.Release(callID)
+		s.cfg.Anchor.Release(callID) // no call: a cancelled one too
+	}
+	if callerGone {
+		return
 	}
 	switch {
 	case expired && (best == nil || best.StatusCode < 600):
