@@ -43,8 +43,11 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 			return nil, cmdutil.UsageErrorf("%s %d is not a port: give 1-65535, or 0 for no SIP", p.name, p.v)
 		}
 	}
-	if o.SIPPort != 0 && (o.SIPPort == o.STUNPort || o.SIPPort == o.RendezvousPort) {
+	if o.SIPPort != 0 && (o.SIPPort == o.STUNPort || o.SIPPort == o.STUNAltPort || o.SIPPort == o.RendezvousPort) {
 		return nil, cmdutil.UsageErrorf("--sip-port %d is taken by STUN or rendezvous: give another (default %d), or 0 for no PBX", o.SIPPort, DefaultSIPPort)
+	}
+	if sc.TLS != nil && o.SIPTLSPort != 0 && (o.SIPTLSPort == o.TLSPort || o.SIPTLSPort == o.SIPPort || o.SIPTLSPort == o.STUNPort || o.SIPTLSPort == o.RendezvousPort) {
+		return nil, cmdutil.UsageErrorf("--sip-tls-port %d is taken by another server: give another (default %d), or 0 for no SIP over TLS", o.SIPTLSPort, DefaultSIPTLSPort)
 	}
 	var mode pbx.Mode
 	switch m := pbx.Mode(strings.ToLower(o.SIPMode)); m {

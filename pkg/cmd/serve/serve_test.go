@@ -444,6 +444,13 @@ func TestFlags(t *testing.T) {
 		{name: "sip port too big", args: []string{"--sip-port", "70000"}, code: 2, err: "--sip-port 70000 is not a port"},
 		{name: "sip tls port negative", args: []string{"--sip-tls-port", "-1"}, code: 2, err: "--sip-tls-port -1 is not a port"},
 		{name: "sip port is stun's", args: []string{"--sip-port", "3478"}, code: 2, err: "--sip-port 3478 is taken by STUN or rendezvous"},
+		{name: "sip port is stun's alt port", args: []string{"--sip-port", "3479"}, code: 2, err: "--sip-port 3479 is taken"},
+		{name: "sip tls port is stun's tls port", args: []string{"--tls-cert", cert, "--tls-key", key, "--sip-tls-port", "5349"}, code: 2, err: "--sip-tls-port 5349 is taken by another server"},
+		{name: "sip tls port without tls is ignored", args: []string{"--sip-tls-port", "5349", "--user", "1001:x"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.PBX.TLS != nil {
+				t.Errorf("tls %v", o.Daemon.PBX.TLS)
+			}
+		}},
 		{name: "sip digest unknown", args: []string{"--sip-digest", "sha1"}, code: 2, err: `--sip-digest "sha1": unknown algorithm "sha1"`},
 		{name: "sip digest twice", args: []string{"--sip-digest", "md5,MD5"}, code: 2, err: "given twice"},
 		{name: "sip rate negative", args: []string{"--sip-rate", "-1"}, code: 2, err: "--sip-rate -1"},
