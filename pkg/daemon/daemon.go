@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/natkit/natkit/pkg/pbx"
+	"github.com/natkit/natkit/pkg/pbx/anchor"
+	"github.com/natkit/natkit/pkg/pbx/location"
 	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stunserver"
@@ -58,6 +61,9 @@ type Config struct {
 	// Rendezvous configures the rendezvous server for `natkit punch`; nil
 	// turns it off.
 	Rendezvous *rendezvous.Config
+	// PBX configures the SIP PBX (registrar, proxy, media anchor); nil
+	// turns it off.
+	PBX *PBXConfig
 	// HTTPAddr serves /healthz and /metrics; "" turns HTTP off.
 	HTTPAddr string
 	// HTTPIdleTimeout, HTTPReadTimeout and HTTPWriteTimeout bound an idle
@@ -78,7 +84,7 @@ type Config struct {
 
 // Listener is one listening socket of one service.
 type Listener struct {
-	Service string // "stun", "turn", "rendezvous", "http"
+	Service string // "stun", "turn", "rendezvous", "sip", "http"
 	Network string // "udp", "tcp", "tls"
 	Addr    netip.AddrPort
 	// Role is the RFC 5780 role of a STUN UDP socket ("primary",
@@ -107,6 +113,10 @@ type Daemon struct {
 	turn       *turnserver.Server
 	turnLs     []Listener
 	rendezvous *rendezvous.Server
+	pbx        *pbx.Server
+	anchor     *anchor.Anchor
+	media      *anchor.Media
+	locations  location.Store
 	// answers is the per-source budget of unauthenticated UDP answers
 	// that STUN and the rendezvous server share; nil when unlimited.
 	answers *ratelimit.Limiter
@@ -144,7 +154,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.STUN == nil && cfg.TURN == nil && cfg.Rendezvous == nil && cfg.HTTPAddr == "" {
+	if cfg.STUN == nil && cfg.TURN == nil && cfg.Rendezvous == nil && cfg.PBX == nil && cfg.HTTPAddr == "" {
 		return nil, errors.New("daemon: no server to run")
 	}
 	d := &Daemon{cfg: cfg, answers: answerLimiter(cfg)}
@@ -195,6 +205,12 @@ func New(cfg Config) (*Daemon, error) {
 			return nil, err
 		}
 		d.rendezvous = r
+	}
+	if cfg.PBX != nil {
+		if err := d.newPBX(*cfg.PBX); err != nil {
+			d.closeServers()
+			return nil, fmt.Errorf("sip: %w", err)
+		}
 	}
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -311,6 +327,7 @@ func (d *Daemon) Listeners() []Listener {
 			ls = append(ls, Listener{Service: "rendezvous", Network: "tcp", Addr: a})
 		}
 	}
+	ls = append(ls, d.pbxListeners()...)
 	if d.hln != nil {
 		ls = append(ls, Listener{Service: "http", Network: "tcp", Addr: netip.MustParseAddrPort(d.hln.Addr().String())})
 	}
@@ -339,7 +356,7 @@ func (d *Daemon) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	// run serves one server; when it stops, for whatever reason, they all do.
 	run := func(name string, serve func(context.Context) error, closed error) {
 		wg.Add(1)
@@ -359,6 +376,9 @@ func (d *Daemon) serve(ctx context.Context) error {
 	}
 	if d.rendezvous != nil {
 		run("rendezvous", d.rendezvous.Serve, net.ErrClosed)
+	}
+	if d.pbx != nil {
+		run("sip", d.pbx.Serve, nil) // nil after Close
 	}
 	if d.http != nil {
 		wg.Add(1)
@@ -399,7 +419,8 @@ func (d *Daemon) Close() error {
 // closeServers stops the servers in order: TURN first — it stops taking
 // clients (closing the listeners and sockets it was handed stops the STUN
 // server passing it any) and releases its allocations — with the
-// rendezvous server alongside, then STUN, whose sockets TURN was using,
+// rendezvous server and the PBX (then its media relay and location
+// store) alongside, then STUN, whose sockets TURN was using,
 // then HTTP, which answers "stopping" to the end. Each server bounds its
 // own Close.
 func (d *Daemon) closeServers() error {
@@ -423,6 +444,10 @@ func (d *Daemon) closeServers() error {
 	if d.rendezvous != nil {
 		wg.Add(1)
 		go closeOne("rendezvous", d.rendezvous.Close)
+	}
+	if d.pbx != nil || d.anchor != nil || d.locations != nil {
+		wg.Add(1)
+		go closeOne("sip", d.closePBX)
 	}
 	wg.Wait()
 	if d.stun != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnserver"
@@ -39,6 +40,13 @@ func (d *Daemon) WriteMetrics(out io.Writer) error {
 	}
 	if d.rendezvous != nil {
 		writeRendezvous(w, d.rendezvous.Stats())
+	}
+	if d.pbx != nil {
+		writeSIP(w, d.pbx.Stats())
+	}
+	if d.media != nil {
+		w.metric("natkit_media_calls", "gauge", "Calls whose media the PBX relays.", []sample{{value: float64(d.media.Calls())}})
+		w.metric("natkit_media_port_pairs", "gauge", "RTP/RTCP port pairs of the media relay in use.", []sample{{value: float64(d.anchor.PortPairs())}})
 	}
 	return w.w.Flush()
 }
@@ -108,6 +116,29 @@ func writeRendezvous(w *promWriter, st *rendezvous.Stats) {
 	one("natkit_rendezvous_tcp_refused_total", "counter", "TCP connections refused (connection limit).", st.TCPRefused.Load())
 	one("natkit_rendezvous_tcp_refused_per_ip_total", "counter", "TCP connections refused because their source IP (IPv6: /64) had the per-IP connection limit open.", st.TCPRefusedPerIP.Load())
 	one("natkit_rendezvous_tcp_idle_closed_total", "counter", "TCP connections closed by the idle timeout.", st.TCPIdle.Load())
+}
+
+func writeSIP(w *promWriter, st pbx.Stats) {
+	one := func(name, typ, help string, v uint64) { w.metric(name, typ, help, []sample{{value: float64(v)}}) }
+	one("natkit_sip_requests_total", "counter", "SIP requests parsed and handled.", st.Requests)
+	w.metric("natkit_sip_responses_total", "counter", "SIP responses sent, by class.", []sample{
+		{labels: label("class", "1xx"), value: float64(st.Responses1xx)},
+		{labels: label("class", "2xx"), value: float64(st.Responses2xx)},
+		{labels: label("class", "3xx"), value: float64(st.Responses3xx)},
+		{labels: label("class", "4xx"), value: float64(st.Responses4xx)},
+		{labels: label("class", "5xx"), value: float64(st.Responses5xx)},
+		{labels: label("class", "6xx"), value: float64(st.Responses6xx)}})
+	one("natkit_sip_auth_failures_total", "counter", "Requests with wrong, replayed or throttled digest credentials.", st.AuthFailures)
+	one("natkit_sip_registrations_total", "counter", "REGISTERs answered 200.", st.Registrations)
+	one("natkit_sip_calls_proxied_total", "counter", "INVITEs forked to at least one contact.", st.CallsProxied)
+	one("natkit_sip_calls_answered_total", "counter", "Proxied INVITEs a 2xx came back for.", st.CallsAnswered)
+	one("natkit_sip_calls_redirected_total", "counter", "INVITEs answered 302 (redirect mode).", st.CallsRedirected)
+	one("natkit_sip_keepalives_total", "counter", "Keep-alives sent to NATed bindings.", st.KeepAlives)
+	one("natkit_sip_keepalive_replies_total", "counter", "Answers to keep-alive OPTIONS.", st.KeepAliveReplies)
+	one("natkit_sip_dropped_malformed_total", "counter", "Unparseable SIP messages dropped.", st.DroppedMalformed)
+	one("natkit_sip_rejected_malformed_total", "counter", "Parsed but invalid requests answered 400.", st.RejectedMalformed)
+	one("natkit_sip_dropped_rate_limit_total", "counter", "Packets dropped over a source's --sip-rate.", st.DroppedRateLimit)
+	one("natkit_sip_stray_responses_total", "counter", "Responses matching no transaction.", st.StrayResponses)
 }
 
 type sample struct {

@@ -88,6 +88,12 @@ type Config struct {
 	KeepAlive time.Duration
 	// RingTimeout bounds ringing of a proxied INVITE.
 	RingTimeout time.Duration
+	// Static are users served at a fixed address: the built-in services
+	// (pkg/pbx/services), by number. A request for one of them goes to its
+	// address over UDP in place of a location lookup — no registration is
+	// needed, and none is possible for a name that is not an account. The
+	// caller is still authenticated as for any call.
+	Static map[string]netip.AddrPort
 	// Anchor, when not nil, anchors the media of proxied calls.
 	Anchor MediaAnchor
 	// Logger; nil discards. sipgo's own logs go to it at debug level
@@ -110,6 +116,11 @@ func (c *Config) validate() error {
 	}
 	if c.Locations == nil {
 		return errors.New("pbx: no location store")
+	}
+	for user, a := range c.Static {
+		if user == "" || !a.IsValid() || a.Port() == 0 || a.Addr().IsUnspecified() {
+			return fmt.Errorf("pbx: static user %q at %v: want a name and a concrete IP:PORT", user, a)
+		}
 	}
 	switch c.Mode {
 	case "":

@@ -33,5 +33,7 @@
 // sources (the rate limit bounds their requests, not their number).
 //
 // Media anchoring is not here: a MediaAnchor, when configured, rewrites
-// the SDP of forwarded offers and answers.
+// the SDP of forwarded offers and answers (anchor.Media on pkg/pbx/anchor;
+// re-INVITEs in a dialog pass unanchored). Config.Static routes fixed
+// numbers (the built-in services) to a fixed address without registration.
 package pbx

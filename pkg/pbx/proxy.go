@@ -23,8 +23,18 @@ func prebuilt(*sipgo.Client, *sip.Request) error { return nil }
 
 // lookup returns the live bindings of the Request-URI's user under every
 // name of this server (the user may have registered at a domain or at one
-// of our IPs), highest q first.
+// of our IPs), highest q first. A static user (Config.Static) has one
+// binding, its fixed address.
 func (s *Server) lookup(u sip.Uri) []location.Binding {
+	if a, ok := s.cfg.Static[u.User]; ok {
+		host := a.Addr().String()
+		if a.Addr().Is6() {
+			host = "[" + host + "]"
+		}
+		contact := sip.Uri{Scheme: "sip", User: u.User, Host: host, Port: int(a.Port())}
+		return []location.Binding{{Contact: contact.String(), Received: a, Transport: "UDP", Q: 1000,
+			Expires: time.Now().Add(time.Hour)}}
+	}
 	hosts := []string{u.Host}
 	hosts = append(hosts, s.cfg.Domains...)
 	hosts = append(hosts, s.host)
@@ -279,11 +289,14 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 			return
 		}
 	}
-	if answered || callerGone {
+	if answered {
 		return
 	}
 	if s.cfg.Anchor != nil && invite {
-		s.cfg.Anchor.Release(callID)
+		s.cfg.Anchor.Release(callID) // no call: a cancelled one too
+	}
+	if callerGone {
+		return
 	}
 	switch {
 	case expired && (best == nil || best.StatusCode < 600):

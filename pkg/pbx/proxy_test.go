@@ -232,7 +232,8 @@ func TestRedirect(t *testing.T) {
 // CANCEL (200, then 487 to the INVITE) and the PBX cancels bob's branch.
 func TestCallerCancel(t *testing.T) {
 	leaktest.Check(t)
-	s := startServer(t, nil)
+	anchor := &fakeAnchor{}
+	s := startServer(t, func(c *Config) { c.Anchor = anchor })
 	ctx := testCtx(t)
 	alice := newUA(t, s, "alice", nil)
 	bob := newUA(t, s, "bob", ringForever)
@@ -242,6 +243,8 @@ func TestCallerCancel(t *testing.T) {
 	req := sip.NewRequest(sip.INVITE, alice.pbxURI("bob"))
 	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: domain}, Params: sip.NewParams()})
 	req.From().Params.Add("tag", sip.GenerateTagN(8))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody([]byte("v=0\r\n"))
 	alice.from(req)
 	sess, err := dua.WriteInvite(ctx, req)
 	if err != nil {
@@ -264,6 +267,12 @@ func TestCallerCancel(t *testing.T) {
 		t.Errorf("alice got %d, want 487", got)
 	}
 	eventually(t, ctx, "CANCEL at bob", func() bool { _, _, _, c := bob.counts(); return c == 1 })
+	// The media relay of the cancelled call is released.
+	eventually(t, ctx, "release of the anchor", func() bool {
+		anchor.mu.Lock()
+		defer anchor.mu.Unlock()
+		return anchor.released == 1
+	})
 }
 
 // fakeAnchor marks the SDP it sees.

@@ -170,7 +170,8 @@ func turnArgs(t *testing.T, extra ...string) []string {
 	args := []string{"--listen", "127.0.0.1", "--stun-port", "0", "--stun-udp-sockets", "2",
 		"--tls-cert", cert, "--tls-key", key, "--tls-port", "0", "--http", "127.0.0.1:0",
 		"--rendezvous-port", pickPort,
-		"--user", "alice:wonderland", "--allow-peer", "127.0.0.0/8", "--relay-ports", "20000-29999"}
+		"--user", "alice:wonderland", "--allow-peer", "127.0.0.0/8", "--relay-ports", "20000-29999",
+		"--sip-port", "0"} // the PBX, which --user would start on 5060, is tested on its own
 	return append(args, extra...)
 }
 

@@ -60,6 +60,14 @@ type fileConfig struct {
 	RendezvousPort *int        `yaml:"rendezvous-port"`
 	MaxConnsPerIP  *int        `yaml:"max-conns-per-ip"`
 	TCPIdleTimeout *duration   `yaml:"tcp-idle-timeout"`
+	SIPPort        *int        `yaml:"sip-port"`
+	SIPTLSPort     *int        `yaml:"sip-tls-port"`
+	SIPDomain      *string     `yaml:"sip-domain"`
+	SIPMode        *string     `yaml:"sip-mode"`
+	MediaPorts     *string     `yaml:"media-ports"`
+	SIPRate        *int        `yaml:"sip-rate"`
+	SIPDigest      *string     `yaml:"sip-digest"`
+	StateDir       *string     `yaml:"state-dir"`
 }
 
 // duration is a YAML duration as the flags write it: "30s", "2m".
@@ -152,6 +160,14 @@ func (o *Options) loadConfig(flags *pflag.FlagSet) error {
 	setI("turn-total-quota", &o.TURNTotalQuota, fc.TURNTotalQuota)
 	setI("rendezvous-port", &o.RendezvousPort, fc.RendezvousPort)
 	setI("max-conns-per-ip", &o.MaxConnsPerIP, fc.MaxConnsPerIP)
+	setI("sip-port", &o.SIPPort, fc.SIPPort)
+	setI("sip-tls-port", &o.SIPTLSPort, fc.SIPTLSPort)
+	setS("sip-domain", &o.SIPDomain, fc.SIPDomain)
+	setS("sip-mode", &o.SIPMode, fc.SIPMode)
+	setS("media-ports", &o.MediaPorts, fc.MediaPorts)
+	setI("sip-rate", &o.SIPRate, fc.SIPRate)
+	setS("sip-digest", &o.SIPDigest, fc.SIPDigest)
+	setS("state-dir", &o.StateDir, fc.StateDir)
 	if fc.TCPIdleTimeout != nil && !flags.Changed("tcp-idle-timeout") {
 		o.TCPIdleTimeout = time.Duration(*fc.TCPIdleTimeout)
 	}
@@ -312,7 +328,11 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	o.Daemon = daemon.Config{STUN: sc, TURN: tc, Rendezvous: rc, HTTPAddr: httpAddr, Version: buildinfo.Version()}
+	pc, err := o.pbxConfig(ip, sc)
+	if err != nil {
+		return err
+	}
+	o.Daemon = daemon.Config{STUN: sc, TURN: tc, Rendezvous: rc, PBX: pc, HTTPAddr: httpAddr, Version: buildinfo.Version()}
 	return nil
 }
 

@@ -17,8 +17,10 @@ import (
 	"github.com/natkit/natkit/pkg/daemon"
 	"github.com/natkit/natkit/pkg/governor"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/render"
 	"github.com/natkit/natkit/pkg/rendezvous"
+	"github.com/natkit/natkit/pkg/sip/digest"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnserver"
 )
@@ -66,6 +68,15 @@ type Options struct {
 
 	RendezvousPort int
 
+	SIPPort    int
+	SIPTLSPort int
+	SIPDomain  string
+	SIPMode    string
+	MediaPorts string // LOW-HIGH, or "off"
+	SIPRate    int
+	SIPDigest  string // md5, sha256,md5
+	StateDir   string
+
 	// MaxConnsPerIP and TCPIdleTimeout bound the TCP and TLS connections
 	// of STUN, TURN and rendezvous (MaxConnsPerIP 0: each server's default).
 	MaxConnsPerIP  int
@@ -75,6 +86,8 @@ type Options struct {
 	Daemon daemon.Config
 	// TURNOff says why TURN is off ("" when it runs).
 	TURNOff string
+	// PBXOff says why the PBX is off ("" when it runs).
+	PBXOff string
 
 	// Test seams: Ready is called with the daemon once it listens.
 	Ready func(*daemon.Daemon)
@@ -85,7 +98,7 @@ func NewCmdServe(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	opts := &Options{IO: f.IOStreams, Globals: f.Globals}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the natkit servers: STUN, TURN and rendezvous",
+		Short: "Run the natkit servers: STUN, TURN, rendezvous and the PBX",
 		Long: `Run the natkit servers in one process: a STUN server (RFC 8489 Binding over
 UDP and TCP, TLS with --tls-cert/--tls-key, RFC 3489 classic clients too), a
 TURN relay on the same port, the rendezvous server for natkit punch, and an
@@ -118,6 +131,17 @@ one host.
 The rendezvous server listens on --rendezvous-port (UDP and TCP) on
 --listen and --alt-ip; 0 turns it off.
 
+The PBX (SIP registrar and proxy) runs when --sip-port is not 0 and
+accounts are given (--user or --users-file, read at startup, shared with
+TURN; a name of digits is an extension); otherwise stderr says why it is off. It listens on --sip-port
+(UDP and TCP) and, with --tls-cert, on --sip-tls-port; serves the domain
+--sip-domain (default: --public-ip, else the --listen IP, else this host's
+address); challenges REGISTER and INVITE with --sip-digest; in proxy mode
+relays the media of calls through --media-ports ("off": phones send to each
+other); in redirect mode answers 302 with the registered contacts. Each
+source may send --sip-rate requests a second (0: no limit). With
+--state-dir registrations survive restarts.
+
 TCP and TLS connections are bounded per source IP (IPv6: per /64), so that
 one host cannot take every connection slot: --max-conns-per-ip applies to
 STUN, TURN and rendezvous each (0: their defaults, 16, 64 and 16; negative:
@@ -140,6 +164,7 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
   NATKIT_AUTH_SECRET=s3cret natkit serve --listen 10.0.0.5 --public-ip 192.0.2.10
   natkit serve --listen 127.0.0.1 --user test:test --allow-peer 127.0.0.0/8
   natkit serve --listen 192.0.2.10 --tls-cert cert.pem --tls-key key.pem
+  natkit serve --listen 192.0.2.10 --user 1001:secret1 --user 1002:secret2 --state-dir /var/lib/natkit
   natkit serve --config /etc/natkit/serve.yaml --http off`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -182,6 +207,14 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	fl.Float64Var(&opts.TURNChallenge, "turn-challenge-rate", 0, "TURN 401 answers a second to one source IP (0: 20; negative: no limit)")
 	fl.BoolVar(&opts.NoTURN, "no-turn", false, "do not run the TURN relay")
 	fl.IntVar(&opts.RendezvousPort, "rendezvous-port", rendezvous.DefaultPort, "rendezvous port on UDP and TCP (0: no rendezvous server)")
+	fl.IntVar(&opts.SIPPort, "sip-port", DefaultSIPPort, "PBX port on UDP and TCP (0: no PBX)")
+	fl.IntVar(&opts.SIPTLSPort, "sip-tls-port", DefaultSIPTLSPort, "PBX port for SIP over TLS, with --tls-cert and --tls-key (0: none)")
+	fl.StringVar(&opts.SIPDomain, "sip-domain", "", "SIP `domain` the PBX serves (default: --public-ip, else the --listen IP, else this host's address)")
+	fl.StringVar(&opts.SIPMode, "sip-mode", string(pbx.ModeProxy), "how calls reach registered users: proxy (through natkit, Record-Route) or redirect (302)")
+	fl.StringVar(&opts.MediaPorts, "media-ports", DefaultMediaPorts, "RTP relay port range `LOW-HIGH` for proxied calls, or \"off\" (media goes phone to phone)")
+	fl.IntVar(&opts.SIPRate, "sip-rate", DefaultSIPRate, "SIP requests a second from one source address after a burst of twice as many (0: no limit)")
+	fl.StringVar(&opts.SIPDigest, "sip-digest", "md5", "digest algorithms the PBX challenges with, in preference `order`: md5, or sha256,md5")
+	fl.StringVar(&opts.StateDir, "state-dir", "", "keep registrations in this `directory`, so that they survive restarts (default: in memory)")
 	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN and rendezvous (0: %d, %d and %d; negative: no limit)",
 		stunserver.DefaultMaxConnsPerIP, turnserver.DefaultMaxConnsPerIP, rendezvous.DefaultMaxConnsPerIP))
 	fl.DurationVar(&opts.TCPIdleTimeout, "tcp-idle-timeout", stunserver.DefaultIdleTimeout, "close a TCP or TLS connection that sends nothing for this `duration` (TURN: one without an allocation)")
@@ -205,6 +238,59 @@ type Startup struct {
 	STUNRateLimit *RateLimit `json:"stun_rate_limit"`
 	// TURN describes the relay; null when it is off.
 	TURN *TURNInfo `json:"turn"`
+	// SIP describes the PBX; null when it is off.
+	SIP *SIPInfo `json:"sip"`
+}
+
+// SIPInfo is what the PBX offers. Credentials never appear.
+type SIPInfo struct {
+	Domain   string   `json:"domain"`
+	Mode     string   `json:"mode"` // "proxy" or "redirect"
+	Accounts int      `json:"accounts"`
+	Digest   []string `json:"digest"` // algorithms in challenge order
+	// MediaRelay is the address in the SDP of anchored calls, with
+	// MediaPorts; both null without a media relay.
+	MediaRelay *string `json:"media_relay"`
+	MediaPorts *Range  `json:"media_ports"`
+	// RateLimit is requests a second per source; null when unlimited.
+	RateLimit *int `json:"rate_limit"`
+}
+
+// sipInfo describes the running PBX for the startup document and line.
+func sipInfo(cfg *daemon.PBXConfig) *SIPInfo {
+	info := &SIPInfo{Domain: cfg.Domains[0], Mode: string(cfg.Mode), Accounts: len(cfg.Accounts.(digest.Passwords)), Digest: []string{}}
+	if info.Mode == "" {
+		info.Mode = string(pbx.ModeProxy)
+	}
+	for _, a := range cfg.Algorithms {
+		info.Digest = append(info.Digest, string(a))
+	}
+	if len(info.Digest) == 0 {
+		info.Digest = []string{string(digest.MD5)}
+	}
+	if cfg.Media != nil {
+		ip := cfg.MediaIP.String()
+		info.MediaRelay, info.MediaPorts = &ip, &Range{int(cfg.Media.MinPort), int(cfg.Media.MaxPort)}
+	}
+	if cfg.Rate > 0 {
+		r := int(cfg.Rate)
+		info.RateLimit = &r
+	}
+	return info
+}
+
+// sipLine describes the PBX in one line (no secret in it).
+func sipLine(info *SIPInfo) string {
+	media := "media not relayed"
+	if info.MediaRelay != nil {
+		media = fmt.Sprintf("media relayed on %s ports %d-%d", *info.MediaRelay, info.MediaPorts.Min, info.MediaPorts.Max)
+	}
+	rate := "no rate limit"
+	if info.RateLimit != nil {
+		rate = fmt.Sprintf("at most %d requests/s per source", *info.RateLimit)
+	}
+	return fmt.Sprintf("sip: domain %s, %s, %d accounts, digest %s; %s; %s",
+		info.Domain, info.Mode, info.Accounts, strings.Join(info.Digest, ","), media, rate)
 }
 
 // StartupListener is one listening socket.
@@ -315,7 +401,8 @@ func isSetupError(err error) bool {
 	)
 	return errors.As(err, &sb) || errors.As(err, &tb) || errors.As(err, &oe) ||
 		errors.Is(err, stunserver.ErrConfig) || errors.Is(err, turnserver.ErrConfig) ||
-		strings.HasPrefix(err.Error(), "cannot listen") || strings.HasPrefix(err.Error(), "rendezvous:")
+		strings.HasPrefix(err.Error(), "cannot listen") || strings.HasPrefix(err.Error(), "rendezvous:") ||
+		strings.HasPrefix(err.Error(), "sip:")
 }
 
 func serveRun(o *Options) error {
@@ -351,6 +438,10 @@ func serveRun(o *Options) error {
 	} else if o.TURNOff != "" {
 		summary["stun"] = append(summary["stun"], "turn: off ("+o.TURNOff+")")
 	}
+	if d.PBX() != nil {
+		doc.SIP = sipInfo(cfg.PBX)
+		summary["sip"] = []string{sipLine(doc.SIP)}
+	}
 	for i, l := range ls {
 		doc.Listeners = append(doc.Listeners, StartupListener{Service: l.Service, Network: l.Network, Address: l.Addr.String(),
 			Role: l.Role, SharedWith: l.SharedWith})
@@ -360,6 +451,9 @@ func serveRun(o *Options) error {
 				fmt.Fprintln(o.IO.ErrOut, s)
 			}
 		}
+	}
+	if o.PBXOff != "" {
+		fmt.Fprintln(o.IO.ErrOut, "sip: off ("+o.PBXOff+")")
 	}
 	if o.JSON {
 		if err := render.JSON(o.IO.Out, doc); err != nil {

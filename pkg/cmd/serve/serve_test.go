@@ -27,6 +27,7 @@ import (
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/daemon"
 	"github.com/natkit/natkit/pkg/iostreams"
+	"github.com/natkit/natkit/pkg/sip/digest"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnserver"
 )
@@ -92,6 +93,11 @@ func TestFlags(t *testing.T) {
 	noTURNFile := writeFile(t, "noturn.yaml", "no-turn: true\n")
 	socketsFile := writeFile(t, "sockets.yaml", "stun-udp-sockets: 3\n")
 	connsFile := writeFile(t, "conns.yaml", "user: a:b\nmax-conns-per-ip: 4\ntcp-idle-timeout: 2m\n")
+	stateDir := t.TempDir()
+	sipFile := writeFile(t, "sip.yaml", "user: 1001:x\nsip-port: 5070\nsip-tls-port: 5071\nsip-domain: pbx.example.org\nsip-mode: redirect\n"+
+		"media-ports: 30000-30099\nsip-rate: 7\nsip-digest: sha256,md5\nstate-dir: "+stateDir+"\n")
+	aFile := writeFile(t, "a-file", "")
+	sipUsers := writeFile(t, "sip-users", "# accounts\n1001:from-file\n1003:three\nturnonly:0x0123456789abcdef0123456789abcdef\n")
 	tests := []struct {
 		name  string
 		args  []string
@@ -369,6 +375,87 @@ func TestFlags(t *testing.T) {
 		{name: "rendezvous port too big", args: []string{"--rendezvous-port", "70000"}, code: 2, err: "--rendezvous-port 70000 is not a port"},
 		{name: "rendezvous on the stun port", args: []string{"--rendezvous-port", "3478"}, code: 2, err: "--rendezvous-port 3478 is a STUN port"},
 		{name: "rendezvous on the alt port", args: []string{"--rendezvous-port", "3479"}, code: 2, err: "is a STUN port"},
+
+		// PBX.
+		{name: "pbx defaults", args: []string{"--user", "1001:x", "--user", "1002:y", "--listen", "192.0.2.10"}, check: func(t *testing.T, o *Options) {
+			p := o.Daemon.PBX
+			if p == nil || o.PBXOff != "" {
+				t.Fatalf("no PBX: %q", o.PBXOff)
+			}
+			if fmt.Sprint(p.Listen) != "[192.0.2.10:5060]" || p.TLS != nil || fmt.Sprint(p.Domains) != "[192.0.2.10]" || p.Mode != "proxy" ||
+				p.Rate != DefaultSIPRate || fmt.Sprint(p.Algorithms) != "[MD5]" || p.StateDir != "" || p.Host != "" ||
+				p.Media == nil || p.Media.MinPort != 16384 || p.Media.MaxPort != 32767 || p.Media.IP.String() != "192.0.2.10" || p.MediaIP.String() != "192.0.2.10" {
+				t.Errorf("pbx %+v media %+v", p, p.Media)
+			}
+			if pw, ok := p.Accounts.HA1("1002", "192.0.2.10", "MD5"); !ok || len(pw) == 0 {
+				t.Errorf("account 1002 missing")
+			}
+		}},
+		{name: "pbx with tls and a public ip", args: []string{"--user", "1001:x", "--tls-cert", cert, "--tls-key", key, "--public-ip", "198.51.100.7"}, check: func(t *testing.T, o *Options) {
+			p := o.Daemon.PBX
+			if fmt.Sprint(p.Listen) != "[[::]:5060]" || fmt.Sprint(p.TLS) != "[[::]:5061]" || p.TLSConfig == nil ||
+				fmt.Sprint(p.Domains) != "[198.51.100.7]" || p.Host != "198.51.100.7" || p.MediaIP.String() != "198.51.100.7" || p.Media.IP.String() != "::" {
+				t.Errorf("pbx %+v", p)
+			}
+		}},
+		{name: "pbx settings", args: []string{"--user", "1001:x", "--listen", "127.0.0.1", "--sip-port", "5070", "--sip-domain", "pbx.example.org",
+			"--sip-mode", "redirect", "--media-ports", "30000-30099", "--sip-rate", "0", "--sip-digest", "sha256,md5", "--state-dir", stateDir}, check: func(t *testing.T, o *Options) {
+			p := o.Daemon.PBX
+			if fmt.Sprint(p.Listen) != "[127.0.0.1:5070]" || fmt.Sprint(p.Domains) != "[pbx.example.org]" || p.Mode != "redirect" ||
+				p.Rate != 0 || fmt.Sprint(p.Algorithms) != "[SHA-256 MD5]" || p.StateDir != stateDir || p.Media.MinPort != 30000 || p.Media.MaxPort != 30099 {
+				t.Errorf("pbx %+v", p)
+			}
+		}},
+		{name: "pbx from the config file", args: []string{"--config", sipFile, "--listen", "127.0.0.1", "--tls-cert", cert, "--tls-key", key}, check: func(t *testing.T, o *Options) {
+			p := o.Daemon.PBX
+			if fmt.Sprint(p.Listen) != "[127.0.0.1:5070]" || fmt.Sprint(p.TLS) != "[127.0.0.1:5071]" || fmt.Sprint(p.Domains) != "[pbx.example.org]" || p.Mode != "redirect" ||
+				p.Rate != 7 || fmt.Sprint(p.Algorithms) != "[SHA-256 MD5]" || p.StateDir != stateDir || p.Media.MinPort != 30000 {
+				t.Errorf("pbx %+v", p)
+			}
+		}},
+		{name: "pbx flags over the file", args: []string{"--config", sipFile, "--sip-mode", "proxy", "--media-ports", "off"}, check: func(t *testing.T, o *Options) {
+			if p := o.Daemon.PBX; p.Mode != "proxy" || p.Media != nil {
+				t.Errorf("pbx %+v", p)
+			}
+		}},
+		{name: "pbx off without accounts", check: func(t *testing.T, o *Options) {
+			if o.Daemon.PBX != nil || o.PBXOff != "no accounts: give --user NAME:PASSWORD or --users-file" {
+				t.Errorf("pbx %+v, off %q", o.Daemon.PBX, o.PBXOff)
+			}
+		}},
+		{name: "pbx accounts from the users file", args: []string{"--users-file", sipUsers, "--user", "1001:flag"}, check: func(t *testing.T, o *Options) {
+			p := o.Daemon.PBX
+			if p == nil {
+				t.Fatalf("no PBX: %q", o.PBXOff)
+			}
+			if pw := p.Accounts.(digest.Passwords); len(pw) != 2 || pw["1001"] != "flag" || pw["1003"] != "three" {
+				t.Errorf("accounts %v", len(pw))
+			}
+		}},
+		{name: "pbx off by port 0", args: []string{"--user", "1001:x", "--sip-port", "0"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.PBX != nil || o.PBXOff != "--sip-port 0" {
+				t.Errorf("pbx %+v, off %q", o.Daemon.PBX, o.PBXOff)
+			}
+		}},
+		{name: "sip mode", args: []string{"--sip-mode", "foo"}, code: 2, err: `--sip-mode "foo": give proxy`},
+		{name: "media ports reversed", args: []string{"--media-ports", "5-3"}, code: 2, err: `--media-ports "5-3": not 1 <= MIN <= MAX <= 65535`},
+		{name: "media ports not numbers", args: []string{"--media-ports", "lots"}, code: 2, err: `--media-ports "lots": no dash`},
+		{name: "media ports too few", args: []string{"--media-ports", "30000-30001"}, code: 2, err: "fewer than 4 ports"},
+		{name: "sip port too big", args: []string{"--sip-port", "70000"}, code: 2, err: "--sip-port 70000 is not a port"},
+		{name: "sip tls port negative", args: []string{"--sip-tls-port", "-1"}, code: 2, err: "--sip-tls-port -1 is not a port"},
+		{name: "sip port is stun's", args: []string{"--sip-port", "3478"}, code: 2, err: "--sip-port 3478 is taken by STUN or rendezvous"},
+		{name: "sip port is stun's alt port", args: []string{"--sip-port", "3479"}, code: 2, err: "--sip-port 3479 is taken"},
+		{name: "sip tls port is stun's tls port", args: []string{"--tls-cert", cert, "--tls-key", key, "--sip-tls-port", "5349"}, code: 2, err: "--sip-tls-port 5349 is taken by another server"},
+		{name: "sip tls port without tls is ignored", args: []string{"--sip-tls-port", "5349", "--user", "1001:x"}, check: func(t *testing.T, o *Options) {
+			if o.Daemon.PBX.TLS != nil {
+				t.Errorf("tls %v", o.Daemon.PBX.TLS)
+			}
+		}},
+		{name: "sip digest unknown", args: []string{"--sip-digest", "sha1"}, code: 2, err: `--sip-digest "sha1": unknown algorithm "sha1"`},
+		{name: "sip digest twice", args: []string{"--sip-digest", "md5,MD5"}, code: 2, err: "given twice"},
+		{name: "sip rate negative", args: []string{"--sip-rate", "-1"}, code: 2, err: "--sip-rate -1"},
+		{name: "state dir a file", args: []string{"--state-dir", aFile}, code: 2, err: "is a file: give a directory"},
+		{name: "sip domain broken", args: []string{"--sip-domain", "a b"}, code: 2, err: `--sip-domain "a b"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

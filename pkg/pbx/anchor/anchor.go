@@ -3,7 +3,8 @@
 // the --media-ports range, and each leg sends to where its phone's media
 // really comes from (latching, i.e. symmetric RTP, RFC 4961), so that two
 // phones behind NATs that rewrite ports, symmetric NATs included, hear each
-// other.
+// other. Media (sdp.go) is the PBX's side of it: one Call per SIP Call-ID,
+// with the offer and answer SDP rewritten to the relay.
 package anchor
 
 import (

@@ -1,0 +1,226 @@
+package serve
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/daemon"
+	"github.com/natkit/natkit/pkg/pbx"
+	"github.com/natkit/natkit/pkg/pbx/anchor"
+	"github.com/natkit/natkit/pkg/sip/digest"
+	"github.com/natkit/natkit/pkg/stunserver"
+	"github.com/natkit/natkit/pkg/turnserver"
+)
+
+// PBX defaults.
+const (
+	// DefaultSIPPort and DefaultSIPTLSPort are SIP's (RFC 3261 §19.1.2).
+	DefaultSIPPort    = 5060
+	DefaultSIPTLSPort = 5061
+	// DefaultSIPRate is the SIP requests a second one source address
+	// (IPv6: /64) may send after a burst of twice as many: a phone sends a
+	// few a minute, a busy PBX in front of natkit a few a second.
+	DefaultSIPRate = 50
+)
+
+// DefaultMediaPorts is the media relay's range: the anchor's default, the
+// RFC 6335 dynamic range's lower half, clear of TURN's relays (49152-65535).
+var DefaultMediaPorts = fmt.Sprintf("%d-%d", anchor.DefaultMinPort, anchor.DefaultMaxPort)
+
+// pbxConfig checks the SIP flags and builds the PBX's configuration. The
+// PBX runs when --sip-port is not 0 and accounts (--user) exist; PBXOff
+// says why it is off otherwise.
+func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.PBXConfig, error) {
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"--sip-port", o.SIPPort}, {"--sip-tls-port", o.SIPTLSPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return nil, cmdutil.UsageErrorf("%s %d is not a port: give 1-65535, or 0 for no SIP", p.name, p.v)
+		}
+	}
+	if o.SIPPort != 0 && (o.SIPPort == o.STUNPort || o.SIPPort == o.STUNAltPort || o.SIPPort == o.RendezvousPort) {
+		return nil, cmdutil.UsageErrorf("--sip-port %d is taken by STUN or rendezvous: give another (default %d), or 0 for no PBX", o.SIPPort, DefaultSIPPort)
+	}
+	if sc.TLS != nil && o.SIPTLSPort != 0 && (o.SIPTLSPort == o.TLSPort || o.SIPTLSPort == o.SIPPort || o.SIPTLSPort == o.STUNPort || o.SIPTLSPort == o.RendezvousPort) {
+		return nil, cmdutil.UsageErrorf("--sip-tls-port %d is taken by another server: give another (default %d), or 0 for no SIP over TLS", o.SIPTLSPort, DefaultSIPTLSPort)
+	}
+	var mode pbx.Mode
+	switch m := pbx.Mode(strings.ToLower(o.SIPMode)); m {
+	case pbx.ModeProxy, pbx.ModeRedirect:
+		mode = m
+	default:
+		return nil, cmdutil.UsageErrorf("--sip-mode %q: give proxy (calls go through natkit) or redirect (302 to the registered contacts)", o.SIPMode)
+	}
+	var media *anchor.Config
+	if o.MediaPorts != "off" {
+		r, err := parsePortRange(o.MediaPorts)
+		if err != nil || r.Max-r.Min < 3 {
+			if err == nil {
+				err = fmt.Errorf("fewer than 4 ports")
+			}
+			return nil, cmdutil.UsageErrorf("--media-ports %q: %v: give LOW-HIGH, such as %s, or \"off\" for no media relay", o.MediaPorts, err, DefaultMediaPorts)
+		}
+		media = &anchor.Config{IP: listen, MinPort: r.Min, MaxPort: r.Max}
+	}
+	if o.SIPRate < 0 || o.SIPRate > 1_000_000_000 {
+		return nil, cmdutil.UsageErrorf("--sip-rate %d: give SIP requests a second per source address, or 0 for no limit", o.SIPRate)
+	}
+	algs, err := parseDigest(o.SIPDigest)
+	if err != nil {
+		return nil, cmdutil.UsageErrorf("--sip-digest %q: %v: give md5, or sha256,md5 to offer SHA-256 first", o.SIPDigest, err)
+	}
+	if o.StateDir != "" {
+		if fi, err := os.Stat(o.StateDir); err == nil && !fi.IsDir() {
+			return nil, cmdutil.UsageErrorf("--state-dir %s is a file: give a directory (created if missing)", o.StateDir)
+		}
+	}
+	if o.SIPDomain != "" && strings.ContainsAny(o.SIPDomain, " \t\r\n@:;<>\"") {
+		return nil, cmdutil.UsageErrorf("--sip-domain %q: give a host name or IP address, such as pbx.example.org", o.SIPDomain)
+	}
+	accounts, err := o.sipAccounts()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case o.SIPPort == 0:
+		o.PBXOff = "--sip-port 0"
+		return nil, nil
+	case len(accounts) == 0:
+		o.PBXOff = "no accounts: give --user NAME:PASSWORD or --users-file"
+		return nil, nil
+	}
+	public := publicIP(o.PublicIP, listen)
+	domain := o.SIPDomain
+	if domain == "" {
+		domain = public.String()
+	}
+	pc := &daemon.PBXConfig{
+		Config: pbx.Config{
+			Domains:    []string{domain},
+			Listen:     []netip.AddrPort{netip.AddrPortFrom(listen, uint16(o.SIPPort))},
+			Accounts:   accounts,
+			Algorithms: algs,
+			Mode:       mode,
+			Rate:       float64(o.SIPRate),
+		},
+		StateDir: o.StateDir,
+	}
+	if o.PublicIP != "" {
+		pc.Host = public.String() // in Via and Record-Route: reachable by every phone
+	}
+	if sc.TLS != nil && o.SIPTLSPort != 0 {
+		pc.TLS = []netip.AddrPort{netip.AddrPortFrom(listen, uint16(o.SIPTLSPort))}
+		pc.TLSConfig = sc.TLS.Clone()
+	}
+	if media != nil {
+		pc.Media, pc.MediaIP = media, public
+	}
+	return pc, nil
+}
+
+// sipAccounts are the PBX's accounts: the --users-file entries read once
+// at startup (except coturn's precomputed 0x keys, which are TURN's realm
+// hashes and no SIP password), then the --user ones, which win.
+func (o *Options) sipAccounts() (digest.Passwords, error) {
+	accounts := digest.Passwords{}
+	if o.UsersFile != "" {
+		f, err := os.Open(o.UsersFile)
+		if err != nil {
+			return nil, cmdutil.UsageErrorf("--users-file: %v", unwrapPath(err))
+		}
+		users, err := turnserver.ParseUsers(f)
+		f.Close()
+		if err != nil {
+			return nil, cmdutil.UsageErrorf("--users-file %s: %v", o.UsersFile, err)
+		}
+		for _, u := range users {
+			if pw := string(u.Password); !isKey(pw) {
+				accounts[u.Name] = pw
+			}
+		}
+	}
+	for _, u := range o.Users { // checked by turnConfig
+		name, pass, _ := strings.Cut(u, ":")
+		accounts[name] = pass
+	}
+	return accounts, nil
+}
+
+// isKey tells coturn's precomputed key: "0x" and 32 hex digits.
+func isKey(s string) bool {
+	if len(s) != 34 || s[:2] != "0x" {
+		return false
+	}
+	for _, c := range s[2:] {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseDigest reads --sip-digest: algorithms in preference order.
+func parseDigest(s string) ([]digest.Algorithm, error) {
+	var out []digest.Algorithm
+	for _, f := range strings.Split(s, ",") {
+		var a digest.Algorithm
+		switch strings.ToLower(strings.TrimSpace(f)) {
+		case "md5":
+			a = digest.MD5
+		case "sha256", "sha-256":
+			a = digest.SHA256
+		default:
+			return nil, fmt.Errorf("unknown algorithm %q", strings.TrimSpace(f))
+		}
+		for _, b := range out {
+			if b == a {
+				return nil, fmt.Errorf("%s given twice", f)
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// publicIP is the address phones reach the PBX and its media relay at:
+// --public-ip, else --listen when it is concrete, else this host's first
+// global unicast address (IPv4 first), else loopback.
+func publicIP(flag string, listen netip.Addr) netip.Addr {
+	if a, err := netip.ParseAddr(flag); err == nil {
+		return a.Unmap()
+	}
+	if !listen.IsUnspecified() {
+		return listen
+	}
+	var v6 netip.Addr
+	ifs, _ := net.InterfaceAddrs()
+	for _, ia := range ifs {
+		p, ok := ia.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(p.IP)
+		if !ok || !ip.Unmap().IsGlobalUnicast() {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.Is4() {
+			return ip // a wildcard listen address takes IPv4 too
+		}
+		if !v6.IsValid() && ip.Is6() && !listen.Is4() {
+			v6 = ip
+		}
+	}
+	if v6.IsValid() {
+		return v6
+	}
+	if listen.Is4() {
+		return netip.MustParseAddr("127.0.0.1")
+	}
+	return netip.IPv6Loopback()
+}

@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/natkit/natkit/pkg/pbx"
+	"github.com/natkit/natkit/pkg/pbx/anchor"
+	"github.com/natkit/natkit/pkg/pbx/location"
+)
+
+// PBXConfig configures the PBX: the server's own configuration plus what
+// the daemon builds for it.
+type PBXConfig struct {
+	// Config is the SIP server's; Locations and Anchor are built from the
+	// fields below when nil.
+	pbx.Config
+	// StateDir keeps the registrations in a journal there (they survive a
+	// restart and kill -9); "" keeps them in memory.
+	StateDir string
+	// Media, when not nil, anchors the media of proxied calls: an RTP
+	// relay (pkg/pbx/anchor) with this configuration, its address in the
+	// rewritten SDP being MediaIP.
+	Media   *anchor.Config
+	MediaIP netip.Addr
+}
+
+// newPBX builds the location store, the media anchor and the PBX. On error
+// whatever it built is closed.
+func (d *Daemon) newPBX(pc PBXConfig) (err error) {
+	cfg := pc.Config
+	if cfg.Logger == nil {
+		cfg.Logger = d.cfg.Logger
+	}
+	defer func() {
+		if err != nil {
+			d.closePBX()
+		}
+	}()
+	if cfg.Locations == nil {
+		if pc.StateDir != "" {
+			j, err := location.OpenJournal(location.JournalConfig{Dir: pc.StateDir})
+			if err != nil {
+				return err
+			}
+			cfg.Locations, d.locations = j, j
+		} else {
+			m := location.NewMemory(0)
+			cfg.Locations, d.locations = m, m
+		}
+	}
+	if cfg.Anchor == nil && pc.Media != nil {
+		mc := *pc.Media
+		if mc.Logger == nil {
+			mc.Logger = cfg.Logger
+		}
+		a, err := anchor.New(mc)
+		if err != nil {
+			return err
+		}
+		d.anchor = a
+		if d.media, err = anchor.NewMedia(a, pc.MediaIP); err != nil {
+			return err
+		}
+		cfg.Anchor = d.media
+	}
+	s, err := pbx.New(cfg)
+	if err != nil {
+		return err
+	}
+	d.pbx = s
+	return nil
+}
+
+// closePBX stops the PBX, then the relay and the location store it used.
+func (d *Daemon) closePBX() error {
+	var errs []error
+	if d.pbx != nil {
+		errs = append(errs, d.pbx.Close())
+	}
+	if d.anchor != nil {
+		errs = append(errs, d.anchor.Close())
+	}
+	if d.locations != nil {
+		errs = append(errs, d.locations.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// pbxListeners are the PBX's sockets.
+func (d *Daemon) pbxListeners() []Listener {
+	if d.pbx == nil {
+		return nil
+	}
+	var ls []Listener
+	a := d.pbx.Addrs()
+	for _, n := range []struct {
+		network string
+		addrs   []netip.AddrPort
+	}{{"udp", a.UDP}, {"tcp", a.TCP}, {"tls", a.TLS}} {
+		for _, ap := range n.addrs {
+			ls = append(ls, Listener{Service: "sip", Network: n.network, Addr: ap})
+		}
+	}
+	return ls
+}
+
+// PBX returns the SIP server, or nil when it is off.
+func (d *Daemon) PBX() *pbx.Server { return d.pbx }
+
+// Media returns the PBX's media anchor, or nil when media is not anchored.
+func (d *Daemon) Media() *anchor.Media { return d.media }
