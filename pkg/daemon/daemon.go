@@ -18,6 +18,7 @@ import (
 	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/pbx/anchor"
 	"github.com/natkit/natkit/pkg/pbx/location"
+	"github.com/natkit/natkit/pkg/pbx/services"
 	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stunserver"
@@ -116,6 +117,7 @@ type Daemon struct {
 	pbx        *pbx.Server
 	anchor     *anchor.Anchor
 	media      *anchor.Media
+	services   *services.Server
 	locations  location.Store
 	// answers is the per-source budget of unauthenticated UDP answers
 	// that STUN and the rendezvous server share; nil when unlimited.
@@ -380,6 +382,9 @@ func (d *Daemon) serve(ctx context.Context) error {
 	if d.pbx != nil {
 		run("sip", d.pbx.Serve, nil) // nil after Close
 	}
+	if d.services != nil {
+		run("sip services", d.services.Serve, nil)
+	}
 	if d.http != nil {
 		wg.Add(1)
 		go func() {
@@ -445,7 +450,7 @@ func (d *Daemon) closeServers() error {
 		wg.Add(1)
 		go closeOne("rendezvous", d.rendezvous.Close)
 	}
-	if d.pbx != nil || d.anchor != nil || d.locations != nil {
+	if d.pbx != nil || d.services != nil || d.anchor != nil || d.locations != nil {
 		wg.Add(1)
 		go closeOne("sip", d.closePBX)
 	}

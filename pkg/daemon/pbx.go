@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"errors"
+	"maps"
 	"net/netip"
 
 	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/pbx/anchor"
 	"github.com/natkit/natkit/pkg/pbx/location"
+	"github.com/natkit/natkit/pkg/pbx/services"
 )
 
 // PBXConfig configures the PBX: the server's own configuration plus what
@@ -23,6 +25,13 @@ type PBXConfig struct {
 	// rewritten SDP being MediaIP.
 	Media   *anchor.Config
 	MediaIP netip.Addr
+	// Services, when not nil, runs the built-in numbers (9195 echo with a
+	// delay, 9196 echo, 9664 music on hold, 9182 early media: pkg/pbx/
+	// services) as a SIP user agent on loopback that the proxy routes
+	// those numbers to (Config.Static). Its RTP is on MediaIP, in the
+	// relay's port range when there is one; its Listen defaults to
+	// 127.0.0.1:0.
+	Services *services.Config
 }
 
 // newPBX builds the location store, the media anchor and the PBX. On error
@@ -64,6 +73,39 @@ func (d *Daemon) newPBX(pc PBXConfig) (err error) {
 		}
 		cfg.Anchor = d.media
 	}
+	if pc.Services != nil {
+		sc := *pc.Services
+		if sc.Listen == "" {
+			sc.Listen = "127.0.0.1:0"
+		}
+		if !sc.MediaIP.IsValid() {
+			sc.MediaIP = pc.MediaIP
+		}
+		if sc.MediaPortMin == 0 && pc.Media != nil {
+			sc.MediaPortMin, sc.MediaPortMax = pc.Media.MinPort, pc.Media.MaxPort
+			if sc.MediaPortMin == 0 {
+				sc.MediaPortMin, sc.MediaPortMax = anchor.DefaultMinPort, anchor.DefaultMaxPort
+			}
+		}
+		if sc.Logger == nil {
+			sc.Logger = cfg.Logger
+		}
+		svc, err := services.New(sc)
+		if err != nil {
+			return err
+		}
+		d.services = svc
+		numbers := sc.Numbers
+		if numbers == nil {
+			numbers = services.DefaultNumbers
+		}
+		static := make(map[string]netip.AddrPort, len(cfg.Static)+len(numbers))
+		for n := range numbers {
+			static[n] = svc.Addr()
+		}
+		maps.Copy(static, cfg.Static) // the caller's routes win
+		cfg.Static = static
+	}
 	s, err := pbx.New(cfg)
 	if err != nil {
 		return err
@@ -77,6 +119,9 @@ func (d *Daemon) closePBX() error {
 	var errs []error
 	if d.pbx != nil {
 		errs = append(errs, d.pbx.Close())
+	}
+	if d.services != nil {
+		errs = append(errs, d.services.Close())
 	}
 	if d.anchor != nil {
 		errs = append(errs, d.anchor.Close())
@@ -107,6 +152,9 @@ func (d *Daemon) pbxListeners() []Listener {
 
 // PBX returns the SIP server, or nil when it is off.
 func (d *Daemon) PBX() *pbx.Server { return d.pbx }
+
+// Services returns the built-in numbers' user agent, or nil when off.
+func (d *Daemon) Services() *services.Server { return d.services }
 
 // Media returns the PBX's media anchor, or nil when media is not anchored.
 func (d *Daemon) Media() *anchor.Media { return d.media }

@@ -11,6 +11,7 @@ import (
 	"github.com/natkit/natkit/pkg/daemon"
 	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/pbx/anchor"
+	"github.com/natkit/natkit/pkg/pbx/services"
 	"github.com/natkit/natkit/pkg/sip/digest"
 	"github.com/natkit/natkit/pkg/stunserver"
 	"github.com/natkit/natkit/pkg/turnserver"
@@ -120,6 +121,9 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 	if media != nil {
 		pc.Media, pc.MediaIP = media, public
 	}
+	// The built-in numbers (9195, 9196, 9664, 9182): RTP on the public
+	// address, in the relay's range when there is one.
+	pc.Services = &services.Config{MediaIP: public}
 	return pc, nil
 }
 

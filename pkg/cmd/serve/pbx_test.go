@@ -78,6 +78,18 @@ func TestServePBX(t *testing.T) {
 	if err := sess.Bye(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// 9196, the echo test of the built-in numbers, through the relay: what
+	// 1001 sends comes back.
+	echo, code, err := alice.Call(ctx, sip, "1001", "secret1", "9196")
+	if err != nil || code != 200 {
+		t.Fatalf("call 9196: %d %v", code, err)
+	}
+	if !alice.Talk(ctx, relayOf("9196", echo.InviteResponse.Body()), 0xE, 0xE) {
+		t.Fatal("9196 did not echo 1001's audio")
+	}
+	if err := echo.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.Get("http://" + s.http.String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
