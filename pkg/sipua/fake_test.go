@@ -1,0 +1,204 @@
+package sipua
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/natkit/natkit/pkg/media/rtpsession"
+	"github.com/natkit/natkit/pkg/sdp"
+	"github.com/natkit/natkit/pkg/sip/digest"
+)
+
+// fakeMode is how the fake UAS answers INVITE.
+type fakeMode int
+
+const (
+	fakeAnswer fakeMode = iota // 100, 180, 200 + SDP, echo RTP with echoDelay
+	fakeBusy                   // 100, 180, 486
+	fakeRing                   // 100, 180, then rings until CANCEL
+	fakeProxyAuth              // 407 first, then as fakeAnswer
+)
+
+// fakeServer is a registrar and UAS on loopback built on sipgo: REGISTER
+// is challenged with digest (pkg/sip/digest's Verifier), INVITE answered
+// as mode says.
+type fakeServer struct {
+	t         *testing.T
+	mode      fakeMode
+	echoDelay time.Duration
+	verifier  *digest.Verifier
+	addr      netip.AddrPort
+
+	mu       sync.Mutex
+	methods  []string // requests received, in order
+	sessions []*rtpsession.Session
+	got      chan string // each request's method as it arrives
+	sessExp  string      // Session-Expires to put in the 200
+}
+
+const (
+	fakeUser     = "alice"
+	fakePassword = "wonderland-s3cret"
+)
+
+func newFakeServer(t *testing.T, mode fakeMode, algs ...digest.Algorithm) *fakeServer {
+	t.Helper()
+	v, err := digest.New(digest.Config{Realm: "natkit.test", Store: digest.Passwords{fakeUser: fakePassword}, Algorithms: algs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeServer{t: t, mode: mode, echoDelay: 150 * time.Millisecond, verifier: v, got: make(chan string, 64)}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("fake-pbx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	srv.OnRegister(f.register)
+	srv.OnInvite(f.invite)
+	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { f.note(req) })
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		f.note(req)
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) { f.note(req) })
+	go srv.ServeUDP(pc)
+	t.Cleanup(func() {
+		ua.Close()
+		pc.Close()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, s := range f.sessions {
+			s.Close()
+		}
+	})
+	return f
+}
+
+func (f *fakeServer) note(req *sip.Request) {
+	f.mu.Lock()
+	f.methods = append(f.methods, string(req.Method))
+	f.mu.Unlock()
+	select {
+	case f.got <- string(req.Method):
+	default:
+	}
+}
+
+func (f *fakeServer) register(req *sip.Request, tx sip.ServerTransaction) {
+	f.note(req)
+	src := netip.MustParseAddrPort(req.Source()).Addr()
+	if h := req.GetHeader("Authorization"); h != nil {
+		if r := f.verifier.Verify("REGISTER", h.Value(), src); r.Outcome == digest.Accepted {
+			res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+			if c := req.Contact(); c != nil {
+				res.AppendHeader(sip.HeaderClone(c))
+			}
+			tx.Respond(res)
+			return
+		}
+	}
+	res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
+	for _, c := range f.verifier.Challenge(src, false) {
+		res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
+	}
+	tx.Respond(res)
+}
+
+func (f *fakeServer) invite(req *sip.Request, tx sip.ServerTransaction) {
+	f.note(req)
+	src := netip.MustParseAddrPort(req.Source()).Addr()
+	if f.mode == fakeProxyAuth {
+		h := req.GetHeader("Proxy-Authorization")
+		if h == nil || f.verifier.Verify("INVITE", h.Value(), src).Outcome != digest.Accepted {
+			res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+			for _, c := range f.verifier.Challenge(src, false) {
+				res.AppendHeader(sip.NewHeader("Proxy-Authenticate", c))
+			}
+			tx.Respond(res)
+			return
+		}
+	}
+	req.To().Params.Add("tag", sip.GenerateTagN(10))
+	tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
+	tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+	switch f.mode {
+	case fakeBusy:
+		tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
+		return
+	case fakeRing:
+		<-tx.Done() // CANCEL: sipgo answers 200 and 487
+		return
+	}
+	offer, err := sdp.Parse(req.Body())
+	if err != nil {
+		tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad SDP", nil))
+		return
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		f.t.Error(err)
+		return
+	}
+	ans, chosen, err := sdp.Answer(offer, sdp.Local{Addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), Username: "fake"})
+	if err != nil {
+		pc.Close()
+		tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
+		return
+	}
+	body, _ := sdp.Marshal(ans)
+	var sess *rtpsession.Session
+	delay := f.echoDelay
+	sess, err = rtpsession.New(rtpsession.Config{Conn: pc, Remote: net.UDPAddrFromAddrPort(chosen.Remote.Addr), Latch: true,
+		RTCPInterval: 500 * time.Millisecond,
+		OnAudio: func(fr rtpsession.Frame) {
+			samples := append([]int16(nil), fr.Samples...)
+			time.AfterFunc(delay, func() { sess.WriteFrame(samples) })
+		}})
+	if err != nil {
+		pc.Close()
+		f.t.Error(err)
+		return
+	}
+	f.mu.Lock()
+	f.sessions = append(f.sessions, sess)
+	f.mu.Unlock()
+	go sess.Run(context.Background())
+	res := sip.NewResponseFromRequest(req, 200, "OK", body)
+	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "fake", Host: "127.0.0.1", Port: int(f.addr.Port())}})
+	if f.sessExp != "" {
+		res.AppendHeader(sip.NewHeader("Session-Expires", f.sessExp))
+	}
+	tx.Respond(res)
+}
+
+func (f *fakeServer) seen() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.methods...)
+}
+
+// target is sip:EXT@127.0.0.1:PORT of the fake.
+func (f *fakeServer) target(ext string) Target {
+	t, err := ParseTarget("sip:" + ext + "@127.0.0.1:" + strconv.Itoa(int(f.addr.Port())))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return t
+}
