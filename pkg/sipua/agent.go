@@ -86,7 +86,9 @@ func newAgent(ctx context.Context, cfg agentConfig) (*agent, error) {
 		sipgo.WithUserAgent("natkit"),
 		sipgo.WithUserAgentHostname(localIP.String()),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(a.log),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) { a.log.Debug("unmatched response", "status", r.StatusCode, "cseq", r.CSeq().Value(), "via", r.Via().Value()) })),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
+				a.log.Debug("unmatched response", "status", r.StatusCode, "cseq", r.CSeq().Value(), "via", r.Via().Value())
+			})),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(a.log), sip.WithTransportLayerReadFilter(tap.filter)),
 	}
 	if cfg.TLSConfig != nil {

@@ -21,10 +21,10 @@ import (
 type fakeMode int
 
 const (
-	fakeAnswer fakeMode = iota // 100, 180, 200 + SDP, echo RTP with echoDelay
-	fakeBusy                   // 100, 180, 486
-	fakeRing                   // 100, 180, then rings until CANCEL
-	fakeProxyAuth              // 407 first, then as fakeAnswer
+	fakeAnswer    fakeMode = iota // 100, 180, 200 + SDP, echo RTP with echoDelay
+	fakeBusy                      // 100, 180, 486
+	fakeRing                      // 100, 180, then rings until CANCEL
+	fakeProxyAuth                 // 407 first, then as fakeAnswer
 )
 
 // fakeServer is a registrar and UAS on loopback built on sipgo: REGISTER

@@ -218,7 +218,7 @@ func (l *leg) stop(probe []int16, lead time.Duration, dtmfSent string) *Media {
 	m := &Media{
 		Codec: strings.ToUpper(l.codec.Name), SampleRate: l.codec.ClockRate, PayloadType: int(l.codec.PT),
 		LocalAddress: strp(l.local.String()), RemoteAddress: strp(l.remote.String()),
-		Latched: st.Remote != "" && st.Remote != l.remote.String(),
+		Latched:     st.Remote != "" && st.Remote != l.remote.String(),
 		PacketsSent: f.PacketsSent, PacketsReceived: f.PacketsReceived, PacketsLost: f.PacketsLost,
 		LossPct: f.LossPercent, JitterMs: f.JitterMS, RTTMs: f.RTTMS, EchoDelayMs: f.EchoDelayMS,
 	}
