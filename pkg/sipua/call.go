@@ -288,7 +288,7 @@ wait:
 	}
 	if res == nil {
 		tx.Terminate()
-		lg.stop(nil, 0, "")
+		lg.stop("")
 		return
 	}
 	c.FinalStatus = intp(res.StatusCode)
@@ -297,7 +297,7 @@ wait:
 	}
 	if !res.IsSuccess() {
 		tx.Terminate()
-		if m := lg.stop(nil, 0, ""); m != nil && m.PacketsReceived > 0 {
+		if m := lg.stop(""); m != nil && m.PacketsReceived > 0 {
 			c.EarlyMedia, c.Media = true, m
 		}
 		return
@@ -371,11 +371,9 @@ wait:
 	mctx, mcancel := context.WithTimeout(ctx, o.Duration)
 	defer mcancel()
 	talked := make(chan struct{})
-	var probe []int16
-	var lead time.Duration
 	go func() {
 		defer close(talked)
-		probe, lead = lg.talk(mctx, o.Play, o.DTMF)
+		lg.talk(mctx, o.Play, o.DTMF)
 	}()
 loop:
 	for {
@@ -407,7 +405,7 @@ loop:
 		}
 	}
 	dtmfSent := strings.ReplaceAll(o.DTMF, ",", "")
-	c.Media = lg.stop(probe, lead, dtmfSent)
+	c.Media = lg.stop(dtmfSent)
 	c.Received = lg.all.Samples()
 	if mediaErr != "" {
 		c.Error = strp(mediaErr)

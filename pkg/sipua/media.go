@@ -51,7 +51,7 @@ type leg struct {
 	digits  strings.Builder
 	started time.Time
 
-	echoRec atomic.Pointer[rtpsession.Recorder]
+	probe   atomic.Pointer[probeRun]
 	all     rtpsession.Recorder
 	echoing bool // answer mode: send back what arrives
 }
@@ -137,8 +137,8 @@ func (l *leg) start(ctx context.Context, st sdp.Stream, codec sdp.Codec, dtmf *s
 
 func (l *leg) onAudio(f rtpsession.Frame) {
 	l.all.OnAudio(f)
-	if r := l.echoRec.Load(); r != nil {
-		r.OnAudio(f)
+	if p := l.probe.Load(); p != nil {
+		p.heard(f.Samples)
 	}
 	if l.echoing {
 		l.mu.Lock()
@@ -157,26 +157,23 @@ func (l *leg) session() *rtpsession.Session {
 }
 
 // talk sends natkit's side of the call until ctx ends: the echo probe
-// (or the file to play), the DTMF digits, then a quiet tone. It returns
-// the probe and when its first sample went out.
-func (l *leg) talk(ctx context.Context, play []int16, digits string) (probe []int16, lead time.Duration) {
+// (or the file to play), the DTMF digits, then a quiet tone.
+func (l *leg) talk(ctx context.Context, play []int16, digits string) {
 	s := l.session()
 	if s == nil {
-		return nil, 0
+		return
 	}
-	rec := &rtpsession.Recorder{}
 	var sig []int16
+	chirpAt := 0
 	if play != nil {
-		probe = play[:min(len(play), tones.Samples(time.Second))]
 		sig = play
 	} else {
-		probe = tones.Chirp(300, 3400, -10, probeLen)
-		lead = probeLead
-		sig = append(append(tones.Silence(probeLead), probe...), tones.Silence(probeTail)...)
+		chirpAt = tones.Samples(probeLead)
+		sig = append(append(tones.Silence(probeLead), tones.Chirp(300, 3400, -10, probeLen)...), tones.Silence(probeTail)...)
 	}
-	rec.Start = time.Now()
-	l.echoRec.Store(rec)
-	_ = s.Send(ctx, sig)
+	p := &probeRun{start: time.Now(), chirpAt: chirpAt, chirpLen: min(len(sig)-chirpAt, tones.Samples(probeLen))}
+	l.probe.Store(p)
+	p.send(ctx, s, sig)
 	for _, d := range digits {
 		if ctx.Err() != nil {
 			break
@@ -192,11 +189,106 @@ func (l *leg) talk(ctx context.Context, play []int16, digits string) (probe []in
 	for ctx.Err() == nil {
 		_ = s.Send(ctx, tones.Tone(1000, -20, time.Second))
 	}
-	return probe, lead
+}
+
+// probeRun measures the echo of the probe on the wall clock: each frame
+// sent is placed where it actually went out, each frame received where it
+// actually arrived, both from start. A stalled sender or receiver (a loaded
+// machine) then moves both sides alike instead of shifting the lag, as
+// RTP-timestamp placement would.
+type probeRun struct {
+	start    time.Time
+	chirpAt  int // where the probe starts in the signal
+	chirpLen int
+
+	mu   sync.Mutex
+	sent []int16 // the signal as it went out
+	recv []int16 // what came back
+}
+
+// maxProbeRecord bounds the timelines: 10 s at 8 kHz.
+const maxProbeRecord = 10 * 8000
+
+func place(buf []int16, at int, samples []int16) []int16 {
+	if at < 0 || at+len(samples) > maxProbeRecord {
+		return buf
+	}
+	if need := at + len(samples); need > len(buf) {
+		buf = append(buf, make([]int16, need-len(buf))...)
+	}
+	copy(buf[at:], samples)
+	return buf
+}
+
+func (p *probeRun) pos(t time.Time) int { return int(t.Sub(p.start) * 8000 / time.Second) }
+
+func (p *probeRun) heard(samples []int16) {
+	now := time.Now()
+	p.mu.Lock()
+	// A frame is heard whole when it arrives: it started a frame earlier.
+	p.recv = place(p.recv, p.pos(now)-len(samples), samples)
+	p.mu.Unlock()
+}
+
+// send paces sig out one frame per packet time, noting when each went.
+func (p *probeRun) send(ctx context.Context, s *rtpsession.Session, sig []int16) {
+	n := s.FrameSamples()
+	frame := time.Duration(n) * time.Second / 8000
+	for i := 0; i < len(sig) && ctx.Err() == nil; i += n {
+		due := p.start.Add(time.Duration(i/n) * frame)
+		if d := time.Until(due); d > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+		}
+		f := sig[i:min(i+n, len(sig))]
+		if len(f) < n {
+			f = append(append([]int16(nil), f...), make([]int16, n-len(f))...)
+		}
+		at := time.Now()
+		if err := s.WriteFrame(f); err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.sent = place(p.sent, p.pos(at)-n, f)
+		p.mu.Unlock()
+	}
+}
+
+// delay finds the probe's echo; ok is false when there is none.
+func (p *probeRun) delay() (echo.Result, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Where the probe went out: the first loud sample at or after chirpAt
+	// in the sent timeline (frames may have gone out late).
+	if p.chirpLen <= 0 || len(p.sent) == 0 || len(p.recv) == 0 {
+		return echo.Result{}, false
+	}
+	at := -1
+	for i := range p.sent {
+		if p.sent[i] != 0 && i >= 0 {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		return echo.Result{}, false
+	}
+	end := min(at+p.chirpLen, len(p.sent))
+	probe := p.sent[at:end]
+	r, err := echo.Estimate(probe, p.recv)
+	if err != nil || r.Lag < at {
+		return r, false
+	}
+	r.Lag -= at
+	r.Delay = time.Duration(r.Lag) * time.Second / 8000
+	return r, true
 }
 
 // stop ends the session and returns the figures.
-func (l *leg) stop(probe []int16, lead time.Duration, dtmfSent string) *Media {
+func (l *leg) stop(dtmfSent string) *Media {
 	l.mu.Lock()
 	s := l.sess
 	l.mu.Unlock()
@@ -208,9 +300,8 @@ func (l *leg) stop(probe []int16, lead time.Duration, dtmfSent string) *Media {
 	<-l.done
 	st := s.Stats()
 	var er *echo.Result
-	if rec := l.echoRec.Load(); rec != nil && len(probe) > 0 && st.Receive.Received > 0 {
-		if r, err := echo.Estimate(probe, rec.Samples()); err == nil && r.Delay >= lead {
-			r.Delay -= lead
+	if p := l.probe.Load(); p != nil && st.Receive.Received > 0 {
+		if r, ok := p.delay(); ok {
 			er = &r
 		}
 	}

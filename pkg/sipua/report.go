@@ -19,12 +19,15 @@ type Report struct {
 // then one entry per call answered.
 type AnswerReport struct {
 	render.Envelope
-	AOR        string  `json:"aor"`
-	Registered *bool   `json:"registered"`
-	NAT        *NAT    `json:"nat"`
-	DurationMs float64 `json:"duration_ms"`
-	Error      *string `json:"error"`
-	Calls      []Call  `json:"calls"`
+	AOR          string  `json:"aor"`
+	LocalAddress *string `json:"local_address"`
+	Registered   *bool   `json:"registered"`
+	NAT          *NAT    `json:"nat"`
+	// Ladder holds the messages outside calls (REGISTER).
+	Ladder     []Message `json:"ladder"`
+	DurationMs float64   `json:"duration_ms"`
+	Error      *string   `json:"error"`
+	Calls      []Call    `json:"calls"`
 }
 
 // Call is one call, placed or answered.
