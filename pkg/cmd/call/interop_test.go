@@ -1,0 +1,118 @@
+package call
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natkit/natkit/pkg/interoptest"
+	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/render"
+	engine "github.com/natkit/natkit/pkg/sipua"
+)
+
+// freeUDPPorts returns n UDP ports on 127.0.0.1 that were free a moment ago.
+func freeUDPPorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var conns []net.PacketConn
+	for len(ports) < n {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		ports = append(ports, c.LocalAddr().(*net.UDPAddr).Port)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	return ports
+}
+
+// TestSIPpUAS calls SIPp's built-in UAS scenario (Debian sip-tester), which
+// answers with 180 and 200 + SDP, echoes RTP (-rtp_echo) and expects BYE:
+// natkit gets 200, audio comes back, and the BYE completes with 200 — SIPp
+// exits 0 only when its scenario ran to the end.
+func TestSIPpUAS(t *testing.T) {
+	sipp := interoptest.Tool(t, "sipp", "sip-tester")
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ports := freeUDPPorts(t, 2)
+	sipPort, mediaPort := ports[0], ports[1]
+	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-mi", "127.0.0.1",
+		"-p", fmt.Sprint(sipPort), "-mp", fmt.Sprint(mediaPort), "-rtp_echo", "-m", "1", "-nostdin", "-timeout", "50s", "-trace_err")
+	cmd.Dir = t.TempDir()
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		// Only our own SIPp, by its PID.
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	// SIPp is ready when it holds its port.
+	for {
+		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", sipPort))
+		if err != nil {
+			break
+		}
+		c.Close()
+		select {
+		case <-exited:
+			t.Fatalf("sipp exited before listening: %v\n%s", waitErr, out.String())
+		case <-ctx.Done():
+			t.Fatal("sipp did not start listening")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+
+	o := &CallOptions{Target: fmt.Sprintf("sip:service@127.0.0.1:%d", sipPort), NoRegister: true, Duration: time.Second, Run: engine.Run}
+	stdout, stderr, err := runWith(t, o, true, 0)
+	if err != nil {
+		t.Fatalf("%v\nstdout %s\nstderr %s", err, stdout, stderr)
+	}
+	var rep engine.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Call
+	if c.FinalStatus == nil || *c.FinalStatus != 200 || c.ByeStatus == nil || *c.ByeStatus != 200 {
+		t.Fatalf("final %v bye %v reason %v", c.FinalStatus, c.ByeStatus, c.Reason)
+	}
+	var rungs []string
+	for _, m := range c.Ladder {
+		rungs = append(rungs, string(m.Direction)+" "+m.MethodOrStatus)
+	}
+	want := "sent INVITE,received 180 Ringing,received 200 OK,sent ACK,sent BYE,received 200 OK"
+	if got := strings.Join(rungs, ","); got != want {
+		t.Errorf("ladder %s\nwant   %s", got, want)
+	}
+	if c.Media == nil || c.Media.PacketsReceived == 0 {
+		t.Errorf("media %+v", c.Media)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Errorf("sipp: %v (its scenario did not complete)\n%s", waitErr, out.String())
+		}
+	case <-ctx.Done():
+		t.Errorf("sipp did not end after the call\n%s", out.String())
+	}
+	t.Logf("SIPp call: setup %v ms, sent %d, received %d, echo %s", *c.SetupMs, c.Media.PacketsSent, c.Media.PacketsReceived, render.Ms(c.Media.EchoDelayMs))
+}
