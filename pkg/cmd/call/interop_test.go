@@ -16,7 +16,8 @@ import (
 	engine "github.com/natkit/natkit/pkg/sipua"
 )
 
-// freeUDPPorts returns n UDP ports on 127.0.0.1 that were free a moment ago.
+// freeUDPPorts returns n UDP ports on 127.0.0.1 that were free a moment
+// ago (for TCP too, almost always: the OS picks them alike).
 func freeUDPPorts(t *testing.T, n int) []int {
 	t.Helper()
 	var ports []int
@@ -35,18 +36,44 @@ func freeUDPPorts(t *testing.T, n int) []int {
 	return ports
 }
 
+// free tells whether the port can be bound (SIPp does not hold it yet).
+func free(network string, port int) bool {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if network == "tcp" {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		l.Close()
+		return true
+	}
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
 // TestSIPpUAS calls SIPp's built-in UAS scenario (Debian sip-tester), which
 // answers with 180 and 200 + SDP, echoes RTP (-rtp_echo) and expects BYE:
 // natkit gets 200, audio comes back, and the BYE completes with 200 — SIPp
 // exits 0 only when its scenario ran to the end.
 func TestSIPpUAS(t *testing.T) {
 	sipp := interoptest.Tool(t, "sipp", "sip-tester")
+	for _, tr := range []string{"udp", "tcp"} {
+		t.Run(tr, func(t *testing.T) { sippCall(t, sipp, tr) })
+	}
+}
+
+func sippCall(t *testing.T, sipp, transport string) {
 	leaktest.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ports := freeUDPPorts(t, 2)
 	sipPort, mediaPort := ports[0], ports[1]
-	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-mi", "127.0.0.1",
+	mode := map[string]string{"udp": "u1", "tcp": "t1"}[transport]
+	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-t", mode, "-i", "127.0.0.1", "-mi", "127.0.0.1",
 		"-p", fmt.Sprint(sipPort), "-mp", fmt.Sprint(mediaPort), "-rtp_echo", "-m", "1", "-nostdin", "-timeout", "50s", "-trace_err")
 	cmd.Dir = t.TempDir()
 	var out strings.Builder
@@ -68,11 +95,9 @@ func TestSIPpUAS(t *testing.T) {
 	})
 	// SIPp is ready when it holds its port.
 	for {
-		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", sipPort))
-		if err != nil {
+		if !free(transport, sipPort) {
 			break
 		}
-		c.Close()
 		select {
 		case <-exited:
 			t.Fatalf("sipp exited before listening: %v\n%s", waitErr, out.String())
@@ -82,7 +107,7 @@ func TestSIPpUAS(t *testing.T) {
 		}
 	}
 
-	o := &CallOptions{Target: fmt.Sprintf("sip:service@127.0.0.1:%d", sipPort), NoRegister: true, Duration: time.Second, Run: engine.Run}
+	o := &CallOptions{Target: fmt.Sprintf("sip:service@127.0.0.1:%d", sipPort), Transport: transport, NoRegister: true, Duration: time.Second, Run: engine.Run}
 	stdout, stderr, err := runWith(t, o, true, 0)
 	if err != nil {
 		t.Fatalf("%v\nstdout %s\nstderr %s", err, stdout, stderr)
