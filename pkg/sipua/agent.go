@@ -219,11 +219,12 @@ func (a *agent) dispatch(req *sip.Request, tx sip.ServerTransaction) {
 
 // respond sends a response and records it.
 func (a *agent) respond(tx sip.ServerTransaction, req *sip.Request, res *sip.Response) {
-	if err := tx.Respond(res); err != nil {
-		a.log.Debug("respond", "error", err)
-		return
-	}
+	// Recorded first: the ACK may be read before Respond returns.
 	a.record(Sent, a.localAddr().String(), req.Source(), fmt.Sprintf("%d %s", res.StatusCode, res.Reason), res)
+	if err := tx.Respond(res); err != nil {
+		a.unrecord()
+		a.log.Debug("respond", "error", err)
+	}
 }
 
 func (a *agent) record(dir Direction, from, to, what string, msg sip.Message) {
