@@ -147,3 +147,35 @@ func TestCallProxyAuth(t *testing.T) {
 		t.Errorf("ladder %s", got)
 	}
 }
+
+// Inside the call the far end sends UPDATE with SDP: natkit answers 200 with
+// its SDP and the Session-Expires; the far end's 200 asked natkit to refresh
+// every 2 s (RFC 4028, refresher=uac), so natkit re-INVITEs once a second.
+func TestCallUpdateAndRefresh(t *testing.T) {
+	leaktest.Check(t)
+	f := newFakeServer(t, fakeAnswer)
+	f.update = true
+	f.sessExp = "2;refresher=uac"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Options{Target: f.target("9196"), Duration: 2500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Call
+	select {
+	case code := <-f.updated:
+		if code != 200 {
+			t.Errorf("UPDATE answered %d", code)
+		}
+	case <-ctx.Done():
+		t.Fatal("no UPDATE sent")
+	}
+	if c.SessionExpiresS == nil || *c.SessionExpiresS != 2 || c.Refresher == nil || *c.Refresher != "uac" || c.Refreshes < 1 {
+		t.Errorf("session timer %v %v refreshes %d", c.SessionExpiresS, c.Refresher, c.Refreshes)
+	}
+	got := strings.Join(methods(c.Ladder), ",")
+	if !strings.Contains(got, "r UPDATE,s 200 OK") || strings.Count(got, "s INVITE") < 2 {
+		t.Errorf("ladder %s", got)
+	}
+}

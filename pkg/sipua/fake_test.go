@@ -43,6 +43,15 @@ type fakeServer struct {
 	sessions []*rtpsession.Session
 	got      chan string // each request's method as it arrives
 	sessExp  string      // Session-Expires to put in the 200
+
+	// update makes the fake send UPDATE (with SDP) into the call once it is
+	// ACKed; updated gets the answer's status.
+	update     bool
+	updated    chan int
+	updateOnce sync.Once
+	client     *sipgo.Client
+	inv        *sip.Request  // the last INVITE answered
+	answer     *sip.Response // and its 200
 }
 
 const (
@@ -87,7 +96,20 @@ func newFakeServer(t *testing.T, mode fakeMode, algs ...digest.Algorithm) *fakeS
 	f.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	srv.OnRegister(f.register)
 	srv.OnInvite(f.invite)
-	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { f.note(req) })
+	f.updated = make(chan int, 1)
+	f.client, err = sipgo.NewClient(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		f.note(req)
+		f.mu.Lock()
+		inv, ans := f.inv, f.answer
+		f.mu.Unlock()
+		if f.update && inv != nil {
+			f.updateOnce.Do(func() { go f.sendUpdate(inv, ans) })
+		}
+	})
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		f.note(req)
 		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
@@ -150,6 +172,17 @@ func (f *fakeServer) invite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	if req.To().Params.Has("tag") {
+		// A re-INVITE (a session refresh): the same answer again.
+		f.mu.Lock()
+		ans := f.answer
+		f.mu.Unlock()
+		res := sip.NewResponseFromRequest(req, 200, "OK", ans.Body())
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		res.AppendHeader(sip.HeaderClone(ans.Contact()))
+		tx.Respond(res)
+		return
+	}
 	req.To().Params.Add("tag", sip.GenerateTagN(10))
 	tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
 	tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
@@ -201,7 +234,36 @@ func (f *fakeServer) invite(req *sip.Request, tx sip.ServerTransaction) {
 	if f.sessExp != "" {
 		res.AppendHeader(sip.NewHeader("Session-Expires", f.sessExp))
 	}
+	f.mu.Lock()
+	f.inv, f.answer = req, res
+	f.mu.Unlock()
 	tx.Respond(res)
+}
+
+// sendUpdate sends UPDATE with the fake's SDP inside the call (RFC 3311).
+func (f *fakeServer) sendUpdate(inv *sip.Request, ans *sip.Response) {
+	req := sip.NewRequest(sip.UPDATE, inv.Contact().Address)
+	from := sip.FromHeader{Address: ans.To().Address, Params: ans.To().Params.Clone()}
+	to := sip.ToHeader{Address: inv.From().Address, Params: inv.From().Params.Clone()}
+	req.AppendHeader(&from)
+	req.AppendHeader(&to)
+	req.AppendHeader(sip.HeaderClone(inv.CallID()))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.UPDATE})
+	req.AppendHeader(sip.HeaderClone(ans.Contact()))
+	req.AppendHeader(sip.NewHeader("Session-Expires", "90;refresher=uas"))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(ans.Body())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := f.client.Do(ctx, req)
+	code := 0
+	if err == nil {
+		code = res.StatusCode
+		if code == 200 && (len(res.Body()) == 0 || res.GetHeader("Session-Expires") == nil) {
+			code = -1 // 200 without SDP or Session-Expires
+		}
+	}
+	f.updated <- code
 }
 
 func (f *fakeServer) seen() []string {
