@@ -179,3 +179,20 @@ func TestCallUpdateAndRefresh(t *testing.T) {
 		t.Errorf("ladder %s", got)
 	}
 }
+
+// A 183 with SDP and audio before the answer: natkit listens at once
+// (early media), and ringing_ms is the 183's time.
+func TestCallEarlyMedia(t *testing.T) {
+	leaktest.Check(t)
+	f := newFakeServer(t, fakeEarly)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Options{Target: f.target("9182"), Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Call
+	if !c.EarlyMedia || !c.Answered || c.RingingMs == nil || c.SetupMs == nil || *c.SetupMs-*c.RingingMs < 300 {
+		t.Errorf("early %v answered %v ringing %v setup %v ladder %v", c.EarlyMedia, c.Answered, deref(c.RingingMs), deref(c.SetupMs), methods(c.Ladder))
+	}
+}

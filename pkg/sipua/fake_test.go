@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/natkit/natkit/pkg/media/rtpsession"
+	"github.com/natkit/natkit/pkg/media/tones"
 	"github.com/natkit/natkit/pkg/sdp"
 	"github.com/natkit/natkit/pkg/sip/digest"
 )
@@ -26,6 +27,7 @@ const (
 	fakeBusy                      // 100, 180, 486
 	fakeRing                      // 100, 180, then rings until CANCEL
 	fakeProxyAuth                 // 407 first, then as fakeAnswer
+	fakeEarly                     // 183 with SDP and 400 ms of tone, then as fakeAnswer
 )
 
 // fakeServer is a registrar and UAS on loopback built on sipgo: REGISTER
@@ -185,7 +187,9 @@ func (f *fakeServer) invite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	req.To().Params.Add("tag", sip.GenerateTagN(10))
 	tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
-	tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+	if f.mode != fakeEarly {
+		tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+	}
 	switch f.mode {
 	case fakeBusy:
 		tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
@@ -228,6 +232,12 @@ func (f *fakeServer) invite(req *sip.Request, tx sip.ServerTransaction) {
 	f.sessions = append(f.sessions, sess)
 	f.mu.Unlock()
 	go sess.Run(context.Background())
+	if f.mode == fakeEarly {
+		early := sip.NewResponseFromRequest(req, 183, "Session Progress", body)
+		early.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		tx.Respond(early)
+		sess.Send(context.Background(), tones.Tone(425, -10, 400*time.Millisecond))
+	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", body)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "fake", Host: "127.0.0.1", Port: int(f.addr.Port())}})
