@@ -285,3 +285,42 @@ func TestRunLive(t *testing.T) {
 		t.Fatal("the answering side did not end")
 	}
 }
+
+// Answer mode's document: the registration, then calls[].
+func TestRunAnswerCanned(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		json bool
+	}{{name: "answer.txt"}, {name: "answer.json", json: true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			call := cannedCall().Call
+			call.Direction, call.Target, call.Registered, call.RegisterStatus, call.NAT = "incoming", "sip:1001@pbx.example.net", nil, nil, nil
+			call.EndedBy, call.ByeStatus, call.SessionExpiresS, call.Refresher = strp("far-end"), nil, nil, nil
+			const me, pbx = "192.168.1.20:5060", "203.0.113.10:5060"
+			call.Ladder = []engine.Message{
+				{TimeMs: 10512.2, Direction: engine.Received, From: pbx, To: me, MethodOrStatus: "INVITE", CSeq: "102 INVITE", SDP: true},
+				{TimeMs: 10513.0, Direction: engine.Sent, From: me, To: pbx, MethodOrStatus: "200 OK", CSeq: "102 INVITE", SDP: true},
+				{TimeMs: 10534.9, Direction: engine.Received, From: pbx, To: me, MethodOrStatus: "ACK", CSeq: "102 ACK"},
+				{TimeMs: 16540.1, Direction: engine.Received, From: pbx, To: me, MethodOrStatus: "BYE", CSeq: "103 BYE"},
+				{TimeMs: 16540.4, Direction: engine.Sent, From: me, To: pbx, MethodOrStatus: "200 OK", CSeq: "103 BYE"},
+			}
+			call.SetupMs, call.RingingMs = fp(0.8), nil
+			call.Media.EchoDelayMs, call.Media.DTMFSent = nil, nil
+			rep := engine.AnswerReport{Envelope: render.Envelope{Schema: "natkit.call/v1", NatkitVersion: "dev"}, AOR: "sip:1002@pbx.example.net",
+				LocalAddress: strp("192.168.1.20:5060"), Registered: bp(true),
+				NAT:    &engine.NAT{Received: strp("198.51.100.7"), Rport: ip(61000), ContactRewritten: bp(false), BehindNAT: bp(true)},
+				Ladder: cannedCall().Ladder[:4], DurationMs: 30012.5, Calls: []engine.Call{call}}
+			var got engine.AnswerOptions
+			o := &CallOptions{Answer: "1002@pbx.example.net", Password: secret, Count: 1,
+				AnswerCalls: func(_ context.Context, ao engine.AnswerOptions) (engine.AnswerReport, error) { got = ao; return rep, nil }}
+			out, errOut, err := runWith(t, o, tt.json, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.AOR.User != "1002" || got.Password != secret || got.Count != 1 || strings.Contains(out+errOut, secret) {
+				t.Errorf("options %+v", got.AOR)
+			}
+			golden.Check(t, tt.name, out)
+		})
+	}
+}
