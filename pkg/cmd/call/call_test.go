@@ -312,7 +312,10 @@ func TestRunAnswerCanned(t *testing.T) {
 				Ladder: cannedCall().Ladder[:4], DurationMs: 30012.5, Calls: []engine.Call{call}}
 			var got engine.AnswerOptions
 			o := &CallOptions{Answer: "1002@pbx.example.net", Password: secret, Count: 1,
-				AnswerCalls: func(_ context.Context, ao engine.AnswerOptions) (engine.AnswerReport, error) { got = ao; return rep, nil }}
+				AnswerCalls: func(_ context.Context, ao engine.AnswerOptions) (engine.AnswerReport, error) {
+					got = ao
+					return rep, nil
+				}}
 			out, errOut, err := runWith(t, o, tt.json, 0)
 			if err != nil {
 				t.Fatal(err)
