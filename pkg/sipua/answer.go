@@ -139,7 +139,7 @@ wait:
 		rep.Calls = append(rep.Calls, c)
 	}
 	if reg != nil && reg.ok {
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownReserve)
+		tctx, cancel := teardownContext(ctx)
 		if _, err := a.register(tctx, o.AOR.User, o.AOR.Host, o.AOR.Port, authUser, o.Password, 0, reg); err != nil {
 			a.log.Debug("unregister", "error", err)
 		}

@@ -123,9 +123,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	callCtx, cancel := reserve(ctx)
 	defer cancel()
 	// teardown bounds what follows the call: it starts when asked for.
-	teardown := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.WithoutCancel(ctx), teardownReserve)
-	}
+	teardown := func() (context.Context, context.CancelFunc) { return teardownContext(ctx) }
 
 	user, domain, port := account(o.User, o.Target)
 	authUser := user
@@ -158,6 +156,17 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	finish(a, c, start)
 	return rep, nil
+}
+
+// teardownContext bounds ending the call: the caller's deadline (the
+// reserve left by reserve), or teardownReserve when there is none. A
+// cancelled ctx (Ctrl-C) still lets natkit hang up.
+func teardownContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	base := context.WithoutCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < teardownReserve {
+		return context.WithDeadline(base, dl)
+	}
+	return context.WithTimeout(base, teardownReserve)
 }
 
 // reserve ends ctx teardownReserve before its deadline (at most a quarter

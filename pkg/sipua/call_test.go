@@ -124,7 +124,7 @@ func TestCallCancelledOnTimeout(t *testing.T) {
 	if !strings.Contains(got, "s CANCEL") || !strings.Contains(got, "r 487 Request Terminated") {
 		t.Errorf("ladder %s", got)
 	}
-	if el := time.Since(start); el > 3*time.Second+500*time.Millisecond {
+	if el := time.Since(start); el > 3*time.Second+100*time.Millisecond {
 		t.Errorf("took %v, past the 3 s deadline", el)
 	}
 }
