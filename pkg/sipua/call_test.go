@@ -3,6 +3,7 @@ package sipua
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -194,5 +195,31 @@ func TestCallEarlyMedia(t *testing.T) {
 	c := rep.Call
 	if !c.EarlyMedia || !c.Answered || c.RingingMs == nil || c.SetupMs == nil || *c.SetupMs-*c.RingingMs < 300 {
 		t.Errorf("early %v answered %v ringing %v setup %v ladder %v", c.EarlyMedia, c.Answered, deref(c.RingingMs), deref(c.SetupMs), methods(c.Ladder))
+	}
+}
+
+// The same registered call over TLS (sips:), the certificate verified.
+func TestCallTLS(t *testing.T) {
+	leaktest.Check(t)
+	f := newFakeServer(t, fakeAnswer, digest.SHA256)
+	pool := f.serveTLS()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	target, err := ParseTarget("sips:9195@" + f.tlsAddr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, Options{Target: target, User: fakeUser, Password: fakePassword, Register: true, Duration: time.Second,
+		TLSConfig: &tls.Config{RootCAs: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Call
+	if c.Transport != "tls" || c.Registered == nil || !*c.Registered || c.FinalStatus == nil || *c.FinalStatus != 200 ||
+		c.ByeStatus == nil || *c.ByeStatus != 200 || c.Media == nil || c.Media.PacketsReceived == 0 {
+		t.Fatalf("transport %s registered %v final %v bye %v reason %v ladder %v", c.Transport, c.Registered, c.FinalStatus, c.ByeStatus, c.Reason, methods(c.Ladder))
+	}
+	if c.NAT == nil || c.NAT.Rport == nil {
+		t.Errorf("nat %+v", c.NAT)
 	}
 }

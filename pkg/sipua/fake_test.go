@@ -3,6 +3,8 @@ package sipua
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/netip"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 	"github.com/natkit/natkit/pkg/media/tones"
 	"github.com/natkit/natkit/pkg/sdp"
 	"github.com/natkit/natkit/pkg/sip/digest"
+	"github.com/natkit/natkit/pkg/stunclient/stunclienttest"
 )
 
 // fakeMode is how the fake UAS answers INVITE.
@@ -55,6 +58,8 @@ type fakeServer struct {
 	client     *sipgo.Client
 	inv        *sip.Request  // the last INVITE answered
 	answer     *sip.Response // and its 200
+	srv        *sipgo.Server
+	tlsAddr    netip.AddrPort // set by serveTLS: the Contact then points there
 }
 
 const (
@@ -123,6 +128,7 @@ func newFakeServer(t *testing.T, mode fakeMode, algs ...digest.Algorithm) *fakeS
 		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
 	srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) { f.note(req) })
+	f.srv = srv
 	go srv.ServeUDP(pc)
 	t.Cleanup(func() {
 		ua.Close()
@@ -253,7 +259,11 @@ func (f *fakeServer) invite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", body)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "fake", Host: "127.0.0.1", Port: int(f.addr.Port())}})
+	contact := sip.Uri{Scheme: "sip", User: "fake", Host: "127.0.0.1", Port: int(f.addr.Port())}
+	if f.tlsAddr.IsValid() {
+		contact = sip.Uri{Scheme: "sips", User: "fake", Host: "127.0.0.1", Port: int(f.tlsAddr.Port())}
+	}
+	res.AppendHeader(&sip.ContactHeader{Address: contact})
 	if f.sessExp != "" {
 		res.AppendHeader(sip.NewHeader("Session-Expires", f.sessExp))
 	}
@@ -302,4 +312,18 @@ func (f *fakeServer) target(ext string) Target {
 		f.t.Fatal(err)
 	}
 	return t
+}
+
+// serveTLS adds a TLS listener with a self-signed certificate and returns
+// a pool that trusts it.
+func (f *fakeServer) serveTLS() *x509.CertPool {
+	cert, pool := stunclienttest.SelfSigned(f.t)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.tlsAddr = l.Addr().(*net.TCPAddr).AddrPort()
+	go f.srv.ServeTLS(l)
+	f.t.Cleanup(func() { l.Close() })
+	return pool
 }
