@@ -2,11 +2,13 @@ package sipua
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/endpoint"
 	"github.com/natkit/natkit/pkg/leaktest"
 )
 
@@ -63,4 +65,37 @@ func TestAnswerEchoes(t *testing.T) {
 		t.Errorf("caller's echo delay %v ms through natkit's echo, want a frame or two", deref(e))
 	}
 	t.Logf("caller: sent %d received %d loss %.1f%% echo %v ms", out.Media.PacketsSent, out.Media.PacketsReceived, out.Media.LossPct, deref(out.Media.EchoDelayMs))
+}
+
+// The same natkit-to-natkit call over IPv6 loopback, without a registrar.
+func TestCallIPv6(t *testing.T) {
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	aor, _ := ParseTarget("echo@[::1]")
+	caller := make(chan Report, 1)
+	rep, err := Answer(ctx, AnswerOptions{AOR: aor, NoRegister: true, Local: netip.MustParseAddrPort("[::1]:0"), OnReady: func(at netip.AddrPort) {
+		go func() {
+			target, _ := ParseTarget("sip:echo@" + at.String())
+			r, err := Run(ctx, Options{Target: target, Duration: time.Second, Family: endpoint.IPv6})
+			if err != nil {
+				t.Error(err)
+			}
+			caller <- r
+		}()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := <-caller
+	c := out.Call
+	if len(rep.Calls) != 1 || c.FinalStatus == nil || *c.FinalStatus != 200 || c.Media == nil || c.Media.PacketsReceived == 0 ||
+		c.LocalAddress == nil || !strings.HasPrefix(*c.LocalAddress, "[::1]:") {
+		t.Fatalf("calls %d final %v reason %v local %v media %+v", len(rep.Calls), c.FinalStatus, c.Reason, c.LocalAddress, c.Media)
+	}
 }
