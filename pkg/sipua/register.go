@@ -68,6 +68,9 @@ func (a *agent) register(ctx context.Context, user, domain string, port int, aut
 		res, err = a.final(ctx, tx)
 		tx.Terminate()
 		if err != nil {
+			if ctx.Err() != nil {
+				return reg, fmt.Errorf("no response to REGISTER from %s over %s before the timeout: is a registrar there, and does a firewall let SIP through?", a.hop, a.tr)
+			}
 			return reg, fmt.Errorf("REGISTER to %s: %w", a.hop, err)
 		}
 		if (res.StatusCode == 401 || res.StatusCode == 407) && password != "" && attempt < maxAuthAttempts {
