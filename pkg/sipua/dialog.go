@@ -149,7 +149,7 @@ func sessionExpires(msg sip.Message) (secs int, refresher string, ok bool) {
 	}
 	for _, p := range parts[1:] {
 		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if strings.EqualFold(k, "refresher") {
+		if strings.EqualFold(strings.TrimSpace(k), "refresher") {
 			refresher = strings.ToLower(strings.TrimSpace(v))
 		}
 	}
