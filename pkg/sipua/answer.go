@@ -237,9 +237,6 @@ func (s *answerer) answer(req *sip.Request, tx sip.ServerTransaction) {
 		fail(500, "Server Internal Error")
 		return
 	}
-	a.respond(tx, req, res)
-	c.FinalStatus, c.Reason, c.Answered = intp(200), strp("OK"), true
-	c.SetupMs = msp(time.Since(start))
 
 	d := &dialog{callID: req.CallID().Value(), target: req.Contact().Address, routes: routeSet(req, false)}
 	if t := req.To(); t != nil {
@@ -277,6 +274,11 @@ func (s *answerer) answer(req *sip.Request, tx sip.ServerTransaction) {
 		a.inDialog(r, stx, lg, s.o.Codecs, s.o.AOR.User, func() { hangup(true) })
 	}
 	s.mu.Unlock()
+
+	// Answer only now: the caller's ACK and BYE find the call set up.
+	a.respond(tx, req, res)
+	c.FinalStatus, c.Reason, c.Answered = intp(200), strp("OK"), true
+	c.SetupMs = msp(time.Since(start))
 
 	go func() {
 		talked := make(chan struct{})

@@ -36,7 +36,7 @@ func TestAnswerEchoes(t *testing.T) {
 				caller <- result{err: err}
 				return
 			}
-			r, err := Run(ctx, Options{Target: target, Duration: 2 * time.Second})
+			r, err := Run(ctx, Options{Target: target, Duration: 2500 * time.Millisecond, DTMF: "1,2#"})
 			caller <- result{r, err}
 		}()
 	}})
@@ -49,6 +49,9 @@ func TestAnswerEchoes(t *testing.T) {
 	in := rep.Calls[0]
 	if !in.Answered || in.EndedBy == nil || *in.EndedBy != "far-end" || in.Media == nil || in.Media.PacketsReceived < 40 || in.Media.PacketsSent < 40 {
 		t.Errorf("answered %v ended by %v media %+v", in.Answered, in.EndedBy, in.Media)
+	}
+	if in.Media == nil || in.Media.DTMFReceived == nil || *in.Media.DTMFReceived != "12#" {
+		t.Errorf("DTMF heard by the answering side: %v", in.Media)
 	}
 	if got := strings.Join(methods(in.Ladder), ","); got != "r INVITE,s 200 OK,r ACK,r BYE,s 200 OK" {
 		t.Errorf("answer ladder %s", got)
@@ -63,6 +66,9 @@ func TestAnswerEchoes(t *testing.T) {
 	}
 	if e := out.Media.EchoDelayMs; e == nil || *e > 60 {
 		t.Errorf("caller's echo delay %v ms through natkit's echo, want a frame or two", deref(e))
+	}
+	if out.Media.DTMFSent == nil || *out.Media.DTMFSent != "12#" {
+		t.Errorf("DTMF sent %v", out.Media.DTMFSent)
 	}
 	t.Logf("caller: sent %d received %d loss %.1f%% echo %v ms", out.Media.PacketsSent, out.Media.PacketsReceived, out.Media.LossPct, deref(out.Media.EchoDelayMs))
 }

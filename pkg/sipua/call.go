@@ -325,6 +325,17 @@ wait:
 		c.EarlyMedia = true
 	}
 
+	// Requests inside the call (BYE, re-INVITE, UPDATE) may come as soon as
+	// the ACK is out.
+	ended := make(chan struct{})
+	var endOnce sync.Once
+	a.setHandler(func(r *sip.Request, stx sip.ServerTransaction) {
+		a.inDialog(r, stx, lg, o.Codecs, user, func() {
+			endOnce.Do(func() { close(ended) })
+		})
+	})
+	defer a.setHandler(nil)
+
 	// ACK the 2xx, again whenever it is retransmitted (RFC 3261 §13.2.2.4).
 	ack := d.request(a, sip.ACK, user)
 	ack.CSeq().SeqNo = req.CSeq().SeqNo
@@ -368,14 +379,6 @@ wait:
 		}
 	}
 
-	ended := make(chan struct{})
-	var endOnce sync.Once
-	a.setHandler(func(r *sip.Request, stx sip.ServerTransaction) {
-		a.inDialog(r, stx, lg, o.Codecs, user, func() {
-			endOnce.Do(func() { close(ended) })
-		})
-	})
-	defer a.setHandler(nil)
 
 	mctx, mcancel := context.WithTimeout(ctx, o.Duration)
 	defer mcancel()
