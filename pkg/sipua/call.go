@@ -379,7 +379,6 @@ wait:
 		}
 	}
 
-
 	mctx, mcancel := context.WithTimeout(ctx, o.Duration)
 	defer mcancel()
 	talked := make(chan struct{})
