@@ -36,23 +36,24 @@ func freeUDPPorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// free tells whether the port can be bound (SIPp does not hold it yet).
-func free(network string, port int) bool {
+// listening tells whether SIPp serves the port yet: over TCP a connection
+// is accepted; over UDP the port can no longer be bound.
+func listening(network string, port int) bool {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if network == "tcp" {
-		l, err := net.Listen("tcp", addr)
+		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return false
 		}
-		l.Close()
+		c.Close()
 		return true
 	}
 	c, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		return false
+		return true
 	}
 	c.Close()
-	return true
+	return false
 }
 
 // TestSIPpUAS calls SIPp's built-in UAS scenario (Debian sip-tester), which
@@ -95,7 +96,7 @@ func sippCall(t *testing.T, sipp, transport string) {
 	})
 	// SIPp is ready when it holds its port.
 	for {
-		if !free(transport, sipPort) {
+		if listening(transport, sipPort) {
 			break
 		}
 		select {
