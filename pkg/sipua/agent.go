@@ -20,6 +20,9 @@ import (
 	"github.com/natkit/natkit/pkg/endpoint"
 )
 
+// closeWait bounds how long close waits for the transport to stop.
+const closeWait = 2 * time.Second
+
 // ErrBind is returned when the local SIP or RTP socket cannot be bound.
 var ErrBind = errors.New("cannot bind the local address")
 
@@ -39,6 +42,7 @@ type agent struct {
 	srv     *sipgo.Server
 	hop     netip.AddrPort // next hop: outbound proxy, or the target
 	udp     net.PacketConn // UDP only: the bound SIP socket
+	served  chan struct{}  // closed when serving udp has stopped
 
 	start time.Time
 
@@ -126,7 +130,11 @@ func newAgent(ctx context.Context, cfg agentConfig) (*agent, error) {
 		a.srv.OnRequest(m, a.dispatch)
 	}
 	if a.udp != nil {
-		go a.srv.ServeUDP(a.udp)
+		a.served = make(chan struct{})
+		go func() {
+			defer close(a.served)
+			a.srv.ServeUDP(a.udp)
+		}()
 		// The listener joins the transport's pool as it starts serving.
 		for {
 			if c, err := a.ua.TransportLayer().GetConnection("udp", a.local.String()); err == nil && c != nil {
@@ -186,6 +194,14 @@ func (a *agent) close() {
 		}
 		if a.udp != nil {
 			a.udp.Close()
+		}
+		if a.served != nil {
+			// The serving goroutine logs as it stops: wait, so that
+			// nothing writes to the caller's logger after Run returns.
+			select {
+			case <-a.served:
+			case <-time.After(closeWait):
+			}
 		}
 	})
 }

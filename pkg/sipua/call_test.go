@@ -154,9 +154,7 @@ func TestCallProxyAuth(t *testing.T) {
 // every 2 s (RFC 4028, refresher=uac), so natkit re-INVITEs once a second.
 func TestCallUpdateAndRefresh(t *testing.T) {
 	leaktest.Check(t)
-	f := newFakeServer(t, fakeAnswer)
-	f.update = true
-	f.sessExp = "2;refresher=uac"
+	f := newFakeServerWith(t, fakeAnswer, func(f *fakeServer) { f.update, f.sessExp = true, "2;refresher=uac" })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	rep, err := Run(ctx, Options{Target: f.target("9196"), Duration: 2500 * time.Millisecond})
@@ -205,7 +203,10 @@ func TestCallTLS(t *testing.T) {
 	pool := f.serveTLS()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	target, err := ParseTarget("sips:9195@" + f.tlsAddr.String())
+	f.mu.Lock()
+	tlsAddr := f.tlsAddr
+	f.mu.Unlock()
+	target, err := ParseTarget("sips:9195@" + tlsAddr.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,6 +69,12 @@ const (
 
 func newFakeServer(t *testing.T, mode fakeMode, algs ...digest.Algorithm) *fakeServer {
 	t.Helper()
+	return newFakeServerWith(t, mode, nil, algs...)
+}
+
+// newFakeServerWith lets cfg set the fake's fields before it serves.
+func newFakeServerWith(t *testing.T, mode fakeMode, cfg func(*fakeServer), algs ...digest.Algorithm) *fakeServer {
+	t.Helper()
 	v, err := digest.New(digest.Config{Realm: "natkit.test", Store: digest.Passwords{fakeUser: fakePassword}, Algorithms: algs})
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +135,9 @@ func newFakeServer(t *testing.T, mode fakeMode, algs ...digest.Algorithm) *fakeS
 	})
 	srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) { f.note(req) })
 	f.srv = srv
+	if cfg != nil {
+		cfg(f)
+	}
 	go srv.ServeUDP(pc)
 	t.Cleanup(func() {
 		ua.Close()
@@ -260,9 +269,11 @@ func (f *fakeServer) invite(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, 200, "OK", body)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	contact := sip.Uri{Scheme: "sip", User: "fake", Host: "127.0.0.1", Port: int(f.addr.Port())}
+	f.mu.Lock()
 	if f.tlsAddr.IsValid() {
 		contact = sip.Uri{Scheme: "sips", User: "fake", Host: "127.0.0.1", Port: int(f.tlsAddr.Port())}
 	}
+	f.mu.Unlock()
 	res.AppendHeader(&sip.ContactHeader{Address: contact})
 	if f.sessExp != "" {
 		res.AppendHeader(sip.NewHeader("Session-Expires", f.sessExp))
@@ -322,7 +333,9 @@ func (f *fakeServer) serveTLS() *x509.CertPool {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	f.mu.Lock()
 	f.tlsAddr = l.Addr().(*net.TCPAddr).AddrPort()
+	f.mu.Unlock()
 	go f.srv.ServeTLS(l)
 	f.t.Cleanup(func() { l.Close() })
 	return pool
