@@ -67,46 +67,68 @@ func TestSIPpUAS(t *testing.T) {
 	}
 }
 
+// sippProc is a SIPp this test started.
+type sippProc struct {
+	out     strings.Builder
+	exited  chan struct{}
+	waitErr error
+}
+
+// startSIPp starts SIPp's UAS on free ports and waits until it listens. A
+// port another process took in between (SIPp: "Address already in use")
+// means new ports and another try.
+func startSIPp(t *testing.T, ctx context.Context, sipp, transport string) (*sippProc, int) {
+	t.Helper()
+	mode := map[string]string{"udp": "u1", "tcp": "t1"}[transport]
+	for attempt := 1; ; attempt++ {
+		ports := freeUDPPorts(t, 2)
+		sipPort, mediaPort := ports[0], ports[1]
+		cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-t", mode, "-i", "127.0.0.1", "-mi", "127.0.0.1",
+			"-p", fmt.Sprint(sipPort), "-mp", fmt.Sprint(mediaPort), "-rtp_echo", "-m", "1", "-nostdin", "-timeout", "50s", "-trace_err")
+		cmd.Dir = t.TempDir()
+		p := &sippProc{exited: make(chan struct{})}
+		cmd.Stdout, cmd.Stderr = &p.out, &p.out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.waitErr = cmd.Wait(); close(p.exited) }()
+		t.Cleanup(func() {
+			// Only our own SIPp, by its PID.
+			select {
+			case <-p.exited:
+			default:
+				cmd.Process.Kill()
+				<-p.exited
+			}
+		})
+		for !listening(transport, sipPort) {
+			select {
+			case <-p.exited:
+				if attempt < 3 && strings.Contains(p.out.String(), "already in use") {
+					break
+				}
+				t.Fatalf("sipp exited before listening: %v\n%s", p.waitErr, p.out.String())
+			case <-ctx.Done():
+				t.Fatal("sipp did not start listening")
+			case <-time.After(20 * time.Millisecond):
+				continue
+			}
+			break
+		}
+		select {
+		case <-p.exited:
+			continue // the port was taken: try new ones
+		default:
+		}
+		return p, sipPort
+	}
+}
+
 func sippCall(t *testing.T, sipp, transport string) {
 	leaktest.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ports := freeUDPPorts(t, 2)
-	sipPort, mediaPort := ports[0], ports[1]
-	mode := map[string]string{"udp": "u1", "tcp": "t1"}[transport]
-	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-t", mode, "-i", "127.0.0.1", "-mi", "127.0.0.1",
-		"-p", fmt.Sprint(sipPort), "-mp", fmt.Sprint(mediaPort), "-rtp_echo", "-m", "1", "-nostdin", "-timeout", "50s", "-trace_err")
-	cmd.Dir = t.TempDir()
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		// Only our own SIPp, by its PID.
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	// SIPp is ready when it holds its port.
-	for {
-		if listening(transport, sipPort) {
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("sipp exited before listening: %v\n%s", waitErr, out.String())
-		case <-ctx.Done():
-			t.Fatal("sipp did not start listening")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	p, sipPort := startSIPp(t, ctx, sipp, transport)
 
 	o := &CallOptions{Target: fmt.Sprintf("sip:service@127.0.0.1:%d", sipPort), Transport: transport, NoRegister: true, Duration: time.Second, Run: engine.Run}
 	stdout, stderr, err := runWith(t, o, true, 0)
@@ -141,11 +163,11 @@ func sippCall(t *testing.T, sipp, transport string) {
 		return
 	}
 	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Errorf("sipp: %v (its scenario did not complete)\n%s", waitErr, out.String())
+	case <-p.exited:
+		if p.waitErr != nil {
+			t.Errorf("sipp: %v (its scenario did not complete)\n%s", p.waitErr, p.out.String())
 		}
 	case <-ctx.Done():
-		t.Errorf("sipp did not end after the call\n%s", out.String())
+		t.Errorf("sipp did not end after the call\n%s", p.out.String())
 	}
 }
