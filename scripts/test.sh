@@ -7,6 +7,7 @@
 #   scripts/test.sh            # everything
 #   scripts/test.sh ./pkg/stun # some packages only
 #
+# SIPp (sip-tester) is the real SIP peer of the `natkit call` interop test.
 # Environment: NATKIT_FUZZTIME=10s also runs every fuzz target for that long.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ declare -A need=(
   [ip]=iproute2 [nft]=nftables [tc]=iproute2
   [turnserver]=coturn [turnutils_natdiscovery]=coturn [turnutils_stunclient]=coturn
   [stun]=stun-client [stund]=stun-server
+  [sipp]=sip-tester
 )
 
 if [ "$(id -u)" = 0 ]; then

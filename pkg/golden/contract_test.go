@@ -31,6 +31,7 @@ var twoMeanings = map[string]struct {
 	"answered":        {[2]string{"boolean", "number"}, "probe: how many servers answered; detect tests: whether one request was answered"},
 	"hosts":           {[2]string{"array", "number"}, "lab: how many hosts ran detect; lab nats[]: the hosts behind that NAT"},
 	"channel":         {[2]string{"number", "string"}, "turn: the channel number (CONTRACT.md); turn audit: whether ChannelBind was granted"},
+	"received":        {[2]string{"number", "string"}, "turn, probe: how many were received (CONTRACT.md); call nat: the source IP the registrar saw, RFC 3581's Via received (CONTRACT.md)"},
 }
 
 var snake = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)

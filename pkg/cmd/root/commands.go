@@ -3,6 +3,7 @@ package root
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/natkit/natkit/pkg/cmd/call"
 	"github.com/natkit/natkit/pkg/cmd/detect"
 	"github.com/natkit/natkit/pkg/cmd/lab"
 	"github.com/natkit/natkit/pkg/cmd/probe"
@@ -20,4 +21,5 @@ func addCommands(cmd *cobra.Command, f *cmdutil.Factory) {
 	cmd.AddCommand(turn.NewCmdTurn(f, nil))
 	cmd.AddCommand(detect.NewCmdDetect(f, nil))
 	cmd.AddCommand(punch.NewCmdPunch(f, nil))
+	cmd.AddCommand(call.NewCmdCall(f, nil))
 }
