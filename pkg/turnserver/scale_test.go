@@ -109,7 +109,8 @@ func TestTenThousandAllocations(t *testing.T) {
 	wg.Wait()
 	took := time.Since(start)
 	if f := failed.Load(); f > 0 {
-		t.Fatalf("%d allocations failed", f)
+		live, qu := s.quota.snapshot()
+		t.Fatalf("%d allocations failed; %+v; quota live %d users %d", f, s.Stats(), live, qu)
 	}
 	if took >= lifetime {
 		t.Fatalf("10,000 allocations took %v, longer than their lifetime %v (%.0f/s)", took, lifetime, float64(users*perUser)/took.Seconds())
