@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,46 +13,6 @@ import (
 	"github.com/natkit/natkit/pkg/render"
 	engine "github.com/natkit/natkit/pkg/sipua"
 )
-
-// freeUDPPorts returns n UDP ports on 127.0.0.1 that were free a moment
-// ago (for TCP too, almost always: the OS picks them alike).
-func freeUDPPorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var conns []net.PacketConn
-	for len(ports) < n {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		ports = append(ports, c.LocalAddr().(*net.UDPAddr).Port)
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	return ports
-}
-
-// listening tells whether SIPp serves the port yet: over TCP a connection
-// is accepted; over UDP the port can no longer be bound.
-func listening(network string, port int) bool {
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if network == "tcp" {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	}
-	c, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return true
-	}
-	c.Close()
-	return false
-}
 
 // TestSIPpUAS calls SIPp's built-in UAS scenario (Debian sip-tester), which
 // answers with 180 and 200 + SDP, echoes RTP (-rtp_echo) and expects BYE:
@@ -67,61 +25,14 @@ func TestSIPpUAS(t *testing.T) {
 	}
 }
 
-// sippProc is a SIPp this test started.
-type sippProc struct {
-	out     strings.Builder
-	exited  chan struct{}
-	waitErr error
-}
-
-// startSIPp starts SIPp's UAS on free ports and waits until it listens. A
-// port another process took in between (SIPp: "Address already in use")
-// means new ports and another try.
-func startSIPp(t *testing.T, ctx context.Context, sipp, transport string) (*sippProc, int) {
+// startSIPp starts SIPp's UAS on free ports and waits until it listens.
+func startSIPp(t *testing.T, ctx context.Context, sipp, transport string) (*interoptest.Proc, int) {
 	t.Helper()
 	mode := map[string]string{"udp": "u1", "tcp": "t1"}[transport]
-	for attempt := 1; ; attempt++ {
-		ports := freeUDPPorts(t, 2)
-		sipPort, mediaPort := ports[0], ports[1]
-		cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-t", mode, "-i", "127.0.0.1", "-mi", "127.0.0.1",
-			"-p", fmt.Sprint(sipPort), "-mp", fmt.Sprint(mediaPort), "-rtp_echo", "-m", "1", "-nostdin", "-timeout", "50s", "-trace_err")
-		cmd.Dir = t.TempDir()
-		p := &sippProc{exited: make(chan struct{})}
-		cmd.Stdout, cmd.Stderr = &p.out, &p.out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { p.waitErr = cmd.Wait(); close(p.exited) }()
-		t.Cleanup(func() {
-			// Only our own SIPp, by its PID.
-			select {
-			case <-p.exited:
-			default:
-				cmd.Process.Kill()
-				<-p.exited
-			}
-		})
-		for !listening(transport, sipPort) {
-			select {
-			case <-p.exited:
-				if attempt < 3 && strings.Contains(p.out.String(), "already in use") {
-					break
-				}
-				t.Fatalf("sipp exited before listening: %v\n%s", p.waitErr, p.out.String())
-			case <-ctx.Done():
-				t.Fatal("sipp did not start listening")
-			case <-time.After(20 * time.Millisecond):
-				continue
-			}
-			break
-		}
-		select {
-		case <-p.exited:
-			continue // the port was taken: try new ones
-		default:
-		}
-		return p, sipPort
-	}
+	return interoptest.StartSIPp(t, ctx, sipp, t.TempDir(), transport, func(sipPort, mediaPort int) []string {
+		return []string{"-sn", "uas", "-t", mode, "-i", "127.0.0.1", "-mi", "127.0.0.1",
+			"-p", fmt.Sprint(sipPort), "-mp", fmt.Sprint(mediaPort), "-rtp_echo", "-m", "1", "-nostdin", "-timeout", "50s", "-trace_err"}
+	})
 }
 
 func sippCall(t *testing.T, sipp, transport string) {
@@ -163,11 +74,11 @@ func sippCall(t *testing.T, sipp, transport string) {
 		return
 	}
 	select {
-	case <-p.exited:
-		if p.waitErr != nil {
-			t.Errorf("sipp: %v (its scenario did not complete)\n%s", p.waitErr, p.out.String())
+	case <-p.Exited():
+		if p.Err() != nil {
+			t.Errorf("sipp: %v (its scenario did not complete)\n%s", p.Err(), p.Output())
 		}
 	case <-ctx.Done():
-		t.Errorf("sipp did not end after the call\n%s", p.out.String())
+		t.Errorf("sipp did not end after the call\n%s", p.Output())
 	}
 }
