@@ -100,7 +100,7 @@ start_natkit() { # udp-sockets
   "$work/natkit" serve --listen 127.0.0.1 --stun-port "$NATKIT_PORT" --stun-alt-port "$NATKIT_ALT_PORT" \
     --stun-udp-sockets "$1" --http off --rendezvous-port 0 --realm natkit --user alice:wonderland \
     --allow-peer 127.0.0.0/8 --relay-ports "$NATKIT_RELAYS" --turn-user-quota 0 --turn-total-quota 100000 \
-    --turn-challenge-rate -1 2>"$work/natkit.log" &
+    --turn-challenge-rate -1 --sip-port 0 2>"$work/natkit.log" &
   server_pid=$!; pids+=("$server_pid")
 }
 stop_server() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
