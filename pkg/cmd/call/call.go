@@ -5,7 +5,6 @@ package call
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -214,7 +213,7 @@ func (o *CallOptions) validate() error {
 	}
 	o.local = netip.AddrPort{}
 	if o.Local != "" {
-		ap, err := parseLocal(o.Local)
+		ap, err := cmdutil.ParseLocal(o.Local)
 		if err != nil {
 			return cmdutil.UsageErrorf("--local %q: give an IP address or IP:PORT, e.g. 192.0.2.10 or [2001:db8::1]:5060", o.Local)
 		}
@@ -258,33 +257,8 @@ func (o *CallOptions) validate() error {
 	return nil
 }
 
-func parseLocal(s string) (netip.AddrPort, error) {
-	if ip, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
-		return netip.AddrPortFrom(ip.Unmap(), 0), nil
-	}
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return ap, err
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
-}
-
 func (o *CallOptions) tlsConfig() (*tls.Config, error) {
-	switch {
-	case o.Insecure:
-		return &tls.Config{InsecureSkipVerify: true}, nil //nolint:gosec // asked for with --insecure
-	case o.CAFile != "":
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, cmdutil.UsageErrorf("--ca-file: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, cmdutil.UsageErrorf("--ca-file %s: no PEM certificate in it", o.CAFile)
-		}
-		return &tls.Config{RootCAs: pool}, nil
-	}
-	return nil, nil
+	return cmdutil.ClientTLS(o.Insecure, o.CAFile)
 }
 
 func (o *CallOptions) family() endpoint.Family {

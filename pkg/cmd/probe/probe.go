@@ -5,13 +5,11 @@ package probe
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -126,7 +124,7 @@ func (o *ProbeOptions) validate() error {
 	}
 	o.local = netip.AddrPort{}
 	if o.Local != "" {
-		ap, err := parseLocal(o.Local)
+		ap, err := cmdutil.ParseLocal(o.Local)
 		if err != nil {
 			return cmdutil.UsageErrorf("--local %q: give an IP address or IP:PORT, e.g. 192.0.2.10 or [2001:db8::1]:5000", o.Local)
 		}
@@ -155,33 +153,8 @@ func (o *ProbeOptions) validate() error {
 	return nil
 }
 
-func parseLocal(s string) (netip.AddrPort, error) {
-	if ip, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
-		return netip.AddrPortFrom(ip.Unmap(), 0), nil
-	}
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return ap, err
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
-}
-
 func (o *ProbeOptions) tlsConfig() (*tls.Config, error) {
-	switch {
-	case o.Insecure:
-		return &tls.Config{InsecureSkipVerify: true}, nil //nolint:gosec // asked for with --insecure
-	case o.CAFile != "":
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, cmdutil.UsageErrorf("--ca-file: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, cmdutil.UsageErrorf("--ca-file %s: no PEM certificate in it", o.CAFile)
-		}
-		return &tls.Config{RootCAs: pool}, nil
-	}
-	return nil, nil
+	return cmdutil.ClientTLS(o.Insecure, o.CAFile)
 }
 
 func probeRun(ctx context.Context, o *ProbeOptions) error {

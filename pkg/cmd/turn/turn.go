@@ -4,8 +4,6 @@ package turn
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -115,20 +113,14 @@ func (s *ServerFlags) clientConfig(ctx context.Context, logger *slog.Logger) (tu
 		Password:   turnclient.Secret(s.Password),
 		Client:     stunclient.Config{Software: "natkit", Logger: logger},
 	}
-	switch {
-	case s.Insecure:
-		cfg.TLSConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure
-	case s.CAFile != "":
-		pem, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			return cfg, cmdutil.UsageErrorf("--ca-file: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return cfg, cmdutil.UsageErrorf("--ca-file %s: no PEM certificate in it", s.CAFile)
-		}
-		cfg.TLSConfig = &tls.Config{RootCAs: pool, ServerName: ep.Host}
+	tc, err := cmdutil.ClientTLS(s.Insecure, s.CAFile)
+	if err != nil {
+		return cfg, err
 	}
+	if tc != nil && !s.Insecure {
+		tc.ServerName = ep.Host
+	}
+	cfg.TLSConfig = tc
 	return cfg, nil
 }
 
