@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/pbx/anchor"
@@ -156,6 +157,34 @@ func TestPBXAnchoredCall(t *testing.T) {
 			t.Fatalf("metrics:\n%s", m)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+
+	// A re-INVITE (1001 puts the call on hold from another port) keeps
+	// the relay: both phones are told the same relay ports as before.
+	moved := netip.AddrPortFrom(lo, alice.RTPAddr().Port()+1)
+	re := sip.NewRequest(sip.INVITE, sess.InviteResponse.Contact().Address)
+	re.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	re.SetBody(pbxtest.SDP(moved))
+	res, err := sess.Do(ctx, re)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("re-INVITE: %v %v", res, err)
+	}
+	if got := relay("1001 (re-INVITE)", res.Body(), bob.RTPAddr()); got != toRelayA {
+		t.Errorf("re-INVITE's answer names %v, want the relay's leg A %v as before", got, toRelayA)
+	}
+	select {
+	case req := <-bob.Invites:
+		if got := relay("1002 (re-INVITE)", req.Body(), moved); got != toRelayB {
+			t.Errorf("re-INVITE names %v, want the relay's leg B %v as before", got, toRelayB)
+		}
+	case <-ctx.Done():
+		t.Fatal("no re-INVITE at 1002")
+	}
+	if err := sess.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Media().Calls(); n != 1 {
+		t.Errorf("%d relayed calls after the re-INVITE, want 1", n)
 	}
 	if err := sess.Bye(ctx); err != nil {
 		t.Fatal(err)

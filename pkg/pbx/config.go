@@ -37,15 +37,17 @@ const (
 
 // MediaAnchor rewrites the SDP of calls the proxy forwards so that media
 // flows through a relay (pkg/pbx/anchor). nil means no anchoring: SDP is
-// passed unchanged.
+// passed unchanged. tag is the dialog tag of the party whose SDP it is (the
+// From tag of a request, the To tag of a response), so that re-INVITEs and
+// UPDATEs from either party, and late offers (an offer in a 2xx, answered
+// in the ACK), find their leg of the relay.
 type MediaAnchor interface {
-	// Offer returns the SDP to forward to the callee in place of the
-	// caller's offer (an INVITE body).
-	Offer(ctx context.Context, callID, fromTag string, sdp []byte) ([]byte, error)
-	// Answer returns the SDP to forward to the caller in place of the
-	// callee's answer (a 183 or 2xx body).
-	Answer(ctx context.Context, callID, toTag string, sdp []byte) ([]byte, error)
-	// Release frees the call's relay (BYE, or a call that failed).
+	// Offer returns the SDP to forward in place of an offer: an INVITE,
+	// re-INVITE or UPDATE body, or a 2xx body when the INVITE had none.
+	Offer(ctx context.Context, callID, tag string, sdp []byte) ([]byte, error)
+	// Answer returns the SDP to forward in place of an answer: a 183 or
+	// 2xx body, or an ACK body answering a 2xx's offer.
+	Answer(ctx context.Context, callID, tag string, sdp []byte) ([]byte, error)
 	Release(callID string)
 }
 

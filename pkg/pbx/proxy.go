@@ -464,14 +464,34 @@ func (s *Server) forwardResponse(req *sip.Request, tx sip.ServerTransaction, res
 	out.RemoveHeader("Via")
 	out.SetDestination(req.Source())
 	out.SetTransport(req.Transport())
-	if s.cfg.Anchor != nil && len(out.Body()) > 0 && (out.StatusCode == 183 || out.IsSuccess()) && req.Method == sip.INVITE {
-		tag, _ := out.To().Params.Get("tag")
-		if b, err := s.cfg.Anchor.Answer(s.ctx, req.CallID().Value(), tag, out.Body()); err == nil {
-			out.SetBody(b)
-		}
-	}
+	s.anchorResponse(req, out)
 	s.respond(tx, out)
 }
+
+// anchorResponse rewrites the SDP of a 183 or 2xx to an INVITE or UPDATE
+// for the media anchor: the answer to the request's offer, or, when the
+// request had none (a late offer), the responder's offer, answered in the
+// ACK (forwardAck).
+func (s *Server) anchorResponse(req *sip.Request, out *sip.Response) {
+	if s.cfg.Anchor == nil || len(out.Body()) == 0 || !(out.StatusCode == 183 || out.IsSuccess()) || !offerAnswer(req.Method) {
+		return
+	}
+	tag, _ := out.To().Params.Get("tag")
+	sdpOf := s.cfg.Anchor.Answer
+	if len(req.Body()) == 0 {
+		sdpOf = s.cfg.Anchor.Offer
+	}
+	b, err := sdpOf(s.ctx, req.CallID().Value(), tag, out.Body())
+	if err != nil {
+		s.log.Debug("anchor", "status", out.StatusCode, "error", err)
+		return
+	}
+	out.SetBody(b)
+}
+
+// offerAnswer tells whether a request's SDP takes part in the offer/answer
+// exchange (RFC 3264, RFC 3311).
+func offerAnswer(m sip.RequestMethod) bool { return m == sip.INVITE || m == sip.UPDATE }
 
 // sendCancel cancels a branch (§9.1): same Request-URI, top Via, Route,
 // Call-ID, From, To and CSeq number as the INVITE.

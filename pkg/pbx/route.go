@@ -73,6 +73,16 @@ func (s *Server) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	if req.Method == sip.BYE && s.cfg.Anchor != nil {
 		s.cfg.Anchor.Release(req.CallID().Value())
 	}
+	if s.cfg.Anchor != nil && offerAnswer(req.Method) && len(req.Body()) > 0 {
+		// A re-INVITE or UPDATE offers again: the same relay, the
+		// offering party's new address (anchor.Media keeps the ports).
+		tag, _ := req.From().Params.Get("tag")
+		if b, err := s.cfg.Anchor.Offer(s.ctx, req.CallID().Value(), tag, req.Body()); err != nil {
+			s.log.Debug("anchor", "method", req.Method, "error", err)
+		} else {
+			fr.SetBody(b)
+		}
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	ftx, err := s.client.TransactionRequest(ctx, fr, prebuilt)
 	cancel()
@@ -109,6 +119,13 @@ func (s *Server) forwardAck(req *sip.Request) {
 		return
 	}
 	fr := s.inDialog(req)
+	if s.cfg.Anchor != nil && len(req.Body()) > 0 {
+		// The answer to a late offer made in the 2xx.
+		tag, _ := req.From().Params.Get("tag")
+		if b, err := s.cfg.Anchor.Answer(s.ctx, req.CallID().Value(), tag, req.Body()); err == nil {
+			fr.SetBody(b)
+		}
+	}
 	if err := s.client.WriteRequest(fr, prebuilt); err != nil {
 		s.log.Debug("ACK", "error", err)
 	}

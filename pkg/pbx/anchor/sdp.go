@@ -14,18 +14,18 @@ import (
 var ErrNoCall = errors.New("anchor: answer for a call with no offer")
 
 // Media adapts an Anchor to the PBX's media hook (pbx.MediaAnchor): it
-// keeps one anchored Call per SIP Call-ID and rewrites the SDP of the offer
-// and the answer so that each phone sends its media to the relay.
+// keeps the anchored streams of each SIP Call-ID and rewrites every SDP of
+// the call (offer and answer, re-INVITE and UPDATE too) so that each phone
+// sends its media to the relay.
 //
-// The caller's phone is leg A and the callee's leg B. The offer (the
-// caller's SDP, forwarded to the callee) names leg B's port pair; the
-// answer (the callee's SDP, forwarded to the caller) names leg A's. The
-// address each SDP gave becomes its leg's expected address, used until the
-// phone's own packets latch the leg (Leg.Expect).
-//
-// A Call relays one stream: the first m= section with a port (normally the
-// audio). Further sections are passed as they came: the phones may reach
-// each other directly for them, or not at all.
+// Each m= section with a port gets its own relay (a Call: audio, video...),
+// so that no stream of the call is left with an address the other phone
+// cannot reach. The party whose SDP came first is leg A (the caller, or the
+// callee of a late-offer INVITE that offers in its 200), the other leg B;
+// each SDP names the other leg's port pair, and the address it gave becomes
+// its own leg's expected address until the phone's packets latch the leg
+// (Leg.Expect). A re-INVITE keeps the relay ports, so a re-offer (hold,
+// codec change, a phone that moved) is never re-anchored to new ports.
 type Media struct {
 	a  *Anchor
 	ip netip.Addr
@@ -35,8 +35,16 @@ type Media struct {
 }
 
 type mediaCall struct {
-	c   *Call
-	idx int // the anchored m= section
+	aTag    string        // the dialog tag of leg A's party
+	streams map[int]*Call // m= index → its relay
+}
+
+// side is the leg of the party with dialog tag tag.
+func (mc *mediaCall) side(tag string) Side {
+	if tag == mc.aTag {
+		return A
+	}
+	return B
 }
 
 // NewMedia returns the adapter for a, whose sockets phones reach at ip (the
@@ -51,40 +59,61 @@ func NewMedia(a *Anchor, ip netip.Addr) (*Media, error) {
 // IP is the address written into rewritten SDP.
 func (m *Media) IP() netip.Addr { return m.ip }
 
-// Offer allocates the call's relay (or reuses it, for an offer sent again
-// in the same call), expects the caller's media at the address its SDP
-// names, and returns the SDP with leg B's port on the relay's address.
-// An SDP with no stream to anchor is returned unchanged.
-func (m *Media) Offer(_ context.Context, callID, _ string, body []byte) ([]byte, error) {
+// Offer rewrites an offer made by the party with dialog tag tag (the From
+// tag of an INVITE, re-INVITE or UPDATE; the To tag of a 2xx that offers):
+// it allocates a relay for each of its streams that has none yet (the first
+// offer of the call, or a stream a re-offer adds), expects the party's
+// media where the SDP says, and returns the SDP naming the other leg's
+// ports on the relay's address. An SDP with no stream to anchor is
+// returned unchanged.
+func (m *Media) Offer(_ context.Context, callID, tag string, body []byte) ([]byte, error) {
 	desc, err := sdp.Parse(body)
 	if err != nil {
 		return nil, err
 	}
-	st, ok := anchored(sdp.Streams(desc))
-	if !ok {
+	sts := sdp.Streams(desc)
+	if !anchorable(sts) {
 		return body, nil
 	}
 	m.mu.Lock()
 	mc := m.calls[callID]
-	if mc == nil {
+	fresh := mc == nil
+	if fresh {
+		mc = &mediaCall{aTag: tag, streams: map[int]*Call{}}
+	}
+	var added []*Call
+	for _, st := range sts {
+		if st.Port == 0 || mc.streams[st.Index] != nil {
+			continue
+		}
 		c, err := m.a.NewCall()
 		if err != nil {
 			m.mu.Unlock()
+			for _, c := range added {
+				c.Close()
+			}
 			return nil, err
 		}
-		mc = &mediaCall{c: c}
-		m.calls[callID] = mc
-		go m.forget(callID, mc)
+		mc.streams[st.Index] = c
+		added = append(added, c)
 	}
-	mc.idx = st.Index
+	if fresh {
+		m.calls[callID] = mc
+	}
+	ports := m.expect(mc, mc.side(tag), sts)
 	m.mu.Unlock()
-	expect(mc.c.Leg(A), st)
-	return m.rewrite(desc, st.Index, mc.c.Leg(B).Port())
+	for _, c := range added {
+		go m.forget(callID, mc, c)
+	}
+	return m.rewrite(desc, ports)
 }
 
-// Answer expects the callee's media at the address its SDP names and
-// returns the SDP with leg A's port on the relay's address.
-func (m *Media) Answer(_ context.Context, callID, _ string, body []byte) ([]byte, error) {
+// Answer rewrites the answer of the party with dialog tag tag (the To tag
+// of a 183 or 2xx, the From tag of an ACK answering a 2xx's offer): it
+// expects the party's media where the SDP says and returns the SDP naming
+// the other leg's ports. A stream the answer rejects (port 0) keeps its
+// relay until the call ends: a later re-offer may enable it again.
+func (m *Media) Answer(_ context.Context, callID, tag string, body []byte) ([]byte, error) {
 	m.mu.Lock()
 	mc := m.calls[callID]
 	m.mu.Unlock()
@@ -95,22 +124,42 @@ func (m *Media) Answer(_ context.Context, callID, _ string, body []byte) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	sts := sdp.Streams(desc)
-	if mc.idx >= len(sts) || sts[mc.idx].Port == 0 {
-		return body, nil // the callee rejected the stream: nothing to relay
-	}
-	expect(mc.c.Leg(B), sts[mc.idx])
-	return m.rewrite(desc, mc.idx, mc.c.Leg(A).Port())
+	m.mu.Lock()
+	ports := m.expect(mc, mc.side(tag), sdp.Streams(desc))
+	m.mu.Unlock()
+	return m.rewrite(desc, ports)
 }
 
-// Release closes the call's relay; an unknown Call-ID is ignored.
+// expect points side's leg of each relayed stream at the address the
+// stream's SDP names and returns, per m= section, the port of the other
+// leg that the rewritten SDP must name (0: left as it is). m.mu is held.
+func (m *Media) expect(mc *mediaCall, side Side, sts []sdp.Stream) []uint16 {
+	ports := make([]uint16, len(sts))
+	for _, st := range sts {
+		c := mc.streams[st.Index]
+		if st.Port == 0 || c == nil {
+			continue
+		}
+		expect(c.Leg(side), st)
+		ports[st.Index] = c.Leg(side ^ 1).Port()
+	}
+	return ports
+}
+
+// Release closes the call's relays; an unknown Call-ID is ignored.
 func (m *Media) Release(callID string) {
 	m.mu.Lock()
 	mc := m.calls[callID]
 	delete(m.calls, callID)
-	m.mu.Unlock()
+	var cs []*Call
 	if mc != nil {
-		mc.c.Close()
+		for _, c := range mc.streams {
+			cs = append(cs, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
 	}
 }
 
@@ -121,34 +170,42 @@ func (m *Media) Calls() int {
 	return len(m.calls)
 }
 
-// forget drops a call the anchor closed by itself (media timeout, Close).
-func (m *Media) forget(callID string, mc *mediaCall) {
-	<-mc.c.Done()
+// forget drops a stream's relay that the anchor closed by itself (media
+// timeout, Close), and the call with its last one.
+func (m *Media) forget(callID string, mc *mediaCall, c *Call) {
+	<-c.Done()
 	m.mu.Lock()
-	if m.calls[callID] == mc {
+	defer m.mu.Unlock()
+	for i, s := range mc.streams {
+		if s == c {
+			delete(mc.streams, i)
+		}
+	}
+	if len(mc.streams) == 0 && m.calls[callID] == mc {
 		delete(m.calls, callID)
 	}
-	m.mu.Unlock()
 }
 
-// rewrite points section idx of desc at port on the relay's address.
-func (m *Media) rewrite(desc *psdp.SessionDescription, idx int, port uint16) ([]byte, error) {
-	ports := make([]uint16, len(desc.MediaDescriptions))
-	ports[idx] = port
+// rewrite points the sections of desc with a nonzero port in ports at
+// that port on the relay's address.
+func (m *Media) rewrite(desc *psdp.SessionDescription, ports []uint16) ([]byte, error) {
+	if len(ports) != len(desc.MediaDescriptions) {
+		ports = append(ports, make([]uint16, len(desc.MediaDescriptions)-len(ports))...)
+	}
 	if err := sdp.Rewrite(desc, m.ip, ports); err != nil {
 		return nil, err
 	}
 	return sdp.Marshal(desc)
 }
 
-// anchored is the stream a call relays: the first with a port.
-func anchored(sts []sdp.Stream) (sdp.Stream, bool) {
+// anchorable tells whether an SDP has a stream to relay: one with a port.
+func anchorable(sts []sdp.Stream) bool {
 	for _, s := range sts {
 		if s.Port != 0 {
-			return s, true
+			return true
 		}
 	}
-	return sdp.Stream{}, false
+	return false
 }
 
 // expect points a leg at the address a stream's SDP names, until latching.
