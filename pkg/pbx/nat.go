@@ -60,8 +60,9 @@ func natted(b location.Binding) bool {
 	return netip.AddrPortFrom(ip.Unmap(), uint16(port)) != b.Received
 }
 
-// natSet is the AORs registered through this server, visited by the
-// keep-alive loop (location.Store cannot list its AORs).
+// natSet is the AORs the keep-alive loop visits: those registered through
+// this server since it started, and those its store held at start when
+// the store can list them (location.Lister).
 type natSet struct {
 	mu sync.Mutex
 	m  map[string]struct{}
@@ -93,10 +94,29 @@ func (n *natSet) remove(aor string) {
 // their answers are recognised and absorbed.
 const keepAlivePrefix = sip.RFC3261BranchMagicCookie + "-nkka"
 
+// restoredNATs adds to the keep-alive set the AORs of the store, those
+// registered before a restart: their phones may not register again for an
+// hour, and their NAT mappings would close long before.
+func (s *Server) restoredNATs() {
+	l, ok := s.cfg.Locations.(location.Lister)
+	if !ok {
+		return
+	}
+	aors, err := l.AORs(s.ctx)
+	if err != nil {
+		s.log.Warn("keep-alives: cannot list the registrations", "error", err)
+		return
+	}
+	for _, aor := range aors {
+		s.nat.add(aor)
+	}
+}
+
 // keepAlives sends, every KeepAlive, an OPTIONS (UDP) or a CRLF pair
 // (TCP, TLS: RFC 5626 §4.4.1) to every NATed binding, from the server's
 // socket to the binding's received address, and expires old bindings.
 func (s *Server) keepAlives() {
+	s.restoredNATs()
 	t := time.NewTicker(s.cfg.KeepAlive)
 	defer t.Stop()
 	for {

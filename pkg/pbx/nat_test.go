@@ -2,13 +2,16 @@ package pbx
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/pbx/location"
 )
 
 // TestKeepAlive: a binding whose Contact differs from its source address
@@ -39,6 +42,33 @@ func TestKeepAlive(t *testing.T) {
 	}
 	if st := s.Stats(); st.KeepAlives < 3 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestKeepAliveRestored: bindings the store held at start (registered
+// before a restart) get keep-alives too, without registering again.
+func TestKeepAliveRestored(t *testing.T) {
+	leaktest.Check(t)
+	phone, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	store := location.NewMemory(0)
+	b := location.Binding{Contact: "sip:alice@10.255.0.1:5060", Received: phone.LocalAddr().(*net.UDPAddr).AddrPort(),
+		Transport: "UDP", Expires: time.Now().Add(time.Hour), CallID: "restored", CSeq: 1}
+	if err := store.Put(context.Background(), "alice@"+domain, []location.Binding{b}); err != nil {
+		t.Fatal(err)
+	}
+	startServer(t, func(c *Config) { c.KeepAlive = 20 * time.Millisecond; c.Locations = store })
+	phone.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 4096)
+	n, err := phone.Read(buf)
+	if err != nil {
+		t.Fatalf("no keep-alive to a restored binding: %v", err)
+	}
+	if !bytes.HasPrefix(buf[:n], []byte("OPTIONS ")) {
+		t.Errorf("keep-alive:\n%s", buf[:n])
 	}
 }
 

@@ -312,6 +312,9 @@ func (j *Journal) Compact() error {
 // Len returns the number of bindings held.
 func (j *Journal) Len() int { return j.mem.Len() }
 
+// AORs implements Lister.
+func (j *Journal) AORs(ctx context.Context) ([]string, error) { return j.mem.AORs(ctx) }
+
 // Close implements Store.
 func (j *Journal) Close() error {
 	j.mem.mu.Lock()

@@ -56,6 +56,12 @@ type Store interface {
 	Close() error
 }
 
+// Lister is a Store that can list its AORs: the PBX visits the bindings
+// it restored at start (kill -9, restart) to keep their NAT mappings open.
+type Lister interface {
+	AORs(ctx context.Context) ([]string, error)
+}
+
 // live returns the bindings of bs that have not expired at now, in a new
 // slice.
 func live(bs []Binding, now time.Time) []Binding {

@@ -94,6 +94,17 @@ func (m *Memory) Len() int {
 	return n
 }
 
+// AORs implements Lister.
+func (m *Memory) AORs(context.Context) ([]string, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]string, 0, len(m.aors))
+	for aor := range m.aors {
+		out = append(out, aor)
+	}
+	return out, nil
+}
+
 // Close implements Store.
 func (m *Memory) Close() error {
 	m.mu.Lock()
