@@ -36,7 +36,7 @@ func TestAnswerEchoes(t *testing.T) {
 				caller <- result{err: err}
 				return
 			}
-			r, err := Run(ctx, Options{Target: target, Duration: 2500 * time.Millisecond, DTMF: "1,2#"})
+			r, err := Run(ctx, Options{Target: target, Duration: 3500 * time.Millisecond, DTMF: "1,2#"})
 			caller <- result{r, err}
 		}()
 	}})
