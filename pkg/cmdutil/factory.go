@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/natkit/natkit/pkg/iostreams"
@@ -23,11 +24,14 @@ type GlobalOptions struct {
 type Factory struct {
 	IOStreams *iostreams.IOStreams
 	Globals   *GlobalOptions
+	// Getenv reads the environment (NATKIT_<FLAG>, FlagsFromEnv); nil
+	// reads none.
+	Getenv func(string) string
 }
 
 // NewFactory returns a factory around the given streams.
 func NewFactory(io *iostreams.IOStreams) *Factory {
-	return &Factory{IOStreams: io, Globals: &GlobalOptions{}}
+	return &Factory{IOStreams: io, Globals: &GlobalOptions{}, Getenv: os.Getenv}
 }
 
 // Logger returns a logger writing to stderr: warnings by default, debug

@@ -19,7 +19,11 @@ func NewCmdRoot(f *cmdutil.Factory, ran *bool) *cobra.Command {
 		Short: "NAT diagnostics and traversal toolkit",
 		Long: `natkit finds out what stands between a host and the internet and gets through it:
 it probes STUN servers, classifies NATs, punches holes, tests TURN relays and
-SIP calls, and runs the matching servers.`,
+SIP calls, and runs the matching servers.
+
+Every flag can also be set in the environment as NATKIT_<FLAG> (--stun-port
+is NATKIT_STUN_PORT; a repeatable flag takes a comma-separated list); the
+command line wins over the environment, which wins over serve's --config file.`,
 		Example: `  natkit probe stun.example.net
   natkit probe --json --count 5 stun:stun.example.net:3478
   natkit serve --listen 0.0.0.0
@@ -28,6 +32,11 @@ SIP calls, and runs the matching servers.`,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			*ran = true
+			if f.Getenv != nil {
+				if err := cmdutil.FlagsFromEnv(cmd.Flags(), f.Getenv); err != nil {
+					return err
+				}
+			}
 			if f.Globals.NoColor {
 				f.IOStreams.DisableColor()
 			}

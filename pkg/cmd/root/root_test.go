@@ -12,8 +12,15 @@ import (
 // execute runs the root command as main does and returns the exit code.
 func execute(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return executeEnv(t, nil, args...)
+}
+
+// executeEnv is execute with env as the whole environment.
+func executeEnv(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	ios, _, out, errOut := iostreams.Test()
 	f := cmdutil.NewFactory(ios)
+	f.Getenv = func(k string) string { return env[k] }
 	var ran bool
 	cmd := NewCmdRoot(f, &ran)
 	cmd.SetArgs(args)
@@ -126,5 +133,29 @@ func TestErrorLine(t *testing.T) {
 	// A bad result (exit 1) is no usage problem: no help to point to.
 	if line := ErrorLine(nil, cmdutil.ResultErrorf("no STUN server answered"), 1); line != "natkit: no STUN server answered" {
 		t.Errorf("line %q", line)
+	}
+}
+
+// TestFlagsFromEnvironment: every flag of every command also comes from
+// NATKIT_<FLAG>; the command line wins; a bad value is a usage error that
+// names the variable.
+func TestFlagsFromEnvironment(t *testing.T) {
+	code, out, errOut := executeEnv(t, map[string]string{"NATKIT_JSON": "true"}, "version")
+	if code != 0 || !strings.Contains(out, `"schema": "natkit.version/v1"`) {
+		t.Errorf("NATKIT_JSON=true version: %d %q %q", code, out, errOut)
+	}
+	code, out, _ = executeEnv(t, map[string]string{"NATKIT_JSON": "true"}, "version", "--json=false")
+	if code != 0 || strings.Contains(out, "schema") {
+		t.Errorf("--json=false over NATKIT_JSON=true: %d %q", code, out)
+	}
+	code, _, errOut = executeEnv(t, map[string]string{"NATKIT_TIMEOUT": "soon"}, "version")
+	if code != 2 || !strings.Contains(errOut, "$NATKIT_TIMEOUT") {
+		t.Errorf("NATKIT_TIMEOUT=soon: %d %q", code, errOut)
+	}
+	// A command's own flag: serve's --sip-mode, checked before serve
+	// starts anything.
+	code, _, errOut = executeEnv(t, map[string]string{"NATKIT_SIP_MODE": "broadcast"}, "serve")
+	if code != 2 || !strings.Contains(errOut, "--sip-mode") || !strings.Contains(errOut, "broadcast") {
+		t.Errorf("NATKIT_SIP_MODE=broadcast serve: %d %q", code, errOut)
 	}
 }
