@@ -66,8 +66,8 @@ func (l Local) session() *psdp.SessionDescription {
 	}
 }
 
-// audio builds an RTP/AVP audio section with codecs.
-func (l Local) audio(codecs []Codec, dir Direction) *psdp.MediaDescription {
+// audio builds an RTP/AVP audio section with codecs; mux adds a=rtcp-mux.
+func (l Local) audio(codecs []Codec, dir Direction, mux bool) *psdp.MediaDescription {
 	md := &psdp.MediaDescription{MediaName: psdp.MediaName{
 		Media: "audio", Port: psdp.RangedPort{Value: int(l.Addr.Port())}, Protos: []string{"RTP", "AVP"},
 	}}
@@ -92,18 +92,23 @@ func (l Local) audio(codecs []Codec, dir Direction) *psdp.MediaDescription {
 		dir = SendRecv
 	}
 	md.Attributes = append(md.Attributes, psdp.NewPropertyAttribute(string(dir)))
+	if mux {
+		md.Attributes = append(md.Attributes, psdp.NewPropertyAttribute("rtcp-mux"))
+	}
 	return md
 }
 
 // Offer returns an offer of one audio stream at l.Addr with l's codecs
-// (and telephone-event unless l.NoDTMF).
+// (and telephone-event unless l.NoDTMF), with a=rtcp-mux (RFC 5761): RTCP
+// on the RTP port, the one port a NAT binding or a relay leg keeps open,
+// when the answer has it too; else RTCP goes to the RTP port + 1.
 func Offer(l Local) *psdp.SessionDescription {
 	desc := l.session()
 	codecs := l.codecs()
 	if !l.NoDTMF {
 		codecs = append(codecs[:len(codecs):len(codecs)], TelephoneEvent)
 	}
-	desc.MediaDescriptions = []*psdp.MediaDescription{l.audio(codecs, l.Direction)}
+	desc.MediaDescriptions = []*psdp.MediaDescription{l.audio(codecs, l.Direction, true)}
 	return desc
 }
 
@@ -118,7 +123,8 @@ type Answered struct {
 // Answer answers offer (RFC 3264 §6): the first audio RTP/AVP stream with
 // a port and a codec in common is accepted at l.Addr with the first of the
 // offer's codecs that l supports (the offerer's preference), plus
-// telephone-event if offered, in the reverse direction of the offer's;
+// telephone-event if offered, in the reverse direction of the offer's,
+// with a=rtcp-mux when the offer has it (RFC 5761 §5.1.1);
 // every other stream is rejected with port 0. With no stream accepted it
 // returns ErrNotAcceptable.
 func Answer(offer *psdp.SessionDescription, l Local) (*psdp.SessionDescription, Answered, error) {
@@ -136,7 +142,7 @@ func Answer(offer *psdp.SessionDescription, l Local) (*psdp.SessionDescription, 
 				if dtmf != nil {
 					codecs = append(codecs, *dtmf)
 				}
-				desc.MediaDescriptions = append(desc.MediaDescriptions, l.audio(codecs, s.Direction.Reverse()))
+				desc.MediaDescriptions = append(desc.MediaDescriptions, l.audio(codecs, s.Direction.Reverse(), s.RTCPMux))
 				ans = Answered{Index: i, Codec: c, DTMF: dtmf, Remote: s}
 				accepted = true
 				continue

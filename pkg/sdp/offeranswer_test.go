@@ -74,9 +74,25 @@ func TestOffer(t *testing.T) {
 	}
 	want := "v=0\r\no=- 7 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n" +
 		"m=audio 30000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n" +
-		"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+		"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\na=rtcp-mux\r\n"
 	if string(out) != want {
 		t.Errorf("offer\n%s\nwant\n%s", out, want)
+	}
+	// The answer has rtcp-mux when the offer has it (RFC 5761 §5.1.1),
+	// not otherwise.
+	for _, mux := range []bool{true, false} {
+		offer := Offer(l)
+		if !mux {
+			md := offer.MediaDescriptions[0]
+			md.Attributes = md.Attributes[:len(md.Attributes)-1]
+		}
+		ans, _, err := Answer(offer, Local{Addr: netip.MustParseAddrPort("192.0.2.2:40000")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := Streams(ans)[0]; st.RTCPMux != mux {
+			t.Errorf("offer with rtcp-mux %v: answer's %v", mux, st.RTCPMux)
+		}
 	}
 	var strict psdp.SessionDescription
 	if err := strict.Unmarshal(out); err != nil {

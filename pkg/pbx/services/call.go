@@ -169,13 +169,13 @@ func (c *call) run() bool {
 		if c.svc == EchoDelayed {
 			delay = int(c.s.cfg.EchoDelay * 8000 / time.Second)
 		}
-		c.watch(func(ctx context.Context) { c.echo(ctx, delay) })
+		c.echo(delay)
 		return true
 	case Music:
 		if !c.answer() {
 			return false
 		}
-		c.withSession(func(ctx context.Context, sess *rtpsession.Session, p *pacer) {
+		c.withSession(nil, func(ctx context.Context, sess *rtpsession.Session, p *pacer) {
 			c.watch(func(ctx context.Context) {
 				for p.play(ctx, sess, musicLoop()) == nil {
 				}
@@ -227,11 +227,18 @@ func (c *call) watch(media func(ctx context.Context)) {
 	wg.Wait()
 }
 
-// withSession runs an RTP session on the call's socket for f's duration.
-func (c *call) withSession(f func(ctx context.Context, sess *rtpsession.Session, p *pacer)) {
+// rtcpInterval is how often a service's RTP session sends RTCP: every
+// second, as natkit call does, so that a test call of a few seconds gets
+// the reports it needs for the round-trip time (RFC 3550's 5 s minimum is
+// for conferences' bandwidth; one call's reports are a few hundred bytes).
+const rtcpInterval = time.Second
+
+// withSession runs an RTP session on the call's socket for f's duration;
+// onAudio, when not nil, gets each frame received.
+func (c *call) withSession(onAudio func(rtpsession.Frame), f func(ctx context.Context, sess *rtpsession.Session, p *pacer)) {
 	cfg := rtpsession.Config{
 		Conn: c.media, Remote: c.remote, Latch: true, Law: c.law, EventPT: c.eventPT,
-		Logger: c.s.log,
+		RTCPInterval: rtcpInterval, Logger: c.s.log, OnAudio: onAudio,
 	}
 	if cfg.EventPT == c.law.PayloadType() {
 		cfg.EventPT = 0

@@ -209,11 +209,13 @@ func TestOffers(t *testing.T) {
 	if len(st) != 1 || len(st[0].Codecs) == 0 || !st[0].Codecs[0].Same(sdp.PCMA) {
 		t.Fatalf("answer to a PCMA offer: %s", d.InviteResponse.Body())
 	}
-	pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 8, SequenceNumber: 1, Timestamp: 1, SSRC: 7},
-		Payload: g711.ALaw.Encode(nil, tones.Tone(1000, -10, 20*time.Millisecond))}).Marshal()
 	back := make([]byte, 1500)
 	var p rtp.Packet
-	for p.PayloadType != 8 || len(p.Payload) != 160 {
+	// A stream, as phones send (the service's RTP session validates a
+	// source by its sequence, RFC 3550 A.1).
+	for seq := uint16(1); p.PayloadType != 8 || len(p.Payload) != 160; seq++ {
+		pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 8, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 7},
+			Payload: g711.ALaw.Encode(nil, tones.Tone(1000, -10, 20*time.Millisecond))}).Marshal()
 		m.conn.WriteTo(pkt, net.UDPAddrFromAddrPort(st[0].Addr))
 		m.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		if n, _, err := m.conn.ReadFrom(back); err == nil {

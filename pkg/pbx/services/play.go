@@ -64,7 +64,7 @@ func (p *pacer) play(ctx context.Context, sess *rtpsession.Session, samples []in
 // final response: 200, the announcement again and BYE, or reject=CODE.
 func (c *call) earlyMedia() bool {
 	answered := false
-	c.withSession(func(ctx context.Context, sess *rtpsession.Session, p *pacer) {
+	c.withSession(nil, func(ctx context.Context, sess *rtpsession.Session, p *pacer) {
 		ct := sip.ContentTypeHeader("application/sdp")
 		if err := c.dlg.Respond(sip.StatusSessionInProgress, "Session Progress", c.answerSDP, &ct); err != nil {
 			return
