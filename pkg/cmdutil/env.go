@@ -43,25 +43,9 @@ func FlagsFromEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 		}
 		for _, item := range items {
 			if e := fs.Set(name, strings.TrimSpace(item)); e != nil {
-				return UsageErrorf("$%s: not a valid --%s (%s)", EnvName(name), name, describeType(f.Value.Type()))
+				return UsageErrorf("$%s: not a valid --%s (want %s)", EnvName(name), name, wants(f.Value.Type()))
 			}
 		}
 	}
 	return nil
-}
-
-// describeType says what a flag of pflag type t takes.
-func describeType(t string) string {
-	switch t {
-	case "int", "int32", "int64", "uint", "uint16", "uint32", "uint64", "count":
-		return "want a whole number"
-	case "float32", "float64":
-		return "want a number"
-	case "duration":
-		return "want a duration such as 30s"
-	case "bool":
-		return "want true or false"
-	default:
-		return "want " + t
-	}
 }

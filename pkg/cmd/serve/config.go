@@ -7,12 +7,11 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
-	"gopkg.in/yaml.v3"
 
 	"github.com/natkit/natkit/pkg/buildinfo"
 	"github.com/natkit/natkit/pkg/cmdutil"
@@ -30,86 +29,10 @@ const EnvAuthSecret = "NATKIT_AUTH_SECRET"
 // bytes, and /dev/zero or a log given by mistake must not fill memory.
 const maxConfigSize = 1 << 20
 
-// fileConfig is the YAML config file: the flags' names and types. A
-// repeatable flag is a list (or one string).
-type fileConfig struct {
-	Listen         *string     `yaml:"listen"`
-	AltIP          *string     `yaml:"alt-ip"`
-	STUNPort       *int        `yaml:"stun-port"`
-	STUNAltPort    *int        `yaml:"stun-alt-port"`
-	STUNRate       *int        `yaml:"stun-rate"`
-	STUNBurst      *int        `yaml:"stun-burst"`
-	TLSPort        *int        `yaml:"tls-port"`
-	TLSCert        *string     `yaml:"tls-cert"`
-	TLSKey         *string     `yaml:"tls-key"`
-	HTTP           *string     `yaml:"http"`
-	Software       *string     `yaml:"software"`
-	UDPSockets     *int        `yaml:"stun-udp-sockets"`
-	UDPBatch       *int        `yaml:"stun-udp-batch"`
-	Realm          *string     `yaml:"realm"`
-	Users          *stringList `yaml:"user"`
-	UsersFile      *string     `yaml:"users-file"`
-	AuthSecret     *string     `yaml:"auth-secret"`
-	AllowPeers     *stringList `yaml:"allow-peer"`
-	PublicIP       *string     `yaml:"public-ip"`
-	RelayPorts     *string     `yaml:"relay-ports"`
-	TURNUserQuota  *int        `yaml:"turn-user-quota"`
-	TURNTotalQuota *int        `yaml:"turn-total-quota"`
-	TURNChallenge  *float64    `yaml:"turn-challenge-rate"`
-	NoTURN         *bool       `yaml:"no-turn"`
-	RendezvousPort *int        `yaml:"rendezvous-port"`
-	MaxConnsPerIP  *int        `yaml:"max-conns-per-ip"`
-	TCPIdleTimeout *duration   `yaml:"tcp-idle-timeout"`
-	SIPPort        *int        `yaml:"sip-port"`
-	SIPTLSPort     *int        `yaml:"sip-tls-port"`
-	SIPDomain      *string     `yaml:"sip-domain"`
-	SIPMode        *string     `yaml:"sip-mode"`
-	MediaPorts     *string     `yaml:"media-ports"`
-	SIPRate        *int        `yaml:"sip-rate"`
-	SIPDigest      *string     `yaml:"sip-digest"`
-	StateDir       *string     `yaml:"state-dir"`
-}
-
-// duration is a YAML duration as the flags write it: "30s", "2m".
-type duration time.Duration
-
-func (d *duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return errors.New("not a duration")
-	}
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return err
-	}
-	*d = duration(v)
-	return nil
-}
-
-// stringList is a YAML list of strings, or one string.
-type stringList []string
-
-func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		*l = stringList{n.Value}
-		return nil
-	}
-	var v []string
-	if err := n.Decode(&v); err != nil {
-		return err
-	}
-	*l = v
-	return nil
-}
-
-// loadConfig applies the config file to the options whose flags were not
-// given; a repeatable flag given on the command line replaces the file's
-// list.
-// parseConfig decodes a config file: YAML whose keys are flag names, none
-// unknown. An empty file is an empty config. The error is one line.
-func parseConfig(data []byte) (fileConfig, error) {
-	return decodeConfig(data)
-}
-
+// loadConfig applies the config file (YAML whose keys are the flag names,
+// decoded against the flag set itself: cmdutil.ParseConfig) to the flags
+// that neither the command line nor the environment gave; a repeatable
+// flag given on the command line replaces the file's list.
 func (o *Options) loadConfig(flags *pflag.FlagSet) error {
 	if o.ConfigFile == "" {
 		return nil
@@ -118,68 +41,16 @@ func (o *Options) loadConfig(flags *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	fc, err := parseConfig(data)
+	settings, err := cmdutil.ParseConfig(flags, "natkit serve", data)
 	if err != nil {
 		return cmdutil.UsageErrorf("--config %s: %v", o.ConfigFile, err)
 	}
-	setS := func(name string, dst *string, v *string) {
-		if v != nil && !flags.Changed(name) {
-			*dst = *v
-		}
+	if os.Getenv(EnvAuthSecret) != "" {
+		// The secret: the flag, else the environment, else the file.
+		settings = slices.DeleteFunc(settings, func(s cmdutil.Setting) bool { return s.Name == "auth-secret" })
 	}
-	setI := func(name string, dst *int, v *int) {
-		if v != nil && !flags.Changed(name) {
-			*dst = *v
-		}
-	}
-	setL := func(name string, dst *[]string, v *stringList) {
-		if v != nil && !flags.Changed(name) {
-			*dst = *v
-		}
-	}
-	setS("listen", &o.Listen, fc.Listen)
-	setS("alt-ip", &o.AltIP, fc.AltIP)
-	setI("stun-port", &o.STUNPort, fc.STUNPort)
-	setI("stun-alt-port", &o.STUNAltPort, fc.STUNAltPort)
-	setI("stun-rate", &o.STUNRate, fc.STUNRate)
-	setI("stun-burst", &o.STUNBurst, fc.STUNBurst)
-	setI("tls-port", &o.TLSPort, fc.TLSPort)
-	setS("tls-cert", &o.TLSCert, fc.TLSCert)
-	setS("tls-key", &o.TLSKey, fc.TLSKey)
-	setS("http", &o.HTTP, fc.HTTP)
-	setS("software", &o.Software, fc.Software)
-	setI("stun-udp-sockets", &o.UDPSockets, fc.UDPSockets)
-	setI("stun-udp-batch", &o.UDPBatch, fc.UDPBatch)
-	setS("realm", &o.Realm, fc.Realm)
-	setL("user", &o.Users, fc.Users)
-	setS("users-file", &o.UsersFile, fc.UsersFile)
-	setL("allow-peer", &o.AllowPeers, fc.AllowPeers)
-	setS("public-ip", &o.PublicIP, fc.PublicIP)
-	setS("relay-ports", &o.RelayPorts, fc.RelayPorts)
-	setI("turn-user-quota", &o.TURNUserQuota, fc.TURNUserQuota)
-	setI("turn-total-quota", &o.TURNTotalQuota, fc.TURNTotalQuota)
-	setI("rendezvous-port", &o.RendezvousPort, fc.RendezvousPort)
-	setI("max-conns-per-ip", &o.MaxConnsPerIP, fc.MaxConnsPerIP)
-	setI("sip-port", &o.SIPPort, fc.SIPPort)
-	setI("sip-tls-port", &o.SIPTLSPort, fc.SIPTLSPort)
-	setS("sip-domain", &o.SIPDomain, fc.SIPDomain)
-	setS("sip-mode", &o.SIPMode, fc.SIPMode)
-	setS("media-ports", &o.MediaPorts, fc.MediaPorts)
-	setI("sip-rate", &o.SIPRate, fc.SIPRate)
-	setS("sip-digest", &o.SIPDigest, fc.SIPDigest)
-	setS("state-dir", &o.StateDir, fc.StateDir)
-	if fc.TCPIdleTimeout != nil && !flags.Changed("tcp-idle-timeout") {
-		o.TCPIdleTimeout = time.Duration(*fc.TCPIdleTimeout)
-	}
-	if fc.TURNChallenge != nil && !flags.Changed("turn-challenge-rate") {
-		o.TURNChallenge = *fc.TURNChallenge
-	}
-	if fc.NoTURN != nil && !flags.Changed("no-turn") {
-		o.NoTURN = *fc.NoTURN
-	}
-	// The secret: the flag, else the environment, else the file.
-	if fc.AuthSecret != nil && !flags.Changed("auth-secret") && os.Getenv(EnvAuthSecret) == "" {
-		o.AuthSecret = *fc.AuthSecret
+	if err := cmdutil.ApplyConfig(flags, settings); err != nil {
+		return cmdutil.UsageErrorf("--config %s: %v", o.ConfigFile, err)
 	}
 	return nil
 }

@@ -5,7 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/natkit/natkit/pkg/cmdutil"
+	"github.com/natkit/natkit/pkg/iostreams"
 )
 
 // TestConfigErrors: a bad config file is one line that names the line, the
@@ -51,16 +54,36 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// parseConfig decodes a config file against a fresh serve command's flags.
+func parseConfig(data []byte) ([]cmdutil.Setting, error) {
+	ios, _, _, _ := iostreams.Test()
+	cmd := NewCmdServe(cmdutil.NewFactory(ios), nil)
+	return cmdutil.ParseConfig(cmd.Flags(), "natkit serve", data)
+}
+
 // TestConfigValues: what the file gives reaches the options, a key with no
-// value counts as not given.
+// value counts as not given, and the command line and the environment win
+// over the file. Every flag is a key: none is listed by hand.
 func TestConfigValues(t *testing.T) {
-	fc, err := parseConfig([]byte("listen: 127.0.0.2\nstun-port: 4000\nuser: alice:wonderland\nallow-peer: [127.0.0.0/8, \"::1/128\"]\nno-turn: false\nturn-challenge-rate: 2.5\nrealm:\n" +
-		"max-conns-per-ip: 3\ntcp-idle-timeout: 1m30s\n"))
+	path := writeFile(t, "serve.yaml", "listen: 127.0.0.2\nstun-port: 4000\nuser: alice:wonderland\nallow-peer: [127.0.0.0/8, \"::1/128\"]\nno-turn: true\nturn-challenge-rate: 2.5\nrealm:\n"+
+		"max-conns-per-ip: 3\ntcp-idle-timeout: 1m30s\nsip-port: 5070\nmedia-ports: \"off\"\nhttp: \"off\"\n")
+	o, code, err := parse(t, "--config", path, "--sip-port", "5080")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("exit %d: %v", code, err)
 	}
-	if *fc.Listen != "127.0.0.2" || *fc.STUNPort != 4000 || len(*fc.Users) != 1 || len(*fc.AllowPeers) != 2 || *fc.NoTURN || *fc.TURNChallenge != 2.5 || fc.Realm != nil ||
-		*fc.MaxConnsPerIP != 3 || time.Duration(*fc.TCPIdleTimeout) != 90*time.Second {
-		t.Errorf("config %+v", fc)
+	if o.Listen != "127.0.0.2" || o.STUNPort != 4000 || len(o.Users) != 1 || len(o.AllowPeers) != 2 || !o.NoTURN || o.TURNChallenge != 2.5 || o.Realm != "natkit" ||
+		o.MaxConnsPerIP != 3 || o.TCPIdleTimeout != 90*time.Second || o.SIPPort != 5080 || o.MediaPorts != "off" {
+		t.Errorf("options %+v", o)
 	}
+	// Every serve flag is a key of the file (but --config and --help).
+	ios, _, _, _ := iostreams.Test()
+	cmd := NewCmdServe(cmdutil.NewFactory(ios), nil)
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Name == "config" || f.Name == "help" {
+			return
+		}
+		if _, err := cmdutil.ParseConfig(cmd.Flags(), "natkit serve", []byte(f.Name+":\n")); err != nil {
+			t.Errorf("flag --%s is not a config key: %v", f.Name, err)
+		}
+	})
 }
