@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -86,4 +87,29 @@ func TestConfigValues(t *testing.T) {
 			t.Errorf("flag --%s is not a config key: %v", f.Name, err)
 		}
 	})
+}
+
+// TestExampleConfig: the annotated example that the docs and the packages
+// ship loads, and passes --check-config (exit 0, nothing served).
+func TestExampleConfig(t *testing.T) {
+	path := filepath.Join("..", "..", "..", "docs", "serve.yaml")
+	o, code, err := parse(t, "--config", path, "--state-dir", t.TempDir())
+	if err != nil {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	if len(o.Users) != 20 || o.SIPPort != 5060 || o.Users[0] != "1000:change-me-1000" {
+		t.Errorf("example config: %d users, sip-port %d", len(o.Users), o.SIPPort)
+	}
+	ios, _, out, _ := iostreams.Test()
+	cmd := NewCmdServe(cmdutil.NewFactory(ios), nil)
+	cmd.SetArgs([]string{"--config", path, "--check-config", "--state-dir", t.TempDir()})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	if err := cmd.Execute(); err != nil || out.String() != "configuration OK ("+path+")\n" {
+		t.Errorf("--check-config: %v, %q", err, out)
+	}
+	// A bad value fails the check: exit 2, as serve itself would.
+	_, code, err = parse(t, "--config", path, "--check-config", "--sip-mode", "broadcast")
+	if code != cmdutil.ExitUsage || err == nil {
+		t.Errorf("--check-config with a bad --sip-mode: exit %d, %v", code, err)
+	}
 }

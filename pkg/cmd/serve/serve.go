@@ -40,6 +40,7 @@ type Options struct {
 
 	// Flag values (and the config file's, which flags override).
 	ConfigFile  string
+	CheckConfig bool // --check-config: validate and exit
 	Listen      string
 	AltIP       string
 	STUNPort    int
@@ -165,7 +166,8 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
   natkit serve --listen 127.0.0.1 --user test:test --allow-peer 127.0.0.0/8
   natkit serve --listen 192.0.2.10 --tls-cert cert.pem --tls-key key.pem
   natkit serve --listen 192.0.2.10 --user 1001:secret1 --user 1002:secret2 --state-dir /var/lib/natkit
-  natkit serve --config /etc/natkit/serve.yaml --http off`,
+  natkit serve --config /etc/natkit/serve.yaml --http off
+  natkit serve --config /etc/natkit/serve.yaml --check-config`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.JSON = f.Globals.JSON
@@ -173,6 +175,9 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 			opts.Context = cmd.Context
 			if err := opts.validate(cmd.Flags()); err != nil {
 				return err
+			}
+			if opts.CheckConfig {
+				return checkConfigDone(opts)
 			}
 			if runF != nil {
 				return runF(opts)
@@ -182,6 +187,7 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&opts.ConfigFile, "config", "", "read settings from this YAML `file` (keys are flag names)")
+	fl.BoolVar(&opts.CheckConfig, "check-config", false, "check the settings (flags, environment, --config file, accounts, certificates) and exit without serving")
 	fl.StringVar(&opts.Listen, "listen", "::", "`IP` address to listen on: :: is every IPv4 and IPv6 address, 0.0.0.0 every IPv4 one")
 	fl.StringVar(&opts.AltIP, "alt-ip", "", "second `IP` address for full RFC 5780 NAT behaviour discovery (\"none\": one IP)")
 	fl.IntVar(&opts.STUNPort, "stun-port", stunserver.DefaultPort, "STUN and TURN port on UDP and TCP")
@@ -403,6 +409,29 @@ func isSetupError(err error) bool {
 		errors.Is(err, stunserver.ErrConfig) || errors.Is(err, turnserver.ErrConfig) ||
 		strings.HasPrefix(err.Error(), "cannot listen") || strings.HasPrefix(err.Error(), "rendezvous:") ||
 		strings.HasPrefix(err.Error(), "sip:")
+}
+
+// ConfigCheck is the JSON document of serve --check-config.
+type ConfigCheck struct {
+	render.Envelope
+	Valid  bool   `json:"valid"`
+	Config string `json:"config,omitempty"` // the --config file
+}
+
+// checkConfigDone reports settings that validated (exit 0; a bad one is
+// the usage error validate returned, exit 2). Ports are not bound: one
+// another process holds is found when serve starts.
+func checkConfigDone(o *Options) error {
+	doc := ConfigCheck{Envelope: render.NewEnvelope("serve-check"), Valid: true, Config: o.ConfigFile}
+	if o.JSON {
+		return render.JSON(o.IO.Out, doc)
+	}
+	from := "flags and environment"
+	if o.ConfigFile != "" {
+		from = o.ConfigFile
+	}
+	_, err := fmt.Fprintf(o.IO.Out, "configuration OK (%s)\n", from)
+	return err
 }
 
 func serveRun(o *Options) error {
