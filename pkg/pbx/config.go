@@ -96,6 +96,11 @@ type Config struct {
 	// needed, and none is possible for a name that is not an account. The
 	// caller is still authenticated as for any call.
 	Static map[string]netip.AddrPort
+	// Groups are call groups by number: a call to one rings every
+	// registered contact of every member at once, the first answer wins
+	// and the others are cancelled (ring-all, as FreeSWITCH's demo groups
+	// 2000-2002). A group number is not an account.
+	Groups map[string][]string
 	// Anchor, when not nil, anchors the media of proxied calls.
 	Anchor MediaAnchor
 	// Logger; nil discards. sipgo's own logs go to it at debug level
@@ -122,6 +127,19 @@ func (c *Config) validate() error {
 	for user, a := range c.Static {
 		if user == "" || !a.IsValid() || a.Port() == 0 || a.Addr().IsUnspecified() {
 			return fmt.Errorf("pbx: static user %q at %v: want a name and a concrete IP:PORT", user, a)
+		}
+	}
+	for number, members := range c.Groups {
+		if number == "" || len(members) == 0 {
+			return fmt.Errorf("pbx: call group %q with %d members: want a number and members", number, len(members))
+		}
+		if _, ok := c.Static[number]; ok {
+			return fmt.Errorf("pbx: call group %s is also a built-in service's number", number)
+		}
+		for _, m := range members {
+			if m == "" || m == number {
+				return fmt.Errorf("pbx: call group %s: member %q", number, m)
+			}
 		}
 	}
 	switch c.Mode {

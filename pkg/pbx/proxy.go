@@ -67,7 +67,16 @@ func (s *Server) lookup(u sip.Uri) []location.Binding {
 // route sends an authenticated out-of-dialog request for a local user to
 // the user's contacts: 302 in redirect mode, else a fork.
 func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, user string) {
-	bs := s.lookup(req.Recipient)
+	var bs []location.Binding
+	if members, ok := s.cfg.Groups[req.Recipient.User]; ok {
+		bs = s.groupBindings(req.Recipient, members)
+		if len(bs) == 0 {
+			s.reply(req, tx, sip.StatusTemporarilyUnavailable, "No Group Member Available")
+			return
+		}
+	} else {
+		bs = s.lookup(req.Recipient)
+	}
 	if len(bs) == 0 {
 		if _, known := s.cfg.Accounts.HA1(req.Recipient.User, s.cfg.Realm, digest.MD5); known {
 			s.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
@@ -93,6 +102,24 @@ func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, user string) 
 		return
 	}
 	s.fork(req, tx, bs)
+}
+
+// groupBindings are the live bindings of a call group's members (each
+// member at the group's host), each contact once: the fork rings them all.
+func (s *Server) groupBindings(group sip.Uri, members []string) []location.Binding {
+	var out []location.Binding
+	seen := map[string]bool{}
+	for _, m := range members {
+		u := group
+		u.User = m
+		for _, b := range s.lookup(u) {
+			if !seen[b.Contact] {
+				seen[b.Contact] = true
+				out = append(out, b)
+			}
+		}
+	}
+	return out
 }
 
 // branch is one forked client transaction.

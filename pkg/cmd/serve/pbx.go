@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
@@ -27,6 +28,10 @@ const (
 	// few a minute, a busy PBX in front of natkit a few a second.
 	DefaultSIPRate = 50
 )
+
+// DefaultSIPGroups are FreeSWITCH's demo call groups; by default natkit
+// keeps those of their members that are accounts.
+var DefaultSIPGroups = []string{"2000=1000,1001,1002,1003,1004", "2001=1010,1011,1012,1013,1014", "2002=1005,1006,1007,1008,1009"}
 
 // DefaultMediaPorts is the media relay's range: the anchor's default, the
 // RFC 6335 dynamic range's lower half, clear of TURN's relays (49152-65535).
@@ -100,6 +105,10 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 	if domain == "" {
 		domain = public.String()
 	}
+	groups, err := parseGroups(o.SIPGroups, accounts)
+	if err != nil {
+		return nil, err
+	}
 	pc := &daemon.PBXConfig{
 		Config: pbx.Config{
 			Domains:    []string{domain},
@@ -108,6 +117,7 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 			Algorithms: algs,
 			Mode:       mode,
 			Rate:       float64(o.SIPRate),
+			Groups:     groups,
 		},
 		StateDir: o.StateDir,
 	}
@@ -125,6 +135,50 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 	// address, in the relay's range when there is one.
 	pc.Services = &services.Config{MediaIP: public}
 	return pc, nil
+}
+
+// parseGroups reads --sip-group NUMBER=EXT,...: given, every member must be
+// an account; not given, FreeSWITCH's demo groups with the members that
+// are accounts (a group with none is left out); "none": no groups.
+func parseGroups(flags []string, accounts digest.Passwords) (map[string][]string, error) {
+	strict := len(flags) > 0
+	if !strict {
+		flags = DefaultSIPGroups
+	}
+	if len(flags) == 1 && flags[0] == "none" {
+		return nil, nil
+	}
+	groups := map[string][]string{}
+	for _, g := range flags {
+		number, list, ok := strings.Cut(g, "=")
+		number = strings.TrimSpace(number)
+		if !ok || number == "" || strings.ContainsAny(number, " \t@:;<>\"") {
+			return nil, cmdutil.UsageErrorf("--sip-group %q: give NUMBER=EXT,EXT,... such as 2000=1000,1001", g)
+		}
+		if _, dup := groups[number]; dup {
+			return nil, cmdutil.UsageErrorf("--sip-group %s is given twice", number)
+		}
+		if _, ok := accounts[number]; ok {
+			return nil, cmdutil.UsageErrorf("--sip-group %s is also an account: give the group another number", number)
+		}
+		var members []string
+		for _, m := range strings.Split(list, ",") {
+			m = strings.TrimSpace(m)
+			if _, ok := accounts[m]; !ok {
+				if strict {
+					return nil, cmdutil.UsageErrorf("--sip-group %s: member %q is not an account (--user or --users-file)", number, m)
+				}
+				continue
+			}
+			if !slices.Contains(members, m) {
+				members = append(members, m)
+			}
+		}
+		if len(members) > 0 {
+			groups[number] = members
+		}
+	}
+	return groups, nil
 }
 
 // sipAccounts are the PBX's accounts: the --users-file entries read once

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/natkit/natkit/pkg/cmdutil"
 	"io"
 	"net"
 	"net/http"
@@ -118,7 +119,7 @@ func TestServePBX(t *testing.T) {
 		ln.Close()
 	}
 	for _, want := range []string{"sip: listening on udp " + sip.String() + "\n", "sip: listening on tcp 127.0.0.1:",
-		fmt.Sprintf("sip: domain 127.0.0.1, proxy, 2 accounts, digest MD5; media relayed on 127.0.0.1 ports %d-%d; no rate limit\n", low, low+49)} {
+		fmt.Sprintf("sip: domain 127.0.0.1, proxy, 2 accounts, digest MD5; media relayed on 127.0.0.1 ports %d-%d; no rate limit; call groups 2000=1001,1002\n", low, low+49)} {
 		if !strings.Contains(s.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, s.stderr)
 		}
@@ -152,5 +153,33 @@ func TestServePBXOff(t *testing.T) {
 	}
 	if !strings.Contains(out, `"sip": null`) {
 		t.Errorf("startup document without \"sip\": null:\n%s", out)
+	}
+}
+
+// TestSIPGroups: --sip-group sets call groups (members must be accounts);
+// by default FreeSWITCH's demo groups keep the members that are accounts;
+// "none" turns them off.
+func TestSIPGroups(t *testing.T) {
+	users := []string{"--listen", "127.0.0.1", "--user", "1000:a", "--user", "1001:b", "--user", "1010:c"}
+	o, _, err := parse(t, users...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := o.Daemon.PBX.Groups
+	if len(g) != 2 || strings.Join(g["2000"], ",") != "1000,1001" || strings.Join(g["2001"], ",") != "1010" {
+		t.Errorf("default groups %v", g)
+	}
+	o, _, err = parse(t, append(users, "--sip-group", "3000=1000,1010")...)
+	if err != nil || len(o.Daemon.PBX.Groups) != 1 || strings.Join(o.Daemon.PBX.Groups["3000"], ",") != "1000,1010" {
+		t.Errorf("--sip-group 3000=1000,1010: %v %v", err, o)
+	}
+	o, _, err = parse(t, append(users, "--sip-group", "none")...)
+	if err != nil || len(o.Daemon.PBX.Groups) != 0 {
+		t.Errorf("--sip-group none: %v", err)
+	}
+	for _, bad := range []string{"3000", "3000=1000,1999", "1000=1001", "=1000"} {
+		if _, code, err := parse(t, append(users, "--sip-group", bad)...); code != cmdutil.ExitUsage {
+			t.Errorf("--sip-group %s: exit %d, %v", bad, code, err)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,7 +76,8 @@ type Options struct {
 	SIPMode    string
 	MediaPorts string // LOW-HIGH, or "off"
 	SIPRate    int
-	SIPDigest  string // md5, sha256,md5
+	SIPDigest  string   // md5, sha256,md5
+	SIPGroups  []string // NUMBER=EXT,EXT,...
 	StateDir   string
 
 	// MaxConnsPerIP and TCPIdleTimeout bound the TCP and TLS connections
@@ -220,6 +222,7 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	fl.StringVar(&opts.MediaPorts, "media-ports", DefaultMediaPorts, "RTP relay port range `LOW-HIGH` for proxied calls, or \"off\" (media goes phone to phone)")
 	fl.IntVar(&opts.SIPRate, "sip-rate", DefaultSIPRate, "SIP requests a second from one source address after a burst of twice as many (0: no limit)")
 	fl.StringVar(&opts.SIPDigest, "sip-digest", "md5", "digest algorithms the PBX challenges with, in preference `order`: md5, or sha256,md5")
+	fl.StringArrayVar(&opts.SIPGroups, "sip-group", nil, "call group `NUMBER=EXT,...` ringing all its members at once, first answer wins (repeatable; \"none\": no groups; default: FreeSWITCH's demo groups "+strings.Join(DefaultSIPGroups, " ")+", with the members that are accounts)")
 	fl.StringVar(&opts.StateDir, "state-dir", "", "keep registrations in this `directory`, so that they survive restarts (default: in memory)")
 	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN and rendezvous (0: %d, %d and %d; negative: no limit)",
 		stunserver.DefaultMaxConnsPerIP, turnserver.DefaultMaxConnsPerIP, rendezvous.DefaultMaxConnsPerIP))
@@ -260,6 +263,8 @@ type SIPInfo struct {
 	MediaPorts *Range  `json:"media_ports"`
 	// RateLimit is requests a second per source; null when unlimited.
 	RateLimit *int `json:"rate_limit"`
+	// Groups are the call groups: number → members (ring all).
+	Groups map[string][]string `json:"groups,omitempty"`
 }
 
 // sipInfo describes the running PBX for the startup document and line.
@@ -282,6 +287,9 @@ func sipInfo(cfg *daemon.PBXConfig) *SIPInfo {
 		r := int(cfg.Rate)
 		info.RateLimit = &r
 	}
+	if len(cfg.Groups) > 0 {
+		info.Groups = cfg.Groups
+	}
 	return info
 }
 
@@ -295,8 +303,17 @@ func sipLine(info *SIPInfo) string {
 	if info.RateLimit != nil {
 		rate = fmt.Sprintf("at most %d requests/s per source", *info.RateLimit)
 	}
-	return fmt.Sprintf("sip: domain %s, %s, %d accounts, digest %s; %s; %s",
+	line := fmt.Sprintf("sip: domain %s, %s, %d accounts, digest %s; %s; %s",
 		info.Domain, info.Mode, info.Accounts, strings.Join(info.Digest, ","), media, rate)
+	if len(info.Groups) > 0 {
+		var gs []string
+		for n, ms := range info.Groups {
+			gs = append(gs, n+"="+strings.Join(ms, ","))
+		}
+		slices.Sort(gs)
+		line += "; call groups " + strings.Join(gs, " ")
+	}
+	return line
 }
 
 // StartupListener is one listening socket.
