@@ -17,6 +17,10 @@ const (
 	Echo        Service = "echo"         // 9196
 	Music       Service = "music"        // 9664
 	EarlyMedia  Service = "early-media"  // 9182
+	// Fax (9178, 9179 in FreeSWITCH's demo: receive and send a fax) is
+	// not supported: 488 with a Warning that says so, so that a fax
+	// machine or a test tells "no fax here" from a broken PBX.
+	Fax Service = "fax"
 )
 
 // DefaultNumbers maps FreeSWITCH's demo numbers to the services.
@@ -25,6 +29,8 @@ var DefaultNumbers = map[string]Service{
 	"9196": Echo,
 	"9664": Music,
 	"9182": EarlyMedia,
+	"9178": Fax,
+	"9179": Fax,
 }
 
 // Defaults for the zero values of Config.

@@ -264,6 +264,13 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotFound, "Not Found", nil))
 		return
 	}
+	if svc == Fax {
+		s.st.rejected.Add(1)
+		res := sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
+		res.AppendHeader(sip.NewHeader("Warning", `399 natkit "fax (T.38, G.711 fax) is not supported"`))
+		tx.Respond(res)
+		return
+	}
 	s.take(req, tx, svc)
 }
 

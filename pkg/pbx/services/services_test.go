@@ -260,3 +260,28 @@ func TestNotFound(t *testing.T) {
 }
 
 var _ = math.Inf
+
+// TestFax: 9178 and 9179 (FreeSWITCH's fax numbers) answer 488 with a
+// Warning that says fax is not supported.
+func TestFax(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s := start(t, Config{})
+	c := newCaller(t)
+	m := newMedia(t)
+	for _, n := range []string{"9178", "9179"} {
+		d := c.invite(ctx, uri(s, n), offer(t, m.addr()))
+		err := d.WaitAnswer(ctx, sipgo.AnswerOptions{})
+		var de *sipgo.ErrDialogResponse
+		if !errors.As(err, &de) || de.Res.StatusCode != sip.StatusNotAcceptableHere {
+			t.Fatalf("%s: %v, want 488", n, err)
+		}
+		if w := de.Res.GetHeader("Warning"); w == nil || !strings.Contains(w.Value(), "fax") {
+			t.Errorf("%s: 488 without a Warning about fax:\n%s", n, de.Res)
+		}
+	}
+	if st := s.Stats(); st.Rejected != 2 || st.Active != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
