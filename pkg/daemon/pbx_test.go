@@ -165,6 +165,7 @@ func TestPBXAnchoredCall(t *testing.T) {
 	re := sip.NewRequest(sip.INVITE, sess.InviteResponse.Contact().Address)
 	re.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	re.SetBody(pbxtest.SDP(moved))
+	alice.Local(re)
 	res, err := sess.Do(ctx, re)
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("re-INVITE: %v %v", res, err)
@@ -180,13 +181,15 @@ func TestPBXAnchoredCall(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no re-INVITE at 1002")
 	}
-	if err := sess.Ack(ctx); err != nil {
+	ack := sip.NewRequest(sip.ACK, re.Recipient)
+	alice.Local(ack)
+	if err := sess.WriteAck(ctx, ack); err != nil {
 		t.Fatal(err)
 	}
 	if n := d.Media().Calls(); n != 1 {
 		t.Errorf("%d relayed calls after the re-INVITE, want 1", n)
 	}
-	if err := sess.Bye(ctx); err != nil {
+	if err := alice.Bye(ctx, sess); err != nil {
 		t.Fatal(err)
 	}
 	if n := d.Media().Calls(); n != 0 {

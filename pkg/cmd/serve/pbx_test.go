@@ -76,7 +76,7 @@ func TestServePBX(t *testing.T) {
 	if okA, okB := alice.Talk(ctx, toA, 0xA, 0xB), <-heard; !okA || !okB {
 		t.Fatalf("1001 heard 1002: %v, 1002 heard 1001: %v", okA, okB)
 	}
-	if err := sess.Bye(ctx); err != nil {
+	if err := alice.Bye(ctx, sess); err != nil {
 		t.Fatal(err)
 	}
 	// 9196, the echo test of the built-in numbers, through the relay: what
@@ -88,7 +88,7 @@ func TestServePBX(t *testing.T) {
 	if !alice.Talk(ctx, relayOf("9196", echo.InviteResponse.Body()), 0xE, 0xE) {
 		t.Fatal("9196 did not echo 1001's audio")
 	}
-	if err := echo.Bye(ctx); err != nil {
+	if err := alice.Bye(ctx, echo); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.Get("http://" + s.http.String() + "/metrics")

@@ -134,7 +134,12 @@ func (u *UA) Contact() sip.Uri {
 // RTPAddr is where the phone receives media.
 func (u *UA) RTPAddr() netip.AddrPort { return u.RTP.LocalAddr().(*net.UDPAddr).AddrPort() }
 
-func (u *UA) from(req *sip.Request) { req.Laddr = sip.Addr{IP: loopback, Port: u.port} }
+func (u *UA) from(req *sip.Request) { u.Local(req) }
+
+// Local makes req leave from the phone's SIP socket, as every request of a
+// phone does (without it sipgo opens a socket of its own for the request,
+// whose reader outlives the test).
+func (u *UA) Local(req *sip.Request) { req.Laddr = sip.Addr{IP: loopback, Port: u.port} }
 
 func uri(user string, server netip.AddrPort) sip.Uri {
 	return sip.Uri{Scheme: "sip", User: user, Host: server.Addr().String(), Port: int(server.Port())}
@@ -195,6 +200,14 @@ func (u *UA) Call(ctx context.Context, server netip.AddrPort, user, password, ta
 		return nil, 0, err
 	}
 	return sess, sess.InviteResponse.StatusCode, nil
+}
+
+// Bye ends sess with a BYE from the phone's SIP socket (sipgo's
+// DialogClientSession.Bye would send it from a socket of its own).
+func (u *UA) Bye(ctx context.Context, sess *sipgo.DialogClientSession) error {
+	bye := sip.NewRequest(sip.BYE, sess.InviteResponse.Contact().Address)
+	u.Local(bye)
+	return sess.WriteBye(ctx, bye)
 }
 
 // SDP is a phone's audio offer or answer: PCMU at addr, RTCP on the next
