@@ -3,6 +3,8 @@ package serve
 import (
 	"strings"
 	"testing"
+
+	"github.com/natkit/natkit/pkg/sip/digest"
 )
 
 // FuzzParseConfig: any config file gives a config or a one-line error that
@@ -43,6 +45,34 @@ func FuzzParsePortRange(f *testing.F) {
 		r, err := parsePortRange(s)
 		if err == nil && (r.Min < 1 || r.Min > r.Max) {
 			t.Errorf("%q: accepted %+v", s, r)
+		}
+	})
+}
+
+// FuzzParseGroups: --sip-group values give groups whose members are
+// accounts, never the group's own number, or a usage error; never a panic.
+func FuzzParseGroups(f *testing.F) {
+	for _, s := range []string{"2000=1000,1001", "none", "2000", "=1000", "2000=", "2000=1000,,1000", "1000=1001", "2000=1999", " 2000 = 1000 , 1001 "} {
+		f.Add(s)
+	}
+	accounts := digest.Passwords{"1000": "a", "1001": "b"}
+	f.Fuzz(func(t *testing.T, s string) {
+		groups, err := parseGroups([]string{s}, accounts)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error has several lines: %q", err)
+			}
+			return
+		}
+		for n, ms := range groups {
+			if len(ms) == 0 {
+				t.Errorf("%q: group %s without members", s, n)
+			}
+			for _, m := range ms {
+				if _, ok := accounts[m]; !ok || m == n {
+					t.Errorf("%q: group %s has member %q", s, n, m)
+				}
+			}
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/daemon"
@@ -152,21 +153,21 @@ func parseGroups(flags []string, accounts digest.Passwords) (map[string][]string
 	for _, g := range flags {
 		number, list, ok := strings.Cut(g, "=")
 		number = strings.TrimSpace(number)
-		if !ok || number == "" || strings.ContainsAny(number, " \t@:;<>\"") {
+		if !ok || number == "" || strings.IndexFunc(number, notUserChar) >= 0 {
 			return nil, cmdutil.UsageErrorf("--sip-group %q: give NUMBER=EXT,EXT,... such as 2000=1000,1001", g)
 		}
 		if _, dup := groups[number]; dup {
-			return nil, cmdutil.UsageErrorf("--sip-group %s is given twice", number)
+			return nil, cmdutil.UsageErrorf("--sip-group %q is given twice", number)
 		}
 		if _, ok := accounts[number]; ok {
-			return nil, cmdutil.UsageErrorf("--sip-group %s is also an account: give the group another number", number)
+			return nil, cmdutil.UsageErrorf("--sip-group %q is also an account: give the group another number", number)
 		}
 		var members []string
 		for _, m := range strings.Split(list, ",") {
 			m = strings.TrimSpace(m)
 			if _, ok := accounts[m]; !ok {
 				if strict {
-					return nil, cmdutil.UsageErrorf("--sip-group %s: member %q is not an account (--user or --users-file)", number, m)
+					return nil, cmdutil.UsageErrorf("--sip-group %q: member %q is not an account (--user or --users-file)", number, m)
 				}
 				continue
 			}
@@ -179,6 +180,11 @@ func parseGroups(flags []string, accounts digest.Passwords) (map[string][]string
 		}
 	}
 	return groups, nil
+}
+
+// notUserChar tells a rune a group number (a SIP URI user) cannot hold.
+func notUserChar(r rune) bool {
+	return unicode.IsSpace(r) || !unicode.IsPrint(r) || strings.ContainsRune("@:;<>\"?&=,/", r)
 }
 
 // sipAccounts are the PBX's accounts: the --users-file entries read once
