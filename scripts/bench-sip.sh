@@ -271,11 +271,14 @@ pss_kb() { # Pss summed over the tree
 HZ=$(getconf CLK_TCK)
 
 # sipp_run NAME ARGS...: runs SIPp to its end (a failed call makes it exit
-# non-zero: the stat file says how many), stat file $work/NAME.csv.
+# non-zero: the stat file says how many), stat file $work/NAME.csv. A call
+# that waits 5 s for a message fails (-recv_timeout): at -timeout SIPp
+# stops starting calls and waits for those under way, which a lost message
+# would otherwise keep forever.
 sipp_run() {
   local name=$1; shift
   rm -f "$work/$name.csv"
-  sipp -i 127.0.0.1 -mi 127.0.0.1 -nostdin -trace_stat -stf "$work/$name.csv" -fd 1 \
+  sipp -i 127.0.0.1 -mi 127.0.0.1 -nostdin -recv_timeout 5s -trace_stat -stf "$work/$name.csv" -fd 1 \
     -trace_err -error_file "$work/$name-errors.log" "$@" "127.0.0.1:$SRV_PORT" >"$work/$name.out" 2>&1 || true
 }
 # stats NAME → "successful failed rate/s" from the stat file's last row.
