@@ -278,32 +278,50 @@ HZ=$(getconf CLK_TCK)
 sipp_run() {
   local name=$1; shift
   rm -f "$work/$name.csv"
-  sipp -i 127.0.0.1 -mi 127.0.0.1 -nostdin -recv_timeout 5s -trace_stat -stf "$work/$name.csv" -fd 1 \
+  sipp -i 127.0.0.1 -mi 127.0.0.1 -nostdin -recv_timeout 5s -trace_stat -stf "$work/$name.csv" -fd 1s \
     -trace_err -error_file "$work/$name-errors.log" "$@" "127.0.0.1:$SRV_PORT" >"$work/$name.out" 2>&1 || true
 }
-# stats NAME → "successful failed rate/s" from the stat file's last row.
+# stats NAME → "successful failed mean/s median/s" from the stat file
+# (a row a second): mean is the successful calls over the time calls were
+# being started, median the median second's successful calls in that time
+# (steadier when other work on the machine stalls the run for a moment).
 stats() {
   python3 - "$work/$1.csv" <<'EOF'
-import csv, sys
+import csv, statistics, sys
 rows = list(csv.reader(open(sys.argv[1]), delimiter=";"))
-h, last = rows[0], rows[-1]
-m = dict(zip(h, last))
-ok, failed = int(m["SuccessfulCall(C)"]), int(m["FailedCall(C)"])
-# Start and current time end with seconds since the epoch.
-el = float(m["CurrentTime"].split("\t")[-1]) - float(m["StartTime"].split("\t")[-1])
-print(ok, failed, "%.0f" % (ok / el if el else 0))
+h = rows[0]
+ms = [dict(zip(h, r)) for r in rows[1:]]
+t = lambda m: float(m["CurrentTime"].split("\t")[-1])  # ends with seconds since the epoch
+start = float(ms[0]["StartTime"].split("\t")[-1])
+last = ms[-1]
+ok, failed = int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+# The active part: up to the last row in which calls were started.
+end = 0
+for i in range(1, len(ms)):
+    if int(ms[i]["OutgoingCall(C)"]) > int(ms[i - 1]["OutgoingCall(C)"]):
+        end = i
+act = ms[: end + 1]
+el = t(act[-1]) - start
+mean = int(act[-1]["SuccessfulCall(C)"]) / el if el > 0 else 0
+per = []
+for a, b in zip(act, act[1:]):
+    dt = t(b) - t(a)
+    if dt > 0.5:
+        per.append((int(b["SuccessfulCall(C)"]) - int(a["SuccessfulCall(C)"])) / dt)
+med = statistics.median(per) if per else mean
+print(ok, failed, "%.0f" % mean, "%.0f" % med)
 EOF
 }
 
 # bench_calls NAME: phases 1 and 2 against a server just started; writes
 # NAME.res as "key value" lines.
 bench_calls() {
-  local name=$1 pid=$server_pid res="$work/$1.res" t0 t1 r ok failed rate
+  local name=$1 pid=$server_pid res="$work/$1.res" t0 t1 r ok failed rate med
   : >"$res"
   wait_ready
   # The uas registers 7000 from its own port, then answers there.
   sipp_run "$name-uasreg" -sf "$work/register.xml" -inf "$work/uas.csv" -p "$UAS_PORT" -m 1 -timeout 10s
-  read -r r _ _ <<<"$(stats "$name-uasreg")"
+  read -r r _ _ _ <<<"$(stats "$name-uasreg")"
   [ "$r" = 1 ] || { echo "bench-sip: $name: the SIPp uas could not register" >&2; cat "$work/$name-uasreg.out" >&2; exit 1; }
   sipp -sf "$work/uas-rr.xml" -i 127.0.0.1 -mi 127.0.0.1 -p "$UAS_PORT" -mp "$UAS_MPORT" -nostdin \
     -max_recv_loops 10000 -max_sched_loops 10000 >"$work/$name-uas.out" 2>&1 &
@@ -314,8 +332,9 @@ bench_calls() {
   sipp_run "$name-cps" -sf "$work/uac-digest.xml" -s 7000 -au 1001 -ap "$PASSWORD" -p "$UAC_PORT" -mp "$UAC_MPORT" \
     -default_behaviors all,-abortunexp -r "$CPS_TARGET" -l "$CPS_LIMIT" -m $((CPS_TARGET * CPS_TIME)) -timeout "${CPS_TIME}s" \
     -max_recv_loops 10000 -max_sched_loops 10000
-  read -r ok failed rate <<<"$(stats "$name-cps")"
+  read -r ok failed rate med <<<"$(stats "$name-cps")"
   echo "cps $rate" >>"$res"
+  echo "cps_median $med" >>"$res"
   echo "cps_failed_pct $(python3 -c "print('%.3f' % (100.0 * $failed / max(1, $ok + $failed)))")" >>"$res"
 
   echo "== $name: CPU per call at $FIXED_RATE calls/s (${FIXED_TIME}s)" >&2
@@ -323,7 +342,7 @@ bench_calls() {
   sipp_run "$name-fixed" -sf "$work/uac-digest.xml" -s 7000 -au 1001 -ap "$PASSWORD" -p "$UAC_PORT" -mp "$UAC_MPORT" \
     -default_behaviors all,-abortunexp -r "$FIXED_RATE" -m $((FIXED_RATE * FIXED_TIME)) -timeout $((FIXED_TIME + 30))s
   t1=$(cpu_ticks "$pid")
-  read -r ok failed rate <<<"$(stats "$name-fixed")"
+  read -r ok failed _ _ <<<"$(stats "$name-fixed")"
   echo "fixed_ok $ok" >>"$res"
   echo "fixed_failed $failed" >>"$res"
   echo "cpu_ms_per_call $(python3 -c "print('%.3f' % (($t1 - $t0) * 1000.0 / $HZ / max(1, $ok)))")" >>"$res"
@@ -332,17 +351,18 @@ bench_calls() {
 
 # bench_regs NAME: phases 3 and 4 against a server just started.
 bench_regs() {
-  local name=$1 pid=$server_pid res="$work/$1.res" ok failed rate
+  local name=$1 pid=$server_pid res="$work/$1.res" ok failed rate med
   wait_ready
   echo "== $name: $HOLD registrations with digest, closed loop ($REG_LIMIT in flight)" >&2
   local rss0 pss0
   rss0=$(rss_kb "$pid") pss0=$(pss_kb "$pid")
   sipp_run "$name-reg" -sf "$work/register.xml" -inf "$work/users.csv" -p "$REG_PORT" -mp "$REG_MPORT" \
     -r 20000 -l "$REG_LIMIT" -m "$HOLD" -timeout 300s -max_recv_loops 10000 -max_sched_loops 10000
-  read -r ok failed rate <<<"$(stats "$name-reg")"
+  read -r ok failed rate med <<<"$(stats "$name-reg")"
   sleep 1
   {
     echo "reg_per_s $rate"
+    echo "reg_median $med"
     echo "reg_ok $ok"
     echo "reg_failed $failed"
     echo "rss_before_mb $(python3 -c "print('%.1f' % ($rss0 / 1024))")"
@@ -374,11 +394,13 @@ def load(f):
 n, k = load(sys.argv[1]), load(sys.argv[2])
 hold, rate = sys.argv[3], sys.argv[4]
 rows = [
-    ("calls/s through the proxy (closed loop)", "cps", "%.0f", "natkit/kamailio", True),
+    ("calls/s through the proxy (closed loop), mean", "cps", "%.0f", "natkit/kamailio", True),
+    ("  median second", "cps_median", "%.0f", "natkit/kamailio", True),
     ("  failed calls, %", "cps_failed_pct", "%.3f", None, None),
     ("CPU ms per call at %s calls/s" % rate, "cpu_ms_per_call", "%.3f", "natkit/kamailio", False),
     ("  calls ok / failed", None, None, None, None),
-    ("REGISTER with digest per s (%s users)" % hold, "reg_per_s", "%.0f", "natkit/kamailio", True),
+    ("REGISTER with digest per s (%s users), mean" % hold, "reg_per_s", "%.0f", "natkit/kamailio", True),
+    ("  median second", "reg_median", "%.0f", "natkit/kamailio", True),
     ("  registrations ok / failed", None, None, None, None),
     ("RSS before registrations, MB (kamailio: main)", "rss_before_mb", "%.1f", None, None),
     ("RSS with %s registrations, MB (kamailio: main)" % hold, "rss_after_mb", "%.1f", "natkit/kamailio", False),
