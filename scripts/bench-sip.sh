@@ -50,8 +50,9 @@
 #     failed calls                   0.081 / 0.009 %       0.081 / 0.000 %
 #   CPU ms per call at 300 calls/s   1.585 / 0.828 (1.91)  1.402 / 0.893 (1.57)
 #   REGISTER with digest/s, mean      3340 / 6658 (0.50)    4739 / 3338 (1.42)
-#   RSS with 100k registrations, MB   1160 / 12 main, 120 Pss all processes
-#                                     1153 / 12 main, 120 Pss (run 2)
+#   RSS with 100k registrations, MB   1160 / 120        1153 / 120
+#     (kamailio: Pss of all its processes; its main's RSS stays 12 MB)
+#   (run 1's rates recomputed from its SIPp stat files as this script does)
 #
 # The calls/s of both are bounded by the machine: SIPp's uac and uas take
 # most of the 2 CPUs (natkit's failed calls are SIPp timeouts on a lost
