@@ -40,7 +40,8 @@ type BaresipConfig struct {
 	RTPPorts [2]int
 }
 
-// Baresip is a running baresip, driven over its ctrl_tcp socket.
+// Baresip is a running baresip, driven over its ctrl_tcp socket by one
+// goroutine at a time.
 type Baresip struct {
 	*Proc
 	// Dir is its configuration directory; RecordDir where the sndfile
@@ -109,7 +110,7 @@ func StartBaresip(t testing.TB, ctx context.Context, path string, cfg BaresipCon
 		if err := os.WriteFile(filepath.Join(dir, "config"), []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		b := &Baresip{Dir: dir, RecordDir: rec, SIPPort: sip, responses: make(chan BaresipResponse, 1),
+		b := &Baresip{Dir: dir, RecordDir: rec, SIPPort: sip, responses: make(chan BaresipResponse, 16),
 			taken: map[string]int{}, changed: make(chan struct{})}
 		b.Proc = Start(t, dir, path, "-f", dir)
 		err := b.connect(ctx, ctrl)
@@ -217,25 +218,32 @@ func writeWAV(t testing.TB, path string, samples []int16) {
 	}
 }
 
-// connect connects to ctrl_tcp once baresip listens there, and starts
-// reading its messages.
+// connect connects to ctrl_tcp once baresip is ready, and starts reading
+// its messages. Until then a port in use ends baresip (SIP) or is only
+// reported (ctrl_tcp, whose port another program may then hold): both are
+// errors for which inUse is true.
 func (b *Baresip) connect(ctx context.Context, port int) error {
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			b.conn = c
-			go b.read(bufio.NewReader(c))
-			return nil
-		}
+	for !strings.Contains(b.Output(), "baresip is ready.") {
 		select {
 		case <-b.Exited():
-			return fmt.Errorf("exited before listening on ctrl_tcp: %v", b.Err())
+			return fmt.Errorf("exited before it was ready: %v", b.Err())
 		case <-ctx.Done():
-			return fmt.Errorf("ctrl_tcp does not listen on %s", addr)
+			return fmt.Errorf("not ready: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	if strings.Contains(b.Output(), "ctrl_tcp: failed") {
+		b.cmd.Process.Kill()
+		<-b.Exited()
+		return errors.New("ctrl_tcp failed to listen")
+	}
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	b.conn = c
+	go b.read(bufio.NewReader(c))
+	return nil
 }
 
 // read reads ctrl_tcp's netstrings: responses go to b.responses, events
