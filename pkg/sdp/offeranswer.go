@@ -34,6 +34,12 @@ type Local struct {
 	NoDTMF         bool           // neither offer nor accept telephone-event
 	Ptime          int            // ms; 0 is DefaultPtime
 	Direction      Direction      // offers only; "" is sendrecv
+	// RTCPMux says RTCP is received on the RTP port (one socket, RFC 5761
+	// demultiplexing): the audio section names that port in a=rtcp (RFC
+	// 3605), so that peers which do not multiplex send their RTCP there
+	// too, not to the RTP port + 1; offers add a=rtcp-mux, answers only
+	// when the offer has it.
+	RTCPMux bool
 }
 
 func (l Local) codecs() []Codec {
@@ -66,8 +72,8 @@ func (l Local) session() *psdp.SessionDescription {
 	}
 }
 
-// audio builds an RTP/AVP audio section with codecs.
-func (l Local) audio(codecs []Codec, dir Direction) *psdp.MediaDescription {
+// audio builds an RTP/AVP audio section with codecs; mux adds a=rtcp-mux.
+func (l Local) audio(codecs []Codec, dir Direction, mux bool) *psdp.MediaDescription {
 	md := &psdp.MediaDescription{MediaName: psdp.MediaName{
 		Media: "audio", Port: psdp.RangedPort{Value: int(l.Addr.Port())}, Protos: []string{"RTP", "AVP"},
 	}}
@@ -92,6 +98,12 @@ func (l Local) audio(codecs []Codec, dir Direction) *psdp.MediaDescription {
 		dir = SendRecv
 	}
 	md.Attributes = append(md.Attributes, psdp.NewPropertyAttribute(string(dir)))
+	if l.RTCPMux {
+		md.Attributes = append(md.Attributes, psdp.NewAttribute("rtcp", strconv.Itoa(int(l.Addr.Port()))))
+		if mux {
+			md.Attributes = append(md.Attributes, psdp.NewPropertyAttribute("rtcp-mux"))
+		}
+	}
 	return md
 }
 
@@ -103,7 +115,7 @@ func Offer(l Local) *psdp.SessionDescription {
 	if !l.NoDTMF {
 		codecs = append(codecs[:len(codecs):len(codecs)], TelephoneEvent)
 	}
-	desc.MediaDescriptions = []*psdp.MediaDescription{l.audio(codecs, l.Direction)}
+	desc.MediaDescriptions = []*psdp.MediaDescription{l.audio(codecs, l.Direction, true)}
 	return desc
 }
 
@@ -136,7 +148,7 @@ func Answer(offer *psdp.SessionDescription, l Local) (*psdp.SessionDescription, 
 				if dtmf != nil {
 					codecs = append(codecs, *dtmf)
 				}
-				desc.MediaDescriptions = append(desc.MediaDescriptions, l.audio(codecs, s.Direction.Reverse()))
+				desc.MediaDescriptions = append(desc.MediaDescriptions, l.audio(codecs, s.Direction.Reverse(), s.RTCPMux))
 				ans = Answered{Index: i, Codec: c, DTMF: dtmf, Remote: s}
 				accepted = true
 				continue

@@ -149,3 +149,35 @@ func TestAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestRTCPMux: a Local that takes RTCP on its RTP port says so in a=rtcp,
+// so that a peer which does not multiplex sends RTCP there; it offers
+// a=rtcp-mux and answers with it only when offered.
+func TestRTCPMux(t *testing.T) {
+	l := Local{Addr: netip.MustParseAddrPort("192.0.2.1:30000"), RTCPMux: true}
+	out, err := Marshal(Offer(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(out), "a=sendrecv\r\na=rtcp:30000\r\na=rtcp-mux\r\n") {
+		t.Errorf("offer:\n%s", out)
+	}
+	if s := Streams(mustParse(t, out))[0]; s.RTCP != l.Addr || !s.RTCPMux {
+		t.Errorf("offer's RTCP %v mux %v, want %v and mux", s.RTCP, s.RTCPMux, l.Addr)
+	}
+	for _, offerMux := range []bool{false, true} {
+		offer := Offer(Local{Addr: netip.MustParseAddrPort("198.51.100.7:40000"), RTCPMux: offerMux})
+		ans, _, err := Answer(offer, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := Marshal(ans)
+		if s := Streams(mustParse(t, out))[0]; s.RTCP != l.Addr || s.RTCPMux != offerMux {
+			t.Errorf("offer with mux %v: answer's RTCP %v mux %v, want %v\n%s", offerMux, s.RTCP, s.RTCPMux, l.Addr, out)
+		}
+	}
+	// Without RTCPMux, neither attribute (RTCP at the RTP port + 1).
+	if out, _ := Marshal(Offer(Local{Addr: l.Addr})); strings.Contains(string(out), "a=rtcp") {
+		t.Errorf("offer without RTCPMux:\n%s", out)
+	}
+}
