@@ -94,6 +94,9 @@ func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 		Username:       "natkit",
 		SessionID:      rand.Uint64() >> 1,
 		SessionVersion: 1,
+		// RTCP is read on the RTP socket (rtpsession multiplexes; the
+		// echoes skip it): a=rtcp says so to callers that do not.
+		RTCPMux: true,
 	}
 	ans, chosen, err := sdp.Answer(offer, local)
 	if err != nil {
