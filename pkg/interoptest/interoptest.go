@@ -1,5 +1,5 @@
 // Package interoptest finds the third-party programs (coturn, stund, stun,
-// SIPp...) that interop tests run against natkit.
+// SIPp, baresip...) that interop tests run against natkit, and runs them.
 package interoptest
 
 import (

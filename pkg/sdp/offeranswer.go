@@ -34,6 +34,12 @@ type Local struct {
 	NoDTMF         bool           // neither offer nor accept telephone-event
 	Ptime          int            // ms; 0 is DefaultPtime
 	Direction      Direction      // offers only; "" is sendrecv
+	// RTCPMux says RTCP is received on the RTP port (one socket, RFC 5761
+	// demultiplexing): the audio section names that port in a=rtcp (RFC
+	// 3605), so that peers which do not multiplex send their RTCP there
+	// too, not to the RTP port + 1; offers add a=rtcp-mux, answers only
+	// when the offer has it.
+	RTCPMux bool
 }
 
 func (l Local) codecs() []Codec {
@@ -92,16 +98,17 @@ func (l Local) audio(codecs []Codec, dir Direction, mux bool) *psdp.MediaDescrip
 		dir = SendRecv
 	}
 	md.Attributes = append(md.Attributes, psdp.NewPropertyAttribute(string(dir)))
-	if mux {
-		md.Attributes = append(md.Attributes, psdp.NewPropertyAttribute("rtcp-mux"))
+	if l.RTCPMux {
+		md.Attributes = append(md.Attributes, psdp.NewAttribute("rtcp", strconv.Itoa(int(l.Addr.Port()))))
+		if mux {
+			md.Attributes = append(md.Attributes, psdp.NewPropertyAttribute("rtcp-mux"))
+		}
 	}
 	return md
 }
 
 // Offer returns an offer of one audio stream at l.Addr with l's codecs
-// (and telephone-event unless l.NoDTMF), with a=rtcp-mux (RFC 5761): RTCP
-// on the RTP port, the one port a NAT binding or a relay leg keeps open,
-// when the answer has it too; else RTCP goes to the RTP port + 1.
+// (and telephone-event unless l.NoDTMF).
 func Offer(l Local) *psdp.SessionDescription {
 	desc := l.session()
 	codecs := l.codecs()
@@ -123,8 +130,7 @@ type Answered struct {
 // Answer answers offer (RFC 3264 §6): the first audio RTP/AVP stream with
 // a port and a codec in common is accepted at l.Addr with the first of the
 // offer's codecs that l supports (the offerer's preference), plus
-// telephone-event if offered, in the reverse direction of the offer's,
-// with a=rtcp-mux when the offer has it (RFC 5761 §5.1.1);
+// telephone-event if offered, in the reverse direction of the offer's;
 // every other stream is rejected with port 0. With no stream accepted it
 // returns ErrNotAcceptable.
 func Answer(offer *psdp.SessionDescription, l Local) (*psdp.SessionDescription, Answered, error) {

@@ -74,25 +74,9 @@ func TestOffer(t *testing.T) {
 	}
 	want := "v=0\r\no=- 7 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n" +
 		"m=audio 30000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n" +
-		"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\na=rtcp-mux\r\n"
+		"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
 	if string(out) != want {
 		t.Errorf("offer\n%s\nwant\n%s", out, want)
-	}
-	// The answer has rtcp-mux when the offer has it (RFC 5761 §5.1.1),
-	// not otherwise.
-	for _, mux := range []bool{true, false} {
-		offer := Offer(l)
-		if !mux {
-			md := offer.MediaDescriptions[0]
-			md.Attributes = md.Attributes[:len(md.Attributes)-1]
-		}
-		ans, _, err := Answer(offer, Local{Addr: netip.MustParseAddrPort("192.0.2.2:40000")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st := Streams(ans)[0]; st.RTCPMux != mux {
-			t.Errorf("offer with rtcp-mux %v: answer's %v", mux, st.RTCPMux)
-		}
 	}
 	var strict psdp.SessionDescription
 	if err := strict.Unmarshal(out); err != nil {
@@ -163,5 +147,37 @@ func TestAnswer(t *testing.T) {
 				t.Errorf("answer stream %+v\n%s", a, out)
 			}
 		})
+	}
+}
+
+// TestRTCPMux: a Local that takes RTCP on its RTP port says so in a=rtcp,
+// so that a peer which does not multiplex sends RTCP there; it offers
+// a=rtcp-mux and answers with it only when offered.
+func TestRTCPMux(t *testing.T) {
+	l := Local{Addr: netip.MustParseAddrPort("192.0.2.1:30000"), RTCPMux: true}
+	out, err := Marshal(Offer(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(out), "a=sendrecv\r\na=rtcp:30000\r\na=rtcp-mux\r\n") {
+		t.Errorf("offer:\n%s", out)
+	}
+	if s := Streams(mustParse(t, out))[0]; s.RTCP != l.Addr || !s.RTCPMux {
+		t.Errorf("offer's RTCP %v mux %v, want %v and mux", s.RTCP, s.RTCPMux, l.Addr)
+	}
+	for _, offerMux := range []bool{false, true} {
+		offer := Offer(Local{Addr: netip.MustParseAddrPort("198.51.100.7:40000"), RTCPMux: offerMux})
+		ans, _, err := Answer(offer, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := Marshal(ans)
+		if s := Streams(mustParse(t, out))[0]; s.RTCP != l.Addr || s.RTCPMux != offerMux {
+			t.Errorf("offer with mux %v: answer's RTCP %v mux %v, want %v\n%s", offerMux, s.RTCP, s.RTCPMux, l.Addr, out)
+		}
+	}
+	// Without RTCPMux, neither attribute (RTCP at the RTP port + 1).
+	if out, _ := Marshal(Offer(Local{Addr: l.Addr})); strings.Contains(string(out), "a=rtcp") {
+		t.Errorf("offer without RTCPMux:\n%s", out)
 	}
 }

@@ -66,7 +66,11 @@ func newLeg(ip netip.Addr, log *slog.Logger) (*leg, error) {
 }
 
 func (l *leg) sdpLocal(codecs []sdp.Codec) sdp.Local {
-	return sdp.Local{Addr: l.local, Username: "natkit", SessionID: uint64(time.Now().UnixNano() & 0x7fffffffffff), SessionVersion: 1, Codecs: codecs}
+	// RTCP shares the RTP socket: a=rtcp says so to peers that do not
+	// multiplex (they would send it to the port above, where nothing
+	// listens).
+	return sdp.Local{Addr: l.local, Username: "natkit", SessionID: uint64(time.Now().UnixNano() & 0x7fffffffffff), SessionVersion: 1, Codecs: codecs,
+		RTCPMux: true}
 }
 
 // chooseAnswer picks the codec and telephone-event of an SDP answer (or of
@@ -115,8 +119,10 @@ func (l *leg) start(ctx context.Context, st sdp.Stream, codec sdp.Codec, dtmf *s
 	if dtmf != nil && dtmf.PT != law.PayloadType() {
 		cfg.EventPT = dtmf.PT
 	}
-	if st.RTCPMux || !st.RTCP.IsValid() {
-		cfg.RemoteRTCP = nil
+	// A peer that does not multiplex takes RTCP at its RTP port + 1 or
+	// its a=rtcp, not on its RTP port (which drops it).
+	if !st.RTCPMux && st.RTCP.IsValid() && st.RTCP != st.Addr {
+		cfg.RemoteRTCP = net.UDPAddrFromAddrPort(st.RTCP)
 	}
 	sess, err := rtpsession.New(cfg)
 	if err != nil {

@@ -50,8 +50,11 @@ type Config struct {
 	RTCPConn net.PacketConn
 	// Remote is where RTP goes; nil waits for the first packet (needs Latch).
 	Remote net.Addr
-	// RemoteRTCP is where RTCP goes when RTCPConn is set; nil means Remote's
-	// port + 1.
+	// RemoteRTCP is where RTCP goes, fixed. nil means Remote's port + 1
+	// when RTCPConn is set, else Remote (multiplexed) and latching follows
+	// the RTP source. Set without RTCPConn, it is a peer that does not
+	// multiplex: RTCP goes from Conn to RemoteRTCP (the peer's RTP port +
+	// 1, or its a=rtcp), and RTCP received on Conn is still taken.
 	RemoteRTCP net.Addr
 	// Latch sends to the address the remote source's packets come from
 	// (symmetric RTP, RFC 4961), following it when it changes.
@@ -188,11 +191,11 @@ func New(cfg Config) (*Session, error) {
 }
 
 func (s *Session) defaultRTCPRemote(rtpAddr net.Addr) net.Addr {
-	if s.cfg.RTCPConn == nil {
-		return rtpAddr
-	}
 	if s.cfg.RemoteRTCP != nil {
 		return s.cfg.RemoteRTCP
+	}
+	if s.cfg.RTCPConn == nil {
+		return rtpAddr
 	}
 	if u, ok := rtpAddr.(*net.UDPAddr); ok {
 		return &net.UDPAddr{IP: u.IP, Port: u.Port + 1, Zone: u.Zone}
@@ -370,9 +373,9 @@ func (s *Session) handleRTP(b []byte, from net.Addr) {
 		s.log.Debug("latched", "remote", from.String())
 		s.remote = from
 		s.st.Latched = true
-		if s.cfg.RTCPConn == nil {
-			s.remoteRTCP = from
-		} else if s.cfg.RemoteRTCP == nil && !s.st.rtcpLatched {
+		if s.cfg.RTCPConn == nil && s.cfg.RemoteRTCP == nil {
+			s.remoteRTCP = from // multiplexed
+		} else if s.cfg.RTCPConn != nil && s.cfg.RemoteRTCP == nil && !s.st.rtcpLatched {
 			s.remoteRTCP = s.defaultRTCPRemote(from)
 		}
 	}

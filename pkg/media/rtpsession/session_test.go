@@ -507,6 +507,32 @@ func TestSeparateRTCP(t *testing.T) {
 	}
 }
 
+// One socket (a) facing a peer that does not multiplex: a sends its RTCP
+// to the peer's RTCP address (RemoteRTCP), even once latched to the peer's
+// RTP, and takes the peer's RTCP on its one socket.
+func TestOneSocketToSeparateRTCP(t *testing.T) {
+	leaktest.Check(t)
+	ctx := testCtx(t)
+	ca, cb, sink := listen(t), listen(t), listen(t)
+	a := start(t, ctx, Config{Conn: ca, RemoteRTCP: sink.LocalAddr(), Latch: true})
+	b := start(t, ctx, Config{Conn: cb, Remote: ca.LocalAddr()})
+	exchange(t, ctx, a, b, time.Second)
+	if st := a.Stats(); !st.Latched || st.RTCPReceived == 0 {
+		t.Errorf("a: latched %v, %d RTCP received", st.Latched, st.RTCPReceived)
+	}
+	buf := make([]byte, 1500)
+	for {
+		sink.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := sink.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no RTCP at the peer's RTCP address: %v", err)
+		}
+		if from.String() == ca.LocalAddr().String() && n >= 8 && buf[1] >= 200 && buf[1] <= 204 {
+			break
+		}
+	}
+}
+
 func TestDigits(t *testing.T) {
 	leaktest.Check(t)
 	ctx := testCtx(t)

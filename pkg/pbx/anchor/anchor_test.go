@@ -207,6 +207,42 @@ func TestRTCP(t *testing.T) {
 	}
 }
 
+// TestRTCPOnRTPPortFromRTCPPort: a phone that does not multiplex (B,
+// sockets for RTP and RTCP) sends its RTCP to the relay's RTP port, as an
+// a=rtcp naming that port tells it to (baresip does). That RTCP reaches A
+// but does not latch B's RTP to B's RTCP port, before or after B's RTP:
+// A's RTP still reaches B's RTP socket.
+func TestRTCPOnRTPPortFromRTCPPort(t *testing.T) {
+	leaktest.Check(t)
+	a := newAnchor(t, Config{}, 2)
+	c, err := a.NewCall()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, pb, pbRTCP := newPhone(t), newPhone(t), newPhone(t)
+	c.Leg(A).Expect(pa.addr(), netip.AddrPort{})
+	c.Leg(B).Expect(pb.addr(), pbRTCP.addr())
+	sr := make([]byte, 28) // an empty sender report
+	sr[0], sr[1], sr[3] = 0x80, 200, 6
+	pbRTCP.send(relayAddr(c.Leg(B)), sr) // before B's RTP: dropped, no latch
+	waitFor(t, func() bool { return c.Stats().B.Foreign == 1 })
+	pb.send(relayAddr(c.Leg(B)), rtpPacket(1, 0xB))
+	if b, _ := pa.recv(2 * time.Second); len(b) != 172 {
+		t.Fatalf("A got %d bytes, want B's RTP", len(b))
+	}
+	pbRTCP.send(relayAddr(c.Leg(B)), sr) // after: forwarded, no latch
+	if b, _ := pa.recv(2 * time.Second); len(b) != len(sr) {
+		t.Fatalf("A got %d bytes, want B's RTCP", len(b))
+	}
+	pa.send(relayAddr(c.Leg(A)), rtpPacket(1, 0xA))
+	if b, _ := pb.recv(2 * time.Second); len(b) != 172 || binary.BigEndian.Uint32(b[12:]) != 0xA {
+		t.Fatalf("B's RTP socket got %d bytes, want A's RTP", len(b))
+	}
+	if st := c.Stats(); st.B.Latched != pb.addr().String() {
+		t.Errorf("B's RTP latched to %q, want %v", st.B.Latched, pb.addr())
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)

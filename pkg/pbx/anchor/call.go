@@ -196,7 +196,13 @@ func (c *Call) relay(from *Leg, k int) {
 		}
 		src = sockets.Unmap(src)
 		now := c.a.now().UnixNano()
-		if !in.accept(src, now, latch) {
+		ok := false
+		if k == rtpSock && isRTCP(buf[:n]) {
+			ok = in.acceptMuxedRTCP(src, now)
+		} else {
+			ok = in.accept(src, now, latch)
+		}
+		if !ok {
 			in.foreign.Add(1)
 			continue
 		}
@@ -245,6 +251,24 @@ func (s *sock) accept(src netip.AddrPort, now int64, mode Latch) bool {
 	s.peer.Store(p)
 	s.seen.Store(now)
 	return true
+}
+
+// acceptMuxedRTCP reports whether RTCP that came to the RTP socket from
+// src (RFC 5761 §4) is the leg's: it comes from the host of the latched
+// RTP source. It never latches: a phone that does not multiplex sends its
+// RTCP from its RTCP port to an a=rtcp that names the RTP port (the
+// rewrite of a multiplexing peer's SDP), and latching to that port would
+// send its RTP there.
+func (s *sock) acceptMuxedRTCP(src netip.AddrPort, now int64) bool {
+	p := s.peer.Load()
+	if p == nil {
+		return false
+	}
+	if *p == src {
+		s.seen.Store(now)
+		return true
+	}
+	return p.Addr() == src.Addr()
 }
 
 // dest is where to send: the latched source, else the SDP's address.

@@ -12,7 +12,7 @@ func validRTP(b []byte) bool {
 	if len(b) < minRTCP || b[0]>>6 != 2 {
 		return false
 	}
-	if b[1] >= 192 && b[1] <= 223 {
+	if isRTCP(b) {
 		return validRTCP(b)
 	}
 	if len(b) < 12 {
@@ -36,6 +36,9 @@ func validRTP(b []byte) bool {
 	}
 	return true
 }
+
+// isRTCP tells RTCP multiplexed on the RTP port from RTP (RFC 5761 §4).
+func isRTCP(b []byte) bool { return len(b) >= 2 && b[1] >= 192 && b[1] <= 223 }
 
 // validRTCP reports whether b starts like an RTCP compound packet (RFC
 // 3550 §6.4.1): version 2, a packet type of 192-223 and a first packet

@@ -40,6 +40,9 @@ type call struct {
 	pt        uint8 // the codec's payload type, as offered
 	eventPT   uint8 // telephone-event's, 0 when none
 	remote    net.Addr
+	// remoteRTCP is where RTCP goes when the caller does not multiplex;
+	// nil: with RTP (RFC 5761).
+	remoteRTCP net.Addr
 
 	held atomic.Bool // on hold: no media timeout
 
@@ -94,6 +97,9 @@ func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 		Username:       "natkit",
 		SessionID:      rand.Uint64() >> 1,
 		SessionVersion: 1,
+		// RTCP is read on the RTP socket (rtpsession multiplexes; the
+		// echoes skip it): a=rtcp says so to callers that do not.
+		RTCPMux: true,
 	}
 	ans, chosen, err := sdp.Answer(offer, local)
 	if err != nil {
@@ -126,6 +132,11 @@ func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 	}
 	if r := chosen.Remote.Addr; r.IsValid() && !chosen.Remote.Hold && r.Port() != 0 {
 		c.remote = net.UDPAddrFromAddrPort(r)
+		// A caller that does not multiplex takes RTCP at its RTP port + 1
+		// or its a=rtcp, and drops it on its RTP port.
+		if st := chosen.Remote; !st.RTCPMux && st.RTCP.IsValid() && st.RTCP != st.Addr {
+			c.remoteRTCP = net.UDPAddrFromAddrPort(st.RTCP)
+		}
 	}
 	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
 	defer c.cancel(nil)
@@ -239,6 +250,9 @@ func (c *call) withSession(onAudio func(rtpsession.Frame), f func(ctx context.Co
 	cfg := rtpsession.Config{
 		Conn: c.media, Remote: c.remote, Latch: true, Law: c.law, EventPT: c.eventPT,
 		RTCPInterval: rtcpInterval, Logger: c.s.log, OnAudio: onAudio,
+	}
+	if c.remoteRTCP != nil {
+		cfg.RemoteRTCP = c.remoteRTCP
 	}
 	if cfg.EventPT == c.law.PayloadType() {
 		cfg.EventPT = 0

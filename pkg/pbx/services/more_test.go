@@ -190,7 +190,8 @@ func TestConfig(t *testing.T) {
 }
 
 // TestOffers: the answer takes the offer's G.711 codec (PCMA too) and
-// echoes in it; an offer without G.711, or without SDP, gets 488.
+// echoes in it, naming its RTP port for RTCP; an offer without G.711, or
+// without SDP, gets 488.
 func TestOffers(t *testing.T) {
 	leaktest.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -208,6 +209,11 @@ func TestOffers(t *testing.T) {
 	st := sdp.Streams(desc)
 	if len(st) != 1 || len(st[0].Codecs) == 0 || !st[0].Codecs[0].Same(sdp.PCMA) {
 		t.Fatalf("answer to a PCMA offer: %s", d.InviteResponse.Body())
+	}
+	// RTCP is read on the RTP socket: the answer says so in a=rtcp, for
+	// a caller that does not multiplex (this offer has no a=rtcp-mux).
+	if st[0].RTCP != st[0].Addr || st[0].RTCPMux {
+		t.Errorf("answer's RTCP at %v (mux %v), want its RTP address %v:\n%s", st[0].RTCP, st[0].RTCPMux, st[0].Addr, d.InviteResponse.Body())
 	}
 	back := make([]byte, 1500)
 	var p rtp.Packet
