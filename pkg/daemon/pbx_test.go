@@ -186,6 +186,12 @@ func TestPBXAnchoredCall(t *testing.T) {
 	if err := sess.WriteAck(ctx, ack); err != nil {
 		t.Fatal(err)
 	}
+	for bob.Acks() < 2 { // the call's and the re-INVITE's, through the PBX
+		if ctx.Err() != nil {
+			t.Fatalf("1002 got %d ACKs, want 2", bob.Acks())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if n := d.Media().Calls(); n != 1 {
 		t.Errorf("%d relayed calls after the re-INVITE, want 1", n)
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,8 @@ type UA struct {
 	RTP *net.UDPConn
 	// Invites gets each INVITE the phone received.
 	Invites chan *sip.Request
+
+	acks atomic.Int64
 
 	mu       sync.Mutex
 	closed   bool
@@ -79,7 +82,7 @@ func NewUA(t testing.TB, name string) *UA {
 		case <-u.closing:
 		}
 	})
-	u.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	u.srv.OnAck(func(*sip.Request, sip.ServerTransaction) { u.acks.Add(1) })
 	u.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		if u.enter() {
 			defer u.handlers.Done()
@@ -125,6 +128,11 @@ func (u *UA) enter() bool {
 	u.handlers.Add(1)
 	return true
 }
+
+// Acks is how many ACKs the phone received (for 2xx answers: their own
+// transactions). A test that ends a call waits for the ACK first: an ACK
+// still on its way when the phone closes makes sipgo open a socket.
+func (u *UA) Acks() int64 { return u.acks.Load() }
 
 // Contact is the phone's SIP address.
 func (u *UA) Contact() sip.Uri {
