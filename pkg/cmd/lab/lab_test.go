@@ -52,6 +52,10 @@ func TestNewCmdLabFlags(t *testing.T) {
 		{name: "no punch down", args: "--punch=false --down", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
 		{name: "punch list", args: "--punch --list", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
 		{name: "punch mode list", args: "--punch-mode ice --list", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
+		{name: "no sip", args: "--sip=false --nat full-cone", want: Options{NATs: []string{"full-cone"}, Punch: true, SIP: false}},
+		{name: "no sip no punch", args: "--sip=false --punch=false", want: Options{}},
+		{name: "sip down", args: "--sip --down", wantCode: cmdutil.ExitUsage, wantErr: "--sip runs in a lab: it takes no --down or --list"},
+		{name: "no sip list", args: "--list --sip=false", wantCode: cmdutil.ExitUsage, wantErr: "--sip runs in a lab"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,9 +82,11 @@ func TestNewCmdLabFlags(t *testing.T) {
 			if tt.want.PunchMode == "" {
 				tt.want.PunchMode = "udp"
 			}
+			tt.want.SIP = !strings.Contains(tt.args, "--sip=false") // on by default
 			if strings.Join(got.NATs, ",") != strings.Join(tt.want.NATs, ",") || got.Keep != tt.want.Keep ||
 				got.Down != tt.want.Down || got.DownID != tt.want.DownID || got.All != tt.want.All ||
-				got.List != tt.want.List || got.Punch != tt.want.Punch || got.PunchMode != tt.want.PunchMode {
+				got.List != tt.want.List || got.Punch != tt.want.Punch || got.PunchMode != tt.want.PunchMode ||
+				got.SIP != tt.want.SIP {
 				t.Errorf("options = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -164,6 +170,8 @@ func TestExpected(t *testing.T) {
 func sampleReport() Report {
 	sp := func(s string) *string { return &s }
 	fp := func(f float64) *float64 { return &f }
+	bp := func(b bool) *bool { return &b }
+	ip := func(i int) *int { return &i }
 	full, _ := natlab.Lookup(natlab.FullCone)
 	seq, _ := natlab.Lookup(natlab.SymmetricSequential)
 	fullV, seqV := full.Expect.Detect(), seq.Expect.Detect()
@@ -199,6 +207,12 @@ func sampleReport() Report {
 					BView: PunchView{Success: true, Path: sp("direct"), Strategy: sp("predicted"), TimeToConnectMs: fp(51), RTTMs: fp(0.2)}},
 			},
 			Connected: 1, OK: true},
+		SIP: &SIPRow{Target: "sip:9195@203.0.113.10:5060", DurationMs: 2000, Answered: 1, OK: false, Calls: []SIPCall{
+			{NAT: natlab.FullCone, Host: "h1", Registered: bp(true), Answered: true, FinalStatus: ip(200), SetupMs: fp(3.1),
+				BehindNAT: bp(true), PacketsSent: 101, PacketsReceived: 100, LossPct: fp(0), MediaAddress: sp("203.0.113.10:16384"), Anchored: true},
+			{NAT: natlab.SymmetricSequential, Host: "h1", Registered: bp(false), Reason: sp("REGISTER failed: 403 Forbidden")},
+			{NAT: natlab.UDPBlocked, Host: "h1", Error: sp("natkit call exited 2 without a report: --user: bad")},
+		}},
 		DurationMs: 12345,
 	}
 }
