@@ -123,6 +123,10 @@ func callSIP(ctx context.Context, t *testing.T, lab *natlab.Lab, exe, password s
 	if err != nil {
 		t.Fatal(err)
 	}
+	proxied, err := metric(srv, "natkit_sip_calls_answered_total")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ans := hCallee.Command(ctx, exe, "call", "--json", "--timeout", "90s", "--answer", callee+"@"+natlab.ServerAddr.String())
 	ans.Env = append(os.Environ(), "NATKIT_SIP_PASSWORD="+password)
 	var ansOut, ansErr syncBuffer
@@ -188,6 +192,9 @@ func callSIP(ctx context.Context, t *testing.T, lab *natlab.Lab, exe, password s
 	if !cr.Answered || len(ar.Calls) != 1 || !ar.Calls[0].Answered {
 		t.Fatalf("call not answered: caller %d %s %s, callee calls %d", ptr(cr.FinalStatus), str(cr.Reason), str(cr.Error), len(ar.Calls))
 	}
+	if n, err := metric(srv, "natkit_sip_calls_answered_total"); err != nil || n != proxied+1 {
+		t.Errorf("the PBX counts %d calls answered (%v), want %d: the call did not go through it", n, err, proxied+1)
+	}
 	cm, am := cr.Media, ar.Calls[0].Media
 	if cm == nil || am == nil {
 		t.Fatalf("no media: caller %+v, callee %+v", cm, am)
@@ -213,10 +220,16 @@ func checkLeg(t *testing.T, who string, m *sipua.Media, farSent uint64) {
 	}
 }
 
-// registrations reads natkit_sip_registrations_total from natkit serve's
-// /metrics in srv's namespace (the socket is made there; HTTP by hand, as
-// net/http would dial from another thread).
+// registrations reads natkit_sip_registrations_total, REGISTERs the PBX
+// answered 200.
 func registrations(srv *natlab.Host) (int, error) {
+	return metric(srv, "natkit_sip_registrations_total")
+}
+
+// metric reads a counter from natkit serve's /metrics in srv's namespace
+// (the socket is made there; HTTP by hand, as net/http would dial from
+// another thread).
+func metric(srv *natlab.Host, name string) (int, error) {
 	var c net.Conn
 	err := srv.Do(func() error {
 		var err error
@@ -233,11 +246,11 @@ func registrations(srv *natlab.Host) (int, error) {
 	}
 	sc := bufio.NewScanner(c)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "natkit_sip_registrations_total "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			return strconv.Atoi(v)
 		}
 	}
-	return 0, fmt.Errorf("no natkit_sip_registrations_total in /metrics (%v)", sc.Err())
+	return 0, fmt.Errorf("no %s in /metrics (%v)", name, sc.Err())
 }
 
 // waitFor polls cond until it holds, failing t when ctx ends first.
