@@ -414,3 +414,42 @@ func testRunText(t *testing.T, nats []string) {
 		t.Errorf("text report marks a mismatch")
 	}
 }
+
+// TestRunSIP runs the lab's SIP row without the punch matrix: from behind
+// a cone, a random symmetric NAT and a double NAT natkit call registers
+// and calls the PBX's delayed echo, and the audio comes back from the
+// server (anchored) with little loss; behind the NAT that drops UDP the
+// call fails, with a reason, and that is a result, not an error.
+func TestRunSIP(t *testing.T) {
+	natlabtest.Require(t)
+	leaktest.Check(t)
+	r, err := runLab(t, &Options{NATs: []string{natlab.FullCone, natlab.SymmetricRandom, natlab.DoubleNAT, natlab.UDPBlocked}, SIP: true})
+	if err != nil || !r.OK {
+		t.Errorf("run = %v, ok %v", err, r.OK)
+	}
+	checkDetect(t, r, 4)
+	s := r.SIP
+	if s == nil || s.Target != "sip:9195@203.0.113.10:5060" || len(s.Calls) != 4 || !s.OK || s.Answered != 3 {
+		t.Fatalf("sip row: %+v", s)
+	}
+	for _, c := range s.Calls {
+		row := strings.Join(c.cells(), " | ")
+		t.Logf("%s: %s; %s", c.NAT, row, str(c.Reason))
+		if c.Error != nil || c.Host != "h1" {
+			t.Errorf("%s %s: %s", c.NAT, c.Host, *c.Error)
+			continue
+		}
+		if c.NAT == natlab.UDPBlocked {
+			if c.Answered || c.Reason == nil || (c.Registered != nil && *c.Registered) {
+				t.Errorf("%s: %s; %s: want no call through a NAT that drops UDP", c.NAT, row, str(c.Reason))
+			}
+			continue
+		}
+		if c.Registered == nil || !*c.Registered || !c.Answered || c.SetupMs == nil || c.BehindNAT == nil || !*c.BehindNAT {
+			t.Errorf("%s: %s, behind NAT %s: %s", c.NAT, row, yesNo(c.BehindNAT), str(c.Reason))
+		}
+		if c.PacketsReceived == 0 || c.LossPct == nil || *c.LossPct > 5 || !c.Anchored {
+			t.Errorf("%s: %s: want RTP from the server, little loss", c.NAT, row)
+		}
+	}
+}
