@@ -286,6 +286,8 @@ func (s *answerer) answer(req *sip.Request, tx sip.ServerTransaction) {
 			defer close(talked)
 			if s.o.Play != nil {
 				_ = lg.session().Send(ctx, s.o.Play)
+			} else {
+				lg.prime(ctx) // the echo has nothing to send until the caller's audio comes
 			}
 		}()
 		<-ctx.Done()

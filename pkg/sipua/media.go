@@ -54,6 +54,7 @@ type leg struct {
 	probe   atomic.Pointer[probeRun]
 	all     rtpsession.Recorder
 	echoing bool // answer mode: send back what arrives
+	heard   atomic.Bool
 }
 
 func newLeg(ip netip.Addr, log *slog.Logger) (*leg, error) {
@@ -142,6 +143,7 @@ func (l *leg) start(ctx context.Context, st sdp.Stream, codec sdp.Codec, dtmf *s
 }
 
 func (l *leg) onAudio(f rtpsession.Frame) {
+	l.heard.Store(true)
 	l.all.OnAudio(f)
 	if p := l.probe.Load(); p != nil {
 		p.heard(f.Samples)
@@ -160,6 +162,30 @@ func (l *leg) session() *rtpsession.Session {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.sess
+}
+
+// prime sends a frame of silence every packet time until the far end's
+// audio arrives or ctx ends. An echo that only answers what it hears would
+// send nothing first, and a media relay or a NAT in front of natkit
+// learns where natkit's RTP comes from (symmetric RTP, RFC 4961) only from
+// natkit's own packets: until its first RTCP report, a second later, the
+// caller's audio would be lost.
+func (l *leg) prime(ctx context.Context) {
+	s := l.session()
+	if s == nil {
+		return
+	}
+	silence := make([]int16, s.FrameSamples())
+	tick := time.NewTicker(time.Duration(s.FrameSamples()) * time.Second / 8000)
+	defer tick.Stop()
+	for !l.heard.Load() {
+		_ = s.WriteFrame(silence)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // talk sends natkit's side of the call until ctx ends: the echo probe

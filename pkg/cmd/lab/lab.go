@@ -52,6 +52,9 @@ type Options struct {
 	// (udp, tcp or ice); on by default, --punch=false skips it.
 	Punch     bool
 	PunchMode string
+	// SIP runs natkit call to the PBX's delayed echo from behind each NAT;
+	// on by default, --sip=false skips it.
+	SIP bool
 
 	// Executable returns the natkit binary run inside the namespaces
 	// (default os.Executable).
@@ -97,8 +100,17 @@ prints the grid: how each pair connected (path/strategy and the time to connect)
 or why not (the failure code). --punch-mode tcp or ice punches with --tcp or
 --ice; --punch=false skips the matrix (and builds one host behind each NAT).
 
-Exit status: 0 when detect was right behind every NAT and every punch run gave a
-report (a pair that cannot connect is a result, not an error), 1 otherwise.
+Then, from behind each NAT (the NATs at once), natkit call registers to serve's
+PBX (one account per NAT) and calls its delayed echo, sip:9195@SERVER:5060, for
+2 s, and prints whether the call was answered, the setup time, the RTP sent,
+received and lost, and where the RTP came from: "anchored" when from the
+server (the PBX's media relay). --sip=false skips it. The echo comes back 5 s
+late, so a 2 s call hears silence echoed: enough to count the RTP, not to
+measure the delay.
+
+Exit status: 0 when detect was right behind every NAT and every punch run and
+call gave a report (a pair that cannot connect, or a call not answered, is a
+result, not an error), 1 otherwise.
 Everything is removed afterwards unless --keep is given.
 
 Each lab has an id: its namespaces are natkit-ID-NODE (ip netns list shows them),
@@ -111,6 +123,7 @@ natkit's: remove it with lab --down ID).`,
 		Example: `  sudo natkit lab
   sudo natkit lab --nat full-cone --nat symmetric-random --keep
   sudo natkit lab --punch=false
+  sudo natkit lab --sip=false --nat symmetric-random
   sudo natkit lab --punch-mode ice --nat full-cone --nat port-restricted-cone --json
   sudo natkit lab --down            # the last lab you made
   sudo natkit lab --down 3f9a1c     # lab 3f9a1c
@@ -144,6 +157,9 @@ natkit's: remove it with lab --down ID).`,
 			if punchSet && (opts.Down || opts.List) {
 				return cmdutil.UsageErrorf("--punch and --punch-mode run in a lab: they take no --down or --list")
 			}
+			if cmd.Flags().Changed("sip") && (opts.Down || opts.List) {
+				return cmdutil.UsageErrorf("--sip runs in a lab: it takes no --down or --list")
+			}
 			if cmd.Flags().Changed("punch-mode") && !opts.Punch {
 				return cmdutil.UsageErrorf("--punch-mode with --punch=false: there is no matrix to punch; drop one of them")
 			}
@@ -166,6 +182,9 @@ natkit's: remove it with lab --down ID).`,
 			if opts.Punch {
 				timeout = punchMatrixTimeout
 			}
+			if opts.SIP {
+				timeout += sipTimeout
+			}
 			ctx, cancel := f.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			return run(ctx, opts)
@@ -179,6 +198,7 @@ natkit's: remove it with lab --down ID).`,
 	fl.BoolVar(&opts.List, "list", false, "print the NAT catalogue and exit")
 	fl.BoolVar(&opts.Punch, "punch", true, "run natkit punch between every pair of NATs and print the grid (--punch=false skips it)")
 	fl.StringVar(&opts.PunchMode, "punch-mode", "udp", "how the matrix punches: udp, tcp (--tcp) or ice (--ice)")
+	fl.BoolVar(&opts.SIP, "sip", true, "call the PBX's delayed echo (9195) from behind each NAT and print the row (--sip=false skips it)")
 	return cmd
 }
 
@@ -244,7 +264,14 @@ func run(ctx context.Context, opts *Options) error {
 	if opts.Keep {
 		serveCtx = context.WithoutCancel(ctx) // serve outlives this command; --down kills it
 	}
-	if err := startServe(serveCtx, opts.Logger, l, exe); err != nil {
+	var acc *sipAccounts
+	if opts.SIP {
+		if acc, err = newSIPAccounts(len(specs)); err != nil {
+			opts.IO.StopProgress()
+			return err
+		}
+	}
+	if err := startServe(serveCtx, opts.Logger, l, exe, acc); err != nil {
 		opts.IO.StopProgress()
 		return err
 	}
@@ -273,6 +300,15 @@ func run(ctx context.Context, opts *Options) error {
 		r.Punch = punchAll(ctx, l, exe, mode, rv, opts.IO.StartProgress)
 		r.OK = r.OK && r.Punch.OK
 	}
+	if opts.SIP && ctx.Err() == nil {
+		opts.IO.StartProgress(fmt.Sprintf("natkit call %s from behind %d NATs", sipService, len(specs)))
+		if err := sipReady(ctx, l); err != nil {
+			opts.IO.StopProgress()
+			return err
+		}
+		r.SIP = sipAll(ctx, l, exe, acc)
+		r.OK = r.OK && r.SIP.OK
+	}
 	opts.IO.StopProgress()
 	r.Kept = opts.Keep
 	r.DurationMs = time.Since(start).Milliseconds()
@@ -285,13 +321,22 @@ func run(ctx context.Context, opts *Options) error {
 	return nil
 }
 
-// startServe runs `natkit serve` in the server host and waits until both
-// STUN addresses are bound there.
-func startServe(ctx context.Context, log *slog.Logger, l *natlab.Lab, exe string) error {
+// startServe runs `natkit serve` in the server host, with the PBX's
+// accounts when acc is not nil, and waits until both STUN addresses are
+// bound there.
+func startServe(ctx context.Context, log *slog.Logger, l *natlab.Lab, exe string, acc *sipAccounts) error {
 	srv := l.Server()
 	stderr := &syncWriter{}
 	args := []string{"serve", "--listen", natlab.ServerAddr.String(), "--alt-ip", natlab.ServerAltAddr.String(),
 		"--rendezvous-port", fmt.Sprint(rendezvous.DefaultPort)}
+	if acc != nil {
+		path, remove, err := acc.configFile()
+		if err != nil {
+			return fmt.Errorf("natkit serve's accounts: %w", err)
+		}
+		defer remove() // serve reads it at startup
+		args = append(args, "--config", path, "--sip-port", fmt.Sprint(sipPort))
+	}
 	addrs := srv.Addrs()
 	p := srv.Command(ctx, exe, args...)
 	p.Stderr = stderr

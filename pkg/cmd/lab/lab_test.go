@@ -52,6 +52,10 @@ func TestNewCmdLabFlags(t *testing.T) {
 		{name: "no punch down", args: "--punch=false --down", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
 		{name: "punch list", args: "--punch --list", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
 		{name: "punch mode list", args: "--punch-mode ice --list", wantCode: cmdutil.ExitUsage, wantErr: "--punch and --punch-mode run in a lab"},
+		{name: "no sip", args: "--sip=false --nat full-cone", want: Options{NATs: []string{"full-cone"}, Punch: true, SIP: false}},
+		{name: "no sip no punch", args: "--sip=false --punch=false", want: Options{}},
+		{name: "sip down", args: "--sip --down", wantCode: cmdutil.ExitUsage, wantErr: "--sip runs in a lab: it takes no --down or --list"},
+		{name: "no sip list", args: "--list --sip=false", wantCode: cmdutil.ExitUsage, wantErr: "--sip runs in a lab"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,9 +82,11 @@ func TestNewCmdLabFlags(t *testing.T) {
 			if tt.want.PunchMode == "" {
 				tt.want.PunchMode = "udp"
 			}
+			tt.want.SIP = !strings.Contains(tt.args, "--sip=false") // on by default
 			if strings.Join(got.NATs, ",") != strings.Join(tt.want.NATs, ",") || got.Keep != tt.want.Keep ||
 				got.Down != tt.want.Down || got.DownID != tt.want.DownID || got.All != tt.want.All ||
-				got.List != tt.want.List || got.Punch != tt.want.Punch || got.PunchMode != tt.want.PunchMode {
+				got.List != tt.want.List || got.Punch != tt.want.Punch || got.PunchMode != tt.want.PunchMode ||
+				got.SIP != tt.want.SIP {
 				t.Errorf("options = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -164,6 +170,8 @@ func TestExpected(t *testing.T) {
 func sampleReport() Report {
 	sp := func(s string) *string { return &s }
 	fp := func(f float64) *float64 { return &f }
+	bp := func(b bool) *bool { return &b }
+	ip := func(i int) *int { return &i }
 	full, _ := natlab.Lookup(natlab.FullCone)
 	seq, _ := natlab.Lookup(natlab.SymmetricSequential)
 	fullV, seqV := full.Expect.Detect(), seq.Expect.Detect()
@@ -199,6 +207,12 @@ func sampleReport() Report {
 					BView: PunchView{Success: true, Path: sp("direct"), Strategy: sp("predicted"), TimeToConnectMs: fp(51), RTTMs: fp(0.2)}},
 			},
 			Connected: 1, OK: true},
+		SIP: &SIPRow{Target: "sip:9195@203.0.113.10:5060", DurationMs: 2000, Answered: 1, OK: false, Calls: []SIPCall{
+			{NAT: natlab.FullCone, Host: "h1", Registered: bp(true), Answered: true, FinalStatus: ip(200), SetupMs: fp(3.1),
+				BehindNAT: bp(true), PacketsSent: 101, PacketsReceived: 100, LossPct: fp(0), MediaAddress: sp("203.0.113.10:16384"), Anchored: true},
+			{NAT: natlab.SymmetricSequential, Host: "h1", Registered: bp(false), Reason: sp("REGISTER failed: 403 Forbidden")},
+			{NAT: natlab.UDPBlocked, Host: "h1", Error: sp("natkit call exited 2 without a report: --user: bad")},
+		}},
 		DurationMs: 12345,
 	}
 }
@@ -398,5 +412,44 @@ func testRunText(t *testing.T, nats []string) {
 	}
 	if strings.Contains(text, " NO\n") || strings.Contains(text, " ≠ ") || strings.Contains(text, "mismatches:") {
 		t.Errorf("text report marks a mismatch")
+	}
+}
+
+// TestRunSIP runs the lab's SIP row without the punch matrix: from behind
+// a cone, a random symmetric NAT and a double NAT natkit call registers
+// and calls the PBX's delayed echo, and the audio comes back from the
+// server (anchored) with little loss; behind the NAT that drops UDP the
+// call fails, with a reason, and that is a result, not an error.
+func TestRunSIP(t *testing.T) {
+	natlabtest.Require(t)
+	leaktest.Check(t)
+	r, err := runLab(t, &Options{NATs: []string{natlab.FullCone, natlab.SymmetricRandom, natlab.DoubleNAT, natlab.UDPBlocked}, SIP: true})
+	if err != nil || !r.OK {
+		t.Errorf("run = %v, ok %v", err, r.OK)
+	}
+	checkDetect(t, r, 4)
+	s := r.SIP
+	if s == nil || s.Target != "sip:9195@203.0.113.10:5060" || len(s.Calls) != 4 || !s.OK || s.Answered != 3 {
+		t.Fatalf("sip row: %+v", s)
+	}
+	for _, c := range s.Calls {
+		row := strings.Join(c.cells(), " | ")
+		t.Logf("%s: %s; %s", c.NAT, row, str(c.Reason))
+		if c.Error != nil || c.Host != "h1" {
+			t.Errorf("%s %s: %s", c.NAT, c.Host, *c.Error)
+			continue
+		}
+		if c.NAT == natlab.UDPBlocked {
+			if c.Answered || c.Reason == nil || (c.Registered != nil && *c.Registered) {
+				t.Errorf("%s: %s; %s: want no call through a NAT that drops UDP", c.NAT, row, str(c.Reason))
+			}
+			continue
+		}
+		if c.Registered == nil || !*c.Registered || !c.Answered || c.SetupMs == nil || c.BehindNAT == nil || !*c.BehindNAT {
+			t.Errorf("%s: %s, behind NAT %s: %s", c.NAT, row, yesNo(c.BehindNAT), str(c.Reason))
+		}
+		if c.PacketsReceived == 0 || c.LossPct == nil || *c.LossPct > 5 || !c.Anchored {
+			t.Errorf("%s: %s: want RTP from the server, little loss", c.NAT, row)
+		}
 	}
 }

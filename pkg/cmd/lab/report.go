@@ -19,7 +19,7 @@ type Report struct {
 	Server          string   `json:"server,omitempty"`
 	ServerAddresses []string `json:"server_addresses,omitempty"`
 	// OK is true when natkit detect was right behind every NAT and every
-	// punch run gave a report.
+	// punch run and call gave a report.
 	OK bool `json:"ok"`
 	// Hosts counts the hosts natkit detect ran in; HostsAsExpected those
 	// where it reported what the NAT does.
@@ -29,8 +29,11 @@ type Report struct {
 	Removed         *int             `json:"removed,omitempty"` // namespaces removed by --down
 	Catalogue       []CatalogueEntry `json:"catalogue,omitempty"`
 	// Punch is the punch matrix; absent with --punch=false.
-	Punch      *PunchMatrix `json:"punch,omitempty"`
-	DurationMs int64        `json:"duration_ms"`
+	Punch *PunchMatrix `json:"punch,omitempty"`
+	// SIP is the call to the PBX's delayed echo from behind each NAT;
+	// absent with --sip=false.
+	SIP        *SIPRow `json:"sip,omitempty"`
+	DurationMs int64   `json:"duration_ms"`
 	// Labs are the labs --down removed; Unrecorded the ids of natkit
 	// namespaces on the machine of labs natkit has no record of (an older
 	// natkit's), which --down leaves alone.
@@ -146,6 +149,12 @@ func renderReport(opts *Options, r Report) error {
 			verdict += cs.Red(" (some runs gave no report)")
 		}
 	}
+	if s := r.SIP; s != nil {
+		verdict += fmt.Sprintf("; sip: %d/%d calls answered", s.Answered, len(s.Calls))
+		if !s.OK {
+			verdict += cs.Red(" (some calls gave no report)")
+		}
+	}
 	fmt.Fprintln(w, verdict)
 	fmt.Fprintf(w, "server %s (also %s)\n\n", r.Server, strings.Join(r.ServerAddresses[1:], ", "))
 	fmt.Fprintf(w, "natkit detect behind each NAT; a wrong value shows what the NAT does after ≠\n")
@@ -180,6 +189,11 @@ func renderReport(opts *Options, r Report) error {
 	}
 	if r.Punch != nil {
 		if err := renderPunch(w, r.Punch); err != nil {
+			return err
+		}
+	}
+	if r.SIP != nil {
+		if err := renderSIP(w, r.SIP); err != nil {
 			return err
 		}
 	}
