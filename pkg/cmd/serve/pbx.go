@@ -139,8 +139,9 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 }
 
 // parseGroups reads --sip-group NUMBER=EXT,...: given, every member must be
-// an account; not given, FreeSWITCH's demo groups with the members that
-// are accounts (a group with none is left out); "none": no groups.
+// an account and no number one; not given, FreeSWITCH's demo groups with
+// the members that are accounts (a group with none, or whose number is an
+// account, is left out); "none": no groups.
 func parseGroups(flags []string, accounts digest.Passwords) (map[string][]string, error) {
 	strict := len(flags) > 0
 	if !strict {
@@ -160,6 +161,9 @@ func parseGroups(flags []string, accounts digest.Passwords) (map[string][]string
 			return nil, cmdutil.UsageErrorf("--sip-group %q is given twice", number)
 		}
 		if _, ok := accounts[number]; ok {
+			if !strict {
+				continue // an account of that number wins over a default group
+			}
 			return nil, cmdutil.UsageErrorf("--sip-group %q is also an account: give the group another number", number)
 		}
 		var members []string

@@ -169,6 +169,11 @@ func TestSIPGroups(t *testing.T) {
 	if len(g) != 2 || strings.Join(g["2000"], ",") != "1000,1001" || strings.Join(g["2001"], ",") != "1010" {
 		t.Errorf("default groups %v", g)
 	}
+	// An account named like a default group keeps its number.
+	o, _, err = parse(t, append(users, "--user", "2000:d")...)
+	if err != nil || len(o.Daemon.PBX.Groups) != 1 || o.Daemon.PBX.Groups["2000"] != nil {
+		t.Errorf("account 2000 and the default groups: %v %v", err, o.Daemon.PBX.Groups)
+	}
 	o, _, err = parse(t, append(users, "--sip-group", "3000=1000,1010")...)
 	if err != nil || len(o.Daemon.PBX.Groups) != 1 || strings.Join(o.Daemon.PBX.Groups["3000"], ",") != "1000,1010" {
 		t.Errorf("--sip-group 3000=1000,1010: %v %v", err, o)
