@@ -145,9 +145,22 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, proxy 
 }
 
 // register is digest, then the registrar.
+//
+// REGISTER is answered without keeping its server transaction, as
+// kamailio's registrar answers statelessly (sl_send_reply): over UDP sipgo
+// would keep each for Timer J (32 s, RFC 3261 17.2.2) to absorb
+// retransmissions, and a burst of registrations (100k phones after an
+// outage) held 1.1 GB in them. A retransmission is processed again: a
+// challenge again; an authenticated one already applied gets the 200 again
+// (registrar.Retransmission), as the transaction would have resent it.
 func (s *Server) register(req *sip.Request, tx sip.ServerTransaction) {
+	defer tx.Terminate()
 	if to := req.To(); to == nil || !s.isOurs(to.Address) {
 		s.reply(req, tx, sip.StatusNotFound, "Not Found")
+		return
+	}
+	if res, ok := s.reg.Retransmission(s.ctx, req); ok {
+		s.respond(tx, res)
 		return
 	}
 	user, ok := s.authenticate(req, tx, false)

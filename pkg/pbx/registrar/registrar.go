@@ -186,6 +186,38 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, user string)
 	return r.ok(req, next, now, path), nil
 }
 
+// Retransmission answers a REGISTER that was already applied: a binding of
+// its AOR was last refreshed by this Call-ID and CSeq, from this source.
+// It returns the 200 with the AOR's bindings as they are now, as the
+// server transaction would have resent its 200 — for a server that does
+// not keep REGISTER transactions (RFC 3261 17.2.2's Timer J, 32 s over
+// UDP, held a burst of registrations in memory), so that a retransmission
+// crossing the 200 is not challenged or refused as a repeated CSeq.
+// Anything else is not one (false).
+func (r *Registrar) Retransmission(ctx context.Context, req *sip.Request) (*sip.Response, bool) {
+	to, callID, cseq := req.To(), req.CallID(), req.CSeq()
+	if req.Method != sip.REGISTER || to == nil || callID == nil || cseq == nil || len(req.GetHeaders("Contact")) == 0 {
+		return nil, false
+	}
+	src, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return nil, false
+	}
+	aor := AOR(to.Address)
+	current, err := r.store.Get(ctx, aor)
+	if err != nil {
+		return nil, false
+	}
+	now := r.now()
+	current = live(current, now)
+	for _, b := range current {
+		if b.CallID == callID.Value() && b.CSeq == cseq.SeqNo && b.Received == src {
+			return r.ok(req, current, now, pathValues(req)), true
+		}
+	}
+	return nil, false
+}
+
 // change is one Contact of the request.
 type change struct {
 	uri, key, instance string

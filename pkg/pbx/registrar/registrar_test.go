@@ -326,3 +326,34 @@ func FuzzRegister(f *testing.F) {
 		}
 	})
 }
+
+// TestRetransmission: a REGISTER already applied (same Call-ID and CSeq,
+// from the same source) gets the 200 with the bindings again; from another
+// source, with another CSeq, or before it was applied, it is not one.
+func TestRetransmission(t *testing.T) {
+	now := t0
+	store := location.NewMemory(0)
+	r, err := New(Config{Store: store, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	raw := msg("c1", 7, "Contact: <sip:alice@192.168.1.20:5060>", "Expires: 600")
+	if _, ok := r.Retransmission(ctx, parse(t, raw, phone)); ok {
+		t.Fatal("a REGISTER not yet applied taken for a retransmission")
+	}
+	if res, _ := r.Register(ctx, parse(t, raw, phone), "alice"); res.StatusCode != 200 {
+		t.Fatalf("register: %d", res.StatusCode)
+	}
+	now = now.Add(time.Second)
+	res, ok := r.Retransmission(ctx, parse(t, raw, phone))
+	if !ok || res.StatusCode != 200 || res.Contact() == nil || !strings.Contains(res.Contact().Address.String(), "192.168.1.20") {
+		t.Fatalf("retransmission: %v %v", ok, res)
+	}
+	if _, ok := r.Retransmission(ctx, parse(t, raw, "198.51.100.9:5060")); ok {
+		t.Error("the same REGISTER from another source answered 200 without credentials")
+	}
+	if _, ok := r.Retransmission(ctx, parse(t, msg("c1", 8, "Contact: <sip:alice@192.168.1.20:5060>"), phone)); ok {
+		t.Error("a new CSeq taken for a retransmission")
+	}
+}
