@@ -3,9 +3,7 @@ package pbx
 import (
 	"net/netip"
 	"testing"
-	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/pbx/location"
 )
@@ -21,18 +19,7 @@ func TestCallGroup(t *testing.T) {
 	ctx := testCtx(t)
 	alice := newUA(t, s, "alice", nil)
 	ringing := newUA(t, s, "1001", ringForever)
-	answering := newUA(t, s, "bob", func(u *ua, req *sip.Request, tx sip.ServerTransaction) {
-		// Answer once the other member rings, so that the CANCEL
-		// follows a provisional response (RFC 3261 §9.1).
-		for n, _, _, _ := ringing.counts(); n == 0; n, _, _, _ = ringing.counts() {
-			select {
-			case <-u.closing:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		answer(u, req, tx)
-	})
+	answering := newUA(t, s, "bob", answerAfter(ringing))
 	alice.register(ctx, "alice", "wonderland")
 	if got := ringing.register(ctx, "1001", "ext1001"); got != 200 {
 		t.Fatalf("1001 registers: %d", got)

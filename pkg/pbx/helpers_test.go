@@ -326,3 +326,19 @@ func status(b []byte) int {
 	n, _ := strconv.Atoi(string(b[8:11]))
 	return n
 }
+
+// answerAfter answers once other has an INVITE (and so rang), so that the
+// CANCEL other then gets follows a provisional response (RFC 3261 §9.1) in
+// every run.
+func answerAfter(other *ua) func(u *ua, req *sip.Request, tx sip.ServerTransaction) {
+	return func(u *ua, req *sip.Request, tx sip.ServerTransaction) {
+		for n, _, _, _ := other.counts(); n == 0; n, _, _, _ = other.counts() {
+			select {
+			case <-u.closing:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		answer(u, req, tx)
+	}
+}

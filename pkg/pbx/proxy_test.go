@@ -89,18 +89,7 @@ func TestFork(t *testing.T) {
 	ctx := testCtx(t)
 	alice := newUA(t, s, "alice", nil)
 	ringing := newUA(t, s, "bob", ringForever)
-	answering := newUA(t, s, "bob", func(u *ua, req *sip.Request, tx sip.ServerTransaction) {
-		// Answer once the other contact rings, so that the CANCEL
-		// follows a provisional response (RFC 3261 §9.1) in every run.
-		for n, _, _, _ := ringing.counts(); n == 0; n, _, _, _ = ringing.counts() {
-			select {
-			case <-u.closing:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		answer(u, req, tx)
-	})
+	answering := newUA(t, s, "bob", answerAfter(ringing))
 	alice.register(ctx, "alice", "wonderland")
 	for _, u := range []*ua{ringing, answering} {
 		if got := u.register(ctx, "bob", "builder"); got != 200 {
