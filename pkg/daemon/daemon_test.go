@@ -136,6 +136,14 @@ func checkExposition(t *testing.T, body string) {
 				continue
 			}
 			typed[f[2]] = true
+			// A counter's _total and a gauge of the bare name clash in
+			// OpenMetrics (natkit_turn_allocations did).
+			if base, ok := strings.CutSuffix(f[2], "_total"); ok && typed[base] {
+				t.Errorf("metric %s and %s: a gauge and a counter of one name", base, f[2])
+			}
+			if typed[f[2]+"_total"] {
+				t.Errorf("metric %s and %s_total: a gauge and a counter of one name", f[2], f[2])
+			}
 		default:
 			name := line[:strings.IndexAny(line, "{ ")]
 			if !typed[name] {
@@ -257,7 +265,7 @@ func TestDaemonAll(t *testing.T) {
 	}
 
 	wants := []string{
-		`natkit_turn_allocations 1`,
+		`natkit_turn_allocations_active 1`,
 		`natkit_turn_allocations_total 1`,
 		`natkit_turn_challenges_total 1`,
 		`natkit_turn_relayed_packets_total{direction="to_peer"} 1`,
@@ -265,7 +273,7 @@ func TestDaemonAll(t *testing.T) {
 		`natkit_stun_messages_total{transport="udp",verdict="forwarded"} 4`,
 		`natkit_stun_udp_forward_dropped_total 0`,
 		`natkit_stun_connections_forwarded_total 0`,
-		`natkit_rendezvous_sessions 0`,
+		`natkit_rendezvous_sessions_active 0`,
 		`natkit_rendezvous_messages_total 0`,
 		`natkit_stun_connections_rejected_per_ip_total 0`,
 		`natkit_turn_connections_refused_per_ip_total 0`,

@@ -77,7 +77,7 @@ func writeSTUN(w *promWriter, st stunserver.Stats) {
 
 func writeTURN(w *promWriter, st turnserver.Stats) {
 	one := func(name, typ, help string, v int64) { w.metric(name, typ, help, []sample{{value: float64(v)}}) }
-	one("natkit_turn_allocations", "gauge", "Live TURN allocations.", st.Allocations)
+	one("natkit_turn_allocations_active", "gauge", "Live TURN allocations.", st.Allocations)
 	one("natkit_turn_users", "gauge", "Users with a live allocation.", st.Users)
 	one("natkit_turn_allocations_total", "counter", "Allocations created.", st.AllocationsTotal)
 	one("natkit_turn_allocations_released_total", "counter", "Allocations released or expired.", st.Released)
@@ -111,7 +111,7 @@ func writeRendezvous(w *promWriter, st *rendezvous.Stats) {
 	one("natkit_rendezvous_joins_refused_total", "counter", "JOINs refused: stale cookie, session full, server busy or quota exceeded.", st.Refused.Load())
 	one("natkit_rendezvous_quota_exceeded_total", "counter", "JOINs refused because the source's address (IPv6 /64) or network (IPv4 /24, IPv6 /48) held its quota of sessions.", st.QuotaExceeded.Load())
 	one("natkit_rendezvous_sessions_expired_total", "counter", "Sessions removed on expiry.", st.Expired.Load())
-	one("natkit_rendezvous_sessions", "gauge", "Live sessions.", st.LiveSessions.Load())
+	one("natkit_rendezvous_sessions_active", "gauge", "Live sessions.", st.LiveSessions.Load())
 	one("natkit_rendezvous_tcp_connections", "gauge", "Open TCP client connections.", st.TCPConns.Load())
 	one("natkit_rendezvous_tcp_refused_total", "counter", "TCP connections refused (connection limit).", st.TCPRefused.Load())
 	one("natkit_rendezvous_tcp_refused_per_ip_total", "counter", "TCP connections refused because their source IP (IPv6: /64) had the per-IP connection limit open.", st.TCPRefusedPerIP.Load())
