@@ -48,7 +48,9 @@ type Options struct {
 	Codecs []sdp.Codec
 	// Play is sent instead of the generated probe signal (8 kHz).
 	Play []int16
-	// DTMF digits sent as RFC 4733 events after the probe; ',' pauses.
+	// DTMF digits sent after the probe as RFC 4733 events, or SIP INFO
+	// (application/dtmf-relay) when the answer has no telephone-event;
+	// ',' pauses.
 	DTMF      string
 	Local     netip.AddrPort
 	Family    endpoint.Family
@@ -379,6 +381,10 @@ wait:
 		}
 	}
 
+	// Digits go as SIP INFO when the answer has no telephone-event.
+	lg.mu.Lock()
+	lg.info = func(ctx context.Context, digit rune) error { return a.sendInfo(ctx, d, user, digit) }
+	lg.mu.Unlock()
 	mctx, mcancel := context.WithTimeout(ctx, o.Duration)
 	defer mcancel()
 	talked := make(chan struct{})

@@ -224,3 +224,24 @@ func TestCallTLS(t *testing.T) {
 		t.Errorf("nat %+v", c.NAT)
 	}
 }
+
+// TestDTMFByInfo: a far end that answers without telephone-event gets the
+// digits as SIP INFO (application/dtmf-relay), in order.
+func TestDTMFByInfo(t *testing.T) {
+	f := newFakeServerWith(t, fakeAnswer, func(f *fakeServer) { f.noEvents = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Options{Target: f.target("echo"), Duration: 3500 * time.Millisecond, DTMF: "1,2#"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Call; c.FinalStatus == nil || *c.FinalStatus != 200 {
+		t.Fatalf("call: %+v", c)
+	}
+	f.mu.Lock()
+	got := f.infoDigits.String()
+	f.mu.Unlock()
+	if got != "12#" {
+		t.Errorf("digits by INFO %q, want 12#; requests %v", got, f.seen())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/natkit/natkit/pkg/media/dtmf"
 	"github.com/natkit/natkit/pkg/media/rtpsession"
 	"github.com/natkit/natkit/pkg/media/tones"
 	"github.com/natkit/natkit/pkg/sdp"
@@ -60,6 +62,10 @@ type fakeServer struct {
 	answer     *sip.Response // and its 200
 	srv        *sipgo.Server
 	tlsAddr    netip.AddrPort // set by serveTLS: the Contact then points there
+	// noEvents answers without telephone-event; infoDigits gets the
+	// digits of the INFOs received.
+	noEvents   bool
+	infoDigits strings.Builder
 }
 
 const (
@@ -134,6 +140,17 @@ func newFakeServerWith(t *testing.T, mode fakeMode, cfg func(*fakeServer), algs 
 		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
 	srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) { f.note(req) })
+	srv.OnInfo(func(req *sip.Request, tx sip.ServerTransaction) {
+		f.note(req)
+		if ct := req.ContentType(); ct != nil {
+			if d, _, err := dtmf.ParseInfo(ct.Value(), req.Body()); err == nil {
+				f.mu.Lock()
+				f.infoDigits.WriteRune(d)
+				f.mu.Unlock()
+			}
+		}
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
 	f.srv = srv
 	if cfg != nil {
 		cfg(f)
@@ -236,7 +253,7 @@ func (f *fakeServer) invite(req *sip.Request, tx sip.ServerTransaction) {
 		f.t.Error(err)
 		return
 	}
-	ans, chosen, err := sdp.Answer(offer, sdp.Local{Addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), Username: "fake"})
+	ans, chosen, err := sdp.Answer(offer, sdp.Local{Addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), Username: "fake", NoDTMF: f.noEvents})
 	if err != nil {
 		pc.Close()
 		tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))

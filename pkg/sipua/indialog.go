@@ -2,16 +2,19 @@ package sipua
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/natkit/natkit/pkg/media/dtmf"
 	"github.com/natkit/natkit/pkg/sdp"
 )
 
 // inDialog answers requests inside an established call: BYE ends it;
 // re-INVITE and UPDATE (RFC 3311) get 200 with natkit's SDP, Session-Expires
-// (RFC 4028) echoed; OPTIONS gets 200.
+// (RFC 4028) echoed; INFO gets 200, its DTMF digit recorded; OPTIONS gets
+// 200.
 func (a *agent) inDialog(req *sip.Request, tx sip.ServerTransaction, lg *leg, codecs []sdp.Codec, user string, end func()) {
 	switch req.Method {
 	case sip.ACK:
@@ -37,7 +40,15 @@ func (a *agent) inDialog(req *sip.Request, tx sip.ServerTransaction, lg *leg, co
 			}
 		}
 		a.respond(tx, req, res)
-	case sip.OPTIONS, sip.INFO, sip.NOTIFY:
+	case sip.INFO:
+		// DTMF by SIP INFO: the far end's fallback without telephone-event.
+		if ct := req.ContentType(); ct != nil && lg != nil {
+			if d, _, err := dtmf.ParseInfo(ct.Value(), req.Body()); err == nil {
+				lg.noteDigit(d)
+			}
+		}
+		a.respond(tx, req, sip.NewResponseFromRequest(req, 200, "OK", nil))
+	case sip.OPTIONS, sip.NOTIFY:
 		a.respond(tx, req, sip.NewResponseFromRequest(req, 200, "OK", nil))
 	case sip.CANCEL:
 		a.respond(tx, req, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
@@ -99,6 +110,31 @@ func (a *agent) refreshSession(ctx context.Context, d *dialog, lg *leg, codecs [
 	ack.CSeq().SeqNo = req.CSeq().SeqNo
 	_ = a.write(ctx, ack, d.dest)
 	return true
+}
+
+// sendInfo sends digit as a SIP INFO (application/dtmf-relay) in dialog d
+// and waits for its final response.
+func (a *agent) sendInfo(ctx context.Context, d *dialog, user string, digit rune) error {
+	ct, body, err := dtmf.InfoBody(digit, dtmfLength)
+	if err != nil {
+		return err
+	}
+	req := d.request(a, sip.INFO, user)
+	req.AppendHeader(sip.NewHeader("Content-Type", ct))
+	req.SetBody(body)
+	tx, err := a.send(ctx, req, d.dest)
+	if err != nil {
+		return err
+	}
+	defer tx.Terminate()
+	res, err := a.final(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("INFO: %d %s", res.StatusCode, res.Reason)
+	}
+	return nil
 }
 
 func statusText(code int) string {

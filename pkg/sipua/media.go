@@ -55,6 +55,18 @@ type leg struct {
 	all     rtpsession.Recorder
 	echoing bool // answer mode: send back what arrives
 	heard   atomic.Bool
+	// events tells that the far end takes RFC 4733 telephone-events; when
+	// not, digits go as SIP INFO through info (set by the call), the
+	// fallback every PBX understands.
+	events bool
+	info   func(ctx context.Context, digit rune) error
+}
+
+// noteDigit records a digit received (RFC 4733 or SIP INFO).
+func (l *leg) noteDigit(r rune) {
+	l.mu.Lock()
+	l.digits.WriteRune(r)
+	l.mu.Unlock()
 }
 
 func newLeg(ip netip.Addr, log *slog.Logger) (*leg, error) {
@@ -115,10 +127,11 @@ func (l *leg) start(ctx context.Context, st sdp.Stream, codec sdp.Codec, dtmf *s
 		Conn: l.conn, Remote: net.UDPAddrFromAddrPort(st.Addr), Latch: true, Law: law,
 		RTCPInterval: rtcpInterval, Logger: l.log,
 		OnAudio: l.onAudio,
-		OnDigit: func(r rune) { l.mu.Lock(); l.digits.WriteRune(r); l.mu.Unlock() },
+		OnDigit: l.noteDigit,
 	}
 	if dtmf != nil && dtmf.PT != law.PayloadType() {
 		cfg.EventPT = dtmf.PT
+		l.events = true
 	}
 	// A peer that does not multiplex takes RTCP at its RTP port + 1 or
 	// its a=rtcp, not on its RTP port (which drops it).
@@ -214,7 +227,17 @@ func (l *leg) talk(ctx context.Context, play []int16, digits string) {
 			_ = s.Send(ctx, tones.Silence(dtmfPause))
 			continue
 		}
-		_ = s.SendDigit(ctx, d, dtmfLength)
+		l.mu.Lock()
+		events, info := l.events, l.info
+		l.mu.Unlock()
+		if events || info == nil {
+			_ = s.SendDigit(ctx, d, dtmfLength)
+		} else {
+			if err := info(ctx, d); err != nil {
+				l.log.Debug("INFO", "digit", string(d), "error", err)
+			}
+			_ = s.Send(ctx, tones.Silence(dtmfLength))
+		}
 		_ = s.Send(ctx, tones.Silence(dtmfGap))
 	}
 	// The rest of the call: a quiet 1 kHz tone, a second at a time.

@@ -136,7 +136,7 @@ rejected or failed (or no audio came back), 2 for bad usage.`,
 	fl.StringVar(&opts.Codec, "codec", "pcmu,pcma", "codecs in order of preference: pcmu, pcma")
 	fl.StringVar(&opts.Play, "play", "", "send this `FILE.wav` (8 kHz mono) instead of the test signal")
 	fl.StringVar(&opts.Record, "record", "", "write the audio received to `FILE.wav`")
-	fl.StringVar(&opts.DTMF, "dtmf", "", "send these `DIGITS` as RFC 4733 events after the answer (',' pauses 500 ms)")
+	fl.StringVar(&opts.DTMF, "dtmf", "", "send these `DIGITS` after the answer: RFC 4733 events, or SIP INFO when the far end has no telephone-event (',' pauses 500 ms)")
 	fl.StringVar(&opts.Local, "local", "", "send from this local `ADDR` (IP or IP:PORT)")
 	fl.BoolVarP(&opts.IPv4, "ipv4", "4", false, "use IPv4 only")
 	fl.BoolVarP(&opts.IPv6, "ipv6", "6", false, "use IPv6 only")
