@@ -51,6 +51,20 @@ type MediaAnchor interface {
 	Release(callID string)
 }
 
+// Group is a call group, as FreeSWITCH's demo groups 2000-2002. By
+// default a call rings every registered contact of every member at once,
+// the first answer wins and the others are cancelled (ring-all); Hunt rings
+// the members one after the other, in order, each for MemberRing (default
+// DefaultMemberRing), until one answers.
+type Group struct {
+	Members    []string
+	Hunt       bool
+	MemberRing time.Duration
+}
+
+// DefaultMemberRing is how long a hunt group rings each member.
+const DefaultMemberRing = 15 * time.Second
+
 // Config configures a Server. Zero values mean the documented defaults.
 type Config struct {
 	// Domains are the SIP domains served; requests for others are
@@ -96,11 +110,9 @@ type Config struct {
 	// needed, and none is possible for a name that is not an account. The
 	// caller is still authenticated as for any call.
 	Static map[string]netip.AddrPort
-	// Groups are call groups by number: a call to one rings every
-	// registered contact of every member at once, the first answer wins
-	// and the others are cancelled (ring-all, as FreeSWITCH's demo groups
-	// 2000-2002). A group number is not an account.
-	Groups map[string][]string
+	// Groups are call groups by number (a group number is not an
+	// account): see Group.
+	Groups map[string]Group
 	// Anchor, when not nil, anchors the media of proxied calls.
 	Anchor MediaAnchor
 	// Logger; nil discards. sipgo's own logs go to it at debug level
@@ -129,9 +141,10 @@ func (c *Config) validate() error {
 			return fmt.Errorf("pbx: static user %q at %v: want a name and a concrete IP:PORT", user, a)
 		}
 	}
-	for number, members := range c.Groups {
-		if number == "" || len(members) == 0 {
-			return fmt.Errorf("pbx: call group %q with %d members: want a number and members", number, len(members))
+	for number, g := range c.Groups {
+		members := g.Members
+		if number == "" || len(members) == 0 || g.MemberRing < 0 {
+			return fmt.Errorf("pbx: call group %q with %d members, member ring %v: want a number and members", number, len(members), g.MemberRing)
 		}
 		if _, ok := c.Static[number]; ok {
 			return fmt.Errorf("pbx: call group %s is also a built-in service's number", number)

@@ -68,10 +68,14 @@ func (s *Server) lookup(u sip.Uri) []location.Binding {
 // the user's contacts: 302 in redirect mode, else a fork.
 func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, user string) {
 	var bs []location.Binding
-	if members, ok := s.cfg.Groups[req.Recipient.User]; ok {
-		bs = s.groupBindings(req.Recipient, members)
+	if g, ok := s.cfg.Groups[req.Recipient.User]; ok {
+		bs = s.groupBindings(req.Recipient, g.Members)
 		if len(bs) == 0 {
 			s.reply(req, tx, sip.StatusTemporarilyUnavailable, "No Group Member Available")
+			return
+		}
+		if g.Hunt && s.cfg.Mode != ModeRedirect {
+			s.hunt(req, tx, g)
 			return
 		}
 	} else {
@@ -122,6 +126,25 @@ func (s *Server) groupBindings(group sip.Uri, members []string) []location.Bindi
 	return out
 }
 
+// hunt rings a hunt group's members one after the other, in order, each
+// for the group's member ring time (members with no live binding are
+// skipped), until one answers.
+func (s *Server) hunt(req *sip.Request, tx sip.ServerTransaction, g Group) {
+	var stages [][]location.Binding
+	for _, m := range g.Members {
+		u := req.Recipient
+		u.User = m
+		if bs := s.lookup(u); len(bs) > 0 {
+			stages = append(stages, bs)
+		}
+	}
+	ring := g.MemberRing
+	if ring == 0 {
+		ring = DefaultMemberRing
+	}
+	s.forkStages(req, tx, stages, min(ring, s.cfg.RingTimeout))
+}
+
 // branch is one forked client transaction.
 type branch struct {
 	req         *sip.Request
@@ -144,6 +167,21 @@ type event struct {
 // first 2xx forwarded and the other branches cancelled, else the best
 // final response once all branches ended.
 func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.Binding) {
+	s.forkStages(req, tx, [][]location.Binding{bs}, s.cfg.RingTimeout)
+}
+
+// stage is what one round of a fork came to.
+type stage struct {
+	branched                                            bool // a branch was sent
+	answered, callerGone, rang, timedOut, expired, shut bool
+	best                                                *sip.Response
+}
+
+// forkStages forks the request to each stage's contacts in turn (a hunt
+// group: one member a stage), each ringing for at most ring: the first
+// answer ends it, a CANCEL from the caller too; else the next stage, and
+// after the last the best final response of them all (§16.7 step 6).
+func (s *Server) forkStages(req *sip.Request, tx sip.ServerTransaction, stages [][]location.Binding, ring time.Duration) {
 	invite := req.Method == sip.INVITE
 	if invite {
 		s.reply(req, tx, 100, "Trying") // §16.2: at once, not after sipgo's 200 ms
@@ -162,7 +200,72 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 		}
 		offer = b
 	}
+	cancelled := make(chan struct{}, 1)
+	if invite {
+		tx.OnCancel(func(*sip.Request) {
+			select {
+			case cancelled <- struct{}{}:
+			default:
+			}
+		})
+	}
 
+	var all stage
+	for i, bs := range stages {
+		st := s.forkStage(req, tx, bs, offer, loop, ring, cancelled)
+		if st.shut {
+			return
+		}
+		if st.branched && !all.branched {
+			all.branched = true
+			s.stats.callsProxied.Add(1)
+		}
+		all.answered, all.callerGone = st.answered, st.callerGone
+		all.rang = all.rang || st.rang
+		all.timedOut = all.timedOut || st.timedOut
+		all.expired = all.expired || st.expired
+		if st.best != nil && better(st.best, all.best) {
+			all.best = st.best
+		}
+		if st.answered || st.callerGone || (st.best != nil && st.best.StatusCode >= 600) {
+			break // answered, cancelled, or declined everywhere (6xx)
+		}
+		if i < len(stages)-1 && st.branched {
+			s.log.Debug("hunt: next member", "call_id", callID, "stage", i+1)
+		}
+	}
+	if all.answered {
+		return
+	}
+	if s.cfg.Anchor != nil && invite {
+		s.cfg.Anchor.Release(callID) // no call: a cancelled one too
+	}
+	if all.callerGone {
+		return
+	}
+	best := all.best
+	switch {
+	case !all.branched:
+		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+	case all.expired && (best == nil || best.StatusCode < 600):
+		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "No Answer") // the 487s of our CANCELs are ours
+	case best != nil:
+		s.forwardResponse(req, tx, best)
+	case all.rang:
+		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "No Answer")
+	case all.timedOut:
+		s.reply(req, tx, sip.StatusRequestTimeout, "Request Timeout")
+	default:
+		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+	}
+}
+
+// forkStage sends the request to bs in parallel and runs the branches
+// until each has a final response (or ring ends, or the caller cancels):
+// provisional responses and the first 2xx go up, the other branches are
+// cancelled once one answers.
+func (s *Server) forkStage(req *sip.Request, tx sip.ServerTransaction, bs []location.Binding, offer []byte, loop string, ringFor time.Duration, cancelled chan struct{}) stage {
+	invite := req.Method == sip.INVITE
 	events := make(chan event, 8)
 	quit := make(chan struct{}) // the branches' readers stop when the fork ends
 	defer close(quit)
@@ -210,21 +313,9 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 		}()
 	}
 	if len(branches) == 0 {
-		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
-		return
+		return stage{}
 	}
-	s.stats.callsProxied.Add(1)
-
-	cancelled := make(chan struct{}, 1)
-	if invite {
-		tx.OnCancel(func(*sip.Request) {
-			select {
-			case cancelled <- struct{}{}:
-			default:
-			}
-		})
-	}
-	ring := time.NewTimer(s.cfg.RingTimeout)
+	ring := time.NewTimer(ringFor)
 	defer ring.Stop()
 
 	var best *sip.Response
@@ -313,30 +404,10 @@ func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.
 				b.tx.Terminate() // each branch still reports done once
 			}
 			stop = nil
-			return
+			return stage{branched: true, shut: true}
 		}
 	}
-	if answered {
-		return
-	}
-	if s.cfg.Anchor != nil && invite {
-		s.cfg.Anchor.Release(callID) // no call: a cancelled one too
-	}
-	if callerGone {
-		return
-	}
-	switch {
-	case expired && (best == nil || best.StatusCode < 600):
-		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "No Answer") // the 487s of our CANCELs are ours
-	case best != nil:
-		s.forwardResponse(req, tx, best)
-	case rang:
-		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "No Answer")
-	case timedOut:
-		s.reply(req, tx, sip.StatusRequestTimeout, "Request Timeout")
-	default:
-		s.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
-	}
+	return stage{branched: true, answered: answered, callerGone: callerGone, rang: rang, timedOut: timedOut, expired: expired, best: best}
 }
 
 // better reports whether res is a better final response than best

@@ -52,7 +52,7 @@ func FuzzParsePortRange(f *testing.F) {
 // FuzzParseGroups: --sip-group values give groups whose members are
 // accounts, never the group's own number, or a usage error; never a panic.
 func FuzzParseGroups(f *testing.F) {
-	for _, s := range []string{"2000=1000,1001", "none", "2000", "=1000", "2000=", "2000=1000,,1000", "1000=1001", "2000=1999", " 2000 = 1000 , 1001 "} {
+	for _, s := range []string{"2000=1000,1001", "none", "2000", "=1000", "2000=", "2000=1000,,1000", "1000=1001", "2000=1999", " 2000 = 1000 , 1001 ", "2000=hunt:1001,1000", "2000=hunt:"} {
 		f.Add(s)
 	}
 	accounts := digest.Passwords{"1000": "a", "1001": "b"}
@@ -64,7 +64,8 @@ func FuzzParseGroups(f *testing.F) {
 			}
 			return
 		}
-		for n, ms := range groups {
+		for n, g := range groups {
+			ms := g.Members
 			if len(ms) == 0 {
 				t.Errorf("%q: group %s without members", s, n)
 			}

@@ -138,11 +138,13 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 	return pc, nil
 }
 
-// parseGroups reads --sip-group NUMBER=EXT,...: given, every member must be
-// an account and no number one; not given, FreeSWITCH's demo groups with
-// the members that are accounts (a group with none, or whose number is an
-// account, is left out); "none": no groups.
-func parseGroups(flags []string, accounts digest.Passwords) (map[string][]string, error) {
+// parseGroups reads --sip-group NUMBER=EXT,... (ring all) or
+// NUMBER=hunt:EXT,... (one member after the other, pbx.DefaultMemberRing
+// each): given, every member must be an account and no number one; not
+// given, FreeSWITCH's demo groups with the members that are accounts (a
+// group with none, or whose number is an account, is left out); "none": no
+// groups.
+func parseGroups(flags []string, accounts digest.Passwords) (map[string]pbx.Group, error) {
 	strict := len(flags) > 0
 	if !strict {
 		flags = DefaultSIPGroups
@@ -150,12 +152,12 @@ func parseGroups(flags []string, accounts digest.Passwords) (map[string][]string
 	if len(flags) == 1 && flags[0] == "none" {
 		return nil, nil
 	}
-	groups := map[string][]string{}
+	groups := map[string]pbx.Group{}
 	for _, g := range flags {
 		number, list, ok := strings.Cut(g, "=")
 		number = strings.TrimSpace(number)
 		if !ok || number == "" || strings.IndexFunc(number, notUserChar) >= 0 {
-			return nil, cmdutil.UsageErrorf("--sip-group %q: give NUMBER=EXT,EXT,... such as 2000=1000,1001", g)
+			return nil, cmdutil.UsageErrorf("--sip-group %q: give NUMBER=EXT,EXT,... (ring all) or NUMBER=hunt:EXT,EXT,... (in turn), such as 2000=1000,1001", g)
 		}
 		if _, dup := groups[number]; dup {
 			return nil, cmdutil.UsageErrorf("--sip-group %q is given twice", number)
@@ -166,7 +168,10 @@ func parseGroups(flags []string, accounts digest.Passwords) (map[string][]string
 			}
 			return nil, cmdutil.UsageErrorf("--sip-group %q is also an account: give the group another number", number)
 		}
-		var members []string
+		var group pbx.Group
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(list), "hunt:"); ok {
+			group.Hunt, list = true, rest
+		}
 		for _, m := range strings.Split(list, ",") {
 			m = strings.TrimSpace(m)
 			if _, ok := accounts[m]; !ok {
@@ -175,12 +180,12 @@ func parseGroups(flags []string, accounts digest.Passwords) (map[string][]string
 				}
 				continue
 			}
-			if !slices.Contains(members, m) {
-				members = append(members, m)
+			if !slices.Contains(group.Members, m) {
+				group.Members = append(group.Members, m)
 			}
 		}
-		if len(members) > 0 {
-			groups[number] = members
+		if len(group.Members) > 0 {
+			groups[number] = group
 		}
 	}
 	return groups, nil

@@ -166,17 +166,21 @@ func TestSIPGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := o.Daemon.PBX.Groups
-	if len(g) != 2 || strings.Join(g["2000"], ",") != "1000,1001" || strings.Join(g["2001"], ",") != "1010" {
+	if len(g) != 2 || strings.Join(g["2000"].Members, ",") != "1000,1001" || strings.Join(g["2001"].Members, ",") != "1010" || g["2000"].Hunt {
 		t.Errorf("default groups %v", g)
 	}
 	// An account named like a default group keeps its number.
 	o, _, err = parse(t, append(users, "--user", "2000:d")...)
-	if err != nil || len(o.Daemon.PBX.Groups) != 1 || o.Daemon.PBX.Groups["2000"] != nil {
+	if _, ok := o.Daemon.PBX.Groups["2000"]; err != nil || len(o.Daemon.PBX.Groups) != 1 || ok {
 		t.Errorf("account 2000 and the default groups: %v %v", err, o.Daemon.PBX.Groups)
 	}
 	o, _, err = parse(t, append(users, "--sip-group", "3000=1000,1010")...)
-	if err != nil || len(o.Daemon.PBX.Groups) != 1 || strings.Join(o.Daemon.PBX.Groups["3000"], ",") != "1000,1010" {
+	if err != nil || len(o.Daemon.PBX.Groups) != 1 || strings.Join(o.Daemon.PBX.Groups["3000"].Members, ",") != "1000,1010" {
 		t.Errorf("--sip-group 3000=1000,1010: %v %v", err, o)
+	}
+	o, _, err = parse(t, append(users, "--sip-group", "3000=hunt:1010, 1000")...)
+	if g := o.Daemon.PBX.Groups["3000"]; err != nil || !g.Hunt || strings.Join(g.Members, ",") != "1010,1000" {
+		t.Errorf("--sip-group 3000=hunt:1010,1000: %v %+v", err, g)
 	}
 	o, _, err = parse(t, append(users, "--sip-group", "none")...)
 	if err != nil || len(o.Daemon.PBX.Groups) != 0 {

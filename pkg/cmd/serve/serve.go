@@ -222,7 +222,7 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	fl.StringVar(&opts.MediaPorts, "media-ports", DefaultMediaPorts, "RTP relay port range `LOW-HIGH` for proxied calls, or \"off\" (media goes phone to phone)")
 	fl.IntVar(&opts.SIPRate, "sip-rate", DefaultSIPRate, "SIP requests a second from one source address after a burst of twice as many (0: no limit)")
 	fl.StringVar(&opts.SIPDigest, "sip-digest", "md5", "digest algorithms the PBX challenges with, in preference `order`: md5, or sha256,md5")
-	fl.StringArrayVar(&opts.SIPGroups, "sip-group", nil, "call group `NUMBER=EXT,...` ringing all its members at once, first answer wins (repeatable; \"none\": no groups; default: FreeSWITCH's demo groups "+strings.Join(DefaultSIPGroups, " ")+", with the members that are accounts)")
+	fl.StringArrayVar(&opts.SIPGroups, "sip-group", nil, "call group `NUMBER=EXT,...` ringing all its members at once, first answer wins, or NUMBER=hunt:EXT,... ringing them in turn (repeatable; \"none\": no groups; default: FreeSWITCH's demo groups "+strings.Join(DefaultSIPGroups, " ")+", with the members that are accounts)")
 	fl.StringVar(&opts.StateDir, "state-dir", "", "keep registrations in this `directory`, so that they survive restarts (default: in memory)")
 	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN and rendezvous (0: %d, %d and %d; negative: no limit)",
 		stunserver.DefaultMaxConnsPerIP, turnserver.DefaultMaxConnsPerIP, rendezvous.DefaultMaxConnsPerIP))
@@ -263,8 +263,15 @@ type SIPInfo struct {
 	MediaPorts *Range  `json:"media_ports"`
 	// RateLimit is requests a second per source; null when unlimited.
 	RateLimit *int `json:"rate_limit"`
-	// Groups are the call groups: number → members (ring all).
-	Groups map[string][]string `json:"groups,omitempty"`
+	// Groups are the call groups by number.
+	Groups map[string]GroupInfo `json:"groups,omitempty"`
+}
+
+// GroupInfo is a call group: its members and how they ring ("ring-all",
+// or "hunt": in turn).
+type GroupInfo struct {
+	Members []string `json:"members"`
+	Mode    string   `json:"mode"`
 }
 
 // sipInfo describes the running PBX for the startup document and line.
@@ -288,7 +295,14 @@ func sipInfo(cfg *daemon.PBXConfig) *SIPInfo {
 		info.RateLimit = &r
 	}
 	if len(cfg.Groups) > 0 {
-		info.Groups = cfg.Groups
+		info.Groups = map[string]GroupInfo{}
+		for n, g := range cfg.Groups {
+			mode := "ring-all"
+			if g.Hunt {
+				mode = "hunt"
+			}
+			info.Groups[n] = GroupInfo{Members: g.Members, Mode: mode}
+		}
 	}
 	return info
 }
@@ -307,8 +321,12 @@ func sipLine(info *SIPInfo) string {
 		info.Domain, info.Mode, info.Accounts, strings.Join(info.Digest, ","), media, rate)
 	if len(info.Groups) > 0 {
 		var gs []string
-		for n, ms := range info.Groups {
-			gs = append(gs, n+"="+strings.Join(ms, ","))
+		for n, g := range info.Groups {
+			hunt := ""
+			if g.Mode == "hunt" {
+				hunt = "hunt:"
+			}
+			gs = append(gs, n+"="+hunt+strings.Join(g.Members, ","))
 		}
 		slices.Sort(gs)
 		line += "; call groups " + strings.Join(gs, " ")
