@@ -52,7 +52,7 @@ type SIPRow struct {
 
 // SIPCall is the part of one host's natkit.call/v1 report the row keeps.
 type SIPCall struct {
-	NAT  string `json:"nat"`
+	NAT  string `json:"nat_name"`
 	Host string `json:"host"`
 	// Registered is whether natkit registered (through the NAT); null
 	// when no REGISTER was answered.
