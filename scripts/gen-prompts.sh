@@ -15,3 +15,5 @@ say() { # say NAME TEXT
 		silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse pad 0.1 0.1 gain -n -3
 }
 say early-media "This is the natkit early media test."
+say ivr-menu "Welcome to natkit. For the echo test, press 1. For music on hold, press 2. For a conference, press 3. For voicemail, press 4."
+say ivr-invalid "That option is not available."

@@ -45,6 +45,9 @@ type call struct {
 	remoteRTCP net.Addr
 
 	held atomic.Bool // on hold: no media timeout
+	// digits are the DTMF digits received (RFC 4733 and SIP INFO), for
+	// the IVR; a full channel drops them.
+	digits chan rune
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -121,8 +124,8 @@ func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 	}
 	c := &call{
 		s: s, svc: svc, req: req, dlg: dlg, answerSDP: body,
-		media: newMediaConn(pc, &s.st.rtpIn, &s.st.rtpOut),
-		law:   g711.ULaw, pt: chosen.Codec.PT,
+		media: newMediaConn(pc, &s.st.rtpIn, &s.st.rtpOut), digits: make(chan rune, 16),
+		law: g711.ULaw, pt: chosen.Codec.PT,
 	}
 	if strings.EqualFold(chosen.Codec.Name, sdp.PCMA.Name) {
 		c.law = g711.ALaw
@@ -195,6 +198,12 @@ func (c *call) run() bool {
 		return true
 	case EarlyMedia:
 		return c.earlyMedia()
+	case IVR:
+		if !c.answer() {
+			return false
+		}
+		c.ivr()
+		return true
 	}
 	return false
 }
@@ -244,12 +253,22 @@ func (c *call) watch(media func(ctx context.Context)) {
 // for conferences' bandwidth; one call's reports are a few hundred bytes).
 const rtcpInterval = time.Second
 
+// digit notes a DTMF digit received.
+func (c *call) digit(d rune) {
+	c.s.st.digits.Add(1)
+	select {
+	case c.digits <- d:
+	default:
+	}
+}
+
 // withSession runs an RTP session on the call's socket for f's duration;
-// onAudio, when not nil, gets each frame received.
+// onAudio, when not nil, gets each frame received. RFC 4733 digits go to
+// the call's digits.
 func (c *call) withSession(onAudio func(rtpsession.Frame), f func(ctx context.Context, sess *rtpsession.Session, p *pacer)) {
 	cfg := rtpsession.Config{
 		Conn: c.media, Remote: c.remote, Latch: true, Law: c.law, EventPT: c.eventPT,
-		RTCPInterval: rtcpInterval, Logger: c.s.log, OnAudio: onAudio,
+		RTCPInterval: rtcpInterval, Logger: c.s.log, OnAudio: onAudio, OnDigit: c.digit,
 	}
 	if c.remoteRTCP != nil {
 		cfg.RemoteRTCP = c.remoteRTCP

@@ -21,6 +21,7 @@ const (
 	// not supported: 488 with a Warning that says so, so that a fax
 	// machine or a test tells "no fax here" from a broken PBX.
 	Fax Service = "fax"
+	IVR Service = "ivr" // 5000
 )
 
 // DefaultNumbers maps FreeSWITCH's demo numbers to the services.
@@ -31,7 +32,14 @@ var DefaultNumbers = map[string]Service{
 	"9182": EarlyMedia,
 	"9178": Fax,
 	"9179": Fax,
+	"5000": IVR,
 }
+
+// DefaultIVRMenu is 5000's menu, as FreeSWITCH's demo IVR: 1 the echo
+// test, 2 music on hold, 3 a conference room, 4 voicemail. A digit whose
+// number is no service here yet (3000, 4000) says so and plays the menu
+// again.
+var DefaultIVRMenu = map[rune]string{'1': "9196", '2': "9664", '3': "3000", '4': "4000"}
 
 // Defaults for the zero values of Config.
 const (
@@ -42,6 +50,8 @@ const (
 	// DefaultRingback is how long 9182 plays ringback before the
 	// announcement: one "on" of the US cadence.
 	DefaultRingback = 2 * time.Second
+	// DefaultIVRTimeout is FreeSWITCH's demo IVR's.
+	DefaultIVRTimeout = 5 * time.Second
 )
 
 // Config configures a Server. Zero values mean the documented defaults.
@@ -55,6 +65,12 @@ type Config struct {
 	MediaPortMin, MediaPortMax uint16
 	// Numbers maps Request-URI users to services; nil is DefaultNumbers.
 	Numbers map[string]Service
+	// IVRMenu maps 5000's digits to numbers; nil is DefaultIVRMenu.
+	IVRMenu map[rune]string
+	// IVRTimeout is how long 5000 waits for a digit after its menu
+	// before playing it again (three times, then it hangs up); default
+	// DefaultIVRTimeout.
+	IVRTimeout time.Duration
 
 	MaxDuration  time.Duration // a call's limit; default 1 h
 	MediaTimeout time.Duration // no RTP for this long ends a call; default 30 s
@@ -87,6 +103,9 @@ func (c *Config) setDefaults() error {
 	if c.Numbers == nil {
 		c.Numbers = DefaultNumbers
 	}
+	if c.IVRMenu == nil {
+		c.IVRMenu = DefaultIVRMenu
+	}
 	def := func(d *time.Duration, v time.Duration, name string) error {
 		if *d == 0 {
 			*d = v
@@ -101,5 +120,6 @@ func (c *Config) setDefaults() error {
 		def(&c.MediaTimeout, DefaultMediaTimeout, "media timeout"),
 		def(&c.EchoDelay, DefaultEchoDelay, "echo delay"),
 		def(&c.Ringback, DefaultRingback, "ringback"),
+		def(&c.IVRTimeout, DefaultIVRTimeout, "IVR timeout"),
 	)
 }

@@ -206,11 +206,13 @@ func answerAddr(t *testing.T, body []byte) netip.AddrPort {
 // media is the caller's RTP: a session on its own socket, recording what
 // arrives.
 type media struct {
-	conn   net.PacketConn
-	sess   *rtpsession.Session
-	rec    *rtpsession.Recorder
-	mu     sync.Mutex
-	frames []frame
+	// eventPT, set before start, sends and takes telephone-events.
+	eventPT uint8
+	conn    net.PacketConn
+	sess    *rtpsession.Session
+	rec     *rtpsession.Recorder
+	mu      sync.Mutex
+	frames  []frame
 }
 
 type frame struct {
@@ -236,7 +238,7 @@ func (m *media) addr() netip.AddrPort { return m.conn.LocalAddr().(*net.UDPAddr)
 func (m *media) start(t *testing.T, remote netip.AddrPort) {
 	t.Helper()
 	m.rec = &rtpsession.Recorder{Start: time.Now()}
-	cfg := rtpsession.Config{Conn: m.conn, Latch: true, OnAudio: func(f rtpsession.Frame) {
+	cfg := rtpsession.Config{Conn: m.conn, Latch: true, EventPT: m.eventPT, OnAudio: func(f rtpsession.Frame) {
 		m.rec.OnAudio(f)
 		m.mu.Lock()
 		m.frames = append(m.frames, frame{time.Now(), f.Samples})

@@ -21,3 +21,20 @@ func announcement() ([]int16, error) {
 	}
 	return a.Samples, nil
 }
+
+// The IVR's prompts (5000), made as the early-media one.
+//
+//go:embed prompts/ivr-menu.wav
+var ivrMenuWAV []byte
+
+//go:embed prompts/ivr-invalid.wav
+var ivrInvalidWAV []byte
+
+// prompt decodes an embedded prompt.
+func decodePrompt(name string, b []byte) ([]int16, error) {
+	a, err := wav.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("services: %s prompt: %w", name, err)
+	}
+	return a.Samples, nil
+}

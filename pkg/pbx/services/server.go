@@ -15,6 +15,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/natkit/natkit/pkg/media/dtmf"
 	"github.com/natkit/natkit/pkg/sdp"
 )
 
@@ -32,6 +34,8 @@ type Server struct {
 	srv    *sipgo.Server
 	dialog sipgo.DialogUA
 	prompt []int16
+	// ivrMenu and ivrInvalid are 5000's prompts.
+	ivrMenu, ivrInvalid []int16
 
 	ctx     context.Context // ends at Close
 	cancel  context.CancelFunc
@@ -55,6 +59,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	prompt, err := announcement()
+	if err != nil {
+		return nil, err
+	}
+	ivrMenu, err := decodePrompt("ivr-menu", ivrMenuWAV)
+	if err != nil {
+		return nil, err
+	}
+	ivrInvalid, err := decodePrompt("ivr-invalid", ivrInvalidWAV)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +118,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg: cfg, log: log, pc: pc, addr: addr, ua: ua, srv: srv, prompt: prompt,
+		cfg: cfg, log: log, pc: pc, addr: addr, ua: ua, srv: srv, prompt: prompt, ivrMenu: ivrMenu, ivrInvalid: ivrInvalid,
 		ctx: ctx, cancel: cancel, closing: closing,
 		calls:     map[string]*call{},
 		serveDone: make(chan struct{}),
@@ -121,13 +133,14 @@ func New(cfg Config) (*Server, error) {
 		},
 	}
 	s.st.calls = map[Service]*atomic.Uint64{}
-	for _, svc := range []Service{EchoDelayed, Echo, Music, EarlyMedia} {
+	for _, svc := range []Service{EchoDelayed, Echo, Music, EarlyMedia, IVR} {
 		s.st.calls[svc] = new(atomic.Uint64)
 	}
 	srv.OnInvite(s.onInvite)
 	srv.OnAck(s.onAck)
 	srv.OnBye(s.onBye)
 	srv.OnOptions(s.onOptions)
+	srv.OnInfo(s.onInfo)
 	srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
 		// The transaction layer answers CANCELs that match an INVITE; this
 		// one matched nothing.
@@ -238,6 +251,23 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	if c := s.lookup(req); c != nil {
 		c.dlg.ReadAck(req, tx)
 	}
+}
+
+// onInfo takes a DTMF digit sent as SIP INFO (application/dtmf-relay or
+// application/dtmf, the fallback of phones without telephone-event) to
+// the call's digits (the IVR reads them).
+func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	c := s.lookup(req)
+	if c == nil {
+		tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	if ct := req.ContentType(); ct != nil {
+		if d, _, err := dtmf.ParseInfo(ct.Value(), req.Body()); err == nil {
+			c.digit(d)
+		}
+	}
+	tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
 }
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {

@@ -13,6 +13,9 @@ type Stats struct {
 	Reinvites     uint64             `json:"reinvites"`      // in-dialog INVITEs answered
 	RTPReceived   uint64             `json:"rtp_received"`   // datagrams on the media ports (RTP and RTCP)
 	RTPSent       uint64             `json:"rtp_sent"`       // datagrams sent from them
+	Digits        uint64             `json:"digits"`         // DTMF digits received (RFC 4733, SIP INFO)
+	IVRChoices    uint64             `json:"ivr_choices"`    // 5000: digits that led to a service
+	IVRInvalid    uint64             `json:"ivr_invalid"`    // 5000: digits of no service here
 }
 
 type counters struct {
@@ -24,6 +27,9 @@ type counters struct {
 	mediaTimeouts atomic.Uint64
 	reinvites     atomic.Uint64
 	rtpIn, rtpOut atomic.Uint64
+	digits        atomic.Uint64
+	ivrChoices    atomic.Uint64
+	ivrInvalid    atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -38,6 +44,9 @@ func (s *Server) Stats() Stats {
 		Reinvites:     s.st.reinvites.Load(),
 		RTPReceived:   s.st.rtpIn.Load(),
 		RTPSent:       s.st.rtpOut.Load(),
+		Digits:        s.st.digits.Load(),
+		IVRChoices:    s.st.ivrChoices.Load(),
+		IVRInvalid:    s.st.ivrInvalid.Load(),
 	}
 	for svc, n := range s.st.calls {
 		st.Calls[svc] = n.Load()
