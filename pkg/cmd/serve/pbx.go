@@ -30,6 +30,9 @@ const (
 	DefaultSIPRate = 50
 )
 
+// DefaultIVRMenu is services.DefaultIVRMenu as --ivr-menu writes it.
+const DefaultIVRMenu = "1=9196,2=9664,3=3000,4=4000"
+
 // DefaultSIPGroups are FreeSWITCH's demo call groups; by default natkit
 // keeps those of their members that are accounts.
 var DefaultSIPGroups = []string{"2000=1000,1001,1002,1003,1004", "2001=1010,1011,1012,1013,1014", "2002=1005,1006,1007,1008,1009"}
@@ -134,7 +137,11 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 	}
 	// The built-in numbers (9195, 9196, 9664, 9182): RTP on the public
 	// address, in the relay's range when there is one.
-	pc.Services = &services.Config{MediaIP: public}
+	menu, err := parseIVRMenu(o.IVRMenu)
+	if err != nil {
+		return nil, err
+	}
+	pc.Services = &services.Config{MediaIP: public, IVRMenu: menu}
 	return pc, nil
 }
 
@@ -189,6 +196,25 @@ func parseGroups(flags []string, accounts digest.Passwords) (map[string]pbx.Grou
 		}
 	}
 	return groups, nil
+}
+
+// parseIVRMenu reads --ivr-menu DIGIT=NUMBER,...: a DTMF digit (0-9, *,
+// #, A-D) each, once.
+func parseIVRMenu(v string) (map[rune]string, error) {
+	menu := map[rune]string{}
+	for _, item := range strings.Split(v, ",") {
+		d, number, ok := strings.Cut(strings.TrimSpace(item), "=")
+		number = strings.TrimSpace(number)
+		r := []rune(strings.ToUpper(strings.TrimSpace(d)))
+		if !ok || len(r) != 1 || !strings.ContainsRune("0123456789*#ABCD", r[0]) || number == "" || strings.IndexFunc(number, notUserChar) >= 0 {
+			return nil, cmdutil.UsageErrorf("--ivr-menu %q: give DIGIT=NUMBER,... such as %s", v, DefaultIVRMenu)
+		}
+		if _, dup := menu[r[0]]; dup {
+			return nil, cmdutil.UsageErrorf("--ivr-menu %q: digit %c is given twice", v, r[0])
+		}
+		menu[r[0]] = number
+	}
+	return menu, nil
 }
 
 // notUserChar tells a rune a group number (a SIP URI user) cannot hold.

@@ -192,3 +192,21 @@ func TestSIPGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestIVRMenu: --ivr-menu sets the IVR's digits; a bad one is exit 2.
+func TestIVRMenu(t *testing.T) {
+	users := []string{"--listen", "127.0.0.1", "--user", "1000:a"}
+	o, _, err := parse(t, users...)
+	if err != nil || o.Daemon.PBX.Services.IVRMenu['2'] != "9664" || len(o.Daemon.PBX.Services.IVRMenu) != 4 {
+		t.Fatalf("default menu: %v %v", err, o.Daemon.PBX.Services.IVRMenu)
+	}
+	o, _, err = parse(t, append(users, "--ivr-menu", "1=9195, #=9196")...)
+	if err != nil || o.Daemon.PBX.Services.IVRMenu['#'] != "9196" || len(o.Daemon.PBX.Services.IVRMenu) != 2 {
+		t.Errorf("--ivr-menu: %v %v", err, o.Daemon.PBX.Services.IVRMenu)
+	}
+	for _, bad := range []string{"1", "x=9196", "1=", "1=9196,1=9664", "12=9196"} {
+		if _, code, err := parse(t, append(users, "--ivr-menu", bad)...); code != cmdutil.ExitUsage {
+			t.Errorf("--ivr-menu %s: exit %d, %v", bad, code, err)
+		}
+	}
+}
