@@ -77,3 +77,25 @@ func FuzzParseGroups(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseIVRMenu: --ivr-menu gives DTMF digits to numbers, or a
+// one-line usage error; never a panic.
+func FuzzParseIVRMenu(f *testing.F) {
+	for _, s := range []string{DefaultIVRMenu, "1=9195, #=9196", "1", "x=1", "1=,2=3", "1=9196,1=9664", "*=a\nb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		menu, err := parseIVRMenu(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") && !strings.Contains(s, "\n") {
+				t.Errorf("error has several lines: %q", err)
+			}
+			return
+		}
+		for d, n := range menu {
+			if !strings.ContainsRune("0123456789*#ABCD", d) || n == "" || strings.ContainsAny(n, " \n@:") {
+				t.Errorf("%q: %c → %q", s, d, n)
+			}
+		}
+	})
+}
