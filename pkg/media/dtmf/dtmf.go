@@ -222,3 +222,33 @@ func (r *Receiver) Packet(ts uint32, payload []byte) (string, error) {
 	}
 	return out, nil
 }
+
+// Detector finds in-band DTMF digits in audio written to it frame by frame
+// (8 kHz, any frame size), as Detect does in a whole recording: each digit
+// once per burst. For phones that send neither RFC 4733 events nor SIP
+// INFO.
+type Detector struct {
+	buf        []int16
+	prev, last rune
+}
+
+// Write feeds samples and returns the digits that ended their second
+// agreeing window in them.
+func (d *Detector) Write(samples []int16) string {
+	d.buf = append(d.buf, samples...)
+	var out strings.Builder
+	i := 0
+	for ; i+window <= len(d.buf); i += hop {
+		r := detectWindow(d.buf[i : i+window])
+		switch {
+		case r == 0:
+			d.last = 0
+		case r == d.prev && r != d.last:
+			out.WriteRune(r)
+			d.last = r
+		}
+		d.prev = r
+	}
+	d.buf = append(d.buf[:0], d.buf[i:]...) // what the next window starts with
+	return out.String()
+}

@@ -175,3 +175,30 @@ func FuzzReceiver(f *testing.F) {
 		}
 	})
 }
+
+// TestDetector: frame by frame (20 ms, and odd sizes) the streaming
+// detector finds what Detect finds in the whole signal.
+func TestDetector(t *testing.T) {
+	sig, err := InBand("159#*0D", 80*time.Millisecond, 60*time.Millisecond, -10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig = append(sig, make([]int16, 800)...)
+	want := Detect(sig)
+	if want != "159#*0D" {
+		t.Fatalf("Detect: %q", want)
+	}
+	for _, size := range []int{160, 37, 1000} {
+		var d Detector
+		var got string
+		for i := 0; i < len(sig); i += size {
+			got += d.Write(sig[i:min(i+size, len(sig))])
+		}
+		if got != want {
+			t.Errorf("frames of %d: %q, want %q", size, got, want)
+		}
+		if len(d.buf) >= window {
+			t.Errorf("frames of %d: %d samples kept", size, len(d.buf))
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/natkit/natkit/pkg/media/dtmf"
 	"github.com/natkit/natkit/pkg/media/rtpsession"
 )
 
@@ -12,8 +13,9 @@ import (
 // before it hangs up (FreeSWITCH's demo IVR: max-failures 3).
 const ivrTries = 3
 
-// ivr is 5000: the menu prompt, then a DTMF digit (RFC 4733, SIP INFO;
-// a digit during the prompt cuts it short) chooses a number of the menu
+// ivr is 5000: the menu prompt, then a DTMF digit (RFC 4733, SIP INFO, or
+// in-band tones when no telephone-event was negotiated; a digit during the
+// prompt cuts it short) chooses a number of the menu
 // (Config.IVRMenu), whose service then runs on this same call: the echo
 // tests and music on hold. A digit outside the menu, or of a number with
 // no service here yet (conferences 3000, voicemail 4000: a later issue),
@@ -22,9 +24,22 @@ const ivrTries = 3
 func (c *call) ivr() {
 	var sess atomic.Pointer[rtpsession.Session]
 	var echo atomic.Pointer[delayLine] // set once the caller chose an echo
+	// A phone that negotiated no telephone-event may send neither events
+	// nor INFO: its tones are heard in the audio (Goertzel).
+	var inband *dtmf.Detector
+	if c.eventPT == 0 {
+		inband = &dtmf.Detector{}
+	}
 	c.withSession(func(f rtpsession.Frame) {
-		if l, s := echo.Load(), sess.Load(); l != nil && s != nil && len(f.Samples) > 0 {
+		l, s := echo.Load(), sess.Load()
+		if l != nil && s != nil && len(f.Samples) > 0 {
 			_ = s.WriteFrame(l.push(f.Samples))
+			return
+		}
+		if inband != nil {
+			for _, d := range inband.Write(f.Samples) {
+				c.digit(d)
+			}
 		}
 	}, func(ctx context.Context, s *rtpsession.Session, p *pacer) {
 		sess.Store(s)

@@ -8,8 +8,10 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/media/dtmf"
 	"github.com/natkit/natkit/pkg/media/echo"
 	"github.com/natkit/natkit/pkg/media/tones"
+	"github.com/natkit/natkit/pkg/sdp"
 )
 
 // TestIVR: 5000 answers and plays its menu; an RFC 4733 digit outside
@@ -98,6 +100,34 @@ func TestIVRInfo(t *testing.T) {
 		return n > 50 && loud > 1000
 	}) {
 		t.Fatal("no music after choosing 2")
+	}
+	hangup(t, d)
+}
+
+// TestIVRInBand: a phone that negotiated no telephone-event and sends DTMF
+// as tones in its audio chooses too: 2 is music on hold.
+func TestIVRInBand(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := start(t, Config{IVRTimeout: 20 * time.Second})
+	c := newCaller(t)
+	m := newMedia(t)
+	body, err := sdp.Marshal(sdp.Offer(sdp.Local{Addr: m.addr(), NoDTMF: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.call(ctx, uri(s, "5000"), body)
+	m.start(t, answerAddr(t, d.InviteResponse.Body()))
+	tone, err := dtmf.InBand("2", 100*time.Millisecond, 100*time.Millisecond, -10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.sess.Send(ctx, tone); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(ctx, func() bool { return s.Stats().IVRChoices == 1 }) {
+		t.Fatalf("in-band 2 not taken: %+v", s.Stats())
 	}
 	hangup(t, d)
 }
