@@ -12,6 +12,7 @@ import (
 	"github.com/natkit/natkit/pkg/media/echo"
 	"github.com/natkit/natkit/pkg/media/tones"
 	"github.com/natkit/natkit/pkg/media/wav"
+	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/pbx/anchor"
 	"github.com/natkit/natkit/pkg/pbx/services"
 	"github.com/natkit/natkit/pkg/sipua"
@@ -248,4 +249,63 @@ func deref[T any](p *T) any {
 		return nil
 	}
 	return *p
+}
+
+// TestBaresipCallGroup: natkit calls group 2000 (1002 and 1003, two
+// baresips): both ring, 1002 answers at once, the PBX cancels 1003's
+// ringing; media flows with 1002 and natkit's BYE ends the call.
+func TestBaresipCallGroup(t *testing.T) {
+	bin := interoptest.Tool(t, "baresip", "baresip-core")
+	leaktest.Check(t)
+	lo := netip.MustParseAddr("127.0.0.1")
+	base := mediaBase()
+	d, addr := startPBX(t, &PBXConfig{Media: &anchor.Config{IP: lo, MinPort: base, MaxPort: base + 49}, MediaIP: lo,
+		Services: &services.Config{}, Config: pbx.Config{Groups: map[string]pbx.Group{"2000": {Members: []string{"1002", "1003"}}}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rtp := 50000 + os.Getpid()%100*100 // the two baresips split this process's range
+	answering := interoptest.StartBaresip(t, ctx, bin, interoptest.BaresipConfig{Registrar: addr, User: "1002",
+		Password: sipAccounts["1002"], Source: withLead(tones.Noise(1002, -15, probeLen), baresipSource), RTPPorts: [2]int{rtp, rtp + 49}})
+	ringing := interoptest.StartBaresip(t, ctx, bin, interoptest.BaresipConfig{Registrar: addr, User: "1003",
+		Password: sipAccounts["1003"], Source: withLead(tones.Noise(1003, -15, probeLen), baresipSource), RTPPorts: [2]int{rtp + 50, rtp + 99},
+		AnswerMode: "manual"})
+
+	target, err := sipua.ParseTarget("sip:2000@" + addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := sipua.Run(ctx, sipua.Options{Target: target, User: "1001", Password: sipAccounts["1001"], Duration: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Call
+	if !c.Answered || c.FinalStatus == nil || *c.FinalStatus != 200 {
+		t.Fatalf("the group call is not answered: status %v, reason %v\n%s\n%s", deref(c.FinalStatus), deref(c.Reason), answering.Output(), ringing.Output())
+	}
+	if c.Media == nil || c.Media.PacketsReceived == 0 {
+		t.Errorf("natkit's media: %+v, want RTP from the member that answered", c.Media)
+	}
+	// 1003 rang and was cancelled: its incoming call closed without an
+	// answer (nothing else ends a ringing call within the PBX's 120 s ring
+	// time; baresip 1.0 words a CANCEL as it words a BYE).
+	if _, err := ringing.WaitEvent(ctx, "CALL_INCOMING"); err != nil {
+		t.Fatalf("1003 did not ring: %v\n%s", err, ringing.Output())
+	}
+	ev, err := ringing.WaitEvent(ctx, "CALL_CLOSED")
+	if err != nil {
+		t.Fatalf("1003's ringing call did not close: %v\n%s", err, ringing.Output())
+	}
+	t.Logf("1003: call closed (%s)", ev.Param)
+	// Its events so far hold no established call (a short look: the
+	// call is over).
+	short, stop := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer stop()
+	if ev, err := ringing.WaitEvent(short, "CALL_ESTABLISHED"); err == nil {
+		t.Errorf("1003 established a call too: %+v", ev)
+	}
+	endCall(t, ctx, answering)
+	if st := d.PBX().Stats(); st.CallsAnswered != 1 {
+		t.Errorf("PBX: %+v", st)
+	}
+	waitIdle(t, ctx, d)
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/natkit/natkit/pkg/sip/digest"
 )
 
-var sipAccounts = digest.Passwords{"1001": "secret1", "1002": "secret2"}
+var sipAccounts = digest.Passwords{"1001": "secret1", "1002": "secret2", "1003": "secret3"}
 
 // mediaBase gives each test run its own media port range.
 func mediaBase() uint16 { return uint16(40000 + (os.Getpid()%200)*50) }

@@ -38,6 +38,9 @@ type BaresipConfig struct {
 	// RTPPorts is baresip's RTP port range; zero: a range from 50000-59999
 	// picked by the test process's PID.
 	RTPPorts [2]int
+	// AnswerMode is baresip's answermode: "" is auto (answer at once),
+	// "manual" lets incoming calls ring.
+	AnswerMode string
 }
 
 // Baresip is a running baresip, driven over its ctrl_tcp socket by one
@@ -93,8 +96,12 @@ func StartBaresip(t testing.TB, ctx context.Context, path string, cfg BaresipCon
 	}
 	src := filepath.Join(dir, "source.wav")
 	writeWAV(t, src, cfg.Source)
-	acct := fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;answermode=auto;regint=600;audio_codecs=pcmu,pcma\n",
-		cfg.User, cfg.Registrar, cfg.Password)
+	mode := cfg.AnswerMode
+	if mode == "" {
+		mode = "auto"
+	}
+	acct := fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;answermode=%s;regint=600;audio_codecs=pcmu,pcma\n",
+		cfg.User, cfg.Registrar, cfg.Password, mode)
 	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(acct), 0o600); err != nil {
 		t.Fatal(err)
 	}
