@@ -3,10 +3,10 @@ package anchor
 import (
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,18 +15,14 @@ import (
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
-// portBase hands each test its own media port range, so that tests and
-// other packages' tests running at once do not take each other's ports.
-var portBase atomic.Int32
-
 func newAnchor(t *testing.T, cfg Config, pairs int) *Anchor {
 	t.Helper()
 	if !cfg.IP.IsValid() {
 		cfg.IP = loopback
 	}
 	if cfg.MinPort == 0 {
-		base := 42000 + int(portBase.Add(1))*64 + (int(time.Now().UnixNano()/1000)%50)*400
-		cfg.MinPort, cfg.MaxPort = uint16(base), uint16(base+2*pairs-1)
+		base := freeRange(t, 2*pairs)
+		cfg.MinPort, cfg.MaxPort = base, base+uint16(2*pairs-1)
 	}
 	a, err := New(cfg)
 	if err != nil {
@@ -34,6 +30,32 @@ func newAnchor(t *testing.T, cfg Config, pairs int) *Anchor {
 	}
 	t.Cleanup(func() { a.Close() })
 	return a
+}
+
+// freeRange finds n consecutive loopback UDP ports, from an even one, that
+// were all free a moment ago: a range sized to the test (TestPorts counts
+// on it) that no ephemeral socket of this or another test process lands
+// in — above Linux's ephemeral range (32768-60999), where nothing else in
+// the tests binds. Another process may still take one in between: rare.
+func freeRange(t *testing.T, n int) uint16 {
+	t.Helper()
+	for range 100 {
+		base := uint16(61000 + 2*rand.IntN(2000))
+		free := true
+		for p := base; p < base+uint16(n) && free; p++ {
+			c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, p)))
+			if err != nil {
+				free = false
+				continue
+			}
+			c.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free media port range above 61000")
+	return 0
 }
 
 // phone is a UDP socket on loopback playing a phone behind a NAT: its
