@@ -14,13 +14,7 @@ import (
 var earlyMediaWAV []byte
 
 // announcement decodes the early-media prompt.
-func announcement() ([]int16, error) {
-	a, err := wav.Decode(earlyMediaWAV)
-	if err != nil {
-		return nil, fmt.Errorf("services: early-media prompt: %w", err)
-	}
-	return a.Samples, nil
-}
+func announcement() ([]int16, error) { return decodePrompt("early-media", earlyMediaWAV) }
 
 // The IVR's prompts (5000), made as the early-media one.
 //
