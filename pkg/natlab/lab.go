@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -100,6 +101,52 @@ func (n *NAT) Carrier() *Host { return n.carrier }
 
 // Hosts returns the hosts behind the NAT.
 func (n *NAT) Hosts() []*Host { return append([]*Host(nil), n.hosts...) }
+
+// Reset makes the NAT forget every mapping and every hole it had open, as
+// a router just rebooted would: the conntrack tables of its router (and of
+// the carrier under a double NAT) are flushed, and so are the dynamic maps
+// of an endpoint-independent NAT. Trials that must not meet an earlier
+// trial's state call it between trials: a local port the kernel hands out
+// again while its old flows still live in conntrack lets in what the NAT
+// would otherwise filter (a port-restricted cone answering a change-IP test
+// reads as a full cone).
+func (n *NAT) Reset(ctx context.Context) error {
+	for _, h := range []*Host{n.router, n.carrier} {
+		if h == nil {
+			continue
+		}
+		// The maps first: a packet between the two flushes recreates
+		// nothing the sets would not relearn.
+		if out, err := h.Command(ctx, "nft", "list", "table", "ip", nftTable).Output(); err == nil {
+			var script strings.Builder
+			for _, m := range eimMaps {
+				if strings.Contains(string(out), m.kind+" "+m.name+" {") {
+					fmt.Fprintf(&script, "flush %s ip %s %s\n", m.kind, nftTable, m.name)
+				}
+			}
+			if script.Len() > 0 {
+				if err := h.lab.nft(ctx, h, script.String()); err != nil {
+					return fmt.Errorf("natlab: reset %s: %w", n.spec.Label, err)
+				}
+			}
+		}
+		if err := h.FlushConntrack(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NAT returns the NAT the host is behind, or nil (the server, the public
+// peer, the core, a router).
+func (h *Host) NAT() *NAT {
+	for _, n := range h.lab.nats {
+		if slices.Contains(n.hosts, h) {
+			return n
+		}
+	}
+	return nil
+}
 
 // Rules returns the nftables ruleset of the router (for reports and tests).
 func (n *NAT) Rules() string { return n.rules }

@@ -394,3 +394,80 @@ func TestSetLoss(t *testing.T) {
 		t.Errorf("loss removed: %d of %d arrived", got, n)
 	}
 }
+
+// TestReset: after NAT.Reset a NAT has forgotten its mappings and holes.
+// Before it, a full cone lets in a packet from an address its host never
+// sent to, and a port-restricted cone the reply of the one it sent to;
+// after it, neither gets through.
+func TestReset(t *testing.T) {
+	natlabtest.Require(t)
+	fc, _ := natlab.Lookup(natlab.FullCone)
+	prc, _ := natlab.Lookup(natlab.PortRestrictedCone)
+	lab := natlabtest.New(t, fc, prc)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Two sockets on the server, one per address.
+	srv := lab.Server().Addrs()
+	var sockets []*net.UDPConn
+	for _, ip := range srv {
+		var c *net.UDPConn
+		if err := lab.Server().Do(func() (err error) {
+			c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: ip.AsSlice(), Port: 7100})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		sockets = append(sockets, c)
+	}
+	// learn has the host send from port 40100 to the server's first
+	// address, and returns its socket and its public mapping.
+	learn := func(h *natlab.Host) (*net.UDPConn, *net.UDPAddr) {
+		var c *net.UDPConn
+		if err := h.Do(func() (err error) { c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 40100}); return err }); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.WriteToUDP([]byte("out"), &net.UDPAddr{IP: srv[0].AsSlice(), Port: 7100}); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		sockets[0].SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, from, err := sockets[0].ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("%s: the server heard nothing: %v", h.Name(), err)
+		}
+		return c, from
+	}
+	// arrives reports whether a packet from the server's socket s to the
+	// mapping reaches the host's socket c.
+	arrives := func(s, c *net.UDPConn, mapping *net.UDPAddr) bool {
+		if _, err := s.WriteToUDP([]byte("in"), mapping); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, _, err := c.ReadFromUDP(buf)
+		return err == nil && string(buf[:n]) == "in"
+	}
+	for _, tc := range []struct {
+		nat  string
+		from int // the server socket that sends in
+	}{
+		{natlab.FullCone, 1},           // another address: the inbound map
+		{natlab.PortRestrictedCone, 0}, // the address sent to: conntrack
+	} {
+		n := lab.NAT(tc.nat)
+		c, mapping := learn(n.Hosts()[0])
+		if !arrives(sockets[tc.from], c, mapping) {
+			t.Fatalf("%s: nothing came in before the reset", tc.nat)
+		}
+		if err := n.Reset(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if arrives(sockets[tc.from], c, mapping) {
+			t.Errorf("%s: a packet came in through a mapping the reset should have removed", tc.nat)
+		}
+	}
+}

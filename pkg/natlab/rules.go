@@ -92,6 +92,10 @@ func carrierRuleset(wan netip.Addr) string {
 	return b.String()
 }
 
+// eimMaps are the dynamic maps and sets eimRules declares (NAT.Reset
+// empties them).
+var eimMaps = []struct{ kind, name string }{{"map", "inmap"}, {"map", "outmap"}, {"set", "taken"}, {"set", "allowed"}}
+
 func eimRules(w func(string, ...any), filtering string, hairpin bool, wan netip.Addr) {
 	const setOpts = "flags dynamic,timeout; timeout 10m;"
 	w("  map inmap { type inet_service : ipv4_addr . inet_service; %s }", setOpts)

@@ -77,6 +77,18 @@ func pair(ctx context.Context, t *testing.T, bin string, a, b *natlab.Host, sess
 	// One slice: appending to args in each goroutine would write both
 	// sessions into args' spare capacity at once.
 	argv := append(slices.Clip(args), session)
+	// Each pair meets fresh NATs: a local port the kernel hands out again
+	// while an earlier pair's flows through it still live in the router's
+	// conntrack would let in what the NAT filters (a port-restricted cone
+	// then answers the change-IP test as a full cone), and a trial would
+	// test the previous one's leftovers.
+	for _, h := range []*natlab.Host{a, b} {
+		if n := h.NAT(); n != nil {
+			if err := n.Reset(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); ra = runPunch(ctx, t, bin, a, argv...) }()

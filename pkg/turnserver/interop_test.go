@@ -1,13 +1,16 @@
 package turnserver
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,7 +87,11 @@ func TestUclientRelaysThroughNatkit(t *testing.T) {
 	uclient := interoptest.Tool(t, "turnutils_uclient", "coturn")
 	peer := startPeer(t)
 	leaktest.Check(t)
-	s := startServer(t, nil)
+	// pion's debug log tells a channel number uclient drew twice (below).
+	var serverLog syncBuffer
+	s := startServer(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	port := strconv.Itoa(int(s.addr("udp").Port()))
 	run := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -100,7 +107,25 @@ func TestUclientRelaysThroughNatkit(t *testing.T) {
 		{"tcp", "-t -n 20 -m 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := run(append([]string{"-u", "alice", "-w", "wonderland", "-l", "120"}, strings.Fields(tc.flags)...)...)
+			var out string
+			var err error
+			for try := 1; ; try++ {
+				mark := serverLog.Len()
+				out, err = run(append([]string{"-u", "alice", "-w", "wonderland", "-l", "120"}, strings.Fields(tc.flags)...)...)
+				// uclient binds a random channel number to the peer's RTCP
+				// port, then draws another for the RTP port ("playing with
+				// the TURN server trying to screw it", its source says).
+				// When the draw repeats (1 in 16384 per client) the server
+				// must refuse the bind with 400, as coturn does (RFC 8656
+				// §12.2): uclient's own collision, not ours, so the run is
+				// made again — only when the server's log shows exactly that.
+				collided := strings.Contains(out, "channel bind: error 400") &&
+					strings.Contains(serverLog.From(mark), "you cannot use the same channel number with different peer")
+				if !collided || try == 3 {
+					break
+				}
+				t.Logf("uclient drew one channel number for two peers (refused with 400, as it must be): run %d again", try)
+			}
 			if err != nil {
 				t.Fatalf("uclient: %v\n%s", err, out)
 			}
@@ -122,4 +147,60 @@ func TestUclientRelaysThroughNatkit(t *testing.T) {
 			t.Errorf("uclient with a wrong password: %v\n%s", err, out)
 		}
 	})
+}
+
+// syncBuffer is a bytes.Buffer a server's logger writes to while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Len()
+}
+
+// From returns what was written from offset off on.
+func (b *syncBuffer) From(off int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.b.Bytes()[off:])
+}
+
+// TestChannelOfAnotherPeer: a channel number bound to one peer and then
+// asked for another peer of the same allocation gets 400 (RFC 8656 §12.2),
+// and the server's debug log names the cause — what
+// TestUclientRelaysThroughNatkit reads to tell uclient's own random
+// collision from a fault of ours.
+func TestChannelOfAnotherPeer(t *testing.T) {
+	leaktest.Check(t)
+	var serverLog syncBuffer
+	s := startServer(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	for _, tr := range []string{"udp", "tcp"} {
+		c, ctx := allocated(t, s, tr)
+		if _, err := c.ChannelBind(ctx, 0x4abc, netip.MustParseAddrPort("127.0.0.2:5001")); err != nil {
+			t.Fatal(err)
+		}
+		// The same peer again is a refresh.
+		if _, err := c.ChannelBind(ctx, 0x4abc, netip.MustParseAddrPort("127.0.0.2:5001")); err != nil {
+			t.Fatalf("%s: refreshing a channel: %v", tr, err)
+		}
+		mark := serverLog.Len()
+		if _, err := c.ChannelBind(ctx, 0x4abc, netip.MustParseAddrPort("127.0.0.2:5000")); code(err) != 400 {
+			t.Fatalf("%s: channel 0x4abc for a second peer: %v, want 400", tr, err)
+		}
+		if !strings.Contains(serverLog.From(mark), "you cannot use the same channel number with different peer") {
+			t.Errorf("%s: the server's debug log does not name the cause:\n%s", tr, serverLog.From(mark))
+		}
+	}
 }
