@@ -256,6 +256,10 @@ func TestLab(t *testing.T) {
 				times = append(times, *ra.rep.TimeToConnectMs)
 			} else {
 				t.Logf("trial failed: %s | %s", describe(ra), describe(rb))
+				for _, r := range []result{ra, rb} {
+					j, _ := json.Marshal(r.rep)
+					t.Logf("report: %s", j)
+				}
 			}
 		}
 		t.Logf("birthday: %d/20 connected; time to connect (ms): %v", ok, times)

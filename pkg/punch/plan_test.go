@@ -1,7 +1,11 @@
 package punch
 
 import (
+	"bytes"
+	"log/slog"
+	"net"
 	"net/netip"
+	"sync"
 	"testing"
 )
 
@@ -222,5 +226,54 @@ func TestSprayCredit(t *testing.T) {
 	}
 	if got := newEngine(nil, 0, nil).sprayCredit(StrategySimultaneous, netip.AddrPortFrom(peer, 5000)); got != StrategySimultaneous {
 		t.Errorf("without creditSpray: %s", got)
+	}
+}
+
+// recorder is a PacketConn that keeps what is written to it.
+type recorder struct {
+	net.PacketConn
+	mu  sync.Mutex
+	out [][]byte
+}
+
+func (r *recorder) WriteTo(b []byte, _ net.Addr) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.out = append(r.out, bytes.Clone(b))
+	return len(b), nil
+}
+
+// TestHardSocketCredit: the hard side of the birthday technique credits
+// whatever reaches one of its 256 sockets to the birthday technique — the
+// easy side's ping to our rendezvous mapping (simultaneous) lands on a hard
+// socket when a random mapping took that port too — and says so in its
+// pong, so that both sides report birthday. The main socket keeps the
+// strategy the ping came with.
+func TestHardSocketCredit(t *testing.T) {
+	from := netip.MustParseAddrPort("198.51.100.7:40000")
+	for _, hard := range []bool{true, false} {
+		e := newEngine(testKey, 0, slog.New(slog.DiscardHandler))
+		rec := &recorder{}
+		s := e.addSock(rec)
+		s.hard = hard
+		e.onPacket(s, encodeProbe(testKey, probe{kind: kindPing, strategy: StrategySimultaneous, from: 1, txid: 7}), from)
+		want := StrategySimultaneous
+		if hard {
+			want = StrategyBirthday
+		}
+		rec.mu.Lock()
+		if len(rec.out) == 0 {
+			t.Fatal("no pong")
+		}
+		pong, ok := decodeProbe(testKey, rec.out[0])
+		rec.mu.Unlock()
+		if !ok || pong.kind != kindPong || pong.strategy != want {
+			t.Errorf("hard %v: pong %+v, want strategy %s", hard, pong, want)
+		}
+		// The peer's pong on a hard socket connects by birthday.
+		e.onPacket(s, encodeProbe(testKey, probe{kind: kindPong, strategy: StrategySimultaneous, from: 1, txid: 8}), from)
+		if c := <-e.connCh; c.strategy != want {
+			t.Errorf("hard %v: connected by %s, want %s", hard, c.strategy, want)
+		}
 	}
 }

@@ -437,6 +437,7 @@ func (p *puncher) runUDP(ctx context.Context, rv *rendezvous.Client, sig *signal
 			}
 			p.closers = append(p.closers, func() { pc.Close() })
 			s := e.addSock(pc)
+			s.hard = true
 			hard = append(hard, s)
 			go e.read(s)
 		}

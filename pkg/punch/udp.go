@@ -42,6 +42,12 @@ const (
 type sock struct {
 	pc  net.PacketConn // a *socket from listenUDP
 	idx int
+	// hard: one of the birthday technique's hard-side sockets. Whatever
+	// reaches one came through one of its random mappings, so it is the
+	// birthday technique's success, whatever strategy the peer sent it for
+	// (its probe to our rendezvous mapping lands here when a random
+	// mapping took that port too: 256 sockets, about 1 trial in 250).
+	hard bool
 }
 
 func newSock(pc net.PacketConn) *sock { return &sock{pc: pc} }
@@ -170,7 +176,11 @@ func (e *engine) onPacket(s *sock, b []byte, from netip.AddrPort) {
 	switch p.kind {
 	case kindPing:
 		e.mu.Lock()
-		p.strategy = e.sprayCredit(p.strategy, from)
+		if s.hard {
+			p.strategy = StrategyBirthday
+		} else {
+			p.strategy = e.sprayCredit(p.strategy, from)
+		}
 		e.mu.Unlock()
 		reply := encodeProbe(e.key, probe{kind: kindPong, strategy: p.strategy, from: e.index, ts: p.ts, txid: p.txid})
 		_ = s.write(reply, from, 0)
@@ -189,6 +199,9 @@ func (e *engine) onPacket(s *sock, b []byte, from netip.AddrPort) {
 			go e.ping(context.Background(), s, from, p.strategy, 0)
 		}
 	case kindPong:
+		if s.hard {
+			p.strategy = StrategyBirthday
+		}
 		e.mu.Lock()
 		e.pongsIn++
 		e.stat(p.strategy).Received++
