@@ -46,6 +46,9 @@ command line wins over the environment, which wins over serve's --config file.`,
 			return nil
 		},
 	}
+	// --version prints what `natkit version` prints.
+	cmd.Version = version.NewReport().Line()
+	cmd.SetVersionTemplate("{{.Version}}\n")
 	cmd.SetOut(f.IOStreams.Out)
 	cmd.SetErr(f.IOStreams.ErrOut)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -60,6 +63,7 @@ command line wins over the environment, which wins over serve's --config file.`,
 
 	cmd.AddCommand(version.NewCmdVersion(f))
 	addCommands(cmd, f)
+	registerCompletions(cmd)
 	return cmd
 }
 
