@@ -248,7 +248,7 @@ func TestGoreleaserNfpm(t *testing.T) {
 		Type string `yaml:"type"`
 	}
 	var nfpm struct {
-		Contents []content        `yaml:"contents"`
+		Contents []content         `yaml:"contents"`
 		Scripts  map[string]string `yaml:"scripts"`
 	}
 	var gr struct {
