@@ -150,4 +150,3 @@ func TestNewResamplerValidates(t *testing.T) {
 		}
 	}
 }
-
