@@ -176,3 +176,30 @@ func TestConferenceRates(t *testing.T) {
 		t.Error("conference numbers")
 	}
 }
+
+// TestIVRConference: 3 at the IVR takes the call into room 3000, where a
+// caller already there hears it.
+func TestIVRConference(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := start(t, Config{IVRTimeout: 20 * time.Second})
+	in := joinRoom(ctx, t, s, "3000", 0)
+	via := joinRoom(ctx, t, s, "5000", 0)
+	if !eventually(ctx, func() bool { n, _ := via.m.received(time.Time{}, time.Time{}); return n > 25 }) {
+		t.Fatal("no menu")
+	}
+	if err := via.m.sess.SendDigit(ctx, '3', 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(ctx, func() bool { return s.Stats().ConfJoins == 2 }) {
+		t.Fatalf("3 did not join 3000: %+v", s.Stats())
+	}
+	tone := tones.Tone(700, -12, 3*time.Second)
+	sent := make(chan struct{})
+	go func() { defer close(sent); via.m.sess.Send(ctx, tone) }()
+	defer func() { <-sent }()
+	if !eventually(ctx, func() bool { return in.heard(700) > 0.8 }) {
+		t.Fatalf("the IVR's caller not heard in 3000: %.3f", in.heard(700))
+	}
+}
