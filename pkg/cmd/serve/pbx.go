@@ -135,7 +135,8 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 	if media != nil {
 		pc.Media, pc.MediaIP = media, public
 	}
-	// The built-in numbers (9195, 9196, 9664, 9182): RTP on the public
+	// The built-in numbers (9195, 9196, 9664, 9182, 5000, the conference
+	// rooms 3000-3399: services.DefaultNumbers): RTP on the public
 	// address, in the relay's range when there is one.
 	menu, err := parseIVRMenu(o.IVRMenu)
 	if err != nil {
