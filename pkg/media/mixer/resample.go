@@ -26,7 +26,7 @@ type Resampler struct {
 	from, to int
 	up, down int       // L and M, reduced
 	taps     int       // per phase
-	h        []float32 // phase p's taps at h[p*taps:], newest input first
+	h        []float32 // phase p's taps at h[p*taps:], oldest input first
 	buf      []float32 // the last taps-1 inputs, then the block
 	t        int       // next output's position in buf, in 1/up input samples
 }
@@ -75,8 +75,9 @@ func NewResampler(from, to int) (*Resampler, error) {
 		for j := range r.taps {
 			sum += proto[p+j*r.up]
 		}
+		// Oldest input first, as Process reads the history.
 		for j := range r.taps {
-			r.h[p*r.taps+j] = float32(proto[p+j*r.up] / sum)
+			r.h[p*r.taps+r.taps-1-j] = float32(proto[p+j*r.up] / sum)
 		}
 	}
 	r.buf = make([]float32, r.taps-1, 4*r.taps)
@@ -115,13 +116,7 @@ func (r *Resampler) Process(dst []int16, in []int16) []int16 {
 			break
 		}
 		p := r.t % r.up
-		h := r.h[p*k : p*k+k]
-		x := r.buf[i+1-k : i+1]
-		var acc float32
-		for j, c := range h {
-			acc += c * x[k-1-j]
-		}
-		dst = append(dst, sat(int32(math.Round(float64(acc)))))
+		dst = append(dst, round(dot(r.h[p*k:p*k+k], r.buf[i+1-k:i+1])))
 		r.t += r.down
 	}
 	// Keep the last taps-1 inputs.
@@ -152,6 +147,40 @@ func Resample(in []int16, from, to int) ([]int16, error) {
 		out = append(out, make([]int16, d+want-len(out))...)
 	}
 	return out[d : d+want], nil
+}
+
+// dot is the inner product of h and x (len(x) ≥ len(h)), four lanes at a
+// time.
+func dot(h, x []float32) float32 {
+	x = x[:len(h)]
+	var a0, a1, a2, a3 float32
+	j := 0
+	for ; j+4 <= len(h); j += 4 {
+		a0 += h[j] * x[j]
+		a1 += h[j+1] * x[j+1]
+		a2 += h[j+2] * x[j+2]
+		a3 += h[j+3] * x[j+3]
+	}
+	for ; j < len(h); j++ {
+		a0 += h[j] * x[j]
+	}
+	return (a0 + a1) + (a2 + a3)
+}
+
+// round rounds half away from zero and saturates to int16.
+func round(v float32) int16 {
+	if v >= 0 {
+		v += 0.5
+	} else {
+		v -= 0.5
+	}
+	if v > math.MaxInt16 {
+		return math.MaxInt16
+	}
+	if v < math.MinInt16 {
+		return math.MinInt16
+	}
+	return int16(v)
 }
 
 func gcd(a, b int) int {
