@@ -1,8 +1,11 @@
 package mixer
 
 import (
+	"context"
 	"strconv"
 	"testing"
+
+	"github.com/natkit/natkit/pkg/leaktest"
 )
 
 // recorder collects what a participant hears.
@@ -189,5 +192,32 @@ func TestNewValidates(t *testing.T) {
 	r, _ := New(Config{Rate: 16000})
 	if _, err := r.Join(ParticipantConfig{Rate: 11025}); err == nil {
 		t.Error("11025 Hz participant accepted")
+	}
+}
+
+// TestRun: Run paces the room on its own ticker until Close, and the
+// participants hear frames; it returns at Close without leaking.
+func TestRun(t *testing.T) {
+	leaktest.Check(t)
+	r, _ := New(Config{Rate: 16000})
+	heard := make(chan int, 1)
+	p, _ := r.Join(ParticipantConfig{Rate: 8000, Output: func(s []int16) {
+		select {
+		case heard <- len(s):
+		default:
+		}
+	}})
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	if n := <-heard; n != 160 {
+		t.Errorf("frame of %d samples at 8 kHz, want 160", n)
+	}
+	p.Leave()
+	r.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if r.Ticks() == 0 {
+		t.Error("no ticks")
 	}
 }
