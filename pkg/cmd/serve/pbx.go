@@ -176,6 +176,9 @@ func parseGroups(flags []string, accounts digest.Passwords) (map[string]pbx.Grou
 			}
 			return nil, cmdutil.UsageErrorf("--sip-group %q is also an account: give the group another number", number)
 		}
+		if _, ok := services.DefaultNumbers[number]; ok {
+			return nil, cmdutil.UsageErrorf("--sip-group %q is a built-in service's number (3000-3399 are conference rooms): give the group another number", number)
+		}
 		var group pbx.Group
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(list), "hunt:"); ok {
 			group.Hunt, list = true, rest
