@@ -26,8 +26,8 @@ type PBXConfig struct {
 	Media   *anchor.Config
 	MediaIP netip.Addr
 	// Services, when not nil, runs the built-in numbers (9195 echo with a
-	// delay, 9196 echo, 9664 music on hold, 9182 early media: pkg/pbx/
-	// services) as a SIP user agent on loopback that the proxy routes
+	// delay, 9196 echo, 9664 music on hold, 9182 early media, 5000 IVR,
+	// 3000-3399 conference rooms: pkg/pbx/services) as a SIP user agent on loopback that the proxy routes
 	// those numbers to (Config.Static). Its RTP is on MediaIP, in the
 	// relay's port range when there is one; its Listen defaults to
 	// 127.0.0.1:0.

@@ -11,6 +11,8 @@
 //   - dtmf: in-band DTMF and RFC 4733 telephone-events (hand-written).
 //   - echo: echo delay by cross-correlation (hand-written, with its own FFT).
 //   - mos: the simplified ITU-T G.107 E-model, R and MOS (hand-written).
+//   - mixer: conference rooms (N-1 mixing at 8–48 kHz) and a polyphase
+//     resampler (hand-written).
 //   - rtpsession: RTP and RTCP over a caller's net.PacketConn. The wire
 //     formats are pion's: github.com/pion/rtp builds and parses RTP packets
 //     and github.com/pion/rtcp the SR, RR, SDES and BYE packets. What an RTP

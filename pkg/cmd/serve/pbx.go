@@ -135,7 +135,8 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 	if media != nil {
 		pc.Media, pc.MediaIP = media, public
 	}
-	// The built-in numbers (9195, 9196, 9664, 9182): RTP on the public
+	// The built-in numbers (9195, 9196, 9664, 9182, 5000, the conference
+	// rooms 3000-3399: services.DefaultNumbers): RTP on the public
 	// address, in the relay's range when there is one.
 	menu, err := parseIVRMenu(o.IVRMenu)
 	if err != nil {
@@ -174,6 +175,9 @@ func parseGroups(flags []string, accounts digest.Passwords) (map[string]pbx.Grou
 				continue // an account of that number wins over a default group
 			}
 			return nil, cmdutil.UsageErrorf("--sip-group %q is also an account: give the group another number", number)
+		}
+		if _, ok := services.DefaultNumbers[number]; ok {
+			return nil, cmdutil.UsageErrorf("--sip-group %q is a built-in service's number (3000-3399 are conference rooms): give the group another number", number)
 		}
 		var group pbx.Group
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(list), "hunt:"); ok {

@@ -174,19 +174,20 @@ func TestSIPGroups(t *testing.T) {
 	if _, ok := o.Daemon.PBX.Groups["2000"]; err != nil || len(o.Daemon.PBX.Groups) != 1 || ok {
 		t.Errorf("account 2000 and the default groups: %v %v", err, o.Daemon.PBX.Groups)
 	}
-	o, _, err = parse(t, append(users, "--sip-group", "3000=1000,1010")...)
-	if err != nil || len(o.Daemon.PBX.Groups) != 1 || strings.Join(o.Daemon.PBX.Groups["3000"].Members, ",") != "1000,1010" {
-		t.Errorf("--sip-group 3000=1000,1010: %v %v", err, o)
+	o, _, err = parse(t, append(users, "--sip-group", "2003=1000,1010")...)
+	if err != nil || len(o.Daemon.PBX.Groups) != 1 || strings.Join(o.Daemon.PBX.Groups["2003"].Members, ",") != "1000,1010" {
+		t.Errorf("--sip-group 2003=1000,1010: %v %v", err, o)
 	}
-	o, _, err = parse(t, append(users, "--sip-group", "3000=hunt:1010, 1000")...)
-	if g := o.Daemon.PBX.Groups["3000"]; err != nil || !g.Hunt || strings.Join(g.Members, ",") != "1010,1000" {
-		t.Errorf("--sip-group 3000=hunt:1010,1000: %v %+v", err, g)
+	o, _, err = parse(t, append(users, "--sip-group", "2003=hunt:1010, 1000")...)
+	if g := o.Daemon.PBX.Groups["2003"]; err != nil || !g.Hunt || strings.Join(g.Members, ",") != "1010,1000" {
+		t.Errorf("--sip-group 2003=hunt:1010,1000: %v %+v", err, g)
 	}
 	o, _, err = parse(t, append(users, "--sip-group", "none")...)
 	if err != nil || len(o.Daemon.PBX.Groups) != 0 {
 		t.Errorf("--sip-group none: %v", err)
 	}
-	for _, bad := range []string{"3000", "3000=1000,1999", "1000=1001", "=1000"} {
+	// 3000 is a conference room, 9196 the echo test.
+	for _, bad := range []string{"3000", "2003=1000,1999", "1000=1001", "=1000", "3000=1000", "9196=1000"} {
 		if _, code, err := parse(t, append(users, "--sip-group", bad)...); code != cmdutil.ExitUsage {
 			t.Errorf("--sip-group %s: exit %d, %v", bad, code, err)
 		}

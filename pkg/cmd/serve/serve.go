@@ -223,7 +223,7 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	fl.StringVar(&opts.MediaPorts, "media-ports", DefaultMediaPorts, "RTP relay port range `LOW-HIGH` for proxied calls, or \"off\" (media goes phone to phone)")
 	fl.IntVar(&opts.SIPRate, "sip-rate", DefaultSIPRate, "SIP requests a second from one source address after a burst of twice as many (0: no limit)")
 	fl.StringVar(&opts.SIPDigest, "sip-digest", "md5", "digest algorithms the PBX challenges with, in preference `order`: md5, or sha256,md5")
-	fl.StringVar(&opts.IVRMenu, "ivr-menu", DefaultIVRMenu, "the IVR's (5000) `DIGIT=NUMBER,...`: what each digit calls (the echo tests and music on hold run on the same call)")
+	fl.StringVar(&opts.IVRMenu, "ivr-menu", DefaultIVRMenu, "the IVR's (5000) `DIGIT=NUMBER,...`: what each digit calls (the echo tests, music on hold and conference rooms run on the same call)")
 	fl.StringArrayVar(&opts.SIPGroups, "sip-group", nil, "call group `NUMBER=EXT,...` ringing all its members at once, first answer wins, or NUMBER=hunt:EXT,... ringing them in turn (repeatable; \"none\": no groups; default: FreeSWITCH's demo groups "+strings.Join(DefaultSIPGroups, " ")+", with the members that are accounts)")
 	fl.StringVar(&opts.StateDir, "state-dir", "", "keep registrations in this `directory`, so that they survive restarts (default: in memory)")
 	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN and rendezvous (0: %d, %d and %d; negative: no limit)",

@@ -198,6 +198,12 @@ func (c *call) run() bool {
 		return true
 	case EarlyMedia:
 		return c.earlyMedia()
+	case Conference:
+		if !c.answer() {
+			return false
+		}
+		c.conference(c.req.Recipient.User)
+		return true
 	case IVR:
 		if !c.answer() {
 			return false

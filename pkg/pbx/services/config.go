@@ -20,24 +20,18 @@ const (
 	// Fax (9178, 9179 in FreeSWITCH's demo: receive and send a fax) is
 	// not supported: 488 with a Warning that says so, so that a fax
 	// machine or a test tells "no fax here" from a broken PBX.
-	Fax Service = "fax"
-	IVR Service = "ivr" // 5000
+	Fax        Service = "fax"
+	IVR        Service = "ivr"        // 5000
+	Conference Service = "conference" // 3000–3399 (conference.go)
 )
 
-// DefaultNumbers maps FreeSWITCH's demo numbers to the services.
-var DefaultNumbers = map[string]Service{
-	"9195": EchoDelayed,
-	"9196": Echo,
-	"9664": Music,
-	"9182": EarlyMedia,
-	"9178": Fax,
-	"9179": Fax,
-	"5000": IVR,
-}
+// DefaultNumbers maps FreeSWITCH's demo numbers to the services, the
+// conference rooms 3000–3399 among them.
+var DefaultNumbers = defaultNumbers()
 
 // DefaultIVRMenu is 5000's menu, as FreeSWITCH's demo IVR: 1 the echo
-// test, 2 music on hold, 3 a conference room, 4 voicemail. A digit whose
-// number is no service here yet (3000, 4000) says so and plays the menu
+// test, 2 music on hold, 3 the conference room 3000, 4 voicemail. A digit
+// whose number is no service here yet (4000) says so and plays the menu
 // again.
 var DefaultIVRMenu = map[rune]string{'1': "9196", '2': "9664", '3': "3000", '4': "4000"}
 

@@ -1,5 +1,6 @@
 // Package services is the PBX's built-in numbers — echo tests, music on
-// hold, early media — as an in-process SIP user agent server.
+// hold, early media, the IVR, conference rooms — as an in-process SIP user
+// agent server.
 //
 // It listens on its own UDP socket (Server.Addr), so that the PBX proxy
 // forwards an INVITE for a service number there as it would to any
@@ -12,6 +13,12 @@
 //	9182  early media: 183 Session Progress with SDP, ringback (US,
 //	      440+480 Hz) for 2 s, the announcement; then 200 OK, the
 //	      announcement once more, and BYE from the service
+//	5000  IVR: a spoken menu, a digit runs 9196, 9664 or 3000 (ivr.go)
+//	3000–3399  conference rooms: 3000–3099 mixed at 8 kHz, 3100–3199 at
+//	      16 kHz, 3200–3299 at 32 kHz, 3300–3399 at 48 kHz (package
+//	      mixer; G.711 callers are resampled); each caller hears the others
+//	      and not itself, beeps when someone joins or leaves, music on
+//	      hold while alone; * or 0 mutes and unmutes (conference.go)
 //
 // Other numbers are answered 404. For 9182 a Request-URI parameter
 // reject=CODE (e.g. sip:9182@pbx;reject=486) makes the service end the

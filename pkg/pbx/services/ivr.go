@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/media/dtmf"
+	"github.com/natkit/natkit/pkg/media/mixer"
 	"github.com/natkit/natkit/pkg/media/rtpsession"
 )
 
@@ -17,13 +18,14 @@ const ivrTries = 3
 // in-band tones when no telephone-event was negotiated; a digit during the
 // prompt cuts it short) chooses a number of the menu
 // (Config.IVRMenu), whose service then runs on this same call: the echo
-// tests and music on hold. A digit outside the menu, or of a number with
-// no service here yet (conferences 3000, voicemail 4000: a later issue),
+// tests, music on hold and the conference rooms. A digit outside the menu,
+// or of a number with no service here yet (voicemail 4000: a later issue),
 // says "That option is not available" and plays the menu again; so does
 // no digit within IVRTimeout. After ivrTries failures it hangs up.
 func (c *call) ivr() {
 	var sess atomic.Pointer[rtpsession.Session]
-	var echo atomic.Pointer[delayLine] // set once the caller chose an echo
+	var echo atomic.Pointer[delayLine]         // set once the caller chose an echo
+	var conf atomic.Pointer[mixer.Participant] // set while in a conference
 	// A phone that negotiated no telephone-event may send neither events
 	// nor INFO: its tones are heard in the audio (Goertzel).
 	var inband *dtmf.Detector
@@ -31,6 +33,9 @@ func (c *call) ivr() {
 		inband = &dtmf.Detector{}
 	}
 	c.withSession(func(f rtpsession.Frame) {
+		if p := conf.Load(); p != nil && len(f.Samples) > 0 {
+			p.Write(f.Samples)
+		}
 		l, s := echo.Load(), sess.Load()
 		if l != nil && s != nil && len(f.Samples) > 0 {
 			_ = s.WriteFrame(l.push(f.Samples))
@@ -61,6 +66,10 @@ func (c *call) ivr() {
 					}
 					echo.Store(newDelayLine(delay, c.law.Decode(nil, []byte{c.law.Silence()})[0]))
 					<-ctx.Done()
+					return
+				case Conference:
+					c.s.st.ivrChoices.Add(1)
+					c.joinRoom(ctx, s, c.s.cfg.IVRMenu[d], &conf)
 					return
 				case Music:
 					c.s.st.ivrChoices.Add(1)

@@ -15,7 +15,7 @@ import (
 )
 
 // TestIVR: 5000 answers and plays its menu; an RFC 4733 digit outside
-// the services here (3: conferences, a later issue) is refused and the
+// the services here (4: voicemail, a later issue) is refused and the
 // menu plays again; 1 then turns the same call into the echo test: the
 // probe comes back.
 func TestIVR(t *testing.T) {
@@ -34,11 +34,11 @@ func TestIVR(t *testing.T) {
 	if !eventually(ctx, func() bool { n, _ := m.received(time.Time{}, time.Time{}); return n > 25 }) {
 		t.Fatal("no menu")
 	}
-	if err := m.sess.SendDigit(ctx, '3', 100*time.Millisecond); err != nil {
+	if err := m.sess.SendDigit(ctx, '4', 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	if !eventually(ctx, func() bool { return s.Stats().IVRInvalid == 1 }) {
-		t.Fatalf("digit 3 not refused: %+v", s.Stats())
+		t.Fatalf("digit 4 not refused: %+v", s.Stats())
 	}
 	if err := m.sess.SendDigit(ctx, '1', 100*time.Millisecond); err != nil {
 		t.Fatal(err)

@@ -43,6 +43,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	calls  map[string]*call // by dialog ID
+	rooms  conferences
 	closed bool
 	wg     sync.WaitGroup // running calls
 
@@ -133,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 		},
 	}
 	s.st.calls = map[Service]*atomic.Uint64{}
-	for _, svc := range []Service{EchoDelayed, Echo, Music, EarlyMedia, IVR} {
+	for _, svc := range []Service{EchoDelayed, Echo, Music, EarlyMedia, IVR, Conference} {
 		s.st.calls[svc] = new(atomic.Uint64)
 	}
 	srv.OnInvite(s.onInvite)
