@@ -196,9 +196,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		go func() {
 			defer wg.Done()
 			p := parts[name]
-			t0 := time.Now()
+			t0 := fx.Now()
 			job(ctx, p)
-			ms := render.Millis(time.Since(t0))
+			ms := render.Millis(fx.Now().Sub(t0))
 			p.DurationMs = &ms
 			if o.Progress != nil {
 				mu.Lock()
