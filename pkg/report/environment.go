@@ -203,13 +203,13 @@ func judgeIPv6(global []netip.Prefix, routes []Route) IPv6 {
 	v.Reachable = &ok
 	switch {
 	case ok:
-		v.Why = "a global IPv6 address and an IPv6 default route"
+		v.Why = "a global address and a default route"
 	case len(global) == 0 && has:
-		v.Why = "an IPv6 default route but no global IPv6 address (only link-local or unique local ones)"
+		v.Why = "no global address, only link-local or unique local ones"
 	case len(global) > 0:
-		v.Why = "a global IPv6 address but no IPv6 default route"
+		v.Why = "a global address but no default route"
 	default:
-		v.Why = "no global IPv6 address and no IPv6 default route"
+		v.Why = "no global address and no default route"
 	}
 	return v
 }

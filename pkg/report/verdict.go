@@ -72,18 +72,22 @@ func judgeEnvironment(env *Environment, p *Part) {
 	if env.DefaultRoutes != nil {
 		var fams []string
 		for _, r := range env.DefaultRoutes {
-			fams = append(fams, r.IPFamily+" via "+render.Dash(r.Gateway)+" dev "+r.Device)
+			via := ""
+			if r.Gateway != nil {
+				via = " via " + *r.Gateway
+			}
+			fams = append(fams, r.IPFamily+via+" dev "+r.Device)
 		}
 		routes = "no default route"
 		if len(fams) > 0 {
-			routes = "default " + strings.Join(fams, ", ")
+			routes = "default routes " + strings.Join(fams, ", ")
 		}
 	}
 	v6 := "IPv6 unknown"
 	if env.IPv6.Reachable != nil {
-		v6 = map[bool]string{true: "IPv6 reachable", false: "no IPv6"}[*env.IPv6.Reachable]
+		v6 = map[bool]string{true: "IPv6 available", false: "no IPv6"}[*env.IPv6.Reachable]
 	}
-	p.Finding = fmt.Sprintf("%d interface(s) up with addresses, %s, %d DNS resolver(s), %s", up, routes, len(env.DNSResolvers), v6)
+	p.Finding = fmt.Sprintf("%d interface(s) up, %s; %d DNS resolver(s); %s", up, routes, len(env.DNSResolvers), v6)
 	p.Verdict = Good
 	switch {
 	case up == 0:
@@ -93,7 +97,7 @@ func judgeEnvironment(env *Environment, p *Part) {
 	case env.DNSResolvers != nil && len(env.DNSResolvers) == 0:
 		p.Verdict, p.Advice = Bad, "Configure a DNS resolver: /etc/resolv.conf names none, so server names do not resolve"
 	case env.IPv6.Reachable != nil && !*env.IPv6.Reachable:
-		p.Advice = "Nothing to fix for IPv4; IPv6 is not available here (" + env.IPv6.Why + ")"
+		p.Advice = "Nothing to fix; IPv6 is not available (" + env.IPv6.Why + ")"
 	default:
 		p.Advice = "Nothing to fix"
 	}

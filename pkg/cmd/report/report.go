@@ -48,7 +48,7 @@ type ReportOptions struct {
 
 	// DefaultServers are probed when no --server is given.
 	DefaultServers []string
-	// Getenv reads the passwords' variables (os.Getenv).
+	// Getenv reads the passwords' variables (the factory's).
 	Getenv func(string) string
 	// Effects replace the host and the engines in tests.
 	Effects engine.Effects
@@ -63,7 +63,7 @@ type ReportOptions struct {
 // in tests.
 func NewCmdReport(f *cmdutil.Factory, runF func(*ReportOptions) error) *cobra.Command {
 	opts := &ReportOptions{IO: f.IOStreams, Globals: f.Globals, WithTimeout: f.WithTimeout,
-		DefaultServers: probe.DefaultServers, Getenv: os.Getenv, Run: engine.Run}
+		DefaultServers: probe.DefaultServers, Getenv: f.Getenv, Run: engine.Run}
 	cmd := &cobra.Command{
 		Use:   "report [--server SERVER]... [--turn URI] [--sip URI]",
 		Short: "Everything support asks for, in one document: environment, STUN, NAT, TURN, SIP",
