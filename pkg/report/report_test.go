@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,6 +152,9 @@ func TestRedactor(t *testing.T) {
 	}
 }
 
+// seenMu guards the map fakeEffects fills from the parts' goroutines.
+var seenMu sync.Mutex
+
 // fakeEffects is a host with one interface and canned engine reports.
 func fakeEffects(t *testing.T, seen map[string]any) Effects {
 	return Effects{
@@ -176,7 +180,9 @@ func fakeEffects(t *testing.T, seen map[string]any) Effects {
 		},
 		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) },
 		Probe: func(ctx context.Context, o probe.Options) (probe.Report, error) {
+			seenMu.Lock()
 			seen["probe"] = len(o.Servers)
+			seenMu.Unlock()
 			return probe.Report{Envelope: render.NewEnvelope("probe"), Answered: 1, Servers: 1, MappedAddress: ptr("198.51.100.7:40000"), Results: []probe.Result{}}, nil
 		},
 		Detect: func(ctx context.Context, o detect.Options) (detect.Report, error) {
@@ -184,12 +190,16 @@ func fakeEffects(t *testing.T, seen map[string]any) Effects {
 				FilteringBehavior: detect.EndpointIndependent, Summary: "Full-cone NAT", Recommendation: "Direct connections work"}, nil
 		},
 		TURNCheck: func(ctx context.Context, o turnclient.CheckOptions) (turnclient.Report, error) {
+			seenMu.Lock()
 			seen["turn"] = o.Client
+			seenMu.Unlock()
 			return turnclient.Report{Envelope: render.NewEnvelope("turn"), Server: o.ServerLabel, Username: o.Client.Username,
 				Success: false, ErrorCode: ptr(401), Error: ptr("401 Unauthorized for " + sentinel), Steps: []turnclient.StepReport{}}, nil
 		},
 		Call: func(ctx context.Context, o sipua.Options) (sipua.Report, error) {
+			seenMu.Lock()
 			seen["sip"] = o
+			seenMu.Unlock()
 			return sipua.Report{Envelope: render.NewEnvelope("call"), Call: sipua.Call{Target: o.Target.String(), Registered: ptr(true), Answered: true,
 				Media: &sipua.Media{Codec: "PCMU", PacketsSent: 350, PacketsReceived: 349, EchoDelayMs: ptr(5000.0)}, Ladder: []sipua.Message{}}}, nil
 		},
