@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/natkit/natkit/pkg/buildinfo"
 )
 
 // Files the environment is read from (Linux; elsewhere they are missing
@@ -29,6 +31,9 @@ const (
 type Environment struct {
 	OS   string `json:"os"`
 	Arch string `json:"arch"`
+	// NatkitVersion is the binary's version (pkg/buildinfo), as in the
+	// envelope: the environment part stands on its own in a ticket.
+	NatkitVersion string `json:"natkit_version"`
 	// Kernel is the kernel's name and release (uname -sr); null where
 	// unknown.
 	Kernel   *string `json:"kernel"`
@@ -119,7 +124,7 @@ func SystemInterfaces() ([]NetInterface, error) {
 // gatherEnvironment reads the environment through fx; what cannot be read
 // is null, with a note.
 func gatherEnvironment(fx Effects) *Environment {
-	env := &Environment{OS: fx.GOOS, Arch: fx.GOARCH, Interfaces: []Interface{}, Notes: []string{}}
+	env := &Environment{OS: fx.GOOS, Arch: fx.GOARCH, NatkitVersion: buildinfo.Version(), Interfaces: []Interface{}, Notes: []string{}}
 	if env.OS == "" {
 		env.OS, env.Arch = runtime.GOOS, runtime.GOARCH
 	}

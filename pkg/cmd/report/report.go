@@ -246,9 +246,9 @@ func renderText(w io.Writer, cs *iostreams.ColorScheme, rep engine.Report) error
 			default:
 				v = cs.Gray(v)
 			}
-			text := strings.TrimSuffix(p.Advice, ".") + "."
+			text := strings.TrimSuffix(p.Advice, ".")
 			if p.Verdict != engine.Skipped {
-				text += " " + cs.Gray(p.Finding)
+				text += " — " + cs.Gray(p.Finding)
 			}
 			rows = append(rows, []string{v, p.Name, text})
 		}
