@@ -8,6 +8,7 @@ import (
 	"github.com/natkit/natkit/pkg/cmd/lab"
 	"github.com/natkit/natkit/pkg/cmd/probe"
 	"github.com/natkit/natkit/pkg/cmd/punch"
+	"github.com/natkit/natkit/pkg/cmd/report"
 	"github.com/natkit/natkit/pkg/cmd/serve"
 	"github.com/natkit/natkit/pkg/cmd/turn"
 	"github.com/natkit/natkit/pkg/cmdutil"
@@ -22,4 +23,5 @@ func addCommands(cmd *cobra.Command, f *cmdutil.Factory) {
 	cmd.AddCommand(detect.NewCmdDetect(f, nil))
 	cmd.AddCommand(punch.NewCmdPunch(f, nil))
 	cmd.AddCommand(call.NewCmdCall(f, nil))
+	cmd.AddCommand(report.NewCmdReport(f, nil))
 }

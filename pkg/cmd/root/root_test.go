@@ -96,6 +96,7 @@ func TestExitCodeMapping(t *testing.T) {
 // usage the help of the command that was used.
 func TestErrorLine(t *testing.T) {
 	t.Setenv("NATKIT_TURN_PASSWORD", "")
+	t.Setenv("NATKIT_SIP_PASSWORD", "")
 	tests := []struct {
 		name string
 		args []string
@@ -111,6 +112,8 @@ func TestErrorLine(t *testing.T) {
 			line: `natkit: server address "999.1.1.1": 999.1.1.1 is not an IP address (IPv4 is four numbers from 0 to 255, e.g. 192.0.2.10) and a host name cannot end in a number (run 'natkit probe --help' for usage)`},
 		{name: "detect argument", args: []string{"detect", "extra-arg"}, code: 2,
 			line: `natkit: unexpected argument "extra-arg": give servers with --server, e.g. natkit detect --server extra-arg (run 'natkit detect --help' for usage)`},
+		{name: "report without a SIP password", args: []string{"report", "--sip", "sip:1001@pbx.example.net"}, code: 2,
+			line: "natkit: --sip sip:1001@pbx.example.net: no password: set $NATKIT_SIP_PASSWORD (or give sip:USER:PASSWORD@HOST) (run 'natkit report --help' for usage)"},
 		{name: "echo default port free", args: []string{"turn", "echo", "--listen", "nowhere"}, code: 2, line: `natkit: --listen "nowhere": give IP:PORT, e.g. 0.0.0.0:3481`},
 	}
 	for _, tt := range tests {
