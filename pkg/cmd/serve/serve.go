@@ -169,7 +169,12 @@ Settings come from flags and from a YAML --config file whose keys are the
 flag names (e.g. "stun-port: 3478", "user: [alice:secret]"); flags win, and
 a repeatable flag on the command line replaces the file's list. One line
 per listening socket goes to stderr; with --json a startup document goes to
-stdout. SIGTERM or SIGINT stops the servers cleanly.`,
+stdout. SIGTERM or SIGINT stops the servers cleanly.
+
+Logs go to stderr at --log-level (debug, info, warn, error; -v alone:
+debug) as --log-format text (key=value) or json (one object a line, the
+lines above included). /metrics has natkit's counters, natkit_build_info,
+and the Go runtime's and the process's metrics.`,
 		Example: `  natkit serve
   natkit serve --listen 192.0.2.10 --alt-ip 192.0.2.11
   natkit serve --listen 192.0.2.10 --user alice:wonderland --user bob:builder
