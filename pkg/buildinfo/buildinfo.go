@@ -2,7 +2,10 @@
 // binary.
 package buildinfo
 
-import "runtime/debug"
+import (
+	"runtime"
+	"runtime/debug"
+)
 
 // Set at link time (goreleaser does):
 //
@@ -58,3 +61,15 @@ func setting(key string) string {
 	}
 	return ""
 }
+
+// Revision is Commit for labels that must not be empty (the metrics'
+// natkit_build_info): "unknown" when no commit is known.
+func Revision() string {
+	if c := Commit(); c != "" {
+		return c
+	}
+	return "unknown"
+}
+
+// GoVersion returns the Go release natkit was built with, e.g. "go1.26.8".
+func GoVersion() string { return runtime.Version() }

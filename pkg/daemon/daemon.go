@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/pbx/anchor"
 	"github.com/natkit/natkit/pkg/pbx/location"
@@ -124,8 +126,10 @@ type Daemon struct {
 	answers *ratelimit.Limiter
 	http    *http.Server
 	hln     net.Listener
+	// reg holds the metrics /metrics serves (metrics.go).
+	reg *prometheus.Registry
 
-	started   time.Time
+	started   atomic.Int64 // Serve's start, Unix nanoseconds; 0 before
 	stopping  atomic.Bool
 	serveOnce sync.Once
 	closeOnce sync.Once
@@ -160,6 +164,7 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, errors.New("daemon: no server to run")
 	}
 	d := &Daemon{cfg: cfg, answers: answerLimiter(cfg)}
+	d.reg = newRegistry(d)
 	// TURN and STUN close one after the other (closeServers): with both,
 	// each gets half the drain.
 	budget := cfg.ShutdownTimeout
@@ -223,7 +228,7 @@ func New(cfg Config) (*Daemon, error) {
 		d.hln = newLimitListener(ln, cfg.HTTPMaxConns)
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /healthz", d.healthz)
-		mux.HandleFunc("GET /metrics", d.metrics)
+		mux.Handle("GET /metrics", d.metricsHandler())
 		d.http = &http.Server{Handler: mux, ReadHeaderTimeout: min(httpHeaderTimeout, cfg.HTTPReadTimeout),
 			ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout,
 			MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
@@ -354,7 +359,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 }
 
 func (d *Daemon) serve(ctx context.Context) error {
-	d.started = time.Now()
+	d.started.Store(time.Now().UnixNano())
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/buildinfo"
 	"github.com/natkit/natkit/pkg/leaktest"
 	"github.com/natkit/natkit/pkg/rendezvous"
 	"github.com/natkit/natkit/pkg/stun"
@@ -86,7 +88,7 @@ func TestDaemon(t *testing.T) {
 		t.Fatalf("/metrics: %d", code)
 	}
 	for _, want := range []string{
-		`natkit_build_info{version="test"} 1`,
+		`natkit_build_info{goversion="` + runtime.Version() + `",revision="` + buildinfo.Revision() + `",version="test"} 1`,
 		`natkit_stun_messages_total{transport="udp",verdict="answered"} 1`,
 		`# TYPE natkit_stun_messages_total counter`,
 		`natkit_stun_connections_open 0`,
@@ -122,7 +124,8 @@ func TestDaemon(t *testing.T) {
 }
 
 // checkExposition checks the text format line by line: HELP and TYPE
-// before samples, sample lines "name{labels} value".
+// before samples, sample lines "name{labels} value", no natkit gauge and
+// counter of one name.
 func checkExposition(t *testing.T, body string) {
 	t.Helper()
 	typed := map[string]bool{}
@@ -136,8 +139,17 @@ func checkExposition(t *testing.T, body string) {
 				continue
 			}
 			typed[f[2]] = true
+			if f[3] == "summary" || f[3] == "histogram" {
+				for _, suffix := range []string{"_sum", "_count", "_bucket"} {
+					typed[f[2]+suffix] = true
+				}
+			}
 			// A counter's _total and a gauge of the bare name clash in
-			// OpenMetrics (natkit_turn_allocations did).
+			// OpenMetrics (natkit_turn_allocations did). The Go collector's
+			// go_memstats_alloc_bytes and _total are upstream's, and stay.
+			if !strings.HasPrefix(f[2], "natkit_") {
+				continue
+			}
 			if base, ok := strings.CutSuffix(f[2], "_total"); ok && typed[base] {
 				t.Errorf("metric %s and %s: a gauge and a counter of one name", base, f[2])
 			}

@@ -22,6 +22,8 @@ var enumFlags = []struct {
 	{"natkit call", "codec", []string{"pcmu", "pcma", "pcmu,pcma", "pcma,pcmu"}},
 	{"natkit punch", "strategies", []string{"lan", "hairpin", "simultaneous", "reversal", "preserved", "predicted", "birthday"}},
 	{"natkit serve", "sip-mode", []string{"proxy", "redirect"}},
+	{"natkit serve", "log-format", []string{"text", "json"}},
+	{"natkit serve", "log-level", []string{"debug", "info", "warn", "error"}},
 }
 
 // registerCompletions gives every enum flag of the tree its words.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
@@ -91,6 +92,9 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 		}
 	}
 	if err := o.loadConfig(flags); err != nil {
+		return err
+	}
+	if err := o.logger(flags); err != nil {
 		return err
 	}
 	if !altPortGiven && o.STUNAltPort != stunserver.DefaultAltPort {
@@ -204,6 +208,34 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 		return err
 	}
 	o.Daemon = daemon.Config{STUN: sc, TURN: tc, Rendezvous: rc, PBX: pc, HTTPAddr: httpAddr, Version: buildinfo.Version()}
+	return nil
+}
+
+// logger builds the Logger from --log-format and --log-level (after the
+// config file and the environment had their say): slog to stderr, debug
+// with -v unless --log-level is given.
+func (o *Options) logger(flags *pflag.FlagSet) error {
+	level, err := cmdutil.ParseLogLevel(o.LogLevel)
+	if err != nil {
+		return cmdutil.UsageErrorf("--log-level %q: give debug, info, warn or error", o.LogLevel)
+	}
+	if !flags.Changed("log-level") && o.Globals != nil && o.Globals.Verbose > 0 {
+		level = slog.LevelDebug
+	}
+	w := io.Discard
+	if o.IO != nil && o.IO.ErrOut != nil {
+		w = o.IO.ErrOut
+	}
+	h, err := cmdutil.NewLogHandler(w, o.LogFormat, level)
+	if err != nil {
+		return cmdutil.UsageErrorf("--log-format %q: give text or json", o.LogFormat)
+	}
+	o.Logger = slog.New(h)
+	if strings.EqualFold(o.LogFormat, cmdutil.LogJSON) {
+		o.say = func(line string) { cmdutil.Say(h, line) }
+	} else {
+		o.say = func(line string) { fmt.Fprintln(w, line) }
+	}
 	return nil
 }
 

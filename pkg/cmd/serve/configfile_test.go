@@ -97,8 +97,8 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exit %d: %v", code, err)
 	}
-	if len(o.Users) != 20 || o.SIPPort != 5060 || o.Users[0] != "1000:change-me-1000" {
-		t.Errorf("example config: %d users, sip-port %d", len(o.Users), o.SIPPort)
+	if len(o.Users) != 20 || o.SIPPort != 5060 || o.Users[0] != "1000:change-me-1000" || o.LogFormat != "text" || o.LogLevel != "info" {
+		t.Errorf("example config: %d users, sip-port %d, log %s at %s", len(o.Users), o.SIPPort, o.LogFormat, o.LogLevel)
 	}
 	ios, _, out, _ := iostreams.Test()
 	cmd := NewCmdServe(cmdutil.NewFactory(ios), nil)

@@ -81,6 +81,11 @@ type Options struct {
 	IVRMenu    string   // DIGIT=NUMBER,...
 	StateDir   string
 
+	// LogFormat (text, json) and LogLevel (debug, info, warn, error)
+	// shape the log on stderr; -v without --log-level means debug.
+	LogFormat string
+	LogLevel  string
+
 	// MaxConnsPerIP and TCPIdleTimeout bound the TCP and TLS connections
 	// of STUN, TURN and rendezvous (MaxConnsPerIP 0: each server's default).
 	MaxConnsPerIP  int
@@ -88,6 +93,9 @@ type Options struct {
 
 	// Derived by validation.
 	Daemon daemon.Config
+	// say writes a line of the command's output to stderr: as it is,
+	// or as a JSON record with --log-format json. Built with Logger.
+	say func(string)
 	// TURNOff says why TURN is off ("" when it runs).
 	TURNOff string
 	// PBXOff says why the PBX is off ("" when it runs).
@@ -161,7 +169,12 @@ Settings come from flags and from a YAML --config file whose keys are the
 flag names (e.g. "stun-port: 3478", "user: [alice:secret]"); flags win, and
 a repeatable flag on the command line replaces the file's list. One line
 per listening socket goes to stderr; with --json a startup document goes to
-stdout. SIGTERM or SIGINT stops the servers cleanly.`,
+stdout. SIGTERM or SIGINT stops the servers cleanly.
+
+Logs go to stderr at --log-level (debug, info, warn, error; -v alone:
+debug) as --log-format text (key=value) or json (one object a line, the
+lines above included). /metrics has natkit's counters, natkit_build_info,
+and the Go runtime's and the process's metrics.`,
 		Example: `  natkit serve
   natkit serve --listen 192.0.2.10 --alt-ip 192.0.2.11
   natkit serve --listen 192.0.2.10 --user alice:wonderland --user bob:builder
@@ -174,7 +187,6 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.JSON = f.Globals.JSON
-			opts.Logger = f.Logger()
 			opts.Context = cmd.Context
 			if err := opts.validate(cmd.Flags()); err != nil {
 				return err
@@ -228,6 +240,8 @@ stdout. SIGTERM or SIGINT stops the servers cleanly.`,
 	fl.StringVar(&opts.StateDir, "state-dir", "", "keep registrations in this `directory`, so that they survive restarts (default: in memory)")
 	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN and rendezvous (0: %d, %d and %d; negative: no limit)",
 		stunserver.DefaultMaxConnsPerIP, turnserver.DefaultMaxConnsPerIP, rendezvous.DefaultMaxConnsPerIP))
+	fl.StringVar(&opts.LogFormat, "log-format", cmdutil.LogText, "log on stderr as `text` (key=value) or json (one object a line; the startup lines too)")
+	fl.StringVar(&opts.LogLevel, "log-level", "info", "least `level` logged: debug, info, warn or error (-v without it: debug)")
 	fl.DurationVar(&opts.TCPIdleTimeout, "tcp-idle-timeout", stunserver.DefaultIdleTimeout, "close a TCP or TLS connection that sends nothing for this `duration` (TURN: one without an allocation)")
 	_ = fl.MarkHidden("stun-udp-sockets")
 	_ = fl.MarkHidden("stun-udp-batch")
@@ -511,15 +525,15 @@ func serveRun(o *Options) error {
 	for i, l := range ls {
 		doc.Listeners = append(doc.Listeners, StartupListener{Service: l.Service, Network: l.Network, Address: l.Addr.String(),
 			Role: l.Role, SharedWith: l.SharedWith})
-		fmt.Fprintln(o.IO.ErrOut, l.String())
+		o.say(l.String())
 		if i == len(ls)-1 || ls[i+1].Service != l.Service {
 			for _, s := range summary[l.Service] {
-				fmt.Fprintln(o.IO.ErrOut, s)
+				o.say(s)
 			}
 		}
 	}
 	if o.PBXOff != "" {
-		fmt.Fprintln(o.IO.ErrOut, "sip: off ("+o.PBXOff+")")
+		o.say("sip: off (" + o.PBXOff + ")")
 	}
 	if o.JSON {
 		if err := render.JSON(o.IO.Out, doc); err != nil {
@@ -552,6 +566,6 @@ func serveRun(o *Options) error {
 	err = d.Serve(ctx)
 	stopGov()
 	<-govDone
-	fmt.Fprintln(o.IO.ErrOut, "serve: stopped")
+	o.say("serve: stopped")
 	return err
 }
