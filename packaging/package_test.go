@@ -7,6 +7,7 @@ package packaging
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -193,6 +194,7 @@ func TestPackages(t *testing.T) {
 	for try := 1; s == nil; try++ {
 		ports := freePorts(t, 6)
 		cfg["listen"] = "127.0.0.1"
+		cfg["alt-ip"] = "127.0.0.2" // the second address RFC 5780 detection needs
 		cfg["stun-port"], cfg["stun-alt-port"], cfg["rendezvous-port"], cfg["sip-port"] = ports[0], ports[1], ports[2], ports[3]
 		cfg["sip-tls-port"] = 0
 		cfg["http"] = fmt.Sprintf("127.0.0.1:%d", ports[4])
@@ -218,7 +220,7 @@ func TestPackages(t *testing.T) {
 	stun := fmt.Sprintf("127.0.0.1:%d", cfg["stun-port"])
 
 	metrics := get(t, s.http+"/metrics")
-	for _, want := range []string{`natkit_build_info{`, `version="` + version + `"`, "natkit_stun_"} {
+	for _, want := range []string{`natkit_build_info{`, `revision="0123abc"`, `version="` + version + `"`, "natkit_stun_"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
@@ -227,6 +229,36 @@ func TestPackages(t *testing.T) {
 		t.Errorf("natkit probe against the service:\n%s", out)
 	}
 	run(t, "", nil, bin, "turn", "--json", "--server", stun, "--user", "1000", "--password", "newcomer-secret-1000")
+
+	// What support asks for: natkit report against the service, with the
+	// passwords from the environment, written to a file for the ticket.
+	reportPath := filepath.Join(t.TempDir(), "report.json")
+	out := run(t, "", []string{"NATKIT_TURN_PASSWORD=newcomer-secret-1001", "NATKIT_SIP_PASSWORD=newcomer-secret-1002"},
+		bin, "report", "--json", "--output", reportPath, "--server", stun,
+		"--turn", "turn:1001@"+stun, "--sip", fmt.Sprintf("sip:1002@127.0.0.1:%d", cfg["sip-port"]), "--sip-duration", "3s")
+	var rep struct {
+		Schema  string `json:"schema"`
+		Verdict string `json:"verdict"`
+		Parts   []struct {
+			Name, Verdict string
+		} `json:"parts"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("natkit report --json: %v\n%s", err, out)
+	}
+	var parts []string
+	for _, p := range rep.Parts {
+		parts = append(parts, p.Name+":"+p.Verdict)
+	}
+	if rep.Schema != "natkit.report/v1" || rep.Verdict != "good" || !slices.Contains(parts, "turn:good") || !slices.Contains(parts, "sip:good") {
+		t.Errorf("natkit report against the service: %s %s %v", rep.Schema, rep.Verdict, parts)
+	}
+	if saved, err := os.ReadFile(reportPath); err != nil || string(saved) != out {
+		t.Errorf("--output: %v (%d bytes, stdout %d)", err, len(saved), len(out))
+	}
+	if strings.Contains(out, "newcomer-secret") {
+		t.Error("a password reached the report")
+	}
 
 	logs := s.stop(t)
 	for _, want := range []string{"stun: listening on udp 127.0.0.1:", "turn: realm \"natkit\", 20 users"} {
