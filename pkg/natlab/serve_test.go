@@ -1,14 +1,13 @@
 package natlab_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/interoptest"
 	"github.com/natkit/natkit/pkg/natlab"
 	"github.com/natkit/natkit/pkg/natlab/natlabtest"
 )
@@ -48,7 +47,7 @@ func TestServeThirdParty(t *testing.T) {
 		"-p", fmt.Sprint(stundPort), "-o", fmt.Sprint(stundAltPort)); err != nil {
 		t.Fatal(err)
 	}
-	var serveLog syncBuffer
+	var serveLog interoptest.Buffer
 	serve := srv.Command(ctx, exe, "serve", "--listen", natlab.ServerAddr.String(), "--alt-ip", natlab.ServerAltAddr.String(),
 		"--stun-port", fmt.Sprint(natkitPort), "--stun-alt-port", fmt.Sprint(natkitAltPort), "--http", "off")
 	serve.Stderr = &serveLog
@@ -123,22 +122,4 @@ func brief(r toolReport) string {
 		s += " ports=" + r.Ports
 	}
 	return s
-}
-
-// syncBuffer is a bytes.Buffer that a process and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

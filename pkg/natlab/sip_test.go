@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natkit/natkit/pkg/interoptest"
 	"github.com/natkit/natkit/pkg/natlab"
 	"github.com/natkit/natkit/pkg/natlab/natlabtest"
 	"github.com/natkit/natkit/pkg/sipua"
@@ -95,7 +96,7 @@ func startPBX(ctx context.Context, t *testing.T, lab *natlab.Lab, exe string, n 
 		t.Fatal(err)
 	}
 	srv := lab.Server()
-	var serveLog syncBuffer
+	var serveLog interoptest.Buffer
 	serve := srv.Command(ctx, exe, "serve", "--listen", natlab.ServerAddr.String(), "--alt-ip", natlab.ServerAltAddr.String(),
 		"--config", path, "--sip-port", fmt.Sprint(sipPort), "--http", metricsAddr)
 	serve.Stderr = &serveLog
@@ -129,7 +130,7 @@ func callSIP(ctx context.Context, t *testing.T, lab *natlab.Lab, exe, password s
 	}
 	ans := hCallee.Command(ctx, exe, "call", "--json", "--timeout", "90s", "--answer", callee+"@"+natlab.ServerAddr.String())
 	ans.Env = append(os.Environ(), "NATKIT_SIP_PASSWORD="+password)
-	var ansOut, ansErr syncBuffer
+	var ansOut, ansErr interoptest.Buffer
 	ans.Stdout, ans.Stderr = &ansOut, &ansErr
 	if err := hCallee.StartCommand(ans); err != nil {
 		t.Fatal(err)
@@ -152,7 +153,7 @@ func callSIP(ctx context.Context, t *testing.T, lab *natlab.Lab, exe, password s
 	call := hCaller.Command(cctx, exe, "call", "--json", "--timeout", "60s", "--duration", "3s", "--user", caller,
 		fmt.Sprintf("sip:%s@%s:%d", callee, natlab.ServerAddr, sipPort))
 	call.Env = append(os.Environ(), "NATKIT_SIP_PASSWORD="+password)
-	var callErr syncBuffer
+	var callErr interoptest.Buffer
 	call.Stderr = &callErr
 	out, err := call.Output()
 	var cr sipua.Report

@@ -348,7 +348,7 @@ func TestHandedSockets(t *testing.T) {
 		c, ctx := allocated(t, s, tr)
 		ch, err := c.ChannelBind(ctx, 0, echo)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: ChannelBind to the echo at %s (server on %v, udp %s, tcp %s): %v", tr, echo, s.Addrs(), pc.LocalAddr(), ln.Addr(), err)
 		}
 		c.SendChannel(ch, []byte("x"))
 		select {

@@ -1,7 +1,6 @@
 package turnserver
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -88,7 +86,7 @@ func TestUclientRelaysThroughNatkit(t *testing.T) {
 	peer := startPeer(t)
 	leaktest.Check(t)
 	// pion's debug log tells a channel number uclient drew twice (below).
-	var serverLog syncBuffer
+	var serverLog interoptest.Buffer
 	s := startServer(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
@@ -120,7 +118,7 @@ func TestUclientRelaysThroughNatkit(t *testing.T) {
 				// §12.2): uclient's own collision, not ours, so the run is
 				// made again — only when the server's log shows exactly that.
 				collided := strings.Contains(out, "channel bind: error 400") &&
-					strings.Contains(serverLog.From(mark), "you cannot use the same channel number with different peer")
+					serverLog.Wait(mark, sameChannelOtherPeer, 2*time.Second)
 				if !collided || try == 3 {
 					break
 				}
@@ -149,31 +147,9 @@ func TestUclientRelaysThroughNatkit(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer a server's logger writes to while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Len()
-}
-
-// From returns what was written from offset off on.
-func (b *syncBuffer) From(off int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.b.Bytes()[off:])
-}
+// sameChannelOtherPeer is what pion/turn logs when a channel number bound
+// to one peer is asked for another.
+const sameChannelOtherPeer = "you cannot use the same channel number with different peer"
 
 // TestChannelOfAnotherPeer: a channel number bound to one peer and then
 // asked for another peer of the same allocation gets 400 (RFC 8656 §12.2),
@@ -182,7 +158,7 @@ func (b *syncBuffer) From(off int) string {
 // collision from a fault of ours.
 func TestChannelOfAnotherPeer(t *testing.T) {
 	leaktest.Check(t)
-	var serverLog syncBuffer
+	var serverLog interoptest.Buffer
 	s := startServer(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
@@ -199,7 +175,7 @@ func TestChannelOfAnotherPeer(t *testing.T) {
 		if _, err := c.ChannelBind(ctx, 0x4abc, netip.MustParseAddrPort("127.0.0.2:5000")); code(err) != 400 {
 			t.Fatalf("%s: channel 0x4abc for a second peer: %v, want 400", tr, err)
 		}
-		if !strings.Contains(serverLog.From(mark), "you cannot use the same channel number with different peer") {
+		if !serverLog.Wait(mark, sameChannelOtherPeer, 2*time.Second) {
 			t.Errorf("%s: the server's debug log does not name the cause:\n%s", tr, serverLog.From(mark))
 		}
 	}
