@@ -86,9 +86,19 @@ func ApplyConfig(fs *pflag.FlagSet, settings []Setting) error {
 	return nil
 }
 
-// configurable tells the flags a config file may set: not --help, and not
-// --config, which names the file.
-func configurable(name string) bool { return name != "help" && name != "config" }
+// configurable tells the flags a config file may set: settings, not
+// one-shot actions or the run's own bounds — not --help, not --config
+// (which names the file), not --check-config (a service whose file said so
+// would check, exit 0 and never serve), not --timeout (it would stop the
+// server) and not the output switches --json and --no-color (what a
+// command prints is chosen where it is run).
+func configurable(name string) bool {
+	switch name {
+	case "help", "version", "config", "check-config", "timeout", "json", "no-color":
+		return false
+	}
+	return true
+}
 
 func flagNames(fs *pflag.FlagSet) []string {
 	var names []string
