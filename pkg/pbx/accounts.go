@@ -14,8 +14,8 @@ func (s *Server) Accounts() digest.Store { return *s.accounts.Load() }
 // new set (a nonce issued before stays valid; the password it is
 // answered with is the new one). Registrations, calls and dialogs in
 // progress are left alone: a removed user's registration lasts until it
-// expires or is refreshed (which then fails), and its calls go on until
-// hung up. Call groups are not changed.
+// expires or is refreshed (which then fails), calls to it still reach the
+// phone meanwhile, and its calls go on until hung up. Call groups are not changed.
 func (s *Server) SetAccounts(a digest.Store) error {
 	if a == nil {
 		return errors.New("pbx: no accounts")

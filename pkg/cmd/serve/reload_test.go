@@ -168,9 +168,10 @@ func register(t *testing.T, sip netip.AddrPort, user, pass string) int {
 // refuses 1001's old password and takes the new one, and new TLS
 // handshakes get the new certificate; the allocations made before keep
 // relaying (the unchanged user's refreshes too), the TLS connection made
-// before keeps working, the SIP registration made before stays. A
-// changed port is reported as needing a restart. A bad file (a YAML
-// error, a missing certificate) changes nothing and serving goes on.
+// before keeps working, the SIP call made before hangs up with its BYE.
+// The users file is read again too. A changed limit (turn-user-quota) is
+// named as needing a restart. A bad file (a YAML error, a missing
+// certificate) changes nothing and serving goes on.
 func TestReloadAccountsAndCert(t *testing.T) {
 	leaktest.Check(t)
 	dir := t.TempDir()
@@ -181,7 +182,9 @@ func TestReloadAccountsAndCert(t *testing.T) {
 		return fmt.Sprintf("user: [%s]\ntls-cert: %s\ntls-key: %s\nturn-user-quota: %d\n", strings.Join(users, ", "), cert, key, quota)
 	}
 	writeConfig(t, cfg, conf([]string{"1001:pw-a-OLD", "1003:pw-c-SAME"}, cert1, key1, 100))
-	s := startServe(t, "--config", cfg, "--listen", "127.0.0.1", "--stun-port", "0", "--stun-udp-sockets", "2",
+	usersFile := filepath.Join(dir, "users")
+	writeConfig(t, usersFile, "1004:pw-d-OLD\n")
+	s := startServe(t, "--config", cfg, "--users-file", usersFile, "--listen", "127.0.0.1", "--stun-port", "0", "--stun-udp-sockets", "2",
 		"--tls-port", "0", "--http", "off", "--rendezvous-port", "0",
 		"--allow-peer", "127.0.0.0/8", "--relay-ports", "20000-29999",
 		"--sip-port", pickPort, "--sip-tls-port", "0", "--sip-rate", "0", "--media-ports", "off", "--sip-group", "none")
@@ -206,6 +209,17 @@ func TestReloadAccountsAndCert(t *testing.T) {
 	if st := register(t, sip, "1001", "pw-a-OLD"); st != 200 {
 		t.Fatalf("1001 registers: %d", st)
 	}
+	// A call from 1001 to 1003, up across the reload.
+	sipCtx, sipCancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer sipCancel()
+	ua1, ua3 := pbxtest.NewUA(t, "1001"), pbxtest.NewUA(t, "1003")
+	if _, final, err := ua3.Register(sipCtx, sip, "1003", "pw-c-SAME"); err != nil || final != 200 {
+		t.Fatalf("1003 registers: %d %v", final, err)
+	}
+	call, code, err := ua1.Call(sipCtx, sip, "1001", "pw-a-OLD", "1003")
+	if err != nil || code != 200 {
+		t.Fatalf("1001 calls 1003: %d %v", code, err)
+	}
 	if st := register(t, sip, "1002", "pw-b-NEW"); st == 200 {
 		t.Fatal("1002 registers before it is an account")
 	}
@@ -227,6 +241,7 @@ func TestReloadAccountsAndCert(t *testing.T) {
 
 	// The file changes; the reload takes it.
 	writeConfig(t, cfg, conf([]string{"1001:pw-a-NEW", "1002:pw-b-NEW", "1003:pw-c-SAME"}, cert2, key2, 50))
+	writeConfig(t, usersFile, "1004:pw-d-NEW\n")
 	if err := s.reload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -250,6 +265,15 @@ func TestReloadAccountsAndCert(t *testing.T) {
 		if st := register(t, sip, "1001", "pw-a-NEW"); st != 200 {
 			t.Errorf("%s: 1001 registers with the new password: %d", when, st)
 		}
+		if err := allocate(t, s.udp, "1004", "pw-d-OLD"); err == nil {
+			t.Errorf("%s: 1004's old password (users file) still allocates", when)
+		}
+		if err := allocate(t, s.udp, "1004", "pw-d-NEW"); err != nil {
+			t.Errorf("%s: 1004's new password (users file) does not allocate: %v", when, err)
+		}
+		if st := register(t, sip, "1004", "pw-d-NEW"); st != 200 {
+			t.Errorf("%s: 1004 registers with the users file's new password: %d", when, st)
+		}
 		if n := tlsSerial(t, s.tls); n != 2002 {
 			t.Errorf("%s: certificate serial %d, want 2002", when, n)
 		}
@@ -265,6 +289,10 @@ func TestReloadAccountsAndCert(t *testing.T) {
 		}
 	}
 	check("after the reload")
+	// The call made before the reload is still up: its BYE goes through.
+	if err := ua1.Bye(sipCtx, call); err != nil {
+		t.Errorf("BYE of the call made before the reload: %v", err)
+	}
 	if b := s.d.PBX().Accounts(); b == nil {
 		t.Fatal("no accounts")
 	}
@@ -288,7 +316,7 @@ func TestReloadAccountsAndCert(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"serve: reloaded", "turn_users=3", "sip_accounts=3", "certs=1",
+	for _, want := range []string{"serve: reloaded", "turn_users=4", "sip_accounts=4", "certs=1",
 		"serve: reload failed", "keys=turn-user-quota"} {
 		if !strings.Contains(s.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, s.stderr)
