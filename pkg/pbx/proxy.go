@@ -82,7 +82,7 @@ func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, user string) 
 		bs = s.lookup(req.Recipient)
 	}
 	if len(bs) == 0 {
-		if _, known := s.cfg.Accounts.HA1(req.Recipient.User, s.cfg.Realm, digest.MD5); known {
+		if _, known := s.Accounts().HA1(req.Recipient.User, s.cfg.Realm, digest.MD5); known {
 			s.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
 		} else {
 			s.reply(req, tx, sip.StatusNotFound, "Not Found")

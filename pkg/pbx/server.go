@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -30,6 +31,9 @@ type Server struct {
 	srv      *sipgo.Server
 	client   *sipgo.Client
 	verifier *digest.Verifier
+	// accounts is the Store the verifier reads through (swapStore):
+	// SetAccounts replaces it.
+	accounts atomic.Pointer[digest.Store]
 	reg      *registrar.Registrar
 	limiter  *ratelimit.Limiter
 	stats    counters
@@ -70,7 +74,8 @@ func New(cfg Config) (*Server, error) {
 	rand.Read(s.key)
 	s.nat.m = map[string]struct{}{}
 	var err error
-	s.verifier, err = digest.New(digest.Config{Realm: cfg.Realm, Store: cfg.Accounts, Algorithms: cfg.Algorithms, Key: cfg.DigestKey})
+	s.accounts.Store(&cfg.Accounts)
+	s.verifier, err = digest.New(digest.Config{Realm: cfg.Realm, Store: swapStore{s}, Algorithms: cfg.Algorithms, Key: cfg.DigestKey})
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -158,4 +159,50 @@ func ParseUsers(r io.Reader) ([]User, error) {
 		return nil, err
 	}
 	return users, nil
+}
+
+// LoadUsers is users followed by those of the users file (ParseUsers),
+// when file is not "": the accounts a Config's Users and UsersFile give.
+// Every user is checked and a name may appear once; errors name no
+// password.
+func LoadUsers(users []User, file string) ([]User, error) {
+	all := append([]User(nil), users...)
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, configErrorf("users file: %v", err)
+		}
+		more, err := ParseUsers(f)
+		f.Close()
+		if err != nil {
+			return nil, configErrorf("users file %s: %v", file, err)
+		}
+		all = append(all, more...)
+	}
+	for _, u := range all {
+		if err := checkUser(u); err != nil {
+			return nil, configErrorf("%v", err)
+		}
+	}
+	return all, nil
+}
+
+// SetCredentials replaces the long-term users and the TURN REST secret
+// ("" for none) at once, as on SIGHUP: every request authenticated after
+// it returns uses the new set, a request being checked keeps the set it
+// started with. Allocations made before are left alone: they keep
+// relaying, and each of their later requests (Refresh, CreatePermission,
+// ChannelBind) is checked against the new set, so that a removed user's
+// allocation (or one whose password changed, until its client
+// authenticates anew) ends when its lifetime runs out. The realm stays.
+// On a bad user nothing changes.
+func (s *Server) SetCredentials(users []User, secret Secret) error {
+	for _, u := range users {
+		if err := checkUser(u); err != nil {
+			return configErrorf("%v", err)
+		}
+	}
+	old := s.auth.Load()
+	s.auth.Store(newAuthenticator(old.realm, users, secret, old.now))
+	return nil
 }

@@ -231,7 +231,7 @@ func (g *guard) admitRequest(m *stun.Message, size int, src netip.AddrPort, from
 	if !okU || !okR || !okN {
 		return true // pion answers 400
 	}
-	cred, ok := s.auth.lookup(string(user), string(realm))
+	cred, ok := s.auth.Load().lookup(string(user), string(realm))
 	if !ok {
 		// RFC 8489 §9.2.4: an unknown username gets 401, which must not
 		// become an amplifier.
@@ -448,7 +448,7 @@ func (g *guard) mayChallenge(src netip.Addr, size, answer int) (metered, ok bool
 // own NONCE, when mayChallenge allows it.
 func (g *guard) challenge(m *stun.Message, size int, src netip.Addr, to net.Addr, nonce []byte) {
 	b := g.build(m, nil, 401, "Unauthorized", func(b *stun.Builder) {
-		b.AddString(stun.AttrRealm, g.s.auth.realm)
+		b.AddString(stun.AttrRealm, g.s.auth.Load().realm)
 		b.Add(stun.AttrNonce, nonce)
 	})
 	if _, ok := g.mayChallenge(src, size, len(b)); ok {

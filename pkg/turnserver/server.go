@@ -35,8 +35,9 @@ func (l Listener) String() string { return l.Network + " " + l.Addr.String() }
 type Server struct {
 	cfg    Config
 	policy *peerpolicy.Policy
-	auth   *authenticator
-	quota  *quota
+	// auth is swapped whole by SetCredentials: a request reads it once.
+	auth  atomic.Pointer[authenticator]
+	quota *quota
 	// limiter bounds the UDP 401s one source gets (nil: no limit); answers
 	// draws from the process's shared answer budget too (nil: none).
 	limiter, answers *ratelimit.Limiter
@@ -68,18 +69,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	users := append([]User(nil), cfg.Users...)
-	if cfg.UsersFile != "" {
-		f, err := os.Open(cfg.UsersFile)
-		if err != nil {
-			return nil, configErrorf("users file: %v", err)
-		}
-		more, err := ParseUsers(f)
-		f.Close()
-		if err != nil {
-			return nil, configErrorf("users file %s: %v", cfg.UsersFile, err)
-		}
-		users = append(users, more...)
+	users, err := LoadUsers(cfg.Users, cfg.UsersFile)
+	if err != nil {
+		return nil, err
 	}
 	bind, advertised, err := cfg.relayAddrs()
 	if err != nil {
@@ -87,7 +79,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:          cfg,
-		auth:         newAuthenticator(cfg.Realm, users, cfg.AuthSecret, cfg.Now),
 		quota:        newQuota(cfg.UserQuota, cfg.TotalQuota),
 		limiter:      challengeLimiter(cfg.ChallengeRate, cfg.ChallengeBurst),
 		answers:      cfg.AnswerLimiter,
@@ -98,6 +89,7 @@ func New(cfg Config) (*Server, error) {
 		done:         make(chan struct{}),
 		perIP:        connlimit.New(cfg.MaxConnsPerIP),
 	}
+	s.auth.Store(newAuthenticator(cfg.Realm, users, cfg.AuthSecret, cfg.Now))
 	if err := s.bind(); err != nil {
 		s.closeSockets()
 		return nil, err
@@ -259,7 +251,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		// pion validates its own NONCE and checks MESSAGE-INTEGRITY with
 		// this key; the guard checks only what pion does not (guard.go).
 		AuthHandler: func(username, realm string, _ net.Addr) ([]byte, bool) {
-			c, ok := s.auth.lookup(username, realm)
+			c, ok := s.auth.Load().lookup(username, realm)
 			if ok {
 				s.stats.integrityChecks.Add(1) // pion checks the request with c.key next
 			}

@@ -77,6 +77,7 @@ type served struct {
 	http   netip.AddrPort
 	rdv    netip.AddrPort // rendezvous, UDP and TCP
 	stop   func() error   // cancels and waits; the run's error
+	reload func() error   // what SIGHUP does
 }
 
 // startServe runs `natkit serve --json args...` and waits until it listens.
@@ -111,7 +112,7 @@ func startServe(t *testing.T, args ...string) *served {
 		ready := make(chan *daemon.Daemon, 1)
 		done = make(chan result, 1)
 		go func() {
-			err, out, errOut := run(t, ctx, true, func(d *daemon.Daemon) { ready <- d }, run1...)
+			err, out, errOut := runWith(t, ctx, true, func(d *daemon.Daemon) { ready <- d }, func(r func() error) { s.reload = r }, run1...)
 			done <- result{err, out, errOut}
 		}()
 		select {

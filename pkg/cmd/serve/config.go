@@ -181,7 +181,9 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 		if err != nil {
 			return cmdutil.UsageErrorf("--tls-cert/--tls-key: %v", unwrapPath(err))
 		}
-		sc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// Through a CertSource, which SIGHUP gives the new certificate.
+		o.cert = daemon.NewCertSource(cert)
+		sc.TLS = &tls.Config{GetCertificate: o.cert.GetCertificate, MinVersion: tls.VersionTLS12}
 		sc.TLSAddr = netip.AddrPortFrom(ip, uint16(o.TLSPort))
 	case o.TLSCert != "" || o.TLSKey != "":
 		return cmdutil.UsageErrorf("--tls-cert and --tls-key go together: give both for STUN over TLS, or neither")
@@ -207,6 +209,7 @@ func (o *Options) validate(flags *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
+	o.running = flagValues(flags)
 	o.Daemon = daemon.Config{STUN: sc, TURN: tc, Rendezvous: rc, PBX: pc, HTTPAddr: httpAddr, Version: buildinfo.Version()}
 	return nil
 }

@@ -8,11 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
 	"github.com/natkit/natkit/pkg/daemon"
@@ -101,8 +105,19 @@ type Options struct {
 	// PBXOff says why the PBX is off ("" when it runs).
 	PBXOff string
 
-	// Test seams: Ready is called with the daemon once it listens.
-	Ready func(*daemon.Daemon)
+	// cert serves the TLS certificate, replaced on reload; nil without TLS.
+	cert *daemon.CertSource
+	// fixed are the flags the command line and the environment gave, which
+	// a reload keeps; running are the values of every flag being served
+	// (reload.go), guarded by reloadMu.
+	fixed    []flagValue
+	reloadMu sync.Mutex
+	running  map[string]string
+
+	// Test seams: Ready is called with the daemon once it listens;
+	// Reloader, when set, gets the function SIGHUP calls.
+	Ready    func(*daemon.Daemon)
+	Reloader func(reload func() error)
 }
 
 // NewCmdServe returns the serve command; runF replaces the run function in tests.
@@ -144,7 +159,7 @@ The rendezvous server listens on --rendezvous-port (UDP and TCP) on
 --listen and --alt-ip; 0 turns it off.
 
 The PBX (SIP registrar and proxy) runs when --sip-port is not 0 and
-accounts are given (--user or --users-file, read at startup, shared with
+accounts are given (--user or --users-file, read at startup and on SIGHUP, shared with
 TURN; a name of digits is an extension); otherwise stderr says why it is off. It listens on --sip-port
 (UDP and TCP) and, with --tls-cert, on --sip-tls-port; serves the domain
 --sip-domain (default: --public-ip, else the --listen IP, else this host's
@@ -171,6 +186,19 @@ a repeatable flag on the command line replaces the file's list. One line
 per listening socket goes to stderr; with --json a startup document goes to
 stdout. SIGTERM or SIGINT stops the servers cleanly.
 
+SIGHUP reloads the accounts and the TLS certificate without a restart: the
+--config file, the --users-file and the --tls-cert and --tls-key files are
+read again (the command line and the environment stay as they were) and
+checked; only then do new TURN allocations and SIP REGISTERs and INVITEs
+authenticate against the new accounts (--user, --users-file,
+--auth-secret), and new TLS handshakes get the new certificate.
+Allocations, registrations, calls and TLS connections in progress go on; a
+removed user's allocation or registration lasts until it expires, as its
+refreshes are checked against the new accounts (so are those of a user
+whose password changed). A bad file changes nothing: one error line, and
+serving goes on. Other changed settings (ports, addresses, limits, call
+groups) need a restart: a warning names them. No password is logged.
+
 Logs go to stderr at --log-level (debug, info, warn, error; -v alone:
 debug) as --log-format text (key=value) or json (one object a line, the
 lines above included). /metrics has natkit's counters, natkit_build_info,
@@ -188,6 +216,9 @@ and the Go runtime's and the process's metrics.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.JSON = f.Globals.JSON
 			opts.Context = cmd.Context
+			// What the command line and the environment gave stays as it
+			// is on SIGHUP; the config file is read again (reload.go).
+			opts.fixed = givenFlags(cmd.Flags())
 			if err := opts.validate(cmd.Flags()); err != nil {
 				return err
 			}
@@ -200,7 +231,13 @@ and the Go runtime's and the process's metrics.`,
 			return serveRun(opts)
 		},
 	}
-	fl := cmd.Flags()
+	addFlags(cmd.Flags(), opts)
+	return cmd
+}
+
+// addFlags defines serve's flags on fl, bound to opts: once for the
+// command, and again on each reload, to read the config file afresh.
+func addFlags(fl *pflag.FlagSet, opts *Options) {
 	fl.StringVar(&opts.ConfigFile, "config", "", "read settings from this YAML `file` (keys are flag names)")
 	fl.BoolVar(&opts.CheckConfig, "check-config", false, "check the settings (flags, environment, --config file, accounts, certificates) and exit without serving")
 	fl.StringVar(&opts.Listen, "listen", "::", "`IP` address to listen on: :: is every IPv4 and IPv6 address, 0.0.0.0 every IPv4 one")
@@ -246,7 +283,6 @@ and the Go runtime's and the process's metrics.`,
 	_ = fl.MarkHidden("stun-udp-sockets")
 	_ = fl.MarkHidden("stun-udp-batch")
 	_ = fl.MarkHidden("turn-challenge-rate")
-	return cmd
 }
 
 // Startup is the JSON document `natkit serve --json` prints once listening.
@@ -541,12 +577,33 @@ func serveRun(o *Options) error {
 			return err
 		}
 	}
-	if o.Ready != nil {
-		o.Ready(d)
-	}
 	ctx := context.Background()
 	if o.Context != nil && o.Context() != nil {
 		ctx = o.Context()
+	}
+	// SIGHUP reloads the accounts and the certificate (reload.go).
+	reload := func() error { return o.reload(d) }
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	hctx, stopHUP := context.WithCancel(ctx)
+	hupDone := make(chan struct{})
+	go func() {
+		defer close(hupDone)
+		for {
+			select {
+			case <-hup:
+				reload()
+			case <-hctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { signal.Stop(hup); stopHUP(); <-hupDone }()
+	if o.Reloader != nil {
+		o.Reloader(reload)
+	}
+	if o.Ready != nil {
+		o.Ready(d)
 	}
 	// --timeout bounds serving too (handy in scripts); 0 serves until a signal.
 	if o.Globals != nil && o.Globals.Timeout > 0 {

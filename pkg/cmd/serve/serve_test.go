@@ -208,7 +208,11 @@ func TestFlags(t *testing.T) {
 		}},
 		{name: "tls", args: []string{"--tls-cert", cert, "--tls-key", key, "--tls-port", "5350"}, check: func(t *testing.T, o *Options) {
 			s := o.Daemon.STUN
-			if s.TLS == nil || len(s.TLS.Certificates) != 1 || s.TLSAddr.Port() != 5350 {
+			if s.TLS == nil || s.TLS.GetCertificate == nil || s.TLSAddr.Port() != 5350 {
+				t.Fatalf("tls %v at %v", s.TLS, s.TLSAddr)
+			}
+			// The certificate is served through a CertSource, which SIGHUP swaps.
+			if c, err := s.TLS.GetCertificate(nil); err != nil || c == nil || len(c.Certificate) != 1 {
 				t.Errorf("tls %v at %v", s.TLS, s.TLSAddr)
 			}
 		}},
@@ -492,11 +496,19 @@ func TestFlags(t *testing.T) {
 // cancelled; ready gets the daemon once it listens.
 func run(t *testing.T, ctx context.Context, json bool, ready func(*daemon.Daemon), args ...string) (error, string, string) {
 	t.Helper()
+	return runWith(t, ctx, json, ready, nil, args...)
+}
+
+// runWith is run whose reloader, when not nil, gets the function SIGHUP
+// calls (Options.Reloader).
+func runWith(t *testing.T, ctx context.Context, json bool, ready func(*daemon.Daemon), reloader func(func() error), args ...string) (error, string, string) {
+	t.Helper()
 	ios, _, out, errOut := iostreams.Test()
 	f := cmdutil.NewFactory(ios)
 	f.Globals.JSON = json
 	cmd := NewCmdServe(f, func(o *Options) error {
 		o.Ready = ready
+		o.Reloader = reloader
 		o.Context = func() context.Context { return ctx }
 		return serveRun(o)
 	})
