@@ -343,7 +343,7 @@ func TestHandedSockets(t *testing.T) {
 	if got := s.addr("udp").String(); got != pc.LocalAddr().String() {
 		t.Errorf("udp addr %s", got)
 	}
-	echo := startEcho(t)
+	echo := startEcho(t, s)
 	for _, tr := range []string{"udp", "tcp"} {
 		c, ctx := allocated(t, s, tr)
 		ch, err := c.ChannelBind(ctx, 0, echo)

@@ -17,7 +17,7 @@ import (
 func TestSetCredentials(t *testing.T) {
 	leaktest.Check(t)
 	s := startServer(t, nil) // alice:wonderland, bob:builder
-	echo := startEcho(t)
+	echo := startEcho(t, s)
 	bob, ctx := dial(t, s, "udp", "bob", "builder"), ctxT(t)
 	if _, err := bob.Allocate(ctx); err != nil {
 		t.Fatal(err)

@@ -61,11 +61,27 @@ func (s *Server) addr(network string) netip.AddrPort {
 }
 
 // startEcho runs an echo peer on 127.0.0.2 (not the server's address).
-func startEcho(t testing.TB) netip.AddrPort {
+// startEcho runs a UDP echo on 127.0.0.2 as a TURN peer of s. The server
+// refuses, as it must, a loopback peer on one of its own listening ports
+// (peerpolicy's own-port: on loopback every address is the server's), so
+// an echo whose random port is one of them is taken again.
+func startEcho(t testing.TB, s *Server) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
+	own := map[uint16]bool{}
+	for _, l := range s.Addrs() {
+		own[l.Addr.Port()] = true
+	}
+	var pc net.PacketConn
+	for {
+		c, err := net.ListenPacket("udp4", "127.0.0.2:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !own[uint16(c.LocalAddr().(*net.UDPAddr).Port)] {
+			pc = c
+			break
+		}
+		defer c.Close() // held until a port is found, so it is not drawn again
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -108,7 +124,7 @@ func ctxT(t testing.TB) context.Context {
 func TestRelayRoundTrip(t *testing.T) {
 	leaktest.Check(t)
 	s := startServer(t, nil)
-	echo := startEcho(t)
+	echo := startEcho(t, s)
 	for _, tr := range []string{"udp", "tcp"} {
 		t.Run(tr, func(t *testing.T) {
 			c := dial(t, s, tr, "alice", "wonderland")
@@ -170,7 +186,7 @@ func TestWrongPassword(t *testing.T) {
 func TestChannelDataDirect(t *testing.T) {
 	leaktest.Check(t)
 	s := startServer(t, nil)
-	echo, other := startEcho(t), startEcho(t)
+	echo, other := startEcho(t, s), startEcho(t, s)
 	const n = 50
 	for _, tr := range []string{"udp", "tcp"} {
 		t.Run(tr, func(t *testing.T) {
