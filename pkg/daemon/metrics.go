@@ -175,6 +175,8 @@ var sipMetrics = []stat[sipStats]{
 	counter("natkit_sip_rejected_malformed_total", "Parsed but invalid requests answered 400.", func(s sipStats) float64 { return float64(s.RejectedMalformed) }),
 	counter("natkit_sip_dropped_rate_limit_total", "Packets dropped over a source's --sip-rate.", func(s sipStats) float64 { return float64(s.DroppedRateLimit) }),
 	counter("natkit_sip_stray_responses_total", "Responses matching no transaction.", func(s sipStats) float64 { return float64(s.StrayResponses) }),
+	counter("natkit_sip_connections_refused_per_ip_total", "TCP/TLS connections closed at accept: their source held --max-conns-per-ip.", func(s sipStats) float64 { return float64(s.ConnsRefusedPerIP) }),
+	counter("natkit_sip_connections_refused_total", "TCP/TLS connections closed at accept: the server held its total cap.", func(s sipStats) float64 { return float64(s.ConnsRefusedTotal) }),
 }
 
 // Describe sends every metric natkit may have; Collect sends those of

@@ -33,6 +33,13 @@ const (
 	// branches are cancelled and the caller gets 480 (kamailio's
 	// fr_inv_timer is 120 s; RFC 3261 Timer C is more than 3 min).
 	DefaultRingTimeout = 120 * time.Second
+	// DefaultMaxConnsPerIP is the TCP and TLS connections one source may
+	// hold: room for an office of phones behind one NAT, each with its
+	// own connection, while one host cannot take every slot.
+	DefaultMaxConnsPerIP = 64
+	// DefaultMaxConns is the TCP and TLS connections of the whole server
+	// (as TURN's): each costs sipgo a reader goroutine and its buffers.
+	DefaultMaxConns = 4096
 )
 
 // MediaAnchor rewrites the SDP of calls the proxy forwards so that media
@@ -104,6 +111,11 @@ type Config struct {
 	KeepAlive time.Duration
 	// RingTimeout bounds ringing of a proxied INVITE.
 	RingTimeout time.Duration
+	// MaxConnsPerIP caps the TCP and TLS connections one source (an IPv4
+	// address, an IPv6 /64) holds at once (0: DefaultMaxConnsPerIP;
+	// negative: no cap); MaxConns caps them all (0: DefaultMaxConns;
+	// negative: no cap). A connection over a cap is closed at accept.
+	MaxConnsPerIP, MaxConns int
 	// Static are users served at a fixed address: the built-in services
 	// (pkg/pbx/services), by number. A request for one of them goes to its
 	// address over UDP in place of a location lookup — no registration is
@@ -170,6 +182,12 @@ func (c *Config) validate() error {
 	}
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
 	}
 	if c.RingTimeout == 0 {
 		c.RingTimeout = DefaultRingTimeout

@@ -3,6 +3,8 @@ package pbx
 import (
 	"context"
 	"log/slog"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // sipgoLog is the handler given to sipgo's layers. sipgo logs whole
@@ -48,4 +50,15 @@ func (h sipgoLog) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h sipgoLog) WithGroup(name string) slog.Handler {
 	return sipgoLog{next: h.next.WithGroup(name), stats: h.stats}
+}
+
+// sipgo's connections log through its process-wide default logger, not
+// the one each server is given: notes such as "TCP ref went negative" when
+// a peer closes, at warning level. Left alone they go to Go's default
+// logger on stderr — a line per connection, and plain text amid
+// --log-format json. They say nothing an operator can act on, so natkit
+// drops them (at init, before any sipgo connection exists; a later
+// per-process logger would race with connections still open in tests).
+func init() {
+	sip.SetDefaultLogger(slog.New(slog.DiscardHandler))
 }

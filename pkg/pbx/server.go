@@ -17,6 +17,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/natkit/natkit/pkg/connlimit"
 	"github.com/natkit/natkit/pkg/pbx/registrar"
 	"github.com/natkit/natkit/pkg/ratelimit"
 	"github.com/natkit/natkit/pkg/sip/digest"
@@ -43,9 +44,13 @@ type Server struct {
 	tcp   []net.Listener
 	tls   []net.Listener
 	addrs Addrs
-	host  string // Via and Record-Route host
-	ours  map[string]bool
-	local map[netip.Addr]bool
+	// perIP and connSlots cap TCP and TLS connections (connlimit.go);
+	// connSlots is nil when there is no total cap.
+	perIP     *connlimit.Counter
+	connSlots chan struct{}
+	host      string // Via and Record-Route host
+	ours      map[string]bool
+	local     map[netip.Addr]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -88,6 +93,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, d := range cfg.Domains {
 		s.ours[strings.ToLower(d)] = true
+	}
+	s.perIP = connlimit.New(cfg.MaxConnsPerIP)
+	if cfg.MaxConns > 0 {
+		s.connSlots = make(chan struct{}, cfg.MaxConns)
 	}
 	if err := s.listen(); err != nil {
 		s.closeSockets()
@@ -145,7 +154,7 @@ func (s *Server) listen() error {
 			return err
 		}
 		s.udp = append(s.udp, pc)
-		s.tcp = append(s.tcp, ln)
+		s.tcp = append(s.tcp, s.limit(ln))
 		s.addrs.UDP = append(s.addrs.UDP, bound(a, pc.LocalAddr()))
 		s.addrs.TCP = append(s.addrs.TCP, bound(a, ln.Addr()))
 	}
@@ -154,7 +163,7 @@ func (s *Server) listen() error {
 		if err != nil {
 			return err
 		}
-		s.tls = append(s.tls, tls.NewListener(ln, s.cfg.TLSConfig))
+		s.tls = append(s.tls, tls.NewListener(s.limit(ln), s.cfg.TLSConfig))
 		s.addrs.TLS = append(s.addrs.TLS, bound(a, ln.Addr()))
 	}
 	return nil

@@ -4,24 +4,26 @@ import "sync/atomic"
 
 // Stats are the server's counters since New, for the daemon to export.
 type Stats struct {
-	Requests          uint64 `json:"requests"`           // parsed requests handled
-	Responses1xx      uint64 `json:"responses_1xx"`      // responses sent, by class
-	Responses2xx      uint64 `json:"responses_2xx"`      //
-	Responses3xx      uint64 `json:"responses_3xx"`      //
-	Responses4xx      uint64 `json:"responses_4xx"`      //
-	Responses5xx      uint64 `json:"responses_5xx"`      //
-	Responses6xx      uint64 `json:"responses_6xx"`      //
-	AuthFailures      uint64 `json:"auth_failures"`      // wrong, replayed or throttled credentials
-	Registrations     uint64 `json:"registrations"`      // REGISTERs answered 200
-	CallsProxied      uint64 `json:"calls_proxied"`      // INVITEs forked to at least one contact
-	CallsAnswered     uint64 `json:"calls_answered"`     // of which a 2xx came back
-	CallsRedirected   uint64 `json:"calls_redirected"`   // 302s
-	KeepAlives        uint64 `json:"keepalives"`         // keep-alives sent to NATed bindings
-	KeepAliveReplies  uint64 `json:"keepalive_replies"`  // answers to keep-alive OPTIONS
-	DroppedMalformed  uint64 `json:"dropped_malformed"`  // unparseable messages dropped
-	RejectedMalformed uint64 `json:"rejected_malformed"` // parsed but invalid requests answered 400
-	DroppedRateLimit  uint64 `json:"dropped_rate_limit"` // packets over a source's rate
-	StrayResponses    uint64 `json:"stray_responses"`    // responses matching no transaction
+	Requests          uint64 `json:"requests"`             // parsed requests handled
+	Responses1xx      uint64 `json:"responses_1xx"`        // responses sent, by class
+	Responses2xx      uint64 `json:"responses_2xx"`        //
+	Responses3xx      uint64 `json:"responses_3xx"`        //
+	Responses4xx      uint64 `json:"responses_4xx"`        //
+	Responses5xx      uint64 `json:"responses_5xx"`        //
+	Responses6xx      uint64 `json:"responses_6xx"`        //
+	AuthFailures      uint64 `json:"auth_failures"`        // wrong, replayed or throttled credentials
+	Registrations     uint64 `json:"registrations"`        // REGISTERs answered 200
+	CallsProxied      uint64 `json:"calls_proxied"`        // INVITEs forked to at least one contact
+	CallsAnswered     uint64 `json:"calls_answered"`       // of which a 2xx came back
+	CallsRedirected   uint64 `json:"calls_redirected"`     // 302s
+	KeepAlives        uint64 `json:"keepalives"`           // keep-alives sent to NATed bindings
+	KeepAliveReplies  uint64 `json:"keepalive_replies"`    // answers to keep-alive OPTIONS
+	DroppedMalformed  uint64 `json:"dropped_malformed"`    // unparseable messages dropped
+	RejectedMalformed uint64 `json:"rejected_malformed"`   // parsed but invalid requests answered 400
+	DroppedRateLimit  uint64 `json:"dropped_rate_limit"`   // packets over a source's rate
+	StrayResponses    uint64 `json:"stray_responses"`      // responses matching no transaction
+	ConnsRefusedPerIP uint64 `json:"conns_refused_per_ip"` // TCP/TLS connections over a source's cap
+	ConnsRefusedTotal uint64 `json:"conns_refused_total"`  // TCP/TLS connections over the server's cap
 }
 
 // counters is Stats updated concurrently.
@@ -32,6 +34,7 @@ type counters struct {
 	keepAlives, keepAliveReplies                               atomic.Uint64
 	droppedMalformed, rejectedMalformed, droppedRate, strayRes atomic.Uint64
 	sipgoRejected, responsesIn                                 atomic.Uint64
+	connsRefusedPerIP, connsRefusedTotal                       atomic.Uint64
 }
 
 func (c *counters) response(code int) {
@@ -60,5 +63,7 @@ func (c *counters) snapshot() Stats {
 		RejectedMalformed: c.rejectedMalformed.Load() + c.sipgoRejected.Load(),
 		DroppedRateLimit:  c.droppedRate.Load(),
 		StrayResponses:    c.strayRes.Load(),
+		ConnsRefusedPerIP: c.connsRefusedPerIP.Load(),
+		ConnsRefusedTotal: c.connsRefusedTotal.Load(),
 	}
 }

@@ -122,6 +122,8 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 			Mode:       mode,
 			Rate:       float64(o.SIPRate),
 			Groups:     groups,
+			// 0 keeps pbx's default, as for the other servers.
+			MaxConnsPerIP: o.MaxConnsPerIP,
 		},
 		StateDir: o.StateDir,
 	}

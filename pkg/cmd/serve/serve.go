@@ -171,10 +171,11 @@ source may send --sip-rate requests a second (0: no limit). With
 
 TCP and TLS connections are bounded per source IP (IPv6: per /64), so that
 one host cannot take every connection slot: --max-conns-per-ip applies to
-STUN, TURN and rendezvous each (0: their defaults, 16, 64 and 16; negative:
-no per-IP limit), and a connection that sends nothing for
---tcp-idle-timeout is closed (TURN: until it has an allocation). Both are
-counted in /metrics.
+STUN, TURN, rendezvous and SIP each (0: their defaults, 16, 64, 16 and 64;
+negative: no per-IP limit), and a connection that sends nothing for
+--tcp-idle-timeout is closed (TURN: until it has an allocation; SIP
+connections are not timed out: a phone registered over TCP is reached on
+its connection). Both are counted in /metrics.
 
 By default (--listen ::) every server listens on all IPv4 and IPv6
 addresses, one dual-stack socket per port; --listen 0.0.0.0 keeps to IPv4,
@@ -275,8 +276,8 @@ func addFlags(fl *pflag.FlagSet, opts *Options) {
 	fl.StringVar(&opts.IVRMenu, "ivr-menu", DefaultIVRMenu, "the IVR's (5000) `DIGIT=NUMBER,...`: what each digit calls (the echo tests, music on hold and conference rooms run on the same call)")
 	fl.StringArrayVar(&opts.SIPGroups, "sip-group", nil, "call group `NUMBER=EXT,...` ringing all its members at once, first answer wins, or NUMBER=hunt:EXT,... ringing them in turn (repeatable; \"none\": no groups; default: FreeSWITCH's demo groups "+strings.Join(DefaultSIPGroups, " ")+", with the members that are accounts)")
 	fl.StringVar(&opts.StateDir, "state-dir", "", "keep registrations in this `directory`, so that they survive restarts (default: in memory)")
-	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN and rendezvous (0: %d, %d and %d; negative: no limit)",
-		stunserver.DefaultMaxConnsPerIP, turnserver.DefaultMaxConnsPerIP, rendezvous.DefaultMaxConnsPerIP))
+	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN, rendezvous and SIP (0: %d, %d, %d and %d; negative: no limit)",
+		stunserver.DefaultMaxConnsPerIP, turnserver.DefaultMaxConnsPerIP, rendezvous.DefaultMaxConnsPerIP, pbx.DefaultMaxConnsPerIP))
 	fl.StringVar(&opts.LogFormat, "log-format", cmdutil.LogText, "log on stderr as `text` (key=value) or json (one object a line; the startup lines too)")
 	fl.StringVar(&opts.LogLevel, "log-level", "info", "least `level` logged: debug, info, warn or error (-v without it: debug)")
 	fl.DurationVar(&opts.TCPIdleTimeout, "tcp-idle-timeout", stunserver.DefaultIdleTimeout, "close a TCP or TLS connection that sends nothing for this `duration` (TURN: one without an allocation)")
