@@ -52,3 +52,19 @@ func BenchmarkCall(b *testing.B) {
 		sess.Close()
 	}
 }
+
+// BenchmarkRegister: one REGISTER with digest per iteration — REGISTER,
+// 401, REGISTER with credentials, 200 — from an in-process sipgo UA over
+// loopback UDP (the client's work is in the figure too).
+func BenchmarkRegister(b *testing.B) {
+	s := startServer(b, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	alice := newUA(b, s, "alice", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if code := alice.register(ctx, "alice", "wonderland"); code != 200 {
+			b.Fatalf("REGISTER: %d", code)
+		}
+	}
+}
