@@ -168,31 +168,43 @@ func TestSchemaContract(t *testing.T) {
 	}
 	types := map[string]where{}
 	for name, b := range files {
-		var doc struct {
-			Defs map[string]struct {
-				Properties map[string]map[string]any `json:"properties"`
-			} `json:"$defs"`
-		}
+		var doc any
 		if err := json.Unmarshal(b, &doc); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		for def, d := range doc.Defs {
-			for k, s := range d.Properties {
-				if !snake.MatchString(k) {
-					t.Errorf("%s: key %s.%s is not snake_case", name, def, k)
+		// Every "properties" in the tree, named by its JSON pointer:
+		// the definitions and any struct written in place.
+		var walk func(at string, v any)
+		walk = func(at string, v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				if props, ok := v["properties"].(map[string]any); ok {
+					for k, s := range props {
+						if !snake.MatchString(k) {
+							t.Errorf("%s: key %s/%s is not snake_case", name, at, k)
+						}
+						typ := schemaType(s.(map[string]any))
+						if typ == "" {
+							continue
+						}
+						if types[k] == nil {
+							types[k] = where{}
+						}
+						if _, ok := types[k][typ]; !ok {
+							types[k][typ] = name + "#" + at
+						}
+					}
 				}
-				typ := schemaType(s)
-				if typ == "" {
-					continue
+				for k, e := range v {
+					walk(at+"/"+k, e)
 				}
-				if types[k] == nil {
-					types[k] = where{}
-				}
-				if _, ok := types[k][typ]; !ok {
-					types[k][typ] = def
+			case []any:
+				for i, e := range v {
+					walk(fmt.Sprintf("%s/%d", at, i), e)
 				}
 			}
 		}
+		walk("", doc)
 	}
 	for k, w := range types {
 		var ts []string

@@ -182,8 +182,12 @@ func (g *gen) schema(t reflect.Type) (map[string]any, error) {
 }
 
 // object defines struct t once in $defs, named after its package and type
-// ("probe.Report"), and returns a reference to it.
+// ("probe.Report"), and returns a reference to it. An unnamed struct has no
+// name to define it under: it is written in place.
 func (g *gen) object(t reflect.Type) (map[string]any, error) {
+	if t.Name() == "" {
+		return g.properties(t)
+	}
 	name := path.Base(t.PkgPath()) + "." + t.Name()
 	ref := map[string]any{"$ref": "#/$defs/" + name}
 	if prev, ok := g.seen[name]; ok {
@@ -193,6 +197,17 @@ func (g *gen) object(t reflect.Type) (map[string]any, error) {
 		return ref, nil
 	}
 	g.seen[name] = t // before the fields: a type may hold itself
+	def, err := g.properties(t)
+	if err != nil {
+		return nil, err
+	}
+	g.defs[name] = def
+	return ref, nil
+}
+
+// properties returns the object schema of struct t: its keys, those without
+// omitempty required, and no others.
+func (g *gen) properties(t reflect.Type) (map[string]any, error) {
 	fields, err := jsonFields(t)
 	if err != nil {
 		return nil, err
@@ -210,13 +225,12 @@ func (g *gen) object(t reflect.Type) (map[string]any, error) {
 		}
 	}
 	sort.Strings(required)
-	g.defs[name] = map[string]any{
+	return map[string]any{
 		"type":                 "object",
 		"properties":           props,
 		"required":             required,
 		"additionalProperties": false,
-	}
-	return ref, nil
+	}, nil
 }
 
 type field struct {
@@ -232,6 +246,7 @@ type field struct {
 // bug in the struct, so it is an error here.
 func jsonFields(t reflect.Type) ([]field, error) {
 	var all []field
+	var err error
 	var walk func(t reflect.Type, depth int)
 	walk = func(t reflect.Type, depth int) {
 		for i := range t.NumField() {
@@ -257,12 +272,18 @@ func jsonFields(t reflect.Type) ([]field, error) {
 			if name == "" {
 				name = f.Name
 			}
+			if hasOpt(opts, "string") {
+				err = fmt.Errorf("%v.%s: the string option quotes the value: give it a mapping here", t, f.Name)
+			}
 			all = append(all, field{name: name, goName: f.Name, typ: f.Type,
-				omitempty: strings.Contains(","+opts+",", ",omitempty,") || strings.Contains(","+opts+",", ",omitzero,"),
+				omitempty: hasOpt(opts, "omitempty") || hasOpt(opts, "omitzero"),
 				depth:     depth})
 		}
 	}
 	walk(t, 0)
+	if err != nil {
+		return nil, err
+	}
 	best := map[string]field{}
 	var order []string
 	for _, f := range all {
@@ -282,4 +303,14 @@ func jsonFields(t reflect.Type) ([]field, error) {
 		out = append(out, best[n])
 	}
 	return out, nil
+}
+
+// hasOpt reports whether a json tag's options ("omitempty,string") hold o.
+func hasOpt(opts, o string) bool {
+	for _, e := range strings.Split(opts, ",") {
+		if e == o {
+			return true
+		}
+	}
+	return false
 }
