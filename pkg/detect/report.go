@@ -163,8 +163,8 @@ type Test struct {
 // Request is one request of a test (retransmissions included).
 type Request struct {
 	To            string   `json:"to"`
-	Change        string   `json:"change,omitempty"` // "ip+port" or "port"
-	ResponsePort  *uint16  `json:"response_port,omitempty"`
+	Change        string   `json:"change,omitempty"`              // "ip+port" or "port"
+	ResponsePort  *uint16  `json:"asked_response_port,omitempty"` // the RESPONSE-PORT asked for
 	Attempts      int      `json:"attempts"`
 	Answered      bool     `json:"answered"`
 	From          *string  `json:"from"`

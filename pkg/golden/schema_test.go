@@ -118,14 +118,7 @@ func TestGoldensMatchSchemas(t *testing.T) {
 // golden prints, so TestJSONContract cannot see them. They break the
 // contract and are not twoMeanings exceptions: each is a bug to fix in its
 // engine (renaming a key), then to remove here.
-var typeBugs = map[string][2]string{
-	// detect: a boolean in server_capabilities, the port asked for in
-	// tests[].requests[] (omitempty, in no golden).
-	"response_port": {"boolean", "number"},
-	// detect server_capabilities: a boolean; serve's startup document: a
-	// mode ("full", "port-only", "off").
-	"rfc5780": {"boolean", "string"},
-}
+var typeBugs = map[string][2]string{}
 
 // schemaType is the JSON type a property schema allows besides null, as
 // jsonType names it ("" for a schema that allows anything).

@@ -295,7 +295,7 @@ type Startup struct {
 	// RFC5780 is how much NAT behaviour discovery the STUN server offers:
 	// "full" (two IPs × two ports), "port-only" (one IP: no OTHER-ADDRESS,
 	// CHANGE-REQUEST for the port only) or "off" (no UDP); null without STUN.
-	RFC5780 *string `json:"rfc5780"`
+	RFC5780 *string `json:"rfc5780_mode"`
 	// STUNRateLimit is the per-source limit on UDP answers; null when off.
 	STUNRateLimit *RateLimit `json:"stun_rate_limit"`
 	// TURN describes the relay; null when it is off.

@@ -562,12 +562,12 @@ type startupDoc struct {
 	Schema    string `json:"schema"`
 	Version   string `json:"natkit_version"`
 	Listeners []struct{ Service, Network, Address, Role string }
-	RFC5780   *string    `json:"rfc5780"`
+	RFC5780   *string    `json:"rfc5780_mode"`
 	RateLimit *RateLimit `json:"stun_rate_limit"`
 }
 
 // TestRunFull: with --alt-ip, four UDP sockets (the same two ports on each
-// IP) and "rfc5780": "full"; without a rate limit, null.
+// IP) and "rfc5780_mode": "full"; without a rate limit, null.
 func TestRunFull(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
