@@ -377,7 +377,7 @@ func startService(t *testing.T, bin, cfg string, httpPort int) (*service, bool) 
 	return nil, false
 }
 
-// stop sends SIGTERM, as systemctl stop does, and returns the logs.
+// stop sends SIGTERM, as stopping the unit does, and returns the logs.
 func (s *service) stop(t *testing.T) string {
 	t.Helper()
 	s.cmd.Process.Signal(os.Interrupt)

@@ -41,7 +41,10 @@ func TestNothingStopsWhatItDidNotStart(t *testing.T) {
 			return err
 		}
 		for i, line := range strings.Split(string(b), "\n") {
-			if forbidden.MatchString(line) {
+			// The package's own maintainer scripts stop the unit the
+			// package installed, on removal: theirs to stop.
+			own := filepath.Dir(rel) == "packaging" && strings.Contains(line, "natkit-serve.service")
+			if forbidden.MatchString(line) && !own {
 				bad = append(bad, rel+":"+strconv.Itoa(i+1)+": "+strings.TrimSpace(line))
 			}
 		}

@@ -363,6 +363,7 @@ func (s *Server) Close() error {
 		return s.closeEr
 	}
 	s.closed = true
+	served := s.serving
 	close(s.done)
 	// Wake every stream reader now: a read already under way ends with a
 	// timeout, and a request being answered finishes.
@@ -386,7 +387,11 @@ func (s *Server) Close() error {
 		s.mu.Unlock()
 		s.closeEr = fmt.Errorf("stunserver: shutdown took longer than %s; connections closed", s.cfg.ShutdownTimeout)
 	}
-	s.cfg.Logger.Info("stun: stopped")
+	if served {
+		// A server closed before it served (serve failing to start
+		// another part) did not start: no line, as nothing said "ready".
+		s.cfg.Logger.Info("stun: stopped")
+	}
 	return s.closeEr
 }
 
