@@ -385,3 +385,61 @@ func TestTCPCloseReleases(t *testing.T) {
 		t.Fatalf("quota not returned: %v", err)
 	}
 }
+
+// TestSamePortUDPAndTCP: a UDP client and a TCP client on one address and
+// one port number are two 5-tuples (RFC 8656 §2: the transport is part of
+// it), so each gets its allocation, and the TCP connection's end does not
+// close the UDP client's. Before, both natkit's records and pion's keyed an
+// allocation by addresses alone: the TCP client got 437 Allocation Mismatch
+// (turnutils_uclient's TCP run, 1 in ~500, when it drew a port number its
+// UDP run had used).
+func TestSamePortUDPAndTCP(t *testing.T) {
+	leaktest.Check(t)
+	s := startServer(t, nil)
+	echo := startEcho(t, s)
+	ctx := ctxT(t)
+	connect := func(transport string, local netip.AddrPort) *turnclient.Client {
+		t.Helper()
+		c, err := turnclient.Dial(ctx, turnclient.Config{Server: s.addr(transport), Transport: transport,
+			Local: local, Username: "alice", Password: turnclient.Secret("wonderland")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	u := connect("udp", netip.MustParseAddrPort("127.0.0.1:0"))
+	if _, err := u.Allocate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The same port number over TCP (another namespace of ports: free).
+	tc := connect("tcp", u.LocalAddr())
+	if tc.LocalAddr() != u.LocalAddr() {
+		t.Fatalf("TCP client on %s, UDP on %s", tc.LocalAddr(), u.LocalAddr())
+	}
+	if _, err := tc.Allocate(ctx); err != nil {
+		t.Fatalf("TCP client on the UDP client's address and port: %v", err)
+	}
+	if got := s.Stats().Allocations; got != 2 {
+		t.Fatalf("allocations %d, want 2", got)
+	}
+	tc.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for s.Stats().Released != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The UDP client's allocation outlives the TCP connection and relays.
+	ch, err := u.ChannelBind(ctx, 0, echo)
+	if err != nil {
+		t.Fatalf("the UDP allocation after the TCP connection closed: %v", err)
+	}
+	u.SendChannel(ch, []byte("x"))
+	select {
+	case <-u.Packets():
+	case <-ctx.Done():
+		t.Fatal("no echo through the UDP allocation")
+	}
+	if st := s.Stats(); st.Allocations != 1 || st.Released != 1 {
+		t.Errorf("after the TCP connection closed: %+v", st)
+	}
+}

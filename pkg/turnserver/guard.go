@@ -63,10 +63,43 @@ func newGuard(s *Server, pc net.PacketConn, network string) *guard {
 	la := toAddrPort(pc.LocalAddr())
 	var laddr net.Addr = net.UDPAddrFromAddrPort(la)
 	if network != "udp" {
-		laddr = net.TCPAddrFromAddrPort(la)
+		laddr = net.TCPAddrFromAddrPort(pionLocal(la, network))
 	}
 	return &guard{s: s, inner: pc, network: network, local: la, laddr: laddr, wbuf: make([]byte, 0, 256),
 		out: udpbatch.NewConn(pc)}
+}
+
+// pionLocal is the local address pion is shown for a stream listener.
+// pion identifies an allocation by the client's and the server's IP and
+// port alone (its handlers fix the FiveTuple's protocol to UDP), so a TCP
+// client from 127.0.0.1:P to port X would find the allocation of a UDP
+// client from 127.0.0.1:P to port X and get 437 (1 run in ~500 of the
+// uclient test: its UDP and TCP clients drew one port number). Streams are
+// therefore shown to pion under a local address of their own, derived from
+// the real one and the network: an IPv4 address inside a NAT64
+// local-use prefix (RFC 8215) per network, an IPv6 address with its last
+// eight bytes inverted (TLS: and its port too). pion uses it only as that
+// key and in its logs; natkit's own records keep the real address.
+func pionLocal(la netip.AddrPort, network string) netip.AddrPort {
+	ip := la.Addr().Unmap()
+	if ip.Is4() {
+		b := [16]byte{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01, 0x00, 0x01}
+		if network == "tls" {
+			b[7] = 2
+		}
+		v4 := ip.As4()
+		copy(b[12:], v4[:])
+		return netip.AddrPortFrom(netip.AddrFrom16(b), la.Port())
+	}
+	b := ip.As16()
+	for i := 8; i < 16; i++ {
+		b[i] ^= 0xff
+	}
+	port := la.Port()
+	if network == "tls" {
+		port ^= 0xffff
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(b), port)
 }
 
 func (g *guard) LocalAddr() net.Addr                { return g.laddr }
@@ -240,7 +273,7 @@ func (g *guard) admitRequest(m *stun.Message, size int, src netip.AddrPort, from
 		return false
 	}
 	g.req = authReq{tid: m.TID, cred: cred, nonce: nonce, size: size, src: src.Addr(), from: from}
-	key := allocKey{local: g.local, remote: src}
+	key := allocKey{network: g.network, local: g.local, remote: src}
 	rec := s.allocs.get(key)
 	username := string(user)
 	if m.Type.Method() == stun.MethodAllocate {
@@ -388,7 +421,7 @@ func (g *guard) relayChannelData(b []byte, src netip.AddrPort) bool {
 	}
 	a := g.lastAlloc
 	if a == nil || g.lastSrc != src || a.relay.closed.Load() {
-		a = g.s.allocs.get(allocKey{local: g.local, remote: src})
+		a = g.s.allocs.get(allocKey{network: g.network, local: g.local, remote: src})
 		if a == nil || a.network != g.network {
 			return false
 		}

@@ -181,7 +181,7 @@ func TestBadIntegrityChangesNothing(t *testing.T) {
 	if !errors.As(err, &er) || er.Code != 401 {
 		t.Fatalf("ChannelBind with a bad MESSAGE-INTEGRITY: %v, want 401", err)
 	}
-	a := s.allocs.get(allocKey{local: s.addr("udp"), remote: netip.MustParseAddrPort(pc.LocalAddr().String())})
+	a := s.allocs.get(allocKey{network: "udp", local: s.addr("udp"), remote: netip.MustParseAddrPort(pc.LocalAddr().String())})
 	if a == nil {
 		t.Fatal("bob's allocation is not in the registry")
 	}

@@ -15,8 +15,12 @@ import (
 )
 
 // allocKey is an allocation's 5-tuple as natkit keys it: the server's
-// transport address and the client's (the protocol follows from the guard).
+// transport address and the client's, and the transport.
 type allocKey struct {
+	// network is "udp", "tcp" or "tls": the transport is part of the
+	// 5-tuple (RFC 8656 §2), so a TCP client whose port number a UDP
+	// client of the same address also uses is another allocation.
+	network       string
 	local, remote netip.AddrPort
 }
 

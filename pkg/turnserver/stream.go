@@ -116,7 +116,7 @@ func (m *streamMux) serve(c net.Conn, remote netip.AddrPort, release func()) {
 		m.mu.Unlock()
 		c.Close()
 		release()
-		if a := m.s.allocs.get(allocKey{local: m.local, remote: remote}); a != nil {
+		if a := m.s.allocs.get(allocKey{network: m.network, local: m.local, remote: remote}); a != nil {
 			a.relay.Close()
 		}
 	}()
@@ -138,7 +138,7 @@ func (m *streamMux) serve(c net.Conn, remote netip.AddrPort, release func()) {
 		m.mu.Unlock()
 	}
 	from := net.TCPAddrFromAddrPort(remote)
-	key := allocKey{local: m.local, remote: remote}
+	key := allocKey{network: m.network, local: m.local, remote: remote}
 	var hdr [4]byte
 	for {
 		idle := m.s.cfg.IdleTimeout
