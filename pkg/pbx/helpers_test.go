@@ -66,6 +66,7 @@ type ua struct {
 	pc     net.PacketConn
 	port   int
 	pbx    *Server
+	extra  []sip.Header // added to the INVITEs of call
 
 	mu        sync.Mutex
 	invites   int
