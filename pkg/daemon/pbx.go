@@ -81,6 +81,7 @@ func (d *Daemon) newPBX(pc PBXConfig) (err error) {
 		}
 		cfg.Anchor = d.media
 	}
+	var boxes *voicemail.Store
 	if pc.Services != nil {
 		sc := *pc.Services
 		if sc.Listen == "" {
@@ -103,7 +104,7 @@ func (d *Daemon) newPBX(pc PBXConfig) (err error) {
 			if err != nil {
 				return err
 			}
-			sc.Voicemail = st
+			sc.Voicemail, boxes = st, st
 			realm := cfg.Realm
 			if realm == "" && len(cfg.Domains) > 0 {
 				realm = cfg.Domains[0]
@@ -135,11 +136,17 @@ func (d *Daemon) newPBX(pc PBXConfig) (err error) {
 	} else {
 		cfg.Voicemail = nil
 	}
+	if boxes != nil && cfg.Mailboxes == nil {
+		cfg.Mailboxes = boxes // message waiting (RFC 3842) for the boxes
+	}
 	s, err := pbx.New(cfg)
 	if err != nil {
 		return err
 	}
 	d.pbx = s
+	if boxes != nil {
+		boxes.OnChange(s.MailboxChanged)
+	}
 	return nil
 }
 

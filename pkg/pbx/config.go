@@ -116,6 +116,10 @@ type Config struct {
 	// Voicemail, when not nil, hands calls to accounts that are not
 	// answered to the voicemail service (see Voicemail).
 	Voicemail *Voicemail
+	// Mailboxes, when not nil, makes the PBX the notifier of message
+	// waiting (RFC 3842) for its accounts (mwi.go); the daemon calls
+	// Server.MailboxChanged when a box changes.
+	Mailboxes Mailboxes
 	// Anchor, when not nil, anchors the media of proxied calls.
 	Anchor MediaAnchor
 	// Logger; nil discards. sipgo's own logs go to it at debug level

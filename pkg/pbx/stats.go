@@ -17,6 +17,8 @@ type Stats struct {
 	CallsAnswered     uint64 `json:"calls_answered"`     // of which a 2xx came back
 	CallsRedirected   uint64 `json:"calls_redirected"`   // 302s
 	CallsToVoicemail  uint64 `json:"calls_to_voicemail"` // unanswered INVITEs handed to voicemail
+	MWISubscribes     uint64 `json:"mwi_subscribes"`     // message-summary SUBSCRIBEs answered 200
+	MWINotifies       uint64 `json:"mwi_notifies"`       // message-summary NOTIFYs sent
 	KeepAlives        uint64 `json:"keepalives"`         // keep-alives sent to NATed bindings
 	KeepAliveReplies  uint64 `json:"keepalive_replies"`  // answers to keep-alive OPTIONS
 	DroppedMalformed  uint64 `json:"dropped_malformed"`  // unparseable messages dropped
@@ -33,7 +35,7 @@ type counters struct {
 	keepAlives, keepAliveReplies                               atomic.Uint64
 	droppedMalformed, rejectedMalformed, droppedRate, strayRes atomic.Uint64
 	sipgoRejected, responsesIn                                 atomic.Uint64
-	voicemail                                                  atomic.Uint64
+	voicemail, mwiSubscribes, mwiNotifies                      atomic.Uint64
 }
 
 func (c *counters) response(code int) {
@@ -57,6 +59,8 @@ func (c *counters) snapshot() Stats {
 		CallsAnswered:     c.callsAnswered.Load(),
 		CallsRedirected:   c.callsRedirected.Load(),
 		CallsToVoicemail:  c.voicemail.Load(),
+		MWISubscribes:     c.mwiSubscribes.Load(),
+		MWINotifies:       c.mwiNotifies.Load(),
 		KeepAlives:        c.keepAlives.Load(),
 		KeepAliveReplies:  c.keepAliveReplies.Load(),
 		DroppedMalformed:  c.droppedMalformed.Load(),
