@@ -10,9 +10,11 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/media/dtmf"
 	"github.com/natkit/natkit/pkg/media/echo"
 	"github.com/natkit/natkit/pkg/media/tones"
 	"github.com/natkit/natkit/pkg/pbx/voicemail"
+	"github.com/natkit/natkit/pkg/sdp"
 )
 
 // vmProbe is the message the tests leave: a 1.5 s chirp.
@@ -237,4 +239,58 @@ func FuzzParseEntry(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestIVRVoicemail: 4 in the IVR runs voicemail on the same call; with
+// no PIN set for 1001 its owner's '#' opens the box (0 messages), and
+// the service says goodbye and hangs up.
+func TestIVRVoicemail(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, _ := startVM(t, nil)
+	c := newCaller(t)
+	m := newMedia(t)
+	m.eventPT = 101
+	d := c.callAs(ctx, uri(s, "5000"), offer(t, m.addr()), "1001")
+	m.start(t, answerAddr(t, d.InviteResponse.Body()))
+	sendDigits(ctx, t, m, "4")
+	if !eventually(ctx, func() bool { return s.Stats().IVRChoices == 1 }) {
+		t.Fatalf("4 not taken: %+v", s.Stats())
+	}
+	sendDigits(ctx, t, m, "#")
+	if !eventually(ctx, func() bool { return s.Stats().VMListens == 1 }) {
+		t.Fatalf("box not opened: %+v", s.Stats())
+	}
+	if !c.waitBye(ctx) {
+		t.Fatal("no BYE after an empty box")
+	}
+}
+
+// TestVoicemailInBand: a phone without telephone-event keys its PIN as
+// tones in its audio.
+func TestVoicemailInBand(t *testing.T) {
+	leaktest.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, _ := startVM(t, map[string]string{"1001": "42"})
+	c := newCaller(t)
+	m := newMedia(t)
+	body, err := sdp.Marshal(sdp.Offer(sdp.Local{Addr: m.addr(), NoDTMF: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.callAs(ctx, uri(s, "4000"), body, "1001")
+	m.start(t, answerAddr(t, d.InviteResponse.Body()))
+	tone, err := dtmf.InBand("42#", 100*time.Millisecond, 100*time.Millisecond, -10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.sess.Send(ctx, tone); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(ctx, func() bool { return s.Stats().VMListens == 1 }) {
+		t.Fatalf("in-band PIN not taken: %+v", s.Stats())
+	}
+	hangup(t, d)
 }
