@@ -114,17 +114,18 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, sip.StatusForbidden, "Forbidden")
 		return
 	}
-	exp := MWIDefaultExpires
+	var value *string
 	if h := req.GetHeader("Expires"); h != nil {
-		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
-		if err != nil {
-			s.reply(req, tx, sip.StatusBadRequest, "Bad Expires")
-			return
-		}
-		exp = min(time.Duration(n)*time.Second, MWIMaxExpires)
+		v := h.Value()
+		value = &v
 	}
-	if exp > 0 && exp < MWIMinExpires {
-		s.reply(req, tx, 423, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(int(MWIMinExpires/time.Second))))
+	exp, code := subscriptionExpires(value)
+	switch code {
+	case sip.StatusBadRequest:
+		s.reply(req, tx, code, "Bad Expires")
+		return
+	case 423:
+		s.reply(req, tx, code, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(int(MWIMinExpires/time.Second))))
 		return
 	}
 	contact := req.Contact()
@@ -172,6 +173,23 @@ func (s *Server) subscribe(req *sip.Request, tx sip.ServerTransaction) {
 		state = "terminated;reason=timeout"
 	}
 	s.goNotify(sub, state)
+}
+
+// subscriptionExpires reads a SUBSCRIBE's Expires (nil: none): the
+// duration granted, or the error status (400 not a number, 423 too brief).
+func subscriptionExpires(v *string) (time.Duration, int) {
+	if v == nil {
+		return MWIDefaultExpires, 0
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(*v), 10, 32)
+	if err != nil {
+		return 0, sip.StatusBadRequest
+	}
+	exp := min(time.Duration(n)*time.Second, MWIMaxExpires)
+	if exp > 0 && exp < MWIMinExpires {
+		return 0, 423
+	}
+	return exp, 0
 }
 
 // expireSub ends a subscription that was not refreshed.

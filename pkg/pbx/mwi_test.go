@@ -152,3 +152,23 @@ func TestMWI(t *testing.T) {
 		t.Errorf("refresh after the end: %d, want 481", res.StatusCode)
 	}
 }
+
+// FuzzSubscriptionExpires: any Expires value gives 0 (an end) or a
+// duration within the bounds, or 400/423; never a panic.
+func FuzzSubscriptionExpires(f *testing.F) {
+	for _, s := range []string{"3600", "0", "59", " 120 ", "-1", "99999999999", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		exp, code := subscriptionExpires(&v)
+		switch code {
+		case 0:
+			if exp != 0 && (exp < MWIMinExpires || exp > MWIMaxExpires) {
+				t.Errorf("%q: %v", v, exp)
+			}
+		case 400, 423:
+		default:
+			t.Errorf("%q: status %d", v, code)
+		}
+	})
+}
