@@ -248,7 +248,10 @@ func assertedUser(req *sip.Request) string {
 }
 
 // leaveMessage plays the beep and records until the caller hangs up,
-// presses '#', or VoicemailMax; then stores the message.
+// presses '#', or VoicemailMax; then stores the message. The recording is
+// the audio frames as they arrive: a lost packet or a silence the phone
+// did not send (DTX) is not filled in, so the message is that much
+// shorter.
 func (c *call) leaveMessage(ctx context.Context, s *rtpsession.Session, p *pacer, box string) {
 	if p.play(ctx, s, beep()) != nil {
 		return
