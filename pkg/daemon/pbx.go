@@ -4,11 +4,14 @@ import (
 	"errors"
 	"maps"
 	"net/netip"
+	"path/filepath"
 
 	"github.com/natkit/natkit/pkg/pbx"
 	"github.com/natkit/natkit/pkg/pbx/anchor"
 	"github.com/natkit/natkit/pkg/pbx/location"
 	"github.com/natkit/natkit/pkg/pbx/services"
+	"github.com/natkit/natkit/pkg/pbx/voicemail"
+	"github.com/natkit/natkit/pkg/sip/digest"
 )
 
 // PBXConfig configures the PBX: the server's own configuration plus what
@@ -31,6 +34,11 @@ type PBXConfig struct {
 	// those numbers to (Config.Static). Its RTP is on MediaIP, in the
 	// relay's port range when there is one; its Listen defaults to
 	// 127.0.0.1:0.
+	//
+	// Voicemail (4000) runs when Config.Voicemail is set and so are
+	// Services and StateDir: the messages are kept in StateDir/voicemail
+	// (package voicemail); without StateDir voicemail is off and 4000
+	// answers 480.
 	Services *services.Config
 }
 
@@ -73,6 +81,7 @@ func (d *Daemon) newPBX(pc PBXConfig) (err error) {
 		}
 		cfg.Anchor = d.media
 	}
+	var boxes *voicemail.Store
 	if pc.Services != nil {
 		sc := *pc.Services
 		if sc.Listen == "" {
@@ -90,6 +99,25 @@ func (d *Daemon) newPBX(pc PBXConfig) (err error) {
 		if sc.Logger == nil {
 			sc.Logger = cfg.Logger
 		}
+		if cfg.Voicemail != nil && pc.StateDir != "" && sc.Voicemail == nil {
+			st, err := voicemail.Open(filepath.Join(pc.StateDir, "voicemail"))
+			if err != nil {
+				return err
+			}
+			sc.Voicemail, boxes = st, st
+			realm := cfg.Realm
+			if realm == "" && len(cfg.Domains) > 0 {
+				realm = cfg.Domains[0]
+			}
+			accounts := cfg.Accounts
+			sc.VoicemailBox = func(u string) bool {
+				_, ok := accounts.HA1(u, realm, digest.MD5)
+				return ok
+			}
+		}
+		if sc.Voicemail == nil {
+			cfg.Voicemail = nil // no hand-over to a voicemail that is off
+		}
 		svc, err := services.New(sc)
 		if err != nil {
 			return err
@@ -105,12 +133,20 @@ func (d *Daemon) newPBX(pc PBXConfig) (err error) {
 		}
 		maps.Copy(static, cfg.Static) // the caller's routes win
 		cfg.Static = static
+	} else {
+		cfg.Voicemail = nil
+	}
+	if boxes != nil && cfg.Mailboxes == nil {
+		cfg.Mailboxes = boxes // message waiting (RFC 3842) for the boxes
 	}
 	s, err := pbx.New(cfg)
 	if err != nil {
 		return err
 	}
 	d.pbx = s
+	if boxes != nil {
+		boxes.OnChange(s.MailboxChanged)
+	}
 	return nil
 }
 

@@ -125,11 +125,39 @@ type Config struct {
 	// Groups are call groups by number (a group number is not an
 	// account): see Group.
 	Groups map[string]Group
+	// Voicemail, when not nil, hands calls to accounts that are not
+	// answered to the voicemail service (see Voicemail).
+	Voicemail *Voicemail
+	// Mailboxes, when not nil, makes the PBX the notifier of message
+	// waiting (RFC 3842) for its accounts (mwi.go); the daemon calls
+	// Server.MailboxChanged when a box changes.
+	Mailboxes Mailboxes
 	// Anchor, when not nil, anchors the media of proxied calls.
 	Anchor MediaAnchor
 	// Logger; nil discards. sipgo's own logs go to it at debug level
 	// without message contents.
 	Logger *slog.Logger
+}
+
+// Voicemail is the hand-over of unanswered calls to voicemail. An INVITE
+// for an account (not a call group, not a built-in number) in proxy mode
+// goes to the voicemail number (a Static user, the built-in 4000) when the
+// account has no live binding (instead of 480), when its phones refuse it
+// busy (486, 600) or unavailable (480), or time out, or when none answers
+// within RingTime. The hand-over is one more branch of the same fork
+// (RFC 3261 §16.7 step 4: a proxy may fork on after final responses): the
+// same INVITE, with the Request-URI sip:NUMBER@STATIC-ADDR;box=USER;
+// vm=REASON (REASON: no-answer, busy, unavailable), the caller's CANCEL
+// still cancelling it. Requests the proxy sends to a built-in number carry
+// P-Asserted-Identity: the user it authenticated (any the caller sent is
+// removed), so that 4000 knows whose box a caller may open.
+type Voicemail struct {
+	// Number is the voicemail service's Static user; default "4000".
+	Number string
+	// RingTime is how long a call rings before it goes to voicemail;
+	// 0: never on no answer (only busy and unavailable), the call rings
+	// for RingTimeout.
+	RingTime time.Duration
 }
 
 func (c *Config) validate() error {
@@ -194,6 +222,19 @@ func (c *Config) validate() error {
 	}
 	if c.Realm == "" {
 		c.Realm = c.Domains[0]
+	}
+	if v := c.Voicemail; v != nil {
+		vv := *v
+		if vv.Number == "" {
+			vv.Number = "4000"
+		}
+		if vv.RingTime < 0 {
+			return errors.New("pbx: negative voicemail ring time")
+		}
+		if _, ok := c.Static[vv.Number]; !ok {
+			return fmt.Errorf("pbx: voicemail number %s is not a built-in service's", vv.Number)
+		}
+		c.Voicemail = &vv
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -22,7 +22,11 @@
 //   - handle.go: the request route — validation, then REGISTER, OPTIONS,
 //     digest with 407, routing;
 //   - server.go: sockets, digest (pkg/sip/digest), the registrar
-//     (pkg/pbx/registrar), rate limiting (pkg/ratelimit) and Stats.
+//     (pkg/pbx/registrar), rate limiting (pkg/ratelimit) and Stats;
+//   - proxy.go's voicemail stage (Config.Voicemail): an unanswered, busy
+//     or unregistered account's call goes on to the voicemail number;
+//   - mwi.go: the message-summary notifier, RFC 3842
+//     message waiting for the voicemail boxes (Config.Mailboxes).
 //
 // Known limits: one Record-Route even when caller and callee use
 // different transports (no RFC 5658 double Record-Route); no strict-router

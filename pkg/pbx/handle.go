@@ -73,6 +73,10 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
+	if s.isMWI(req) {
+		s.subscribe(req, tx) // voicemail's message waiting indication (mwi.go)
+		return
+	}
 	if toOurs || req.Recipient.User == "" {
 		if req.Method == sip.OPTIONS {
 			s.reply(req, tx, sip.StatusOK, "OK", sip.NewHeader("Allow", allow), sip.NewHeader("Accept", "application/sdp"))

@@ -66,6 +66,7 @@ type ua struct {
 	pc     net.PacketConn
 	port   int
 	pbx    *Server
+	extra  []sip.Header // added to the INVITEs of call
 
 	mu        sync.Mutex
 	invites   int
@@ -74,6 +75,7 @@ type ua struct {
 	cancels   int
 	options   int
 	gotInvite chan *sip.Request
+	notifies  chan *sip.Request
 	closing   chan struct{}
 	closed    bool
 	handlers  sync.WaitGroup
@@ -93,7 +95,7 @@ func (u *ua) enter() bool {
 // newUA starts a UA whose INVITE handler is onInvite (nil: 180 then 200).
 func newUA(t testing.TB, pbx *Server, name string, onInvite func(u *ua, req *sip.Request, tx sip.ServerTransaction)) *ua {
 	t.Helper()
-	u := &ua{t: t, name: name, pbx: pbx, gotInvite: make(chan *sip.Request, 4), closing: make(chan struct{})}
+	u := &ua{t: t, name: name, pbx: pbx, gotInvite: make(chan *sip.Request, 4), notifies: make(chan *sip.Request, 16), closing: make(chan struct{})}
 	var err error
 	opts := []sipgo.UserAgentOption{sipgo.WithUserAgent(name), sipgo.WithUserAgentHostname("127.0.0.1")}
 	if os.Getenv("PBX_DEBUG") != "" {
@@ -141,6 +143,17 @@ func newUA(t testing.TB, pbx *Server, name string, onInvite func(u *ua, req *sip
 		u.mu.Lock()
 		u.options++
 		u.mu.Unlock()
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	u.srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+		if !u.enter() {
+			return
+		}
+		defer u.handlers.Done()
+		select {
+		case u.notifies <- req:
+		default:
+		}
 		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
 	u.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {

@@ -67,7 +67,15 @@ func (s *Server) lookup(u sip.Uri) []location.Binding {
 // route sends an authenticated out-of-dialog request for a local user to
 // the user's contacts: 302 in redirect mode, else a fork.
 func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, user string) {
+	// P-Asserted-Identity is ours to set (RFC 3325): for the built-in
+	// numbers, the user authenticated.
+	req.RemoveHeader("P-Asserted-Identity")
+	if _, ok := s.cfg.Static[req.Recipient.User]; ok && user != "" {
+		pai := sip.Uri{Scheme: "sip", User: user, Host: s.cfg.Domains[0]}
+		req.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<"+pai.String()+">"))
+	}
 	var bs []location.Binding
+	box := s.voicemailBox(req)
 	if g, ok := s.cfg.Groups[req.Recipient.User]; ok {
 		bs = s.groupBindings(req.Recipient, g.Members)
 		if len(bs) == 0 {
@@ -80,6 +88,10 @@ func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, user string) 
 		}
 	} else {
 		bs = s.lookup(req.Recipient)
+	}
+	if len(bs) == 0 && box != "" {
+		s.forkStages(req, tx, nil, s.cfg.RingTimeout, box)
+		return
 	}
 	if len(bs) == 0 {
 		if _, known := s.Accounts().HA1(req.Recipient.User, s.cfg.Realm, digest.MD5); known {
@@ -105,7 +117,63 @@ func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, user string) 
 		s.respond(tx, res)
 		return
 	}
-	s.fork(req, tx, bs)
+	ring := s.cfg.RingTimeout
+	if box != "" && s.cfg.Voicemail.RingTime > 0 {
+		ring = min(ring, s.cfg.Voicemail.RingTime)
+	}
+	s.forkStages(req, tx, [][]location.Binding{bs}, ring, box)
+}
+
+// voicemailBox is the box an INVITE goes to when not answered (Config.
+// Voicemail): its account's; "" when it has none or no hand-over applies.
+func (s *Server) voicemailBox(req *sip.Request) string {
+	u := req.Recipient.User
+	if s.cfg.Voicemail == nil || s.cfg.Mode == ModeRedirect || req.Method != sip.INVITE {
+		return ""
+	}
+	if _, ok := s.cfg.Groups[u]; ok {
+		return ""
+	}
+	if _, ok := s.cfg.Static[u]; ok {
+		return ""
+	}
+	if _, known := s.cfg.Accounts.HA1(u, s.cfg.Realm, digest.MD5); !known {
+		return ""
+	}
+	return u
+}
+
+// voicemailReason says why an unanswered fork goes to voicemail, or ""
+// when it does not.
+func (s *Server) voicemailReason(all stage) string {
+	best := all.best
+	switch {
+	case !all.branched:
+		return "unavailable"
+	case all.expired && s.cfg.Voicemail.RingTime > 0 && (best == nil || best.StatusCode < 600 || best.StatusCode == 600):
+		return "no-answer"
+	case best != nil && (best.StatusCode == sip.StatusBusyHere || best.StatusCode == 600):
+		return "busy"
+	case best != nil && (best.StatusCode == sip.StatusTemporarilyUnavailable || best.StatusCode == sip.StatusRequestTimeout):
+		return "unavailable"
+	case best == nil && all.timedOut:
+		return "unavailable"
+	}
+	return ""
+}
+
+// voicemailBinding is the hand-over's branch target.
+func (s *Server) voicemailBinding(box, reason string) location.Binding {
+	n := s.cfg.Voicemail.Number
+	a := s.cfg.Static[n]
+	host := a.Addr().String()
+	if a.Addr().Is6() {
+		host = "[" + host + "]"
+	}
+	u := sip.Uri{Scheme: "sip", User: n, Host: host, Port: int(a.Port()), UriParams: sip.NewParams()}
+	u.UriParams.Add("box", box)
+	u.UriParams.Add("vm", reason)
+	return location.Binding{Contact: u.String(), Received: a, Transport: "UDP", Q: 1000, Expires: time.Now().Add(time.Hour)}
 }
 
 // groupBindings are the live bindings of a call group's members (each
@@ -142,7 +210,7 @@ func (s *Server) hunt(req *sip.Request, tx sip.ServerTransaction, g Group) {
 	if ring == 0 {
 		ring = DefaultMemberRing
 	}
-	s.forkStages(req, tx, stages, min(ring, s.cfg.RingTimeout))
+	s.forkStages(req, tx, stages, min(ring, s.cfg.RingTimeout), "")
 }
 
 // branch is one forked client transaction.
@@ -167,7 +235,7 @@ type event struct {
 // first 2xx forwarded and the other branches cancelled, else the best
 // final response once all branches ended.
 func (s *Server) fork(req *sip.Request, tx sip.ServerTransaction, bs []location.Binding) {
-	s.forkStages(req, tx, [][]location.Binding{bs}, s.cfg.RingTimeout)
+	s.forkStages(req, tx, [][]location.Binding{bs}, s.cfg.RingTimeout, "")
 }
 
 // stage is what one round of a fork came to.
@@ -180,8 +248,10 @@ type stage struct {
 // forkStages forks the request to each stage's contacts in turn (a hunt
 // group: one member a stage), each ringing for at most ring: the first
 // answer ends it, a CANCEL from the caller too; else the next stage, and
-// after the last the best final response of them all (§16.7 step 6).
-func (s *Server) forkStages(req *sip.Request, tx sip.ServerTransaction, stages [][]location.Binding, ring time.Duration) {
+// after the last the best final response of them all (§16.7 step 6) —
+// unless box names a voicemail box and the voicemail hand-over applies
+// (Config.Voicemail): then a last stage, the voicemail service.
+func (s *Server) forkStages(req *sip.Request, tx sip.ServerTransaction, stages [][]location.Binding, ring time.Duration, box string) {
 	invite := req.Method == sip.INVITE
 	if invite {
 		s.reply(req, tx, 100, "Trying") // §16.2: at once, not after sipgo's 200 ms
@@ -232,6 +302,24 @@ func (s *Server) forkStages(req *sip.Request, tx sip.ServerTransaction, stages [
 		}
 		if i < len(stages)-1 && st.branched {
 			s.log.Debug("hunt: next member", "call_id", callID, "stage", i+1)
+		}
+	}
+	if box != "" && invite && !all.answered && !all.callerGone {
+		if reason := s.voicemailReason(all); reason != "" {
+			s.log.Debug("voicemail", "call_id", callID, "box", box, "reason", reason)
+			st := s.forkStage(req, tx, []location.Binding{s.voicemailBinding(box, reason)}, offer, loop, s.cfg.RingTimeout, cancelled)
+			if st.shut {
+				return
+			}
+			if st.branched && !all.branched {
+				all.branched = true
+				s.stats.callsProxied.Add(1)
+			}
+			s.stats.voicemail.Add(1)
+			all.answered, all.callerGone = st.answered, st.callerGone
+			if st.best != nil {
+				all.best, all.expired = st.best, false // the voicemail's answer is the call's
+			}
 		}
 	}
 	if all.answered {

@@ -23,6 +23,9 @@ func (u *ua) call(ctx context.Context, user, pw, target string) (*sipgo.DialogCl
 	req.From().Params.Add("tag", sip.GenerateTagN(8))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody([]byte("v=0\r\n"))
+	for _, h := range u.extra {
+		req.AppendHeader(h)
+	}
 	u.from(req)
 	sess, err := dua.WriteInvite(ctx, req)
 	if err != nil {

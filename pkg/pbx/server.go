@@ -61,6 +61,7 @@ type Server struct {
 	mu        sync.Mutex
 	closing   bool
 	handlers  sync.WaitGroup // sipgo's goroutines running our handlers
+	mwi       mwiSubs        // message-summary subscriptions (mwi.go)
 }
 
 // Addrs are the bound addresses of a Server's sockets.
@@ -245,6 +246,7 @@ func (s *Server) Close() error {
 		s.closing = true
 		s.mu.Unlock()
 		s.cancel()
+		s.stopMWI()
 		s.handlers.Wait()
 		s.closeSockets() // nothing more is read ...
 		s.wg.Wait()

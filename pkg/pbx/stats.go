@@ -16,6 +16,9 @@ type Stats struct {
 	CallsProxied      uint64 `json:"calls_proxied"`        // INVITEs forked to at least one contact
 	CallsAnswered     uint64 `json:"calls_answered"`       // of which a 2xx came back
 	CallsRedirected   uint64 `json:"calls_redirected"`     // 302s
+	CallsToVoicemail  uint64 `json:"calls_to_voicemail"`   // unanswered INVITEs handed to voicemail
+	MWISubscribes     uint64 `json:"mwi_subscribes"`       // message-summary SUBSCRIBEs answered 200
+	MWINotifies       uint64 `json:"mwi_notifies"`         // message-summary NOTIFYs sent
 	KeepAlives        uint64 `json:"keepalives"`           // keep-alives sent to NATed bindings
 	KeepAliveReplies  uint64 `json:"keepalive_replies"`    // answers to keep-alive OPTIONS
 	DroppedMalformed  uint64 `json:"dropped_malformed"`    // unparseable messages dropped
@@ -34,6 +37,7 @@ type counters struct {
 	keepAlives, keepAliveReplies                               atomic.Uint64
 	droppedMalformed, rejectedMalformed, droppedRate, strayRes atomic.Uint64
 	sipgoRejected, responsesIn                                 atomic.Uint64
+	voicemail, mwiSubscribes, mwiNotifies                      atomic.Uint64
 	connsRefusedPerIP, connsRefusedTotal                       atomic.Uint64
 }
 
@@ -57,6 +61,9 @@ func (c *counters) snapshot() Stats {
 		CallsProxied:      c.callsProxied.Load(),
 		CallsAnswered:     c.callsAnswered.Load(),
 		CallsRedirected:   c.callsRedirected.Load(),
+		CallsToVoicemail:  c.voicemail.Load(),
+		MWISubscribes:     c.mwiSubscribes.Load(),
+		MWINotifies:       c.mwiNotifies.Load(),
 		KeepAlives:        c.keepAlives.Load(),
 		KeepAliveReplies:  c.keepAliveReplies.Load(),
 		DroppedMalformed:  c.droppedMalformed.Load(),

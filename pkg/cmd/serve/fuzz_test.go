@@ -99,3 +99,26 @@ func FuzzParseIVRMenu(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePINs: --voicemail-pin gives accounts PINs of digits, or a
+// one-line usage error that never holds the PIN.
+func FuzzParsePINs(f *testing.F) {
+	for _, s := range []string{"1001=4321", "1001=", "x=1", "1001=12a", "=1", "1001=1\n2"} {
+		f.Add(s)
+	}
+	accounts := digest.Passwords{"1001": "pw", "alice": "pw"}
+	f.Fuzz(func(t *testing.T, s string) {
+		pins, err := parsePINs([]string{s}, accounts)
+		if err != nil {
+			if u, pin, ok := strings.Cut(s, "="); ok && len(pin) > 3 && !strings.Contains(u, pin) && strings.Contains(err.Error(), pin) {
+				t.Errorf("error shows the PIN: %q", err)
+			}
+			return
+		}
+		for u, p := range pins {
+			if _, ok := accounts[u]; !ok || p == "" || strings.Trim(p, "0123456789") != "" {
+				t.Errorf("%q: %q → %q", s, u, p)
+			}
+		}
+	})
+}

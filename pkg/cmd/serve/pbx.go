@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/natkit/natkit/pkg/cmdutil"
@@ -29,6 +30,12 @@ const (
 	// few a minute, a busy PBX in front of natkit a few a second.
 	DefaultSIPRate = 50
 )
+
+// DefaultVoicemailRing is how long a call rings before voicemail answers.
+const DefaultVoicemailRing = 20 * time.Second
+
+// DefaultVoicemailMax bounds a voicemail message.
+const DefaultVoicemailMax = services.DefaultVoicemailMax
 
 // DefaultIVRMenu is services.DefaultIVRMenu as --ivr-menu writes it.
 const DefaultIVRMenu = "1=9196,2=9664,3=3000,4=4000"
@@ -145,7 +152,40 @@ func (o *Options) pbxConfig(listen netip.Addr, sc *stunserver.Config) (*daemon.P
 		return nil, err
 	}
 	pc.Services = &services.Config{MediaIP: public, IVRMenu: menu}
+	if o.VoicemailRing < 0 || o.VoicemailMax < 0 {
+		return nil, cmdutil.UsageErrorf("--voicemail-ring-time %v, --voicemail-max %v: give durations such as 20s and 2m", o.VoicemailRing, o.VoicemailMax)
+	}
+	pins, err := parsePINs(o.VoicemailPINs, accounts)
+	if err != nil {
+		return nil, err
+	}
+	pc.Voicemail = &pbx.Voicemail{RingTime: o.VoicemailRing}
+	pc.Services.VoicemailMax, pc.Services.VoicemailPINs = o.VoicemailMax, pins
 	return pc, nil
+}
+
+// parsePINs reads --voicemail-pin USER=PIN: USER an account, PIN 1 to 16
+// digits. The PIN is never echoed in an error.
+func parsePINs(flags []string, accounts digest.Passwords) (map[string]string, error) {
+	pins := map[string]string{}
+	for _, f := range flags {
+		user, pin, ok := strings.Cut(f, "=")
+		user = strings.TrimSpace(user)
+		if !ok || user == "" {
+			return nil, cmdutil.UsageErrorf("--voicemail-pin: give USER=PIN, such as 1001=4321")
+		}
+		if _, ok := accounts[user]; !ok {
+			return nil, cmdutil.UsageErrorf("--voicemail-pin for %q: not an account (--user or --users-file)", user)
+		}
+		if pin == "" || len(pin) > 16 || strings.Trim(pin, "0123456789") != "" {
+			return nil, cmdutil.UsageErrorf("--voicemail-pin for %q: the PIN must be 1 to 16 digits", user)
+		}
+		if _, dup := pins[user]; dup {
+			return nil, cmdutil.UsageErrorf("--voicemail-pin for %q is given twice", user)
+		}
+		pins[user] = pin
+	}
+	return pins, nil
 }
 
 // parseGroups reads --sip-group NUMBER=EXT,... (ring all) or

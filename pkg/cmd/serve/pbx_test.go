@@ -211,3 +211,29 @@ func TestIVRMenu(t *testing.T) {
 		}
 	}
 }
+
+// TestVoicemailFlags: --voicemail-ring-time (default 20 s), --voicemail-max
+// and --voicemail-pin reach the PBX and the services; a bad PIN or an
+// unknown user is exit 2, and the error does not show the PIN.
+func TestVoicemailFlags(t *testing.T) {
+	users := []string{"--listen", "127.0.0.1", "--user", "1000:a"}
+	o, _, err := parse(t, users...)
+	if err != nil || o.Daemon.PBX.Voicemail == nil || o.Daemon.PBX.Voicemail.RingTime != DefaultVoicemailRing ||
+		o.Daemon.PBX.Services.VoicemailMax != DefaultVoicemailMax {
+		t.Fatalf("defaults: %v %+v", err, o.Daemon.PBX.Voicemail)
+	}
+	o, _, err = parse(t, append(users, "--voicemail-ring-time", "0", "--voicemail-max", "30s", "--voicemail-pin", "1000=4321")...)
+	if err != nil || o.Daemon.PBX.Voicemail.RingTime != 0 || o.Daemon.PBX.Services.VoicemailMax != 30*time.Second ||
+		o.Daemon.PBX.Services.VoicemailPINs["1000"] != "4321" {
+		t.Errorf("flags: %v %+v %+v", err, o.Daemon.PBX.Voicemail, o.Daemon.PBX.Services.VoicemailPINs)
+	}
+	for _, bad := range []string{"1000=98a76", "1999=9876", "1000", "1000="} {
+		_, code, err := parse(t, append(users, "--voicemail-pin", bad)...)
+		if code != cmdutil.ExitUsage || err != nil && strings.Contains(err.Error(), "9876") {
+			t.Errorf("--voicemail-pin %s: exit %d, %v", bad, code, err)
+		}
+	}
+	if _, code, _ := parse(t, append(users, "--voicemail-ring-time", "-1s")...); code != cmdutil.ExitUsage {
+		t.Errorf("negative ring time: exit %d", code)
+	}
+}

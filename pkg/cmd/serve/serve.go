@@ -84,6 +84,10 @@ type Options struct {
 	SIPGroups  []string // NUMBER=EXT,EXT,...
 	IVRMenu    string   // DIGIT=NUMBER,...
 	StateDir   string
+	// Voicemail (4000, with --state-dir).
+	VoicemailRing time.Duration
+	VoicemailMax  time.Duration
+	VoicemailPINs []string // USER=PIN
 
 	// LogFormat (text, json) and LogLevel (debug, info, warn, error)
 	// shape the log on stderr; -v without --log-level means debug.
@@ -275,7 +279,10 @@ func addFlags(fl *pflag.FlagSet, opts *Options) {
 	fl.StringVar(&opts.SIPDigest, "sip-digest", "md5", "digest algorithms the PBX challenges with, in preference `order`: md5, or sha256,md5")
 	fl.StringVar(&opts.IVRMenu, "ivr-menu", DefaultIVRMenu, "the IVR's (5000) `DIGIT=NUMBER,...`: what each digit calls (the echo tests, music on hold and conference rooms run on the same call)")
 	fl.StringArrayVar(&opts.SIPGroups, "sip-group", nil, "call group `NUMBER=EXT,...` ringing all its members at once, first answer wins, or NUMBER=hunt:EXT,... ringing them in turn (repeatable; \"none\": no groups; default: FreeSWITCH's demo groups "+strings.Join(DefaultSIPGroups, " ")+", with the members that are accounts)")
-	fl.StringVar(&opts.StateDir, "state-dir", "", "keep registrations in this `directory`, so that they survive restarts (default: in memory)")
+	fl.StringVar(&opts.StateDir, "state-dir", "", "keep registrations and voicemail in this `directory`, so that they survive restarts (default: registrations in memory, no voicemail)")
+	fl.DurationVar(&opts.VoicemailRing, "voicemail-ring-time", DefaultVoicemailRing, "an unanswered call to an account goes to voicemail after ringing this `long` (0: only when busy or not registered); needs --state-dir")
+	fl.DurationVar(&opts.VoicemailMax, "voicemail-max", DefaultVoicemailMax, "longest voicemail message")
+	fl.StringArrayVar(&opts.VoicemailPINs, "voicemail-pin", nil, "`USER=PIN` (digits) asked before USER hears their voicemail on 4000 (repeatable; without one, USER's digest login suffices)")
 	fl.IntVar(&opts.MaxConnsPerIP, "max-conns-per-ip", 0, fmt.Sprintf("TCP and TLS connections one source IP (IPv6: /64) may hold in each of STUN, TURN, rendezvous and SIP (0: %d, %d, %d and %d; negative: no limit)",
 		stunserver.DefaultMaxConnsPerIP, turnserver.DefaultMaxConnsPerIP, rendezvous.DefaultMaxConnsPerIP, pbx.DefaultMaxConnsPerIP))
 	fl.StringVar(&opts.LogFormat, "log-format", cmdutil.LogText, "log on stderr as `text` (key=value) or json (one object a line; the startup lines too)")

@@ -48,6 +48,8 @@ type call struct {
 	// digits are the DTMF digits received (RFC 4733 and SIP INFO), for
 	// the IVR; a full channel drops them.
 	digits chan rune
+	// rec takes the caller's audio while a voicemail message is recorded.
+	rec recorder
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -209,6 +211,12 @@ func (c *call) run() bool {
 			return false
 		}
 		c.ivr()
+		return true
+	case Voicemail:
+		if !c.answer() {
+			return false
+		}
+		c.voicemail()
 		return true
 	}
 	return false

@@ -42,6 +42,7 @@ func defaultNumbers() map[string]Service {
 		"9178": Fax,
 		"9179": Fax,
 		"5000": IVR,
+		"4000": Voicemail,
 	}
 	for n := conferenceFirst; n <= conferenceLast; n++ {
 		m[strconv.Itoa(n)] = Conference

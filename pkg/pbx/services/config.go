@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/natkit/natkit/pkg/pbx/voicemail"
 )
 
 // Service is what a number does.
@@ -23,6 +25,7 @@ const (
 	Fax        Service = "fax"
 	IVR        Service = "ivr"        // 5000
 	Conference Service = "conference" // 3000–3399 (conference.go)
+	Voicemail  Service = "voicemail"  // 4000 (voicemail.go)
 )
 
 // DefaultNumbers maps FreeSWITCH's demo numbers to the services, the
@@ -30,9 +33,8 @@ const (
 var DefaultNumbers = defaultNumbers()
 
 // DefaultIVRMenu is 5000's menu, as FreeSWITCH's demo IVR: 1 the echo
-// test, 2 music on hold, 3 the conference room 3000, 4 voicemail. A digit
-// whose number is no service here yet (4000) says so and plays the menu
-// again.
+// test, 2 music on hold, 3 the conference room 3000, 4 voicemail (when
+// Config.Voicemail is set; else "not available" and the menu again).
 var DefaultIVRMenu = map[rune]string{'1': "9196", '2': "9664", '3': "3000", '4': "4000"}
 
 // Defaults for the zero values of Config.
@@ -46,6 +48,8 @@ const (
 	DefaultRingback = 2 * time.Second
 	// DefaultIVRTimeout is FreeSWITCH's demo IVR's.
 	DefaultIVRTimeout = 5 * time.Second
+	// DefaultVoicemailMax bounds a voicemail message.
+	DefaultVoicemailMax = 120 * time.Second
 )
 
 // Config configures a Server. Zero values mean the documented defaults.
@@ -65,6 +69,18 @@ type Config struct {
 	// before playing it again (three times, then it hangs up); default
 	// DefaultIVRTimeout.
 	IVRTimeout time.Duration
+
+	// Voicemail, when not nil, is where 4000 keeps its messages; nil: 4000
+	// answers 480 (with a Warning) and the IVR's 4 is "not available".
+	Voicemail *voicemail.Store
+	// VoicemailMax bounds a message; default DefaultVoicemailMax.
+	VoicemailMax time.Duration
+	// VoicemailPINs are the PINs of the boxes, by user. A box without a
+	// PIN is opened to its owner on digest authentication alone.
+	VoicemailPINs map[string]string
+	// VoicemailBox reports whether a user has a box (an account); nil:
+	// any valid name (voicemail.ValidBox).
+	VoicemailBox func(user string) bool
 
 	MaxDuration  time.Duration // a call's limit; default 1 h
 	MediaTimeout time.Duration // no RTP for this long ends a call; default 30 s
@@ -115,5 +131,6 @@ func (c *Config) setDefaults() error {
 		def(&c.EchoDelay, DefaultEchoDelay, "echo delay"),
 		def(&c.Ringback, DefaultRingback, "ringback"),
 		def(&c.IVRTimeout, DefaultIVRTimeout, "IVR timeout"),
+		def(&c.VoicemailMax, DefaultVoicemailMax, "voicemail max"),
 	)
 }

@@ -13,7 +13,26 @@
 //	9182  early media: 183 Session Progress with SDP, ringback (US,
 //	      440+480 Hz) for 2 s, the announcement; then 200 OK, the
 //	      announcement once more, and BYE from the service
-//	5000  IVR: a spoken menu, a digit runs 9196, 9664 or 3000 (ivr.go)
+//	5000  IVR: a spoken menu, a digit runs 9196, 9664, 3000 or 4000 (ivr.go)
+//	4000  voicemail (voicemail.go; with Config.Voicemail, else 480):
+//	      - a hand-over from the proxy (Request-URI parameter box=USER,
+//	        see pbx.Voicemail): the greeting, a beep, then the caller's
+//	        audio is recorded into USER's box until BYE, '#' or
+//	        VoicemailMax; less than 1 s is not kept;
+//	      - a direct call: "enter your PIN, then pound; to leave a
+//	        message, press star". '*', a box number and '#' leave a
+//	        message there (the box must be an account). Digits and '#'
+//	        open the caller's own box — the user the proxy authenticated
+//	        (P-Asserted-Identity); a caller without one is refused. The
+//	        PIN is VoicemailPINs[user] (compared in constant time, never
+//	        logged); a box without a PIN opens on the digest login alone.
+//	        Three wrong PINs end the call. Then "you have N messages",
+//	        and each message, oldest first, marked heard once played,
+//	        followed by the menu: 1 hear it again, 7 delete it, 6 (or 2,
+//	        or #) the next one; no key for IVRTimeout plays the menu
+//	        again (three times, then the next message); a key during a
+//	        message cuts it short. "No more messages. Goodbye." and BYE.
+//	      Digits come as RFC 4733 events, SIP INFO, or in-band tones.
 //	3000–3399  conference rooms: 3000–3099 mixed at 8 kHz, 3100–3199 at
 //	      16 kHz, 3200–3299 at 32 kHz, 3300–3399 at 48 kHz (package
 //	      mixer; G.711 callers are resampled); each caller hears the others

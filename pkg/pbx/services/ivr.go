@@ -19,8 +19,8 @@ const ivrTries = 3
 // prompt cuts it short) chooses a number of the menu
 // (Config.IVRMenu), whose service then runs on this same call: the echo
 // tests, music on hold and the conference rooms. A digit outside the menu,
-// or of a number with no service here yet (voicemail 4000: a later issue),
-// says "That option is not available" and plays the menu again; so does
+// or voicemail (4000) when it is off (Config.Voicemail), says "That
+// option is not available" and plays the menu again; so does
 // no digit within IVRTimeout. After ivrTries failures it hangs up.
 func (c *call) ivr() {
 	var sess atomic.Pointer[rtpsession.Session]
@@ -33,6 +33,7 @@ func (c *call) ivr() {
 		inband = &dtmf.Detector{}
 	}
 	c.withSession(func(f rtpsession.Frame) {
+		c.rec.write(f.Samples)
 		if p := conf.Load(); p != nil && len(f.Samples) > 0 {
 			p.Write(f.Samples)
 		}
@@ -75,6 +76,17 @@ func (c *call) ivr() {
 					c.s.st.ivrChoices.Add(1)
 					for p.play(ctx, s, musicLoop()) == nil {
 					}
+					return
+				case Voicemail:
+					if c.s.vm.store == nil {
+						c.s.st.ivrInvalid.Add(1)
+						if p.play(ctx, s, c.s.ivrInvalid) != nil {
+							return
+						}
+						continue
+					}
+					c.s.st.ivrChoices.Add(1)
+					c.voicemailMenu(ctx, s, p)
 					return
 				default:
 					c.s.st.ivrInvalid.Add(1)

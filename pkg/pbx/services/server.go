@@ -36,6 +36,7 @@ type Server struct {
 	prompt []int16
 	// ivrMenu and ivrInvalid are 5000's prompts.
 	ivrMenu, ivrInvalid []int16
+	vm                  vmState
 
 	ctx     context.Context // ends at Close
 	cancel  context.CancelFunc
@@ -70,6 +71,13 @@ func New(cfg Config) (*Server, error) {
 	ivrInvalid, err := decodePrompt("ivr-invalid", ivrInvalidWAV)
 	if err != nil {
 		return nil, err
+	}
+	var vm vmState
+	if cfg.Voicemail != nil {
+		if vm.prompts, err = loadVMPrompts(); err != nil {
+			return nil, err
+		}
+		vm.store = cfg.Voicemail
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -119,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg: cfg, log: log, pc: pc, addr: addr, ua: ua, srv: srv, prompt: prompt, ivrMenu: ivrMenu, ivrInvalid: ivrInvalid,
+		cfg: cfg, log: log, pc: pc, addr: addr, ua: ua, srv: srv, prompt: prompt, ivrMenu: ivrMenu, ivrInvalid: ivrInvalid, vm: vm,
 		ctx: ctx, cancel: cancel, closing: closing,
 		calls:     map[string]*call{},
 		serveDone: make(chan struct{}),
@@ -134,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 		},
 	}
 	s.st.calls = map[Service]*atomic.Uint64{}
-	for _, svc := range []Service{EchoDelayed, Echo, Music, EarlyMedia, IVR, Conference} {
+	for _, svc := range []Service{EchoDelayed, Echo, Music, EarlyMedia, IVR, Conference, Voicemail} {
 		s.st.calls[svc] = new(atomic.Uint64)
 	}
 	srv.OnInvite(s.onInvite)
@@ -299,6 +307,13 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.st.rejected.Add(1)
 		res := sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
 		res.AppendHeader(sip.NewHeader("Warning", `399 natkit "fax (T.38, G.711 fax) is not supported"`))
+		tx.Respond(res)
+		return
+	}
+	if svc == Voicemail && s.vm.store == nil {
+		s.st.rejected.Add(1)
+		res := sip.NewResponseFromRequest(req, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil)
+		res.AppendHeader(sip.NewHeader("Warning", `399 natkit "voicemail is off (natkit serve: --state-dir)"`))
 		tx.Respond(res)
 		return
 	}
