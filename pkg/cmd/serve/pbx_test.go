@@ -119,7 +119,7 @@ func TestServePBX(t *testing.T) {
 		ln.Close()
 	}
 	for _, want := range []string{"sip: listening on udp " + sip.String() + "\n", "sip: listening on tcp 127.0.0.1:",
-		fmt.Sprintf("sip: domain 127.0.0.1, proxy, 2 accounts, digest MD5; media relayed on 127.0.0.1 ports %d-%d; no rate limit; call groups 2000=1001,1002\n", low, low+49)} {
+		fmt.Sprintf("sip: domain 127.0.0.1, proxy, 2 accounts, digest MD5; media relayed on 127.0.0.1 ports %d-%d; no rate limit; voicemail off (no --state-dir); call groups 2000=1001,1002\n", low, low+49)} {
 		if !strings.Contains(s.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, s.stderr)
 		}

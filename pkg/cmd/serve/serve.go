@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -325,6 +326,9 @@ type SIPInfo struct {
 	RateLimit *int `json:"rate_limit"`
 	// Groups are the call groups by number.
 	Groups map[string]GroupInfo `json:"groups,omitempty"`
+	// Voicemail is the directory of the voicemail boxes (4000); null when
+	// voicemail is off (no --state-dir).
+	Voicemail *string `json:"voicemail"`
 }
 
 // GroupInfo is a call group: its members and how they ring ("ring-all",
@@ -354,6 +358,10 @@ func sipInfo(cfg *daemon.PBXConfig) *SIPInfo {
 		r := int(cfg.Rate)
 		info.RateLimit = &r
 	}
+	if cfg.Voicemail != nil && cfg.Services != nil && cfg.StateDir != "" {
+		dir := filepath.Join(cfg.StateDir, "voicemail")
+		info.Voicemail = &dir
+	}
 	if len(cfg.Groups) > 0 {
 		info.Groups = map[string]GroupInfo{}
 		for n, g := range cfg.Groups {
@@ -377,8 +385,12 @@ func sipLine(info *SIPInfo) string {
 	if info.RateLimit != nil {
 		rate = fmt.Sprintf("at most %d requests/s per source", *info.RateLimit)
 	}
-	line := fmt.Sprintf("sip: domain %s, %s, %d accounts, digest %s; %s; %s",
-		info.Domain, info.Mode, info.Accounts, strings.Join(info.Digest, ","), media, rate)
+	vm := "voicemail off (no --state-dir)"
+	if info.Voicemail != nil {
+		vm = "voicemail in " + *info.Voicemail
+	}
+	line := fmt.Sprintf("sip: domain %s, %s, %d accounts, digest %s; %s; %s; %s",
+		info.Domain, info.Mode, info.Accounts, strings.Join(info.Digest, ","), media, rate, vm)
 	if len(info.Groups) > 0 {
 		var gs []string
 		for n, g := range info.Groups {
