@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -398,22 +399,33 @@ func TestSamePortUDPAndTCP(t *testing.T) {
 	s := startServer(t, nil)
 	echo := startEcho(t, s)
 	ctx := ctxT(t)
-	connect := func(transport string, local netip.AddrPort) *turnclient.Client {
-		t.Helper()
+	connect := func(transport string, local netip.AddrPort) (*turnclient.Client, error) {
 		c, err := turnclient.Dial(ctx, turnclient.Config{Server: s.addr(transport), Transport: transport,
 			Local: local, Username: "alice", Password: turnclient.Secret("wonderland")})
-		if err != nil {
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return c, err
+	}
+	// A UDP client, and a TCP client on the same port number: ports of
+	// another namespace, but another socket may hold that TCP port (then
+	// both are taken again).
+	var u, tc *turnclient.Client
+	for try := 1; tc == nil; try++ {
+		var err error
+		if u, err = connect("udp", netip.MustParseAddrPort("127.0.0.1:0")); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Close() })
-		return c
+		if tc, err = connect("tcp", u.LocalAddr()); err != nil {
+			if !errors.Is(err, syscall.EADDRINUSE) || try == 20 {
+				t.Fatal(err)
+			}
+			u.Close()
+		}
 	}
-	u := connect("udp", netip.MustParseAddrPort("127.0.0.1:0"))
 	if _, err := u.Allocate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The same port number over TCP (another namespace of ports: free).
-	tc := connect("tcp", u.LocalAddr())
 	if tc.LocalAddr() != u.LocalAddr() {
 		t.Fatalf("TCP client on %s, UDP on %s", tc.LocalAddr(), u.LocalAddr())
 	}
