@@ -39,13 +39,21 @@
 //
 // # How it is verified
 //
-// The tests compare this package, bit for bit, with vectors made by
-// libspandsp's g722_encode and g722_decode (64 kbit/s, 16 kHz, unpacked),
-// a third-party implementation that follows the ITU reference: the encoder's
-// bytes and the decoder's samples must be equal for a chirp, noise, a
-// speech-like signal, full-scale extremes and silence, and for random code
-// bytes. testdata/README.md says how the vectors were made, and
-// scripts/gen-g722-vectors regenerates them. Further tests check the
-// round-trip SNR of a tone after the codec's delay, that state carries
-// across calls of any length, and fuzz both directions.
+// The tests compare this package, bit for bit, with vectors made by two
+// third-party implementations that follow the ITU reference (testdata/README.md
+// says how; scripts/gen-g722-vectors regenerates them):
+//
+//   - libspandsp's g722_encode and g722_decode (64 kbit/s, 16 kHz,
+//     unpacked): the encoder's bytes for a chirp, noise, a speech-like
+//     signal, full-scale extremes and silence, and the decoder's samples for
+//     that stream and for arbitrary code bytes. spandsp 0.0.6, the version
+//     vectors were made with, lets the receive QMF's output wrap instead of
+//     saturating (fixed there in 2016); an unexported switch does the same
+//     for that comparison.
+//   - ffmpeg's g722 encoder, whose bytes are spandsp's, and its decoder,
+//     whose samples, saturated, are this package's default output.
+//
+// Further tests check the round-trip delay (22 samples) and SNR of tones,
+// that state carries across calls of any length, odd ones included, and
+// that calls do not allocate; FuzzEncode and FuzzDecode take any input.
 package g722
