@@ -9,13 +9,13 @@
 // cross-builds. The algorithm is small and specified to the bit by the
 // standard, so it is written here.
 //
-// # The algorithm (G.722 (09/2012), §3 encoder, §4 decoder)
+// # The algorithm (ITU-T G.722 (09/2012))
 //
 //   - A 24-tap quadrature mirror filter (QMF) splits each pair of 16 kHz
 //     input samples into one lower and one higher sub-band sample at 8 kHz
 //     (transmit QMF), and the receive QMF joins them again. The two
-//     polyphase halves use the 12 coefficients h(0..11) of Table 11
-//     forwards and backwards.
+//     polyphase halves use the 12 coefficients h(0..11) of the
+//     symmetric filter forwards and backwards.
 //   - The lower sub-band (0–4 kHz) is coded with 6-bit ADPCM: a 60-level
 //     adaptive quantiser (QUANTL) on the difference between the sub-band
 //     sample and its prediction; only the 4 most significant bits feed the
@@ -34,8 +34,8 @@
 // The encoder and decoder take and give 16-bit samples; the ADPCM works on
 // 15-bit sub-band values, hence the shifts of 14 (transmit) and 11 (receive)
 // after the QMF, whose DC gain is 4096. The decoder's output saturates to
-// 16 bits (pathological code sequences can push the receive QMF past the
-// 16-bit range).
+// 16 bits (full-scale input and arbitrary code sequences can push the receive
+// QMF past the 16-bit range).
 //
 // # How it is verified
 //
@@ -47,7 +47,7 @@
 //     unpacked): the encoder's bytes for a chirp, noise, a speech-like
 //     signal, full-scale extremes and silence, and the decoder's samples for
 //     that stream and for arbitrary code bytes. spandsp 0.0.6, the version
-//     vectors were made with, lets the receive QMF's output wrap instead of
+//     the vectors were made with, lets the receive QMF's output wrap instead of
 //     saturating (fixed there in 2016); an unexported switch does the same
 //     for that comparison.
 //   - ffmpeg's g722 encoder, whose bytes are spandsp's, and its decoder,
