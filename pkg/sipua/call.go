@@ -56,6 +56,8 @@ type Options struct {
 	Family    endpoint.Family
 	TLSConfig *tls.Config
 	Logger    *slog.Logger
+	// ICE, when set, offers ICE candidates (ice.go) for the audio.
+	ICE *ICE
 }
 
 // LogValue keeps the password out of logs.
@@ -200,7 +202,15 @@ func (a *agent) invite(ctx context.Context, teardown func() (context.Context, co
 		c.Reason = strp(err.Error())
 		return
 	}
-	offer, err := sdp.Marshal(sdp.Offer(lg.sdpLocal(o.Codecs)))
+	offerDesc := sdp.Offer(lg.sdpLocal(o.Codecs))
+	if o.ICE != nil {
+		if err := lg.offerICE(ctx, offerDesc, *o.ICE); err != nil {
+			lg.conn.Close()
+			c.Reason = strp(err.Error())
+			return
+		}
+	}
+	offer, err := sdp.Marshal(offerDesc)
 	if err != nil {
 		lg.conn.Close()
 		c.Reason = strp(err.Error())
@@ -358,8 +368,11 @@ wait:
 			mediaErr = fmt.Sprintf("the answer's SDP is unreadable: %v", err)
 		} else if st, codec, dtmf, err := chooseStream(desc, want); err != nil {
 			mediaErr = "the answer's SDP has no G.711 audio stream natkit offered"
-		} else if err := lg.start(ctx, st, codec, dtmf); err != nil {
-			mediaErr = err.Error()
+		} else {
+			lg.answeredICE(ctx, desc, st.Index)
+			if err := lg.start(ctx, st, codec, dtmf); err != nil {
+				mediaErr = err.Error()
+			}
 		}
 	} else if lg.session() == nil {
 		mediaErr = "the 200 carried no SDP and no earlier response did"
@@ -390,6 +403,7 @@ wait:
 	talked := make(chan struct{})
 	go func() {
 		defer close(talked)
+		lg.waitICE(mctx)
 		lg.talk(mctx, o.Play, o.DTMF)
 	}()
 loop:
@@ -424,6 +438,9 @@ loop:
 	dtmfSent := strings.ReplaceAll(o.DTMF, ",", "")
 	c.Media = lg.stop(dtmfSent)
 	c.Received = lg.all.Samples()
+	if m := c.Media; mediaErr == "" && m != nil && m.ICE != nil && m.ICE.Error != nil {
+		mediaErr = *m.ICE.Error
+	}
 	if mediaErr != "" {
 		c.Error = strp(mediaErr)
 	}
@@ -436,6 +453,7 @@ func (a *agent) earlyMedia(ctx context.Context, lg *leg, r *sip.Response, want [
 		return
 	}
 	if st, codec, dtmf, err := chooseStream(desc, want); err == nil {
+		lg.answeredICE(ctx, desc, st.Index)
 		_ = lg.start(ctx, st, codec, dtmf)
 	}
 }
