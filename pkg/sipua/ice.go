@@ -95,14 +95,14 @@ type MediaICE struct {
 	LocalCandidateType  *string `json:"local_candidate_type"`
 	RemoteCandidateType *string `json:"remote_candidate_type"`
 	// Local and Remote are the selected pair's addresses.
-	Local  *string `json:"local"`
-	Remote *string `json:"remote"`
+	Local  *string `json:"local_address"`
+	Remote *string `json:"remote_address"`
 	// Role is "controlling" (the caller) or "controlled".
 	Role string `json:"role"`
 	// LocalCandidates and RemoteCandidates count the candidates in each
 	// SDP.
-	LocalCandidates  int `json:"local_candidates"`
-	RemoteCandidates int `json:"remote_candidates"`
+	LocalCandidates  int `json:"local_candidate_count"`
+	RemoteCandidates int `json:"remote_candidate_count"`
 	// CheckingMs is the answer to the selected pair.
 	CheckingMs *float64 `json:"checking_ms"`
 	// Error is why no pair connected.
