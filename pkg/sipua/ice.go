@@ -222,7 +222,7 @@ func gatherICE(ctx context.Context, cfg ICE, ip netip.Addr, controlling bool, lo
 	if controlling {
 		g.rep.Role = "controlling"
 	}
-	g.pc = &icePacketConn{ready: make(chan struct{}), closed: make(chan struct{}), local: net.UDPAddrFromAddrPort(g.def), agent: a}
+	g.pc = &icePacketConn{ready: make(chan struct{}), closed: make(chan struct{}), settled: g.settled, local: net.UDPAddrFromAddrPort(g.def), agent: a}
 	return g, nil
 }
 
@@ -347,14 +347,16 @@ func (g *iceAgent) close() {
 }
 
 // icePacketConn is the media connection over ICE as the net.PacketConn
-// rtpsession reads and writes: reads wait for the selected pair, writes
-// before it are dropped (the checks have not found a way yet), and every
-// write goes over the selected pair whatever its address.
+// rtpsession reads and writes: reads and writes wait for the selected pair
+// (so that nothing is counted sent that could not go), writes after failed
+// checks are dropped, and every write goes over the selected pair whatever
+// its address.
 type icePacketConn struct {
-	ready  chan struct{}
-	closed chan struct{}
-	local  net.Addr
-	agent  *ice.Agent
+	ready   chan struct{}
+	closed  chan struct{}
+	settled <-chan struct{} // the checks ended (iceAgent.settled)
+	local   net.Addr
+	agent   *ice.Agent
 
 	mu     sync.Mutex
 	conn   *ice.Conn
@@ -399,8 +401,14 @@ func (c *icePacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	case <-c.closed:
 		return 0, net.ErrClosed
 	case <-c.ready:
-	default:
-		return len(b), nil
+	case <-c.settled:
+		// The checks failed: nowhere to send (the report says so). A
+		// paced sender goes on at its pace; an error would spin it.
+		select {
+		case <-c.ready:
+		default:
+			return len(b), nil
+		}
 	}
 	conn, _ := c.get()
 	return conn.Write(b)
