@@ -117,7 +117,9 @@ func callICE(ctx context.Context, t *testing.T, lab *natlab.Lab, exe, password s
 	}
 	env := append(os.Environ(), "NATKIT_SIP_PASSWORD="+password, "NATKIT_TURN_PASSWORD="+password)
 	turn := func(user string) string { return "turn:" + user + "@" + natlab.ServerAddr.String() }
-	ans := hCallee.Command(ctx, exe, "call", "--json", "-v", "--timeout", "90s", "--answer", callee+"@"+natlab.ServerAddr.String(),
+	// SIP over TCP: with three candidates the INVITE and its 200 are
+	// larger than SIP over UDP carries (RFC 3261 §18.1.1).
+	ans := hCallee.Command(ctx, exe, "call", "--json", "-v", "--transport", "tcp", "--timeout", "90s", "--answer", callee+"@"+natlab.ServerAddr.String(),
 		"--relay", turn(callee))
 	ans.Env = env
 	var ansOut, ansErr interoptest.Buffer
@@ -139,7 +141,7 @@ func callICE(ctx context.Context, t *testing.T, lab *natlab.Lab, exe, password s
 
 	cctx, ccancel := context.WithTimeout(ctx, 90*time.Second)
 	defer ccancel()
-	call := hCaller.Command(cctx, exe, "call", "--json", "-v", "--timeout", "60s", "--duration", "3s", "--user", caller,
+	call := hCaller.Command(cctx, exe, "call", "--json", "-v", "--transport", "tcp", "--timeout", "60s", "--duration", "3s", "--user", caller,
 		"--ice", "--relay", turn(caller), fmt.Sprintf("sip:%s@%s:%d", callee, natlab.ServerAddr, sipPort))
 	call.Env = env
 	var callErr interoptest.Buffer

@@ -251,7 +251,7 @@ func (a *agent) invite(ctx context.Context, teardown func() (context.Context, co
 	tx, err := a.send(ctx, req, a.hop)
 	if err != nil {
 		lg.conn.Close()
-		c.Reason = strp(fmt.Sprintf("INVITE not sent: %v", err))
+		c.Reason = strp(notSent(err))
 		return
 	}
 	var (
@@ -282,7 +282,7 @@ wait:
 				}
 				tx, err = a.send(ctx, req, a.hop)
 				if err != nil {
-					c.Reason = strp(fmt.Sprintf("INVITE not sent: %v", err))
+					c.Reason = strp(notSent(err))
 					break wait
 				}
 			default:
@@ -308,7 +308,9 @@ wait:
 		}
 	}
 	if res == nil {
-		tx.Terminate()
+		if tx != nil { // nil when the authorized INVITE could not be sent
+			tx.Terminate()
+		}
 		lg.stop("")
 		return
 	}

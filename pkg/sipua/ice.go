@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/pion/ice/v3"
 	"github.com/pion/logging"
 	psdp "github.com/pion/sdp/v3"
@@ -539,6 +540,16 @@ func (l *leg) waitICE(ctx context.Context) {
 	case <-g.settled:
 	case <-ctx.Done():
 	}
+}
+
+// notSent says why the INVITE could not be sent. ICE candidates make it
+// larger than SIP over UDP may carry (RFC 3261 §18.1.1: 1300 bytes, which
+// sipgo enforces): that one says what to do.
+func notSent(err error) string {
+	if errors.Is(err, sip.ErrUDPMTUCongestion) || strings.Contains(err.Error(), sip.ErrUDPMTUCongestion.Error()) {
+		return "INVITE not sent: larger than SIP over UDP carries (1300 bytes, RFC 3261 §18.1.1), e.g. with ICE candidates: use --transport tcp or tls"
+	}
+	return fmt.Sprintf("INVITE not sent: %v", err)
 }
 
 // mediaPath fills the path of the media report.
