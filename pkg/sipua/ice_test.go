@@ -100,3 +100,24 @@ func sderef(p *string) string {
 	}
 	return *p
 }
+
+// An ICE offer answered without ICE (a phone or PBX that ignores the
+// attributes; the fake echoes with symmetric RTP): natkit drops its agent
+// and sends plain RTP from its own socket, which the far end latches on.
+func TestCallICEAnsweredPlain(t *testing.T) {
+	leaktest.Check(t)
+	f := newFakeServer(t, fakeAnswer)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Options{Target: f.target("9195"), Duration: 1500 * time.Millisecond, ICE: &ICE{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rep.Call.Media
+	if m == nil || m.Path == nil || *m.Path != PathPlain || m.ICE != nil {
+		t.Fatalf("media %+v (reason %v, error %v), want path plain without ICE", m, sderef(rep.Call.Reason), sderef(rep.Call.Error))
+	}
+	if m.PacketsReceived < 40 || m.EchoDelayMs == nil {
+		t.Errorf("received %d, echo %v", m.PacketsReceived, deref(m.EchoDelayMs))
+	}
+}
