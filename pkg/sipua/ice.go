@@ -542,6 +542,23 @@ func (l *leg) waitICE(ctx context.Context) {
 	}
 }
 
+// describeICE writes the call's ICE into a later SDP of the call (a
+// re-INVITE or UPDATE, natkit's offer or answer): the same credentials and
+// candidates, so that the far end keeps the selected pair (RFC 8839
+// §4.4.1: an SDP without them would end ICE; new credentials restart it).
+// Without ICE it does nothing.
+func (l *leg) describeICE(desc *psdp.SessionDescription, i int) {
+	l.mu.Lock()
+	g := l.ice
+	l.mu.Unlock()
+	if g == nil {
+		return
+	}
+	if err := g.describe(desc, i); err != nil {
+		l.log.Debug("ICE: re-offer", "error", err)
+	}
+}
+
 // notSent says why the INVITE could not be sent. ICE candidates make it
 // larger than SIP over UDP may carry (RFC 3261 §18.1.1: 1300 bytes, which
 // sipgo enforces): that one says what to do.
