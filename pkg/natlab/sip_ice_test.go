@@ -19,6 +19,10 @@ import (
 	"github.com/natkit/natkit/pkg/sipua"
 )
 
+// minICEPackets is the RTP each side of an ICE call must hear: a second
+// of the three the call lasts.
+const minICEPackets = 50
+
 // iceCall is one call of TestSIPICEThroughNATs and the path its media
 // must take.
 type iceCall struct {
@@ -206,11 +210,13 @@ func callICE(ctx context.Context, t *testing.T, lab *natlab.Lab, exe, password s
 		if onServer != (c.path == sipua.PathRelay) {
 			t.Errorf("%s: pair %s ↔ %s on path %s", side.who, local, remote, *m.Path)
 		}
-		if m.PacketsReceived == 0 || m.LossPct > maxLossPct {
-			t.Errorf("%s hears %d RTP packets, %.1f%% lost", side.who, m.PacketsReceived, m.LossPct)
-		}
-		if got := uint64(m.PacketsReceived); side.far == 0 || got*100 < side.far*(100-maxLossPct) {
-			t.Errorf("%s hears %d of the %d RTP packets the far end sent", side.who, got, side.far)
+		// Two-way audio: at least a second of it each way, with little
+		// loss within the stream. Not a share of what the far end sent:
+		// on a loaded machine the last few hundred ms may still be queued
+		// when the BYE ends the call (the caller's packets after a stall
+		// go out in a burst).
+		if m.PacketsReceived < minICEPackets || m.LossPct > maxLossPct {
+			t.Errorf("%s hears %d RTP packets (the far end sent %d), %.1f%% lost", side.who, m.PacketsReceived, side.far, m.LossPct)
 		}
 	}
 	if cm.EchoDelayMs == nil {
