@@ -400,12 +400,13 @@ wait:
 	lg.mu.Lock()
 	lg.info = func(ctx context.Context, digit rune) error { return a.sendInfo(ctx, d, user, digit) }
 	lg.mu.Unlock()
+	// --duration is audio: over ICE it starts when the checks found a pair.
+	lg.waitICE(ctx)
 	mctx, mcancel := context.WithTimeout(ctx, o.Duration)
 	defer mcancel()
 	talked := make(chan struct{})
 	go func() {
 		defer close(talked)
-		lg.waitICE(mctx)
 		lg.talk(mctx, o.Play, o.DTMF)
 	}()
 loop:

@@ -50,6 +50,10 @@ const (
 	// iceRelayWait holds back nominating a relayed pair so that a direct
 	// pair that validates within a few checks wins (pion waits 2 s).
 	iceRelayWait = 500 * time.Millisecond
+	// iceFirstAudio bounds the caller's wait for the far end's first
+	// audio over the selected pair (waitICE): a far end that sends nothing
+	// until it hears the caller is not waited for longer.
+	iceFirstAudio = time.Second
 	// iceKeepalive keeps the selected pair's bindings open (RFC 8445 §11:
 	// at least every 15 s; pion also sends consent checks, RFC 7675).
 	iceKeepalive = 2 * time.Second
@@ -526,8 +530,12 @@ func (l *leg) answerICE(ctx context.Context, offer, answer *psdp.SessionDescript
 	return nil
 }
 
-// waitICE waits until ICE found its pair or failed (or ctx ends): what
-// the caller sends before would be dropped, the echo probe with it.
+// waitICE waits until ICE found its pair or failed (or ctx ends), then
+// for the far end's first audio, up to iceFirstAudio: the caller's
+// --duration of audio (and its echo probe) starts then. The controlled
+// side selects the pair a little after the caller; what the caller sent
+// meanwhile waits in its agent and would come back from an echo in a
+// burst, which hides the probe's echo.
 func (l *leg) waitICE(ctx context.Context) {
 	l.mu.Lock()
 	g := l.ice
@@ -539,6 +547,25 @@ func (l *leg) waitICE(ctx context.Context) {
 	select {
 	case <-g.settled:
 	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-g.pc.ready:
+	default:
+		return // failed
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(iceFirstAudio)
+	defer deadline.Stop()
+	for !l.heard.Load() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
