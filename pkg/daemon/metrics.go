@@ -72,6 +72,7 @@ var (
 	sipResponsesDesc = prometheus.NewDesc("natkit_sip_responses_total", "SIP responses sent, by class.", []string{"class"}, nil)
 	mediaCallsDesc   = prometheus.NewDesc("natkit_media_calls", "Calls whose media the PBX relays.", nil, nil)
 	mediaPairsDesc   = prometheus.NewDesc("natkit_media_port_pairs", "RTP/RTCP port pairs of the media relay in use.", nil, nil)
+	mediaICEDesc     = prometheus.NewDesc("natkit_media_ice_offers_total", "SDP offers carrying ICE (a=ice-ufrag) that the PBX forwarded without anchoring: the two ends find their own path.", nil, nil)
 )
 
 // stat is one unlabelled metric read from a server's Stats S.
@@ -185,7 +186,7 @@ var sipMetrics = []stat[sipStats]{
 // Describe sends every metric natkit may have; Collect sends those of
 // the servers that run.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{buildInfoDesc, startTimeDesc, stunInfoDesc, stunMessagesDesc, turnRelayedDesc, sipResponsesDesc, mediaCallsDesc, mediaPairsDesc} {
+	for _, d := range []*prometheus.Desc{buildInfoDesc, startTimeDesc, stunInfoDesc, stunMessagesDesc, turnRelayedDesc, sipResponsesDesc, mediaCallsDesc, mediaPairsDesc, mediaICEDesc} {
 		ch <- d
 	}
 	describe(ch, stunMetrics)
@@ -235,5 +236,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if d.media != nil {
 		ch <- prometheus.MustNewConstMetric(mediaCallsDesc, prometheus.GaugeValue, float64(d.media.Calls()))
 		ch <- prometheus.MustNewConstMetric(mediaPairsDesc, prometheus.GaugeValue, float64(d.anchor.PortPairs()))
+		ch <- prometheus.MustNewConstMetric(mediaICEDesc, prometheus.CounterValue, float64(d.media.ICEOffers()))
 	}
 }

@@ -88,7 +88,7 @@ func TestMetricsLint(t *testing.T) {
 		"go_goroutines", "go_memstats_alloc_bytes", "go_gc_duration_seconds",
 		"process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds",
 		"natkit_start_time_seconds", "natkit_stun_messages_total", "natkit_turn_allocations_active",
-		"natkit_rendezvous_sessions_active", "natkit_sip_requests_total", "natkit_sip_responses_total", "natkit_media_calls",
+		"natkit_rendezvous_sessions_active", "natkit_sip_requests_total", "natkit_sip_responses_total", "natkit_media_calls", "natkit_media_ice_offers_total",
 	} {
 		if mfs[name] == nil {
 			t.Errorf("no %s", name)

@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/natkit/natkit/pkg/pbx/location"
+	"github.com/natkit/natkit/pkg/sdp"
 	"github.com/natkit/natkit/pkg/sip/digest"
 )
 
@@ -269,6 +270,9 @@ func (s *Server) forkStages(req *sip.Request, tx sip.ServerTransaction, stages [
 			return
 		}
 		offer = b
+		if d, err := sdp.Parse(req.Body()); err == nil && sdp.HasICE(d) {
+			s.log.Debug("media not anchored: the offer has ICE", "call_id", callID)
+		}
 	}
 	cancelled := make(chan struct{}, 1)
 	if invite {

@@ -37,6 +37,10 @@ type AnswerOptions struct {
 	Family    endpoint.Family
 	TLSConfig *tls.Config
 	Logger    *slog.Logger
+	// ICE configures the candidates of answers to ICE offers (ice.go); nil
+	// gathers host candidates only. Offers without ICE are answered
+	// without.
+	ICE *ICE
 	// OnReady is told natkit's SIP address once it listens (and has
 	// registered): tests call it there.
 	OnReady func(netip.AddrPort)
@@ -219,9 +223,16 @@ func (s *answerer) answer(req *sip.Request, tx sip.ServerTransaction) {
 		fail(488, "Not Acceptable Here")
 		return
 	}
+	iceCfg := ICE{}
+	if s.o.ICE != nil {
+		iceCfg = *s.o.ICE
+	}
+	if err := lg.answerICE(context.Background(), offer, ansDesc, chosen.Index, iceCfg); err != nil {
+		a.log.Debug("ICE: answering without", "error", err) // plain RTP still works with a latching far end
+	}
 	body, err := sdp.Marshal(ansDesc)
 	if err != nil {
-		lg.conn.Close()
+		lg.stop("")
 		fail(500, "Server Internal Error")
 		return
 	}
@@ -233,7 +244,7 @@ func (s *answerer) answer(req *sip.Request, tx sip.ServerTransaction) {
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, UPDATE, OPTIONS"))
 	lg.echoing = s.o.Play == nil
 	if err := lg.start(context.Background(), chosen.Remote, chosen.Codec, chosen.DTMF); err != nil {
-		lg.conn.Close()
+		lg.stop("")
 		fail(500, "Server Internal Error")
 		return
 	}

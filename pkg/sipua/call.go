@@ -56,6 +56,8 @@ type Options struct {
 	Family    endpoint.Family
 	TLSConfig *tls.Config
 	Logger    *slog.Logger
+	// ICE, when set, offers ICE candidates (ice.go) for the audio.
+	ICE *ICE
 }
 
 // LogValue keeps the password out of logs.
@@ -200,7 +202,15 @@ func (a *agent) invite(ctx context.Context, teardown func() (context.Context, co
 		c.Reason = strp(err.Error())
 		return
 	}
-	offer, err := sdp.Marshal(sdp.Offer(lg.sdpLocal(o.Codecs)))
+	offerDesc := sdp.Offer(lg.sdpLocal(o.Codecs))
+	if o.ICE != nil {
+		if err := lg.offerICE(ctx, offerDesc, *o.ICE); err != nil {
+			lg.conn.Close()
+			c.Reason = strp(err.Error())
+			return
+		}
+	}
+	offer, err := sdp.Marshal(offerDesc)
 	if err != nil {
 		lg.conn.Close()
 		c.Reason = strp(err.Error())
@@ -241,7 +251,7 @@ func (a *agent) invite(ctx context.Context, teardown func() (context.Context, co
 	tx, err := a.send(ctx, req, a.hop)
 	if err != nil {
 		lg.conn.Close()
-		c.Reason = strp(fmt.Sprintf("INVITE not sent: %v", err))
+		c.Reason = strp(notSent(err))
 		return
 	}
 	var (
@@ -272,7 +282,7 @@ wait:
 				}
 				tx, err = a.send(ctx, req, a.hop)
 				if err != nil {
-					c.Reason = strp(fmt.Sprintf("INVITE not sent: %v", err))
+					c.Reason = strp(notSent(err))
 					break wait
 				}
 			default:
@@ -298,7 +308,9 @@ wait:
 		}
 	}
 	if res == nil {
-		tx.Terminate()
+		if tx != nil { // nil when the authorized INVITE could not be sent
+			tx.Terminate()
+		}
 		lg.stop("")
 		return
 	}
@@ -358,8 +370,11 @@ wait:
 			mediaErr = fmt.Sprintf("the answer's SDP is unreadable: %v", err)
 		} else if st, codec, dtmf, err := chooseStream(desc, want); err != nil {
 			mediaErr = "the answer's SDP has no G.711 audio stream natkit offered"
-		} else if err := lg.start(ctx, st, codec, dtmf); err != nil {
-			mediaErr = err.Error()
+		} else {
+			lg.answeredICE(ctx, desc, st.Index)
+			if err := lg.start(ctx, st, codec, dtmf); err != nil {
+				mediaErr = err.Error()
+			}
 		}
 	} else if lg.session() == nil {
 		mediaErr = "the 200 carried no SDP and no earlier response did"
@@ -385,6 +400,8 @@ wait:
 	lg.mu.Lock()
 	lg.info = func(ctx context.Context, digit rune) error { return a.sendInfo(ctx, d, user, digit) }
 	lg.mu.Unlock()
+	// --duration is audio: over ICE it starts when the checks found a pair.
+	lg.waitICE(ctx)
 	mctx, mcancel := context.WithTimeout(ctx, o.Duration)
 	defer mcancel()
 	talked := make(chan struct{})
@@ -424,6 +441,9 @@ loop:
 	dtmfSent := strings.ReplaceAll(o.DTMF, ",", "")
 	c.Media = lg.stop(dtmfSent)
 	c.Received = lg.all.Samples()
+	if m := c.Media; mediaErr == "" && m != nil && m.ICE != nil && m.ICE.Error != nil {
+		mediaErr = *m.ICE.Error
+	}
 	if mediaErr != "" {
 		c.Error = strp(mediaErr)
 	}
@@ -436,6 +456,7 @@ func (a *agent) earlyMedia(ctx context.Context, lg *leg, r *sip.Response, want [
 		return
 	}
 	if st, codec, dtmf, err := chooseStream(desc, want); err == nil {
+		lg.answeredICE(ctx, desc, st.Index)
 		_ = lg.start(ctx, st, codec, dtmf)
 	}
 }

@@ -65,7 +65,9 @@ func (a *agent) answerSDP(req *sip.Request, lg *leg, codecs []sdp.Codec) ([]byte
 		if req.Method == sip.UPDATE {
 			return nil, 200 // a session refresh without SDP
 		}
-		b, err := sdp.Marshal(sdp.Offer(local))
+		desc := sdp.Offer(local)
+		lg.describeICE(desc, 0)
+		b, err := sdp.Marshal(desc)
 		if err != nil {
 			return nil, 500
 		}
@@ -75,10 +77,11 @@ func (a *agent) answerSDP(req *sip.Request, lg *leg, codecs []sdp.Codec) ([]byte
 	if err != nil {
 		return nil, 400
 	}
-	ans, _, err := sdp.Answer(offer, local)
+	ans, chosen, err := sdp.Answer(offer, local)
 	if err != nil {
 		return nil, 488
 	}
+	lg.describeICE(ans, chosen.Index)
 	b, err := sdp.Marshal(ans)
 	if err != nil {
 		return nil, 500
@@ -89,7 +92,9 @@ func (a *agent) answerSDP(req *sip.Request, lg *leg, codecs []sdp.Codec) ([]byte
 // refreshSession sends a re-INVITE with natkit's SDP (RFC 4028 §7.4: the
 // refresher's request), ACKs its 2xx and tells whether it succeeded.
 func (a *agent) refreshSession(ctx context.Context, d *dialog, lg *leg, codecs []sdp.Codec, user string) bool {
-	body, err := sdp.Marshal(sdp.Offer(lg.sdpLocal(codecs)))
+	desc := sdp.Offer(lg.sdpLocal(codecs))
+	lg.describeICE(desc, 0)
+	body, err := sdp.Marshal(desc)
 	if err != nil {
 		return false
 	}

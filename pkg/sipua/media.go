@@ -60,6 +60,10 @@ type leg struct {
 	// fallback every PBX understands.
 	events bool
 	info   func(ctx context.Context, digit rune) error
+	// ice is the call's ICE agent (ice.go), nil without ICE; iceSettled
+	// is set once the answer said whether the far end does ICE.
+	ice        *iceAgent
+	iceSettled bool
 }
 
 // noteDigit records a digit received (RFC 4733 or SIP INFO).
@@ -124,7 +128,8 @@ func (l *leg) start(ctx context.Context, st sdp.Stream, codec sdp.Codec, dtmf *s
 		law = g711.ALaw
 	}
 	cfg := rtpsession.Config{
-		Conn: l.conn, Remote: net.UDPAddrFromAddrPort(st.Addr), Latch: true, Law: law,
+		// Over ICE the selected pair is the way: nothing to latch.
+		Conn: l.conn, Remote: net.UDPAddrFromAddrPort(st.Addr), Latch: l.ice == nil, Law: law,
 		RTCPInterval: rtcpInterval, Logger: l.log,
 		OnAudio: l.onAudio,
 		OnDigit: l.noteDigit,
@@ -349,6 +354,9 @@ func (l *leg) stop(dtmfSent string) *Media {
 	l.mu.Unlock()
 	if s == nil {
 		l.conn.Close()
+		if l.ice != nil {
+			l.ice.close()
+		}
 		return nil
 	}
 	s.Close()
@@ -377,6 +385,7 @@ func (l *leg) stop(dtmfSent string) *Media {
 	if f.PacketsReceived > 0 {
 		m.MOS = &f.MOS
 	}
+	l.mediaPath(m)
 	if dtmfSent != "" {
 		m.DTMFSent = strp(dtmfSent)
 	}

@@ -127,6 +127,13 @@ type Media struct {
 	// DTMFSent are the RFC 4733 digits sent; DTMFReceived those received.
 	DTMFSent     *string `json:"dtmf_sent"`
 	DTMFReceived *string `json:"dtmf_received"`
+	// Path is the way the audio went: "direct" (ICE connected the two
+	// ends, no relay), "relay" (ICE through TURN) or "plain" (no ICE: RTP
+	// to the address in the far end's SDP, the phone or a media relay its
+	// PBX put there); null when ICE found no way.
+	Path *string `json:"path"`
+	// ICE is what ICE did (ice.go); null when it did not run.
+	ICE *MediaICE `json:"ice"`
 }
 
 // NAT is what the registrar saw of natkit (RFC 3581 Via received/rport) and

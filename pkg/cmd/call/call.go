@@ -63,6 +63,7 @@ type CallOptions struct {
 	Count      int
 	Insecure   bool
 	CAFile     string
+	ice        iceFlags
 
 	// Run places a call (engine.Run); AnswerCalls answers (engine.Answer).
 	Run         func(context.Context, engine.Options) (engine.Report, error)
@@ -104,13 +105,22 @@ With --answer AOR natkit registers AOR (EXT@HOST[:PORT]) and answers incoming
 calls, echoing their audio (or playing --play), until --count calls ended or
 --timeout.
 
+With --ice (both ends natkit, or any ICE phone) the offer carries ICE
+candidates (RFC 8839): host, server-reflexive from --stun (default: the SIP
+server's host on 3478, where natkit serve answers STUN) and relayed from
+--relay turn:USER@HOST (password in the URI or $NATKIT_TURN_PASSWORD). Media
+then goes direct when the NATs let the checks through, else through TURN,
+and natkit's PBX does not anchor it; media.path in the report says which
+(direct, relay, or plain without ICE). --answer answers ICE offers with ICE.
+
 Exit status: 0 when the call was answered and audio came back, 1 when it was
 rejected or failed (or no audio came back), 2 for bad usage.`,
 		Example: `  natkit call sip:9195@pbx.example.net --user 1001
   NATKIT_SIP_PASSWORD=secret natkit call 9195@192.0.2.10 --user 1001 --duration 10s --json
   natkit call sip:service@127.0.0.1:5070 --no-register --duration 1s
   natkit call sips:9196@pbx.example.net --user 1001 --codec pcma --dtmf 123,#
-  natkit call --answer 1002@pbx.example.net --count 3 --timeout 10m`,
+  natkit call --answer 1002@pbx.example.net --count 3 --timeout 10m
+  NATKIT_TURN_PASSWORD=secret natkit call 1002@pbx.example.net --user 1001 --ice --relay turn:1001@pbx.example.net`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Target = ""
@@ -144,6 +154,7 @@ rejected or failed (or no audio came back), 2 for bad usage.`,
 	fl.IntVar(&opts.Count, "count", 1, "with --answer: stop after N calls ended")
 	fl.BoolVar(&opts.Insecure, "insecure", false, "with TLS, do not verify the server's certificate (test servers only)")
 	fl.StringVar(&opts.CAFile, "ca-file", "", "with TLS, trust the PEM certificates in `FILE` instead of the system roots")
+	addICEFlags(fl, &opts.ice)
 	return cmd
 }
 
@@ -238,6 +249,9 @@ func (o *CallOptions) validate() error {
 		}
 		return cmdutil.UsageErrorf("registering as %s needs a password: give --password or set $%s (or --no-register)", who, PasswordEnv)
 	}
+	if err := o.ice.validate(o.Answer != "", o.Getenv); err != nil {
+		return err
+	}
 	o.play = nil
 	if o.Play != "" {
 		f, err := os.Open(o.Play)
@@ -289,6 +303,9 @@ func callRun(ctx context.Context, o *CallOptions) error {
 		Register: o.User != "" && !o.NoRegister, Proxy: o.Proxy, Duration: o.Duration, Codecs: o.codecs,
 		Play: o.play, DTMF: strings.ToUpper(o.DTMF), Local: o.local, Family: o.family(), TLSConfig: tc, Logger: o.Logger(),
 	}
+	if eo.ICE, err = o.ice.config(ctx, false, o.sipHost(o.target), o.family()); err != nil {
+		return err
+	}
 	o.IO.StartProgress(fmt.Sprintf("Calling %s…", o.target))
 	rep, err := o.Run(ctx, eo)
 	o.IO.StopProgress()
@@ -319,6 +336,10 @@ func answerRun(ctx context.Context, o *CallOptions, tc *tls.Config) error {
 		AOR: o.aor, Transport: o.transport, AuthUser: o.User, Password: o.Password, NoRegister: o.NoRegister,
 		Proxy: o.Proxy, Count: o.Count, Codecs: o.codecs, Play: o.play, Local: o.local, Family: o.family(),
 		TLSConfig: tc, Logger: o.Logger(),
+	}
+	var err error
+	if ao.ICE, err = o.ice.config(ctx, true, o.sipHost(o.aor), o.family()); err != nil {
+		return err
 	}
 	rep, err := o.AnswerCalls(ctx, ao)
 	if err != nil {

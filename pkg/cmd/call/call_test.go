@@ -81,6 +81,26 @@ func TestNewCmdCall(t *testing.T) {
 		{name: "missing play file", args: "a@b --play " + filepath.Join(dir, "none.wav"), wantErr: "--play"},
 		{name: "play not wav", args: "a@b --play " + bad, wantErr: "8 kHz mono WAV"},
 		{name: "bad proxy", args: "a@b --proxy h:0", wantErr: "--proxy"},
+		{name: "ice", args: "a@b --ice --stun 192.0.2.9:3479 --relay turn:alice@192.0.2.9", check: func(t *testing.T, o *CallOptions) {
+			if !o.ice.ICE || o.ice.stun == nil || o.ice.stun.Port != 3479 || o.ice.relay == nil || o.ice.relay.Port != 3478 ||
+				o.ice.user != "alice" || o.ice.pass != "turnsecret" {
+				t.Errorf("%+v", o.ice)
+			}
+		}},
+		{name: "ice password in the uri", args: "a@b --ice --relay turn:alice:pw@h:3480", check: func(t *testing.T, o *CallOptions) {
+			if o.ice.user != "alice" || o.ice.pass != "pw" || o.ice.relay.Host != "h" || o.ice.relay.Port != 3480 {
+				t.Errorf("%+v", o.ice)
+			}
+		}},
+		{name: "answer with relay", args: "--answer 1002@b --password x --relay turn:bob@h", check: func(t *testing.T, o *CallOptions) {
+			if o.ice.relay == nil || o.ice.user != "bob" {
+				t.Errorf("%+v", o.ice)
+			}
+		}},
+		{name: "stun without ice", args: "a@b --stun h", wantErr: "add --ice"},
+		{name: "relay without user", args: "a@b --ice --relay turn:h", wantErr: "--relay needs credentials"},
+		{name: "relay over tcp", args: "a@b --ice --relay turn:u:pw@h?transport=tcp", wantErr: "turn:h?transport=tcp"},
+		{name: "stun is not turn", args: "a@b --ice --stun turn:h", wantErr: "--stun"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,6 +112,7 @@ func TestNewCmdCall(t *testing.T) {
 			cmd.SetOut(&bytes.Buffer{})
 			cmd.SetErr(&bytes.Buffer{})
 			t.Setenv(PasswordEnv, tt.env)
+			t.Setenv(TURNPasswordEnv, "turnsecret")
 			err := cmd.Execute()
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || cmdutil.ExitCode(err, false) != cmdutil.ExitUsage {
@@ -145,10 +166,23 @@ func cannedCall() engine.Report {
 		},
 		Media: &engine.Media{Codec: "PCMU", SampleRate: 8000, PayloadType: 0, LocalAddress: strp("192.168.1.20:40000"),
 			RemoteAddress: strp("203.0.113.10:30000"), PacketsSent: 250, PacketsReceived: 243, PacketsLost: 2, LossPct: 0.81,
-			JitterMs: 3.42, RTTMs: fp(41.5), MOS: fp(4.27), EchoDelayMs: fp(5043.8), DTMFSent: strp("123#")},
+			JitterMs: 3.42, RTTMs: fp(41.5), MOS: fp(4.27), EchoDelayMs: fp(5043.8), DTMFSent: strp("123#"), Path: strp("plain")},
 		NAT:        &engine.NAT{Received: strp("198.51.100.7"), Rport: ip(61000), ContactRewritten: bp(true), BehindNAT: bp(true)},
 		DurationMs: 6301.4,
 	}}
+}
+
+// cannedICE is a call between two natkit UAs behind symmetric NATs: ICE
+// selected a relayed pair.
+func cannedICE() engine.Report {
+	r := cannedCall()
+	m := *r.Media
+	m.LocalAddress, m.RemoteAddress, m.Path = strp("203.0.113.10:49152"), strp("198.51.100.9:61002"), strp("relay")
+	m.EchoDelayMs = fp(42.4)
+	m.ICE = &engine.MediaICE{LocalCandidateType: strp("relay"), RemoteCandidateType: strp("srflx"), Local: strp("203.0.113.10:49152"),
+		Remote: strp("198.51.100.9:61002"), Role: "controlling", LocalCandidates: 3, RemoteCandidates: 3, CheckingMs: fp(612.3)}
+	r.Media = &m
+	return r
 }
 
 func cannedBusy() engine.Report {
@@ -201,6 +235,8 @@ func TestRunCanned(t *testing.T) {
 	}{
 		{name: "answered.txt", rep: cannedCall()},
 		{name: "answered.json", rep: cannedCall(), json: true},
+		{name: "ice.txt", rep: cannedICE()},
+		{name: "ice.json", rep: cannedICE(), json: true},
 		{name: "busy.txt", rep: cannedBusy(), exit: 1},
 		{name: "busy.json", rep: cannedBusy(), json: true, exit: 1},
 	}

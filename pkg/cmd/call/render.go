@@ -196,6 +196,7 @@ func renderCall(w io.Writer, cs *iostreams.ColorScheme, c engine.Call, verbose b
 	}
 	if m := c.Media; m != nil {
 		add("Media", fmt.Sprintf("%s/%d, %s <-> %s", m.Codec, m.SampleRate, render.Dash(m.LocalAddress), render.Dash(m.RemoteAddress)))
+		add("Path", mediaPath(m))
 		add("Packets", fmt.Sprintf("sent %d, received %d, lost %d (%.1f%%)", m.PacketsSent, m.PacketsReceived, m.PacketsLost, m.LossPct))
 		mos := "-"
 		if m.MOS != nil {
@@ -261,4 +262,25 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// mediaPath says which way the audio went (media.path).
+func mediaPath(m *engine.Media) string {
+	ice := m.ICE
+	switch {
+	case m.Path == nil && ice != nil && ice.Error != nil:
+		return "none: " + *ice.Error
+	case m.Path == nil:
+		return "-"
+	case *m.Path == engine.PathPlain:
+		return "plain RTP to the address in the far end's SDP (no ICE)"
+	case ice == nil:
+		return *m.Path
+	}
+	via := ""
+	if *m.Path == engine.PathRelay {
+		via = ", through TURN"
+	}
+	return fmt.Sprintf("%s (ICE %s %s <-> %s %s%s)", *m.Path, render.Dash(ice.LocalCandidateType), render.Dash(ice.Local),
+		render.Dash(ice.RemoteCandidateType), render.Dash(ice.Remote), via)
 }

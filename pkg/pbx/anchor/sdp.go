@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/natkit/natkit/pkg/sdp"
 	psdp "github.com/pion/sdp/v3"
@@ -32,6 +33,8 @@ type Media struct {
 
 	mu    sync.Mutex
 	calls map[string]*mediaCall
+
+	iceOffers atomic.Uint64
 }
 
 type mediaCall struct {
@@ -70,6 +73,13 @@ func (m *Media) Offer(_ context.Context, callID, tag string, body []byte) ([]byt
 	desc, err := sdp.Parse(body)
 	if err != nil {
 		return nil, err
+	}
+	if sdp.HasICE(desc) {
+		// Both ends do ICE (RFC 8445): they find their own path, direct
+		// or through their TURN server, and a rewritten address would
+		// fail their checks (a=ice-mismatch). The SDP passes unchanged.
+		m.iceOffers.Add(1)
+		return body, nil
 	}
 	sts := sdp.Streams(desc)
 	if !anchorable(sts) {
@@ -117,12 +127,15 @@ func (m *Media) Answer(_ context.Context, callID, tag string, body []byte) ([]by
 	m.mu.Lock()
 	mc := m.calls[callID]
 	m.mu.Unlock()
-	if mc == nil {
-		return nil, ErrNoCall
-	}
 	desc, err := sdp.Parse(body)
 	if err != nil {
 		return nil, err
+	}
+	if mc == nil {
+		if sdp.HasICE(desc) {
+			return body, nil // the answer to an ICE offer, not anchored
+		}
+		return nil, ErrNoCall
 	}
 	m.mu.Lock()
 	ports := m.expect(mc, mc.side(tag), sdp.Streams(desc))
@@ -162,6 +175,9 @@ func (m *Media) Release(callID string) {
 		c.Close()
 	}
 }
+
+// ICEOffers counts the offers passed unanchored because they carry ICE.
+func (m *Media) ICEOffers() uint64 { return m.iceOffers.Load() }
 
 // Calls reports how many Call-IDs have a relay.
 func (m *Media) Calls() int {

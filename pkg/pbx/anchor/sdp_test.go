@@ -251,3 +251,36 @@ func TestMediaTwoStreams(t *testing.T) {
 	m.Release("av")
 	waitFor(t, func() bool { return a.PortPairs() == 0 })
 }
+
+// TestMediaICEPassesThrough: an offer with ICE credentials (two ends that
+// do ICE, e.g. natkit call --ice) is not anchored: offer and answer pass
+// unchanged, no relay is allocated, and the offer is counted.
+func TestMediaICEPassesThrough(t *testing.T) {
+	leaktest.Check(t)
+	a := newAnchor(t, Config{}, 2)
+	m, err := NewMedia(a, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ice := func(addr netip.AddrPort) []byte {
+		return []byte(strings.Replace(string(phoneSDP(addr)), "a=sendrecv\r\n", "a=sendrecv\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n", 1))
+	}
+	ctx := context.Background()
+	offer := ice(netip.MustParseAddrPort("192.0.2.10:4000"))
+	got, err := m.Offer(ctx, "call-ice", "tagA", offer)
+	if err != nil || string(got) != string(offer) {
+		t.Fatalf("offer rewritten (err %v):\n%s", err, got)
+	}
+	answer := ice(netip.MustParseAddrPort("198.51.100.20:5000"))
+	got, err = m.Answer(ctx, "call-ice", "tagB", answer)
+	if err != nil || string(got) != string(answer) {
+		t.Fatalf("answer rewritten (err %v):\n%s", err, got)
+	}
+	if m.Calls() != 0 || a.Calls() != 0 || m.ICEOffers() != 1 {
+		t.Fatalf("calls %d/%d, ICE offers %d; want 0/0, 1", m.Calls(), a.Calls(), m.ICEOffers())
+	}
+	// A plain answer to an unknown call is still an error.
+	if _, err := m.Answer(ctx, "call-none", "tagB", phoneSDP(netip.MustParseAddrPort("198.51.100.20:5000"))); err != ErrNoCall {
+		t.Fatalf("plain answer without offer: %v, want ErrNoCall", err)
+	}
+}
