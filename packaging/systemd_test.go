@@ -156,6 +156,18 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("natkit-serve's /proc/%s/status lacks %q:\n%s", mainPID, want, status)
 		}
 	}
+	// LimitNOFILE=65536, or the most systemd may give: without
+	// CAP_SYS_RESOURCE (not in this machine's bounding set, so not in the
+	// container's) nothing raises a hard limit above its own, and systemd
+	// then sets the closest it can.
+	nofile := 65536
+	if h := hardNofile(t, c.run(t, nil, "cat", "/proc/1/limits")); h < nofile {
+		t.Logf("the container's systemd has a hard RLIMIT_NOFILE of %d (this machine's): LimitNOFILE=65536 can give %d at most", h, h)
+		nofile = h
+	}
+	if limits := c.run(t, nil, "cat", "/proc/"+mainPID+"/limits"); !matchLine(limits, fmt.Sprintf(`^Max open files +%d +%d +files`, nofile, nofile)) {
+		t.Errorf("LimitNOFILE=65536 does not apply (want %d):\n%s", nofile, limits)
+	}
 	// The file system as the service sees it (its mount namespace, entered
 	// as root, so that only the mounts, not permissions, say no):
 	// read-only but for the state directory; a /tmp of its own.
@@ -600,6 +612,20 @@ func privilegedPort(t *testing.T) int {
 	}
 	t.Fatal("no free port in 600-999")
 	return 0
+}
+
+// hardNofile is the hard "Max open files" of a /proc/PID/limits.
+func hardNofile(t *testing.T, limits string) int {
+	t.Helper()
+	f := strings.Fields(firstLine(limits, "Max open files"))
+	if len(f) != 6 {
+		t.Fatalf("no open files limit in:\n%s", limits)
+	}
+	n, err := strconv.Atoi(f[4])
+	if err != nil {
+		t.Fatalf("open files limit %q: %v", f[4], err)
+	}
+	return n
 }
 
 func firstLine(text, prefix string) string {
