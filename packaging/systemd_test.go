@@ -388,7 +388,9 @@ func bootContainer(t *testing.T, rootfs, dist string) *container {
 	c := &container{log: &bytes.Buffer{}, done: make(chan struct{})}
 	c.nspawn = exec.Command("unshare", args...)
 	c.nspawn.Stdout, c.nspawn.Stderr = c.log, c.log
-	c.nspawn.Stdin = nil
+	// Should the test binary die (a timeout's panic skips cleanups), the
+	// container powers off with it.
+	c.nspawn.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := c.nspawn.Start(); err != nil {
 		t.Fatal(err)
 	}
