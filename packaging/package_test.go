@@ -96,10 +96,11 @@ func build(t *testing.T) (root, dist string) {
 // verifies the unit, and runs the installed files as the unit would: the
 // example config edited as a newcomer would edit it, --check-config, the
 // service, its health, metrics and logs, a STUN probe and a TURN check
-// against it. The unit is not started by systemd (this machine's PID 1 may
-// not be systemd, and a test does not install packages on its host): the
-// deb is unpacked in a temporary directory and the unit's ExecStartPre and
-// ExecStart command lines run from there.
+// against it. Here the unit is not started by systemd (a test does not
+// install packages on its host): the deb is unpacked in a temporary
+// directory and the unit's ExecStartPre and ExecStart command lines run
+// from there. TestSystemdUnit installs the deb on a Debian booted with
+// systemd as PID 1 in a container and runs the unit itself.
 func TestPackages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds packages")

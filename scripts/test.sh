@@ -9,6 +9,9 @@
 #
 # SIPp (sip-tester) is the real SIP peer of the `natkit call` interop test.
 # Environment: NATKIT_FUZZTIME=10s also runs every fuzz target for that long.
+# NATKIT_DEBIAN_MIRROR: the mirror packaging's TestSystemdUnit debootstraps
+# Debian 12 from (default http://deb.debian.org/debian; the root file system
+# is cached in ~/.cache/natkit-test, so once a machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,10 @@ declare -A need=(
   [turnserver]=coturn [turnutils_natdiscovery]=coturn [turnutils_stunclient]=coturn
   [stun]=stun-client [stund]=stun-server
   [sipp]=sip-tester [kamailio]=kamailio [baresip]=baresip-core
+  # packaging's TestSystemdUnit: a Debian root file system booted with
+  # systemd as PID 1 (systemd-nspawn), the deb installed there.
+  [debootstrap]=debootstrap [systemd-nspawn]=systemd-container
+  [unshare]=util-linux [nsenter]=util-linux [dpkg-deb]=dpkg
 )
 
 if [ "$(id -u)" = 0 ]; then
