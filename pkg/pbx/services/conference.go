@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"github.com/natkit/natkit/pkg/media/resample"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -101,7 +102,7 @@ func (cs *conferences) soundsAt(rate int) *sounds {
 		return s
 	}
 	rs := func(in []int16) []int16 {
-		out, err := mixer.Resample(in, tones.Rate, rate)
+		out, err := resample.Samples(in, tones.Rate, rate)
 		if err != nil {
 			panic(err) // every room rate is a multiple of 8 kHz
 		}
