@@ -78,7 +78,7 @@ type Config struct {
 	// EventClock is telephone-event's RTP clock rate as negotiated
 	// (rtpmap telephone-event/RATE); 0 is the codec's clock rate, which
 	// RFC 4733 §2.1 makes it.
-	EventClock int
+	EventClock   int
 	Ptime        time.Duration // default DefaultPtime
 	EventPT      uint8         // telephone-event payload type, default 101
 	RTCPInterval time.Duration // default DefaultRTCPInterval
@@ -266,7 +266,9 @@ func (s *Session) defaultRTCPRemote(rtpAddr net.Addr) net.Addr {
 func (s *Session) SSRC() uint32 { return s.cfg.SSRC }
 
 // FrameSamples is the number of samples in one packet, at Rate.
-func (s *Session) FrameSamples() int { return int(s.cfg.Ptime * time.Duration(s.cfg.Rate) / time.Second) }
+func (s *Session) FrameSamples() int {
+	return int(s.cfg.Ptime * time.Duration(s.cfg.Rate) / time.Second)
+}
 
 // Codec is the codec sent, with its negotiated payload type.
 func (s *Session) Codec() codec.Codec { return s.cfg.Codec }
