@@ -1,7 +1,7 @@
 package codec
 
-// Until the G.722 codec (package g722, branch g722) is merged, G722 has
-// no encoder: NewEncoder and NewDecoder return nil and a session refuses
-// it. This file is replaced when it lands.
-func newG722Encoder() Encoder { return nil }
-func newG722Decoder() Decoder { return nil }
+import "github.com/natkit/natkit/pkg/media/g722"
+
+// G.722 keeps ADPCM state per stream: a fresh encoder and decoder each.
+func newG722Encoder() Encoder { return g722.NewEncoder() }
+func newG722Decoder() Decoder { return g722.NewDecoder() }
