@@ -276,6 +276,17 @@ func (s *Session) Codec() codec.Codec { return s.cfg.Codec }
 // Rate is the sample rate of the audio WriteFrame takes and OnAudio gives.
 func (s *Session) Rate() int { return s.cfg.Rate }
 
+// ResampleDelay is the delay the session's resamplers add to a round trip
+// (Rate → codec on the way out, codec → Rate on the way in); 0 when Rate
+// is the codec's. An echo measurement subtracts it.
+func (s *Session) ResampleDelay() time.Duration {
+	if s.up == nil {
+		return 0
+	}
+	return time.Duration(s.up.Delay())*time.Second/time.Duration(s.cfg.Codec.SampleRate) +
+		time.Duration(s.down.Delay())*time.Second/time.Duration(s.cfg.Rate)
+}
+
 // ClockRate is the RTP timestamp rate of the audio.
 func (s *Session) ClockRate() int { return s.cfg.Codec.ClockRate }
 
