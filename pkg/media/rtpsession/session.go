@@ -390,7 +390,9 @@ func (s *Session) isClosed() bool {
 }
 
 func (s *Session) readLoop(c net.PacketConn, rtcpOnly bool) error {
-	buf := make([]byte, 1500)
+	// A whole UDP datagram: L16 at 48 kHz is 1932 bytes per 20 ms mono,
+	// and a shorter buffer cuts a datagram short without an error.
+	buf := make([]byte, 64<<10)
 	for {
 		n, from, err := c.ReadFrom(buf)
 		if err != nil {
