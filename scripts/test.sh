@@ -20,7 +20,7 @@ declare -A need=(
   [ip]=iproute2 [nft]=nftables [tc]=iproute2
   [turnserver]=coturn [turnutils_natdiscovery]=coturn [turnutils_stunclient]=coturn
   [stun]=stun-client [stund]=stun-server
-  [sipp]=sip-tester [kamailio]=kamailio [baresip]=baresip-core
+  [sipp]=sip-tester [kamailio]=kamailio [baresip]=baresip-core [sox]=sox
 )
 
 if [ "$(id -u)" = 0 ]; then
