@@ -16,7 +16,8 @@ type band struct {
 	det int32
 }
 
-// Initial step sizes (§3.3.4, §3.4.4 reset state: DETL = 32, DETH = 8).
+// Step sizes of the reset state (DETL = 32, DETH = 8); every other
+// variable starts at zero.
 const (
 	detLowInit  = 32
 	detHighInit = 8

@@ -9,13 +9,13 @@
 // cross-builds. The algorithm is small and specified to the bit by the
 // standard, so it is written here.
 //
-// # The algorithm (G.722 (09/2012), §3 encoder, §4 decoder)
+// # The algorithm (ITU-T G.722 (09/2012))
 //
 //   - A 24-tap quadrature mirror filter (QMF) splits each pair of 16 kHz
 //     input samples into one lower and one higher sub-band sample at 8 kHz
 //     (transmit QMF), and the receive QMF joins them again. The two
-//     polyphase halves use the 12 coefficients h(0..11) of Table 11
-//     forwards and backwards.
+//     polyphase halves use the 12 coefficients h(0..11) of the
+//     symmetric filter forwards and backwards.
 //   - The lower sub-band (0–4 kHz) is coded with 6-bit ADPCM: a 60-level
 //     adaptive quantiser (QUANTL) on the difference between the sub-band
 //     sample and its prediction; only the 4 most significant bits feed the
@@ -34,18 +34,26 @@
 // The encoder and decoder take and give 16-bit samples; the ADPCM works on
 // 15-bit sub-band values, hence the shifts of 14 (transmit) and 11 (receive)
 // after the QMF, whose DC gain is 4096. The decoder's output saturates to
-// 16 bits (pathological code sequences can push the receive QMF past the
-// 16-bit range).
+// 16 bits (full-scale input and arbitrary code sequences can push the receive
+// QMF past the 16-bit range).
 //
 // # How it is verified
 //
-// The tests compare this package, bit for bit, with vectors made by
-// libspandsp's g722_encode and g722_decode (64 kbit/s, 16 kHz, unpacked),
-// a third-party implementation that follows the ITU reference: the encoder's
-// bytes and the decoder's samples must be equal for a chirp, noise, a
-// speech-like signal, full-scale extremes and silence, and for random code
-// bytes. testdata/README.md says how the vectors were made, and
-// scripts/gen-g722-vectors regenerates them. Further tests check the
-// round-trip SNR of a tone after the codec's delay, that state carries
-// across calls of any length, and fuzz both directions.
+// The tests compare this package, bit for bit, with vectors made by two
+// third-party implementations that follow the ITU reference (testdata/README.md
+// says how; scripts/gen-g722-vectors regenerates them):
+//
+//   - libspandsp's g722_encode and g722_decode (64 kbit/s, 16 kHz,
+//     unpacked): the encoder's bytes for a chirp, noise, a speech-like
+//     signal, full-scale extremes and silence, and the decoder's samples for
+//     that stream and for arbitrary code bytes. spandsp 0.0.6, the version
+//     the vectors were made with, lets the receive QMF's output wrap instead of
+//     saturating (fixed there in 2016); an unexported switch does the same
+//     for that comparison.
+//   - ffmpeg's g722 encoder, whose bytes are spandsp's, and its decoder,
+//     whose samples, saturated, are this package's default output.
+//
+// Further tests check the round-trip delay (22 samples) and SNR of tones,
+// that state carries across calls of any length, odd ones included, and
+// that calls do not allocate; FuzzEncode and FuzzDecode take any input.
 package g722

@@ -135,6 +135,16 @@ func TestEncodeOddSample(t *testing.T) {
 	}
 }
 
+// Reset starts a decoder's stream anew.
+func TestDecoderReset(t *testing.T) {
+	codes := readFile(t, "codes.g722")[:320]
+	want := NewDecoder().Decode(nil, codes)
+	d := NewDecoder()
+	d.Decode(nil, codes[:77])
+	d.Reset()
+	compareSamples(t, d.Decode(nil, codes), want)
+}
+
 // Decoding in chunks gives the samples of a one-shot decoding.
 func TestDecodeChunks(t *testing.T) {
 	codes := readFile(t, "codes.g722")

@@ -1,10 +1,11 @@
 package g722
 
-// Tables of G.722 (09/2012). Every value is the standard's; the names are
-// those of the tables' blocks.
+// Tables of G.722 (09/2012). Every value is the standard's (facts of the
+// specification, in the integer scaling of its fixed-point description);
+// comments name the functional block (QUANTL, INVQAL, ...) that uses each.
 
 // qmfCoeffs are the transmit and receive QMF coefficients h(0)..h(11)
-// (Table 11, as integers: the standard's values times 2^13); the 24-tap filter is
+// (as integers: the standard's values times 2^13); the 24-tap filter is
 // symmetric, h(23-i) = h(i), so its two polyphase halves use these 12
 // forwards and backwards.
 var qmfCoeffs = [12]int32{3, -11, 12, 32, -210, 951, 3876, -805, 362, -156, 53, -11}
@@ -12,8 +13,8 @@ var qmfCoeffs = [12]int32{3, -11, 12, 32, -210, 951, 3876, -805, 362, -156, 53, 
 // qmfRev is qmfCoeffs backwards.
 var qmfRev = [12]int32{-11, 53, -156, 362, -805, 3876, 951, -210, 32, 12, -11, 3}
 
-// q6 are the decision levels of the lower sub-band quantiser QUANTL
-// (Table 12, upper column), to be scaled by the step size.
+// q6 are the decision levels of the lower sub-band quantiser QUANTL,
+// to be scaled by the step size.
 var q6 = [32]int32{
 	0, 35, 72, 110, 150, 190, 233, 276,
 	323, 370, 422, 473, 530, 587, 650, 714,
@@ -22,7 +23,7 @@ var q6 = [32]int32{
 }
 
 // iln and ilp map the quantiser interval found by QUANTL to the 6-bit
-// code, for negative and positive differences (Table 12).
+// code, for negative and positive differences.
 var iln = [32]int32{
 	0, 63, 62, 31, 30, 29, 28, 27,
 	26, 25, 24, 23, 22, 21, 20, 19,
@@ -37,8 +38,8 @@ var ilp = [32]int32{
 	38, 37, 36, 35, 34, 33, 32, 0,
 }
 
-// qm6 is the 6-bit lower sub-band inverse quantiser (INVQBL at 64 kbit/s,
-// Table 14 QQ6 values, shifted to 16 bits), indexed by the 6-bit code.
+// qm6 is the 6-bit lower sub-band inverse quantiser (INVQBL at 64 kbit/s, the
+// QQ6 values scaled to 16 bits), indexed by the 6-bit code.
 var qm6 = [64]int32{
 	-136, -136, -136, -136, -24808, -21904, -19008, -16704,
 	-14984, -13512, -12280, -11192, -10232, -9360, -8576, -7856,
@@ -50,7 +51,7 @@ var qm6 = [64]int32{
 	1688, 1360, 1040, 728, 432, 136, -432, -136,
 }
 
-// qm4 is the 4-bit inverse quantiser (INVQAL, Table 14 QQ4 values) that
+// qm4 is the 4-bit inverse quantiser (INVQAL, the QQ4 values) that
 // drives the lower sub-band predictor and scale, indexed by the code's 4
 // most significant bits.
 var qm4 = [16]int32{
@@ -59,12 +60,12 @@ var qm4 = [16]int32{
 }
 
 // rl42 maps those 4 bits to the magnitude index of the lower logarithmic
-// scale factor multipliers wl (LOGSCL, Table 15).
+// scale factor multipliers wl (LOGSCL).
 var rl42 = [16]int32{0, 7, 6, 5, 4, 3, 2, 1, 7, 6, 5, 4, 3, 2, 1, 0}
 
 var wl = [8]int32{-60, -30, 58, 172, 334, 538, 1198, 3042}
 
-// ilb is the inverse logarithm used by SCALEL and SCALEH (Table 17): the
+// ilb is the inverse logarithm used by SCALEL and SCALEH : the
 // mantissa of 2^(x/32) for the 5 fraction bits of the log scale factor.
 var ilb = [32]int32{
 	2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383,
@@ -73,18 +74,18 @@ var ilb = [32]int32{
 	3444, 3520, 3597, 3676, 3756, 3838, 3922, 4008,
 }
 
-// qm2 is the 2-bit higher sub-band inverse quantiser (INVQAH, Table 16),
+// qm2 is the 2-bit higher sub-band inverse quantiser (INVQAH),
 // indexed by the 2-bit code.
 var qm2 = [4]int32{-7408, -1616, 7408, 1616}
 
 // ihn and ihp map the QUANTH decision (1: inner interval, 2: outer) to
-// the 2-bit code for negative and positive differences (Table 16).
+// the 2-bit code for negative and positive differences.
 var ihn = [3]int32{0, 1, 0}
 
 var ihp = [3]int32{0, 3, 2}
 
 // rh2 maps the 2-bit code to the index of the higher scale factor
-// multipliers wh (LOGSCH, Table 16).
+// multipliers wh (LOGSCH).
 var rh2 = [4]int32{2, 1, 2, 1}
 
 var wh = [3]int32{0, -214, 798}
