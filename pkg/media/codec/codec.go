@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/natkit/natkit/pkg/media/g711"
+	"github.com/natkit/natkit/pkg/media/g722"
 )
 
 // Codec describes one payload format.
@@ -56,7 +57,7 @@ var (
 	PCMA = Codec{Name: "PCMA", PT: 8, ClockRate: 8000, SampleRate: 8000, Channels: 1}
 	// G722's RTP clock is 8000, its audio 16 kHz: timestamps advance 160
 	// per 20 ms packet of 320 samples (RFC 3551 §4.5.2).
-	G722      = Codec{Name: "G722", PT: 9, ClockRate: 8000, SampleRate: 16000, Channels: 1}
+	G722      = Codec{Name: "G722", PT: g722.PayloadType, ClockRate: g722.RTPClockRate, SampleRate: g722.SampleRate, Channels: 1}
 	L16_8000  = l16(99, 8000)
 	L16_16000 = l16(96, 16000)
 	L16_32000 = l16(97, 32000)
