@@ -23,7 +23,7 @@ declare -A need=(
   [ip]=iproute2 [nft]=nftables [tc]=iproute2
   [turnserver]=coturn [turnutils_natdiscovery]=coturn [turnutils_stunclient]=coturn
   [stun]=stun-client [stund]=stun-server
-  [sipp]=sip-tester [kamailio]=kamailio [baresip]=baresip-core
+  [sipp]=sip-tester [kamailio]=kamailio [baresip]=baresip-core [sox]=sox
   # packaging's TestSystemdUnit: a Debian root file system booted with
   # systemd as PID 1 (systemd-nspawn), the deb installed there.
   [debootstrap]=debootstrap [systemd-nspawn]=systemd-container

@@ -3,9 +3,11 @@ package interoptest
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/natkit/natkit/pkg/media/resample"
 	"io"
 	"net"
 	"net/netip"
@@ -35,12 +37,20 @@ type BaresipConfig struct {
 	// Source is the audio baresip sends in its calls (8 kHz). It plays
 	// once: at its end baresip hangs up, so make it outlast the call.
 	Source []int16
+	// SourceRate is the rate of the file baresip reads Source from: its
+	// aufile source takes only the codec's rate (16000 for G.722, 48000
+	// for L16/48000); 0 is 8000. Source is resampled to it.
+	SourceRate int
 	// RTPPorts is baresip's RTP port range; zero: a range from 50000-59999
 	// picked by the test process's PID.
 	RTPPorts [2]int
 	// AnswerMode is baresip's answermode: "" is auto (answer at once),
 	// "manual" lets incoming calls ring.
 	AnswerMode string
+	// Codecs is the account's audio_codecs, baresip's names with an
+	// optional rate and channels ("g722", "l16/48000/1"); "" is
+	// "pcmu,pcma". The g722 and l16 modules are loaded when named.
+	Codecs string
 }
 
 // Baresip is a running baresip, driven over its ctrl_tcp socket by one
@@ -83,7 +93,8 @@ type BaresipResponse struct {
 
 // StartBaresip starts baresip (path from Tool) with a configuration of its
 // own in a temporary directory: SIP and ctrl_tcp on free loopback ports
-// (new ones when another process took one first), G.711 only, audio from
+// (new ones when another process took one first), G.711 only unless
+// cfg.Codecs says otherwise, audio from
 // cfg.Source, received audio recorded by sndfile, RTP statistics printed
 // at each call's end. It waits until baresip registered cfg.User at the
 // registrar. The test's cleanup kills it if it still runs.
@@ -95,13 +106,23 @@ func StartBaresip(t testing.TB, ctx context.Context, path string, cfg BaresipCon
 		t.Fatal(err)
 	}
 	src := filepath.Join(dir, "source.wav")
-	writeWAV(t, src, cfg.Source)
+	writeWAVAt(t, src, cfg.Source, cfg.SourceRate)
 	mode := cfg.AnswerMode
 	if mode == "" {
 		mode = "auto"
 	}
-	acct := fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;answermode=%s;regint=600;audio_codecs=pcmu,pcma\n",
-		cfg.User, cfg.Registrar, cfg.Password, mode)
+	codecs := cfg.Codecs
+	if codecs == "" {
+		codecs = "pcmu,pcma"
+	}
+	var modules []string
+	for _, m := range []string{"g722", "l16"} {
+		if strings.Contains(strings.ToLower(codecs), m) {
+			modules = append(modules, m+".so")
+		}
+	}
+	acct := fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;answermode=%s;regint=600;audio_codecs=%s\n",
+		cfg.User, cfg.Registrar, cfg.Password, mode, codecs)
 	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(acct), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +134,7 @@ func StartBaresip(t testing.TB, ctx context.Context, path string, cfg BaresipCon
 	for attempt := 1; ; attempt++ {
 		// SIP takes its port for UDP and TCP, and the next one for TLS.
 		sip, ctrl := freeSIPPort(t), FreeUDPPorts(t, 1)[0]
-		conf := baresipConfig(sip, ctrl, rtp, src, rec)
+		conf := baresipConfig(sip, ctrl, rtp, src, rec, modules...)
 		if err := os.WriteFile(filepath.Join(dir, "config"), []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +183,11 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)
 
 // baresipConfig is a configuration that loads only what the tests need
 // and keeps every address on loopback.
-func baresipConfig(sip, ctrl int, rtp [2]int, source, rec string) string {
+func baresipConfig(sip, ctrl int, rtp [2]int, source, rec string, modules ...string) string {
+	extra := ""
+	for _, m := range modules {
+		extra += "module\t\t\t" + m + "\n"
+	}
 	return fmt.Sprintf(`poll_method		epoll
 sip_listen		127.0.0.1:%d
 net_interface		127.0.0.1
@@ -173,7 +198,7 @@ audio_player		aubridge,natkit
 audio_alert		aubridge,natkit-alert
 module_path		%s
 module			g711.so
-module			aufile.so
+%smodule			aufile.so
 module			aubridge.so
 module			sndfile.so
 snd_path		%s
@@ -181,7 +206,7 @@ module_app		account.so
 module_app		menu.so
 module_app		ctrl_tcp.so
 ctrl_tcp_listen		127.0.0.1:%d
-`, sip, rtp[0], rtp[1], source, BaresipModules, rec, ctrl)
+`, sip, rtp[0], rtp[1], source, BaresipModules, extra, rec, ctrl)
 }
 
 // freeSIPPort returns a loopback port free a moment ago for UDP and TCP,
@@ -221,6 +246,39 @@ func writeWAV(t testing.TB, path string, samples []int16) {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeWAVAt writes 8 kHz samples as a 16-bit mono WAV file at rate (0:
+// 8000), resampled; package wav writes only 8 kHz.
+func writeWAVAt(t testing.TB, path string, samples []int16, rate int) {
+	t.Helper()
+	if rate == 0 || rate == wav.SampleRate {
+		writeWAV(t, path, samples)
+		return
+	}
+	up, err := resample.Samples(samples, wav.SampleRate, rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 44, 44+2*len(up))
+	copy(b[0:], "RIFF")
+	binary.LittleEndian.PutUint32(b[4:], uint32(36+2*len(up)))
+	copy(b[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(b[16:], 16)
+	binary.LittleEndian.PutUint16(b[20:], 1) // PCM
+	binary.LittleEndian.PutUint16(b[22:], 1) // mono
+	binary.LittleEndian.PutUint32(b[24:], uint32(rate))
+	binary.LittleEndian.PutUint32(b[28:], uint32(2*rate))
+	binary.LittleEndian.PutUint16(b[32:], 2)
+	binary.LittleEndian.PutUint16(b[34:], 16)
+	copy(b[36:], "data")
+	binary.LittleEndian.PutUint32(b[40:], uint32(2*len(up)))
+	for _, v := range up {
+		b = binary.LittleEndian.AppendUint16(b, uint16(v))
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -11,8 +11,13 @@
 //   - dtmf: in-band DTMF and RFC 4733 telephone-events (hand-written).
 //   - echo: echo delay by cross-correlation (hand-written, with its own FFT).
 //   - mos: the simplified ITU-T G.107 E-model, R and MOS (hand-written).
-//   - mixer: conference rooms (N-1 mixing at 8–48 kHz) and a polyphase
-//     resampler (hand-written).
+//   - g722: G.722 64 kbit/s (hand-written, bit-exact with spandsp's vectors).
+//   - codec: one description per codec (PCMU, PCMA, G.722, L16 at 8–48
+//     kHz; RTP clock rate apart from the audio rate) and per-stream
+//     encoders and decoders over g711, g722 and L16 (hand-written).
+//   - resample: a polyphase resampler between 8, 16, 32 and 48 kHz
+//     (hand-written).
+//   - mixer: conference rooms (N-1 mixing at 8–48 kHz) (hand-written).
 //   - rtpsession: RTP and RTCP over a caller's net.PacketConn. The wire
 //     formats are pion's: github.com/pion/rtp builds and parses RTP packets
 //     and github.com/pion/rtcp the SR, RR, SDES and BYE packets. What an RTP

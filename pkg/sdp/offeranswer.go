@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/natkit/natkit/pkg/media/codec"
 	psdp "github.com/pion/sdp/v3"
 )
 
@@ -16,6 +17,83 @@ var (
 	PCMA           = Codec{PT: 8, Name: "PCMA", ClockRate: 8000}
 	TelephoneEvent = Codec{PT: 101, Name: "telephone-event", ClockRate: 8000, Fmtp: "0-16"}
 )
+
+// FromCodec is the payload format of a codec of package codec, with its
+// default payload type.
+func FromCodec(c codec.Codec) Codec {
+	out := Codec{PT: c.PT, Name: c.Name, ClockRate: c.ClockRate}
+	if c.Channels > 1 {
+		out.Channels = c.Channels
+	}
+	return out
+}
+
+// Media is the codec of package codec that a negotiated payload format
+// names, with the negotiated payload type; ok is false for one natkit
+// does not speak.
+func Media(c Codec) (codec.Codec, bool) {
+	m, ok := codec.Lookup(c.Name, c.ClockRate, c.Channels)
+	m.PT = c.PT
+	return m, ok
+}
+
+// EventFor picks, among offered formats, the telephone-event that goes
+// with audio: the one at audio's clock rate (RFC 4733 §2.1: the event
+// clock is the audio's), else the one at 8000 (a peer that offers
+// telephone-event/8000 only beside a wideband codec), else the first
+// offered; nil when none.
+func EventFor(offered []Codec, audio Codec) *Codec {
+	var first, narrow *Codec
+	for _, c := range offered {
+		if !strings.EqualFold(c.Name, TelephoneEvent.Name) {
+			continue
+		}
+		c := c
+		if c.Fmtp == "" {
+			c.Fmtp = TelephoneEvent.Fmtp
+		}
+		if c.ClockRate == audio.ClockRate {
+			return &c
+		}
+		if c.ClockRate == 8000 && narrow == nil {
+			narrow = &c
+		}
+		if first == nil {
+			first = &c
+		}
+	}
+	if narrow != nil {
+		return narrow
+	}
+	return first
+}
+
+// events is the telephone-events an offer of codecs carries: one per
+// distinct clock rate (RFC 4733 §2.1), the first at payload type 101, the
+// next at numbers no codec takes.
+func events(codecs []Codec) []Codec {
+	used := map[uint8]bool{}
+	for _, c := range codecs {
+		used[c.PT] = true
+	}
+	var out []Codec
+	seen := map[int]bool{}
+	next := TelephoneEvent.PT
+	for _, c := range codecs {
+		if seen[c.ClockRate] {
+			continue
+		}
+		seen[c.ClockRate] = true
+		for used[next] && next < 127 {
+			next++
+		}
+		ev := TelephoneEvent
+		ev.PT, ev.ClockRate = next, c.ClockRate
+		used[next] = true
+		out = append(out, ev)
+	}
+	return out
+}
 
 // DefaultPtime is the packet time natkit offers: 20 ms, 160 G.711 samples.
 const DefaultPtime = 20
@@ -108,12 +186,12 @@ func (l Local) audio(codecs []Codec, dir Direction, mux bool) *psdp.MediaDescrip
 }
 
 // Offer returns an offer of one audio stream at l.Addr with l's codecs
-// (and telephone-event unless l.NoDTMF).
+// (and unless l.NoDTMF telephone-event at each of their clock rates).
 func Offer(l Local) *psdp.SessionDescription {
 	desc := l.session()
 	codecs := l.codecs()
 	if !l.NoDTMF {
-		codecs = append(codecs[:len(codecs):len(codecs)], TelephoneEvent)
+		codecs = append(codecs[:len(codecs):len(codecs)], events(codecs)...)
 	}
 	desc.MediaDescriptions = []*psdp.MediaDescription{l.audio(codecs, l.Direction, true)}
 	return desc
@@ -128,9 +206,11 @@ type Answered struct {
 }
 
 // Answer answers offer (RFC 3264 §6): the first audio RTP/AVP stream with
-// a port and a codec in common is accepted at l.Addr with the first of the
-// offer's codecs that l supports (the offerer's preference), plus
-// telephone-event if offered, in the reverse direction of the offer's;
+// a port and a codec in common is accepted at l.Addr with the first of l's
+// codecs that the offer has (our preference: a wideband codec both sides
+// have beats G.711 listed first), with the offer's payload type, plus the
+// telephone-event that goes with it (EventFor) if offered, in the reverse
+// direction of the offer's;
 // every other stream is rejected with port 0. With no stream accepted it
 // returns ErrNotAcceptable.
 func Answer(offer *psdp.SessionDescription, l Local) (*psdp.SessionDescription, Answered, error) {
@@ -169,25 +249,30 @@ func Answer(offer *psdp.SessionDescription, l Local) (*psdp.SessionDescription, 
 }
 
 func choose(offered []Codec, l Local) (Codec, *Codec, bool) {
-	var dtmf *Codec
-	if !l.NoDTMF {
-		for _, c := range offered {
-			if c.Same(TelephoneEvent) {
-				d := c
-				if d.Fmtp == "" {
-					d.Fmtp = TelephoneEvent.Fmtp
-				}
-				dtmf = &d
-				break
-			}
+	for _, ours := range l.codecs() {
+		if strings.EqualFold(ours.Name, TelephoneEvent.Name) {
+			continue
 		}
-	}
-	for _, c := range offered {
-		for _, ours := range l.codecs() {
-			if c.Same(ours) && !strings.EqualFold(c.Name, TelephoneEvent.Name) {
-				return c, dtmf, true
+		// The same encoding, else (L16) its stereo form.
+		for _, match := range []func(c Codec) bool{ours.Same, func(c Codec) bool { return stereoOf(c, ours) }} {
+			for _, c := range offered {
+				if match(c) {
+					var dtmf *Codec
+					if !l.NoDTMF {
+						dtmf = EventFor(offered, c)
+					}
+					return c, dtmf, true
+				}
 			}
 		}
 	}
 	return Codec{}, nil, false
+}
+
+// stereoOf: an offer of stereo L16 only (baresip's l16 module offers its
+// rates in stereo first) is taken for our mono L16 at that rate: natkit
+// decodes it by downmix and sends the same signal on both channels.
+func stereoOf(offered, ours Codec) bool {
+	return strings.EqualFold(offered.Name, "L16") && strings.EqualFold(ours.Name, "L16") &&
+		offered.ClockRate == ours.ClockRate && offered.Channels == 2 && max(ours.Channels, 1) == 1
 }

@@ -102,12 +102,12 @@ func TestAnswer(t *testing.T) {
 	}{
 		{file: "linphone.sdp", pt: 0, dtmf: 100, dir: SendRecv, ports: []int{30000}}, // telephone-event/8000 is 100, not 101
 		{file: "asterisk.sdp", pt: 0, dtmf: 101, dir: SendRecv, ports: []int{30000}},
-		{file: "asterisk.sdp", codecs: []Codec{PCMA, PCMU}, pt: 0, dtmf: 101, dir: SendRecv, ports: []int{30000}}, // the offerer's order wins
-		{file: "yealink-ipv6.sdp", pt: 8, dtmf: 101, dir: SendRecv, ports: []int{30000}},
+		{file: "asterisk.sdp", codecs: []Codec{PCMA, PCMU}, pt: 8, dtmf: 101, dir: SendRecv, ports: []int{30000}}, // our order wins
+		{file: "yealink-ipv6.sdp", pt: 0, dtmf: 101, dir: SendRecv, ports: []int{30000}},                          // PCMA listed first, PCMU ours
 		{file: "cisco-c-after-t.sdp", pt: 0, dtmf: 101, dir: SendRecv, ports: []int{30000}},
 		{file: "polycom-video.sdp", pt: 0, dtmf: 127, dir: SendRecv, ports: []int{30000, 0}}, // video rejected
 		{file: "grandstream-hold.sdp", pt: 0, dtmf: 101, dir: RecvOnly, ports: []int{30000}},
-		{file: "ata-no-s-no-t.sdp", pt: 8, dtmf: 101, dir: SendRecv, ports: []int{30000}},
+		{file: "ata-no-s-no-t.sdp", pt: 0, dtmf: 101, dir: SendRecv, ports: []int{30000}},
 		{file: "asterisk-t38.sdp", err: ErrNotAcceptable}, // audio port 0, image not ours
 		{file: "jssip-webrtc.sdp", err: ErrNotAcceptable}, // SAVPF needs DTLS-SRTP
 		{file: "cisco-c-after-t.sdp", codecs: []Codec{PCMA}, err: ErrNotAcceptable},

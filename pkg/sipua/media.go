@@ -15,7 +15,6 @@ import (
 
 	"github.com/natkit/natkit/pkg/media"
 	"github.com/natkit/natkit/pkg/media/echo"
-	"github.com/natkit/natkit/pkg/media/g711"
 	"github.com/natkit/natkit/pkg/media/rtpsession"
 	"github.com/natkit/natkit/pkg/media/tones"
 	"github.com/natkit/natkit/pkg/sdp"
@@ -90,30 +89,37 @@ func (l *leg) sdpLocal(codecs []sdp.Codec) sdp.Local {
 		RTCPMux: true}
 }
 
-// chooseAnswer picks the codec and telephone-event of an SDP answer (or of
-// an offer the caller accepts from): the first G.711 codec listed.
+// chooseStream picks the codec and telephone-event of an SDP answer (or
+// of an offer the caller accepts from): the first of want's codecs listed
+// (our preference), with the telephone-event at its clock rate
+// (sdp.EventFor).
 func chooseStream(desc *psdp.SessionDescription, want []sdp.Codec) (sdp.Stream, sdp.Codec, *sdp.Codec, error) {
 	for _, st := range sdp.Streams(desc) {
 		if st.Media != "audio" || st.Port == 0 || !st.Addr.IsValid() {
 			continue
 		}
-		var dtmf *sdp.Codec
-		for _, c := range st.Codecs {
-			if strings.EqualFold(c.Name, "telephone-event") && dtmf == nil {
-				c := c
-				dtmf = &c
-			}
-		}
-		for _, c := range st.Codecs {
-			for _, w := range want {
-				if w.Same(c) {
-					return st, c, dtmf, nil
+		for _, w := range want {
+			for _, c := range st.Codecs {
+				if _, ok := sdp.Media(c); ok && (w.Same(c) || stereoL16(c, w)) {
+					return st, c, sdp.EventFor(st.Codecs, c), nil
 				}
 			}
 		}
 	}
 	return sdp.Stream{}, sdp.Codec{}, nil, sdp.ErrNotAcceptable
 }
+
+// stereoL16 is a stereo L16 answer to our mono offer at its rate: taken,
+// decoded by downmix.
+func stereoL16(c, w sdp.Codec) bool {
+	return strings.EqualFold(c.Name, "L16") && strings.EqualFold(w.Name, "L16") && c.ClockRate == w.ClockRate && c.Channels == 2
+}
+
+// signalRate is the rate of natkit call's own audio: the probe, the test
+// tone, --play and --record WAV files and the echo measurement are 8 kHz
+// (package tones, package wav); the session resamples them to and from the
+// codec's rate (rtpsession.Config.Rate).
+const signalRate = 8000
 
 // start begins receiving (and being able to send) towards the stream.
 // Later calls keep the session: symmetric RTP follows the far end.
@@ -123,19 +129,20 @@ func (l *leg) start(ctx context.Context, st sdp.Stream, codec sdp.Codec, dtmf *s
 	if l.sess != nil {
 		return nil
 	}
-	law := g711.ULaw
-	if strings.EqualFold(codec.Name, "PCMA") {
-		law = g711.ALaw
+	mc, ok := sdp.Media(codec)
+	if !ok {
+		return fmt.Errorf("%w: %s/%d", sdp.ErrNotAcceptable, codec.Name, codec.ClockRate)
 	}
 	cfg := rtpsession.Config{
 		// Over ICE the selected pair is the way: nothing to latch.
-		Conn: l.conn, Remote: net.UDPAddrFromAddrPort(st.Addr), Latch: l.ice == nil, Law: law,
+		Conn: l.conn, Remote: net.UDPAddrFromAddrPort(st.Addr), Latch: l.ice == nil, Codec: mc, Rate: signalRate,
 		RTCPInterval: rtcpInterval, Logger: l.log,
 		OnAudio: l.onAudio,
 		OnDigit: l.noteDigit,
 	}
-	if dtmf != nil && dtmf.PT != law.PayloadType() {
+	if dtmf != nil && dtmf.PT != mc.PT {
 		cfg.EventPT = dtmf.PT
+		cfg.EventClock = dtmf.ClockRate
 		l.events = true
 	}
 	// A peer that does not multiplex takes RTCP at its RTP port + 1 or
@@ -150,6 +157,7 @@ func (l *leg) start(ctx context.Context, st sdp.Stream, codec sdp.Codec, dtmf *s
 	l.sess, l.codec, l.remote = sess, codec, st.Addr
 	l.started = time.Now()
 	l.all.Start = l.started
+	l.all.Rate, l.all.ClockRate = sess.Rate(), sess.ClockRate()
 	l.done = make(chan struct{})
 	go func() {
 		defer close(l.done)
@@ -194,7 +202,7 @@ func (l *leg) prime(ctx context.Context) {
 		return
 	}
 	silence := make([]int16, s.FrameSamples())
-	tick := time.NewTicker(time.Duration(s.FrameSamples()) * time.Second / 8000)
+	tick := time.NewTicker(time.Duration(s.FrameSamples()) * time.Second / time.Duration(s.Rate()))
 	defer tick.Stop()
 	for !l.heard.Load() {
 		_ = s.WriteFrame(silence)
@@ -266,8 +274,8 @@ type probeRun struct {
 	recv []int16 // what came back
 }
 
-// maxProbeRecord bounds the timelines: 10 s at 8 kHz.
-const maxProbeRecord = 10 * 8000
+// maxProbeRecord bounds the timelines: 10 s of the signal.
+const maxProbeRecord = 10 * signalRate
 
 func place(buf []int16, at int, samples []int16) []int16 {
 	if at < 0 || at+len(samples) > maxProbeRecord {
@@ -280,7 +288,7 @@ func place(buf []int16, at int, samples []int16) []int16 {
 	return buf
 }
 
-func (p *probeRun) pos(t time.Time) int { return int(t.Sub(p.start) * 8000 / time.Second) }
+func (p *probeRun) pos(t time.Time) int { return int(t.Sub(p.start) * signalRate / time.Second) }
 
 func (p *probeRun) heard(samples []int16) {
 	now := time.Now()
@@ -293,7 +301,7 @@ func (p *probeRun) heard(samples []int16) {
 // send paces sig out one frame per packet time, noting when each went.
 func (p *probeRun) send(ctx context.Context, s *rtpsession.Session, sig []int16) {
 	n := s.FrameSamples()
-	frame := time.Duration(n) * time.Second / 8000
+	frame := time.Duration(n) * time.Second / signalRate
 	for i := 0; i < len(sig) && ctx.Err() == nil; i += n {
 		due := p.start.Add(time.Duration(i/n) * frame)
 		if d := time.Until(due); d > 0 {
@@ -343,7 +351,7 @@ func (p *probeRun) delay() (echo.Result, bool) {
 		return r, false
 	}
 	r.Lag -= at
-	r.Delay = time.Duration(r.Lag) * time.Second / 8000
+	r.Delay = time.Duration(r.Lag) * time.Second / signalRate
 	return r, true
 }
 
@@ -365,12 +373,24 @@ func (l *leg) stop(dtmfSent string) *Media {
 	var er *echo.Result
 	if p := l.probe.Load(); p != nil && st.Receive.Received > 0 {
 		if r, ok := p.delay(); ok {
+			// Not the far end's: our own resampling of the 8 kHz probe
+			// to and from a wideband codec.
+			if d := s.ResampleDelay(); d > 0 && r.Delay > d {
+				r.Delay -= d
+				r.Lag -= int(d * signalRate / time.Second)
+			}
 			er = &r
 		}
 	}
 	f := media.Summarize(st, er)
+	// sample_rate is the audio's rate on the wire (16000 for G.722, whose
+	// RTP clock is 8000), the codec's, not natkit's 8 kHz signal.
+	rate := l.codec.ClockRate
+	if mc, ok := sdp.Media(l.codec); ok {
+		rate = mc.SampleRate
+	}
 	m := &Media{
-		Codec: strings.ToUpper(l.codec.Name), SampleRate: l.codec.ClockRate, PayloadType: int(l.codec.PT),
+		Codec: strings.ToUpper(l.codec.Name), SampleRate: rate, PayloadType: int(l.codec.PT),
 		LocalAddress: strp(l.local.String()), RemoteAddress: strp(l.remote.String()),
 		Latched:     st.Remote != "" && st.Remote != l.remote.String(),
 		PacketsSent: f.PacketsSent, PacketsReceived: f.PacketsReceived, PacketsLost: f.PacketsLost,

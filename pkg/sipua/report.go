@@ -106,7 +106,9 @@ type Message struct {
 
 // Media is the audio of a call.
 type Media struct {
-	Codec         string  `json:"codec"`
+	Codec string `json:"codec"` // the encoding name: PCMU, PCMA, G722, L16
+	// SampleRate is the codec's audio rate: 16000 for G.722 (whose RTP
+	// clock rate is 8000), not natkit's 8 kHz signal.
 	SampleRate    int     `json:"sample_rate"`
 	PayloadType   int     `json:"payload_type"`
 	LocalAddress  *string `json:"local_address"`

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/natkit/natkit/pkg/media/codec"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -35,8 +36,21 @@ const setupBudget = 30 * time.Second
 // maxDuration bounds --duration.
 const maxDuration = time.Hour
 
-// codecs are the --codec names natkit speaks.
-var codecs = map[string]sdp.Codec{"pcmu": sdp.PCMU, "pcma": sdp.PCMA}
+// answerCodecs is --answer's preference when --codec is not given: every
+// codec natkit speaks, wideband first (codec.All), so that it answers the
+// best codec a caller has. Calls offer G.711 unless told (--codec).
+var answerCodecs = func() string {
+	names := map[string]string{"G722/8000": "g722", "PCMU/8000": "pcmu", "PCMA/8000": "pcma"}
+	var out []string
+	for _, c := range codec.All {
+		n, ok := names[c.String()]
+		if !ok {
+			n = strings.ToLower(c.String())
+		}
+		out = append(out, n)
+	}
+	return strings.Join(out, ",")
+}()
 
 // CallOptions are the command's dependencies, flag values and test seams.
 type CallOptions struct {
@@ -143,7 +157,7 @@ rejected or failed (or no audio came back), 2 for bad usage.`,
 	fl.StringVar(&opts.Proxy, "proxy", "", "outbound proxy `ADDR` (HOST[:PORT])")
 	fl.StringVar(&opts.Transport, "transport", "", "transport: udp, tcp or tls (default: the URI's, else udp)")
 	fl.DurationVar(&opts.Duration, "duration", engine.DefaultDuration, "audio after the answer, then BYE")
-	fl.StringVar(&opts.Codec, "codec", "pcmu,pcma", "codecs in order of preference: pcmu, pcma")
+	fl.StringVar(&opts.Codec, "codec", "", "codecs in order of preference: pcmu, pcma, g722, l16 (= l16/16000), l16/8000, l16/32000, l16/48000 (default pcmu,pcma; with --answer all, wideband first)")
 	fl.StringVar(&opts.Play, "play", "", "send this `FILE.wav` (8 kHz mono) instead of the test signal")
 	fl.StringVar(&opts.Record, "record", "", "write the audio received to `FILE.wav`")
 	fl.StringVar(&opts.DTMF, "dtmf", "", "send these `DIGITS` after the answer: RFC 4733 events, or SIP INFO when the far end has no telephone-event (',' pauses 500 ms)")
@@ -201,12 +215,20 @@ func (o *CallOptions) validate() error {
 		return cmdutil.UsageErrorf("--duration %v: give a duration from 1ms to %v, e.g. 5s", o.Duration, maxDuration)
 	}
 	o.codecs = o.codecs[:0]
-	for _, name := range strings.Split(o.Codec, ",") {
-		c, ok := codecs[strings.ToLower(strings.TrimSpace(name))]
-		if !ok {
-			return cmdutil.UsageErrorf("--codec %q: natkit supports pcmu and pcma (G.711), e.g. --codec pcma,pcmu", name)
+	list := o.Codec
+	switch {
+	case list != "":
+	case o.Answer != "":
+		list = answerCodecs
+	default:
+		list = "pcmu,pcma"
+	}
+	for _, name := range strings.Split(list, ",") {
+		c, err := codec.Parse(name)
+		if err != nil {
+			return cmdutil.UsageErrorf("--codec %q: natkit supports %s, e.g. --codec g722,pcmu", name, strings.Join(codec.Names, ", "))
 		}
-		o.codecs = append(o.codecs, c)
+		o.codecs = append(o.codecs, sdp.FromCodec(c))
 	}
 	for _, d := range strings.ToUpper(o.DTMF) {
 		if d != ',' && !strings.ContainsRune(dtmf.Digits, d) {

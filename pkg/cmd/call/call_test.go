@@ -3,6 +3,7 @@ package call
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -67,7 +68,22 @@ func TestNewCmdCall(t *testing.T) {
 		{name: "target and answer", args: "a@b --answer c@d --password x", wantErr: "exclude each other"},
 		{name: "bad target", args: "sip:a@b:99999", wantErr: `port "99999"`},
 		{name: "password in uri", args: "sip:a:pw@b", wantErr: "password in the URI"},
-		{name: "unknown codec", args: "a@b --codec pcmu,g729", wantErr: `--codec "g729": natkit supports pcmu and pcma`},
+		{name: "unknown codec", args: "a@b --codec pcmu,g729", wantErr: `--codec "g729": natkit supports pcmu, pcma, g722, l16`},
+		{name: "l16 at 44.1 kHz", args: "a@b --codec l16/44100", wantErr: `--codec "l16/44100": natkit supports`},
+		{name: "wideband codecs", args: "9195@h --codec g722,L16,l16/48000,pcmu", check: func(t *testing.T, o *CallOptions) {
+			got := ""
+			for _, c := range o.codecs {
+				got += fmt.Sprintf("%d %s/%d;", c.PT, c.Name, c.ClockRate)
+			}
+			if want := "9 G722/8000;96 L16/16000;98 L16/48000;0 PCMU/8000;"; got != want {
+				t.Errorf("codecs %s, want %s", got, want)
+			}
+		}},
+		{name: "answer takes every codec", args: "--answer 1001@h --password x", check: func(t *testing.T, o *CallOptions) {
+			if len(o.codecs) != 7 || o.codecs[0].Name != "G722" || o.codecs[4].Name != "PCMU" {
+				t.Errorf("answer codecs %v", o.codecs)
+			}
+		}},
 		{name: "bad transport", args: "a@b --transport sctp", wantErr: `--transport "sctp": use udp, tcp or tls`},
 		{name: "sips over udp", args: "sips:a@b --transport udp", wantErr: "contradicts the sips: URI"},
 		{name: "zero duration", args: "a@b --duration 0s", wantErr: "--duration 0s"},

@@ -19,7 +19,7 @@ var enumFlags = []struct {
 	{"natkit detect", "transport", []string{"udp"}},
 	{"natkit turn", "transport", []string{"udp", "tcp", "tls"}},
 	{"natkit call", "transport", []string{"udp", "tcp", "tls"}},
-	{"natkit call", "codec", []string{"pcmu", "pcma", "pcmu,pcma", "pcma,pcmu"}},
+	{"natkit call", "codec", []string{"pcmu", "pcma", "g722", "l16", "l16/8000", "l16/16000", "l16/32000", "l16/48000", "pcmu,pcma", "pcma,pcmu", "g722,pcmu", "l16/48000,g722,pcmu"}},
 	{"natkit punch", "strategies", []string{"lan", "hairpin", "simultaneous", "reversal", "preserved", "predicted", "birthday"}},
 	{"natkit serve", "sip-mode", []string{"proxy", "redirect"}},
 	{"natkit serve", "log-format", []string{"text", "json"}},

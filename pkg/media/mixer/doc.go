@@ -16,7 +16,7 @@
 //
 // Participants may speak at another rate than the room (G.711 phones at
 // 8 kHz in a 16 kHz room): Write resamples to the room's rate, Output gets
-// the mix resampled back. The Resampler is a rational polyphase FIR (a
+// the mix resampled back. The resampler (package resample) is a rational polyphase FIR (a
 // Blackman-windowed sinc, 16 zero crossings each side) written here: none
 // of the libraries natkit uses has one (pion's rtp, rtcp, sdp, ice and
 // turn carry no audio; sipgo stops at SIP), the one needed is small and

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/natkit/natkit/pkg/media/resample"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -131,11 +133,11 @@ func (r *Room) Join(cfg ParticipantConfig) (*Participant, error) {
 	if cfg.Rate == 0 {
 		cfg.Rate = r.rate
 	}
-	in, err := NewResampler(cfg.Rate, r.rate)
+	in, err := resample.New(cfg.Rate, r.rate)
 	if err != nil {
 		return nil, err
 	}
-	out, err := NewResampler(r.rate, cfg.Rate)
+	out, err := resample.New(r.rate, cfg.Rate)
 	if err != nil {
 		return nil, err
 	}
@@ -290,14 +292,14 @@ type Participant struct {
 	left   atomic.Bool
 
 	mu      sync.Mutex // Write's and Play's against the mixer's
-	in      *Resampler
+	in      *resample.Resampler
 	scratch []int16
 	queue   ring
 	sound   ring
 	started bool // written to at least once
 
 	// The mixing goroutine's own.
-	out     *Resampler
+	out     *resample.Resampler
 	frame   []int16 // this tick's input, at the room's rate
 	mix     []int16 // what it hears, at the room's rate
 	outBuf  []int16 // the same at its rate
@@ -399,4 +401,15 @@ func (p *Participant) Stats() Stats {
 		Underruns: p.st.underruns.Load(), Dropped: p.st.dropped.Load(),
 		Muted: p.muted.Load(),
 	}
+}
+
+// sat saturates to int16.
+func sat(v int32) int16 {
+	if v > math.MaxInt16 {
+		return math.MaxInt16
+	}
+	if v < math.MinInt16 {
+		return math.MinInt16
+	}
+	return int16(v)
 }

@@ -57,7 +57,7 @@ func TestEchoDelayOverRTP(t *testing.T) {
 			if clkBase == nil {
 				clkBase = &f.Timestamp
 			}
-			clk = clkStart.Add(time.Duration(int32(f.Timestamp-*clkBase)) * time.Second / clockRate)
+			clk = clkStart.Add(time.Duration(int32(f.Timestamp-*clkBase)) * time.Second / 8000)
 			clkMu.Unlock()
 			b.WriteFrame(f.Samples)
 		}})

@@ -1,6 +1,7 @@
 package rtpsession
 
 import (
+	"github.com/natkit/natkit/pkg/media/codec"
 	"net"
 	"testing"
 	"time"
@@ -35,38 +36,56 @@ func FuzzHandle(f *testing.F) {
 	f.Add(sr, true)
 	f.Add([]byte{0x80, 0xc8, 0, 0}, false)
 	f.Add([]byte{0xff}, true)
+	pkt.PayloadType, pkt.Payload = 9, make([]byte, 160) // G.722
+	b, _ = pkt.Marshal()
+	f.Add(b, false)
+	pkt.PayloadType, pkt.Payload = 98, make([]byte, 1921) // L16/48000, an odd byte over
+	b, _ = pkt.Marshal()
+	f.Add(b, false)
+	// Each datagram goes to a G.711 session and to wideband ones, one of
+	// them resampling to 8 kHz.
+	configs := []struct {
+		c    codec.Codec
+		rate int
+	}{{codec.PCMU, 0}, {codec.G722, 0}, {codec.L16_48000, 8000}, {codec.L16_16000, 0}}
 	f.Fuzz(func(t *testing.T, data []byte, rtcpOnly bool) {
-		now := time.Unix(1e9, 0)
-		var frames int
-		s, err := New(Config{
-			Conn: discard{}, Latch: true, SSRC: 1,
-			OnAudio: func(Frame) { frames++ },
-			Clock: func() time.Time {
-				now = now.Add(time.Millisecond)
-				return now
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		from := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4000}
-		// The datagram three times (probation needs a run of sequence
-		// numbers, so also twice with the sequence number bumped).
-		s.Handle(data, from, rtcpOnly)
-		for i := range 2 {
-			d := append([]byte(nil), data...)
-			if len(d) >= 4 {
-				d[3] += byte(i + 1)
-			}
-			s.Handle(d, from, rtcpOnly)
-		}
-		s.sendReport(true)
-		st := s.Stats()
-		if st.Receive.Valid && st.Receive.Received > st.Receive.Expected+3 {
-			t.Fatalf("received %d > expected %d", st.Receive.Received, st.Receive.Expected)
-		}
-		if frames > 3 {
-			t.Fatalf("%d frames from 3 datagrams", frames)
+		for _, cfg := range configs {
+			fuzzHandle(t, data, rtcpOnly, cfg.c, cfg.rate)
 		}
 	})
+}
+
+func fuzzHandle(t *testing.T, data []byte, rtcpOnly bool, c codec.Codec, rate int) {
+	now := time.Unix(1e9, 0)
+	var frames int
+	s, err := New(Config{
+		Conn: discard{}, Latch: true, SSRC: 1, Codec: c, Rate: rate,
+		OnAudio: func(Frame) { frames++ },
+		Clock: func() time.Time {
+			now = now.Add(time.Millisecond)
+			return now
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4000}
+	// The datagram three times (probation needs a run of sequence
+	// numbers, so also twice with the sequence number bumped).
+	s.Handle(data, from, rtcpOnly)
+	for i := range 2 {
+		d := append([]byte(nil), data...)
+		if len(d) >= 4 {
+			d[3] += byte(i + 1)
+		}
+		s.Handle(d, from, rtcpOnly)
+	}
+	s.sendReport(true)
+	st := s.Stats()
+	if st.Receive.Valid && st.Receive.Received > st.Receive.Expected+3 {
+		t.Fatalf("received %d > expected %d", st.Receive.Received, st.Receive.Expected)
+	}
+	if frames > 3 {
+		t.Fatalf("%d frames from 3 datagrams", frames)
+	}
 }

@@ -47,7 +47,7 @@ func TestHandleJitter(t *testing.T) {
 		}
 		return out
 	}
-	later := uint64(fourteen/time.Second) * clockRate // wraps in uint32: that is how RTP timestamps go
+	later := uint64(fourteen/time.Second) * 8000 // wraps in uint32: that is how RTP timestamps go
 	tests := []struct {
 		name  string
 		pkts  []pkt

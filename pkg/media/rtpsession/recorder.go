@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// maxRecord bounds a Recorder: ten minutes at 8 kHz.
-const maxRecord = 10 * 60 * clockRate
+// maxRecord bounds a Recorder: ten minutes.
+const maxRecord = 10 * 60 * time.Second
 
 // Recorder lays received frames out on one timeline, as a far end that
 // echoes would have them heard: the first frame where it arrived relative
@@ -17,6 +17,9 @@ const maxRecord = 10 * 60 * clockRate
 type Recorder struct {
 	Start time.Time
 	Clock func() time.Time // default time.Now
+	// Rate is the frames' sample rate and ClockRate their RTP timestamps'
+	// (Session.Rate and Session.ClockRate); 0 is 8000 for both.
+	Rate, ClockRate int
 
 	mu      sync.Mutex
 	buf     []int16
@@ -32,15 +35,23 @@ func (r *Recorder) OnAudio(f Frame) {
 	if r.Clock != nil {
 		now = r.Clock
 	}
+	rate, clock := r.Rate, r.ClockRate
+	if rate == 0 {
+		rate = 8000
+	}
+	if clock == 0 {
+		clock = rate
+	}
+	limit := int(maxRecord * time.Duration(rate) / time.Second)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.have {
 		r.have = true
 		r.base = f.Timestamp
-		r.offset = max(0, int(now().Sub(r.Start)*clockRate/time.Second))
+		r.offset = max(0, int(now().Sub(r.Start)*time.Duration(rate)/time.Second))
 	}
-	pos := r.offset + int(int32(f.Timestamp-r.base))
-	if pos < 0 || pos+len(f.Samples) > maxRecord {
+	pos := r.offset + int(int64(int32(f.Timestamp-r.base))*int64(rate)/int64(clock))
+	if pos < 0 || pos+len(f.Samples) > limit {
 		r.dropped++
 		return
 	}

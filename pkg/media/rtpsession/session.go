@@ -1,4 +1,5 @@
-// Package rtpsession sends and receives G.711 audio over RTP on a
+// Package rtpsession sends and receives audio (any codec of package codec)
+// over RTP on a
 // net.PacketConn the caller provides, keeps the RFC 3550 reception
 // statistics (loss, interarrival jitter, duplicates, reordering), exchanges
 // RTCP sender and receiver reports, and measures the round-trip time from
@@ -20,14 +21,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/natkit/natkit/pkg/media/codec"
 	"github.com/natkit/natkit/pkg/media/dtmf"
 	"github.com/natkit/natkit/pkg/media/g711"
+	"github.com/natkit/natkit/pkg/media/resample"
 	"github.com/pion/rtp"
 )
 
 // Defaults for the zero values of Config.
 const (
-	// DefaultPtime is the packet time: 20 ms, 160 samples of G.711 (RFC 3551 §4.5).
+	// DefaultPtime is the packet time: 20 ms, 160 samples of G.711, 320 of
+	// G.722 (RFC 3551 §4.5).
 	DefaultPtime = 20 * time.Millisecond
 	// DefaultRTCPInterval is RFC 3550 §6.2's recommended minimum of 5 s; each
 	// interval is drawn from 0.5–1.5 times it (§6.3.1).
@@ -39,7 +43,9 @@ const (
 	sourceTimeout = 500 * time.Millisecond
 )
 
-const clockRate = 8000 // G.711 and telephone-event at 8 kHz
+// dtmfRate is the clock of dtmf.Packets' durations (8 kHz); events are
+// rescaled to the session's event clock.
+const dtmfRate = 8000
 
 // Config configures a session. Zero values mean the documented defaults.
 type Config struct {
@@ -60,7 +66,19 @@ type Config struct {
 	// (symmetric RTP, RFC 4961), following it when it changes.
 	Latch bool
 
-	Law          g711.Law      // PCMU (default) or PCMA
+	// Codec is what this side sends (with Codec.PT the negotiated payload
+	// type) and decodes; the zero Codec is Law's G.711. When it is G.711
+	// the other law is decoded too (a far end may answer PCMA to PCMU).
+	Codec codec.Codec
+	Law   g711.Law // the zero Codec's: PCMU (default) or PCMA
+	// Rate is the sample rate of the audio this side hands to WriteFrame
+	// and Send and gets in OnAudio; 0 is the codec's own. When it differs
+	// (an 8 kHz prompt played over G.722) the session resamples both ways.
+	Rate int
+	// EventClock is telephone-event's RTP clock rate as negotiated
+	// (rtpmap telephone-event/RATE); 0 is the codec's clock rate, which
+	// RFC 4733 §2.1 makes it.
+	EventClock   int
 	Ptime        time.Duration // default DefaultPtime
 	EventPT      uint8         // telephone-event payload type, default 101
 	RTCPInterval time.Duration // default DefaultRTCPInterval
@@ -125,6 +143,14 @@ type Session struct {
 	rngSrc     *mrand.Rand
 
 	sendMu sync.Mutex // one packet on the wire at a time
+
+	encMu sync.Mutex // the encoder and up keep state between frames
+	enc   codec.Encoder
+	up    *resample.Resampler // Rate → the codec's rate; nil when equal
+	decMu sync.Mutex
+	dec   codec.Decoder
+	down  *resample.Resampler // the codec's rate → Rate
+	alt   codec.Decoder       // the other G.711 law, when the codec is G.711
 }
 
 // New validates cfg. The session sends at once; Run receives.
@@ -135,8 +161,27 @@ func New(cfg Config) (*Session, error) {
 	if cfg.Remote == nil && !cfg.Latch {
 		return nil, ErrNoRemote
 	}
-	if cfg.Law != g711.ULaw && cfg.Law != g711.ALaw {
-		return nil, fmt.Errorf("rtpsession: unknown law %d", cfg.Law)
+	if cfg.Codec.Name == "" {
+		if cfg.Law != g711.ULaw && cfg.Law != g711.ALaw {
+			return nil, fmt.Errorf("rtpsession: unknown law %d", cfg.Law)
+		}
+		cfg.Codec = codec.PCMU
+		if cfg.Law == g711.ALaw {
+			cfg.Codec = codec.PCMA
+		}
+	}
+	enc, dec := cfg.Codec.NewEncoder(), cfg.Codec.NewDecoder()
+	if enc == nil || dec == nil || cfg.Codec.ClockRate <= 0 || cfg.Codec.SampleRate <= 0 {
+		return nil, fmt.Errorf("rtpsession: codec %s not supported", cfg.Codec)
+	}
+	if cfg.Rate == 0 {
+		cfg.Rate = cfg.Codec.SampleRate
+	}
+	if cfg.EventClock == 0 {
+		cfg.EventClock = cfg.Codec.ClockRate
+	}
+	if cfg.EventClock < 0 {
+		return nil, fmt.Errorf("rtpsession: telephone-event clock %d", cfg.EventClock)
 	}
 	if cfg.Ptime == 0 {
 		cfg.Ptime = DefaultPtime
@@ -147,7 +192,7 @@ func New(cfg Config) (*Session, error) {
 	if cfg.EventPT == 0 {
 		cfg.EventPT = DefaultEventPT
 	}
-	if cfg.EventPT > 127 || cfg.EventPT == cfg.Law.PayloadType() {
+	if cfg.EventPT > 127 || cfg.EventPT == cfg.Codec.PT {
 		return nil, fmt.Errorf("rtpsession: telephone-event payload type %d", cfg.EventPT)
 	}
 	if cfg.RTCPInterval == 0 {
@@ -185,6 +230,20 @@ func New(cfg Config) (*Session, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	s.enc, s.dec = enc, dec
+	if cfg.Rate != cfg.Codec.SampleRate {
+		var err error
+		if s.up, err = resample.New(cfg.Rate, cfg.Codec.SampleRate); err != nil {
+			return nil, fmt.Errorf("rtpsession: %w", err)
+		}
+		if s.down, err = resample.New(cfg.Codec.SampleRate, cfg.Rate); err != nil {
+			return nil, fmt.Errorf("rtpsession: %w", err)
+		}
+		// Whole frames both ways: 20 ms at 8, 16, 32, 48 kHz.
+		if n := cfg.Codec.Samples(cfg.Ptime); n*cfg.Rate != int(cfg.Ptime*time.Duration(cfg.Rate)/time.Second)*cfg.Codec.SampleRate {
+			return nil, fmt.Errorf("rtpsession: %v at %d Hz and %d Hz", cfg.Ptime, cfg.Rate, cfg.Codec.SampleRate)
+		}
+	}
 	s.st.SSRC = cfg.SSRC
 	s.remoteRTCP = s.defaultRTCPRemote(cfg.Remote)
 	return s, nil
@@ -206,8 +265,35 @@ func (s *Session) defaultRTCPRemote(rtpAddr net.Addr) net.Addr {
 // SSRC is this session's synchronisation source.
 func (s *Session) SSRC() uint32 { return s.cfg.SSRC }
 
-// FrameSamples is the number of samples in one packet.
-func (s *Session) FrameSamples() int { return int(s.cfg.Ptime * clockRate / time.Second) }
+// FrameSamples is the number of samples in one packet, at Rate.
+func (s *Session) FrameSamples() int {
+	return int(s.cfg.Ptime * time.Duration(s.cfg.Rate) / time.Second)
+}
+
+// Codec is the codec sent, with its negotiated payload type.
+func (s *Session) Codec() codec.Codec { return s.cfg.Codec }
+
+// Rate is the sample rate of the audio WriteFrame takes and OnAudio gives.
+func (s *Session) Rate() int { return s.cfg.Rate }
+
+// ResampleDelay is the delay the session's resamplers add to a round trip
+// (Rate → codec on the way out, codec → Rate on the way in); 0 when Rate
+// is the codec's. An echo measurement subtracts it.
+func (s *Session) ResampleDelay() time.Duration {
+	if s.up == nil {
+		return 0
+	}
+	return time.Duration(s.up.Delay())*time.Second/time.Duration(s.cfg.Codec.SampleRate) +
+		time.Duration(s.down.Delay())*time.Second/time.Duration(s.cfg.Rate)
+}
+
+// ClockRate is the RTP timestamp rate of the audio.
+func (s *Session) ClockRate() int { return s.cfg.Codec.ClockRate }
+
+// ticksPerFrame is how far the RTP timestamp moves per packet time.
+func (s *Session) ticksPerFrame() uint32 {
+	return uint32(s.cfg.Ptime * time.Duration(s.cfg.Codec.ClockRate) / time.Second)
+}
 
 // Run receives RTP and RTCP and sends RTCP reports until ctx ends or Close
 // is called; then it sends an RTCP BYE, closes the connections and returns
@@ -304,7 +390,9 @@ func (s *Session) isClosed() bool {
 }
 
 func (s *Session) readLoop(c net.PacketConn, rtcpOnly bool) error {
-	buf := make([]byte, 1500)
+	// A whole UDP datagram: L16 at 48 kHz is 1932 bytes per 20 ms mono,
+	// and a shorter buffer cuts a datagram short without an error.
+	buf := make([]byte, 64<<10)
 	for {
 		n, from, err := c.ReadFrom(buf)
 		if err != nil {
@@ -354,7 +442,10 @@ func (s *Session) handleRTP(b []byte, from net.Addr) {
 		if s.src != nil {
 			s.st.SourceChanges++
 		}
-		s.src = newSource(p.SSRC, p.SequenceNumber, clockRate, now)
+		s.src = newSource(p.SSRC, p.SequenceNumber, s.cfg.Codec.ClockRate, now)
+		s.decMu.Lock()
+		s.dec = s.cfg.Codec.NewDecoder() // a new stream: no state from the old one
+		s.decMu.Unlock()
 	}
 	if p.SSRC != s.src.ssrc {
 		s.st.OtherSSRC++
@@ -379,13 +470,19 @@ func (s *Session) handleRTP(b []byte, from net.Addr) {
 			s.remoteRTCP = s.defaultRTCPRemote(from)
 		}
 	}
-	law, ok := s.lawOf(p.PayloadType)
+	dec := s.decoderOf(p.PayloadType)
 	s.mu.Unlock()
 
 	switch {
-	case ok:
+	case dec != nil:
 		if s.cfg.OnAudio != nil {
-			s.cfg.OnAudio(Frame{Seq: p.SequenceNumber, Timestamp: p.Timestamp, Marker: p.Marker, Samples: law.Decode(nil, p.Payload)})
+			s.decMu.Lock()
+			samples := dec.Decode(nil, p.Payload)
+			if s.down != nil {
+				samples = s.down.Process(nil, samples)
+			}
+			s.decMu.Unlock()
+			s.cfg.OnAudio(Frame{Seq: p.SequenceNumber, Timestamp: p.Timestamp, Marker: p.Marker, Samples: samples})
 		}
 	case p.PayloadType == s.cfg.EventPT:
 		s.mu.Lock()
@@ -406,24 +503,41 @@ func (s *Session) handleRTP(b []byte, from net.Addr) {
 	}
 }
 
-// lawOf accepts either G.711 law whatever was configured for sending: a
-// far end may answer PCMA to PCMU.
-func (s *Session) lawOf(pt uint8) (g711.Law, bool) {
-	switch pt {
-	case g711.ULaw.PayloadType():
-		return g711.ULaw, true
-	case g711.ALaw.PayloadType():
-		return g711.ALaw, true
+// decoderOf is the decoder for a payload type, nil for none: the codec's,
+// and with G.711 either law whatever was configured for sending (a far end
+// may answer PCMA to PCMU; both are stateless). Called with mu held.
+func (s *Session) decoderOf(pt uint8) codec.Decoder {
+	if pt == s.cfg.Codec.PT {
+		return s.dec
 	}
-	return 0, false
+	if s.cfg.Codec.SampleRate == 8000 && s.cfg.Codec.ClockRate == 8000 && (s.cfg.Codec.Name == "PCMU" || s.cfg.Codec.Name == "PCMA") {
+		switch pt {
+		case g711.ULaw.PayloadType():
+			return g711.ULaw
+		case g711.ALaw.PayloadType():
+			return g711.ALaw
+		}
+	}
+	return nil
+}
+
+// encode resamples (when Rate is not the codec's) and encodes one frame;
+// the second result is its length in RTP timestamp units.
+func (s *Session) encode(samples []int16) ([]byte, uint32) {
+	s.encMu.Lock()
+	defer s.encMu.Unlock()
+	if s.up != nil {
+		samples = s.up.Process(nil, samples)
+	}
+	return s.enc.Encode(make([]byte, 0, 2*len(samples)), samples), s.cfg.Codec.Ticks(len(samples))
 }
 
 // WriteFrame sends samples as one RTP packet now (no pacing). After a pause
 // of more than two packet times the timestamp jumps by the pause, and the
 // packet carries the marker bit (RFC 3551 §4.1: start of a talkspurt).
 func (s *Session) WriteFrame(samples []int16) error {
-	payload := s.cfg.Law.Encode(make([]byte, 0, len(samples)), samples)
-	return s.write(s.cfg.Law.PayloadType(), payload, uint32(len(samples)), false, 0)
+	payload, ticks := s.encode(samples)
+	return s.write(s.cfg.Codec.PT, payload, ticks, false, 0)
 }
 
 // write sends one packet. advance is how far the timestamp moves after it;
@@ -444,7 +558,7 @@ func (s *Session) write(pt uint8, payload []byte, advance uint32, fixedTS bool, 
 			m = true
 		} else if gap := now.Sub(s.lastSend); gap > 2*s.cfg.Ptime {
 			frames := int64(gap-s.cfg.Ptime) / int64(s.cfg.Ptime)
-			s.ts += uint32(frames * int64(s.FrameSamples()))
+			s.ts += uint32(frames) * s.ticksPerFrame()
 			m = true
 		}
 	}
@@ -501,8 +615,8 @@ func (s *Session) Send(ctx context.Context, samples []int16) error {
 		}
 		clear(frame)
 		copy(frame, samples[i*n:])
-		payload := s.cfg.Law.Encode(make([]byte, 0, n), frame)
-		if err := s.write(s.cfg.Law.PayloadType(), payload, uint32(n), i > 0, 0); err != nil {
+		payload, ticks := s.encode(frame)
+		if err := s.write(s.cfg.Codec.PT, payload, ticks, i > 0, 0); err != nil {
 			return err
 		}
 	}
@@ -510,8 +624,12 @@ func (s *Session) Send(ctx context.Context, samples []int16) error {
 }
 
 // SendDigit sends digit as RFC 4733 telephone-events lasting d, paced at
-// the packet time; the timestamp then moves on by d.
+// the packet time, durations in EventClock units; the timestamp then moves
+// on by d at the audio's clock.
 func (s *Session) SendDigit(ctx context.Context, digit rune, d time.Duration) error {
+	if int64(d)*int64(s.cfg.EventClock)/int64(time.Second) > 0xffff {
+		return fmt.Errorf("rtpsession: digit of %v longer than one event at %d Hz", d, s.cfg.EventClock)
+	}
 	evs, err := dtmf.Packets(digit, d, s.cfg.Ptime, 10)
 	if err != nil {
 		return err
@@ -521,9 +639,10 @@ func (s *Session) SendDigit(ctx context.Context, digit rune, d time.Duration) er
 		if err := waitUntil(ctx, start.Add(time.Duration(min(i, len(evs)-dtmf.EndRepeats))*s.cfg.Ptime)); err != nil {
 			return err
 		}
+		ev.Duration = uint16(int64(ev.Duration) * int64(s.cfg.EventClock) / dtmfRate)
 		var advance uint32
 		if i == len(evs)-1 {
-			advance = uint32(ev.Duration)
+			advance = uint32(int64(ev.Duration) * int64(s.cfg.Codec.ClockRate) / int64(s.cfg.EventClock))
 		}
 		marker := 0
 		if i == 0 {

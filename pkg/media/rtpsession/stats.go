@@ -106,7 +106,7 @@ func (s *Session) sendReport(bye bool) {
 		first = &rtcp.SenderReport{
 			SSRC:        s.cfg.SSRC,
 			NTPTime:     ntpTime(now),
-			RTPTime:     s.lastSendTS + uint32(int64(elapsed)*clockRate/int64(time.Second)),
+			RTPTime:     s.lastSendTS + rtpUnits(elapsed, s.cfg.Codec.ClockRate),
 			PacketCount: uint32(s.st.PacketsSent),
 			OctetCount:  uint32(s.st.OctetsSent),
 			Reports:     blocks,
@@ -192,7 +192,7 @@ func (s *Session) reportBlocks(blocks []rtcp.ReceptionReport, now time.Time) {
 			FractionLost: float64(rr.FractionLost) / 256,
 			Lost:         signed24(rr.TotalLost),
 			HighestSeq:   rr.LastSequenceNumber,
-			Jitter:       time.Duration(rr.Jitter) * time.Second / clockRate,
+			Jitter:       time.Duration(rr.Jitter) * time.Second / time.Duration(s.cfg.Codec.ClockRate),
 		}
 		if d, ok := rtt(now, rr.LastSenderReport, rr.Delay); ok {
 			s.st.RTT = d

@@ -37,8 +37,10 @@ const (
 )
 
 // bufSize bounds a relayed packet; a datagram that fills the buffer may
-// have been cut short and is dropped. RTP over UDP stays under the MTU.
-const bufSize = 2048
+// have been cut short and is dropped. G.711 and G.722 stay under the MTU,
+// but L16 does not: 20 ms at 48 kHz is 1932 bytes mono and 3852 stereo
+// (IP-fragmented on a real path), so the bound is a 40 ms stereo packet's.
+const bufSize = 8192
 
 // Latch says which source a leg latches to.
 type Latch int

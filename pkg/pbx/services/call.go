@@ -6,15 +6,15 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"github.com/natkit/natkit/pkg/media/g711"
+	"github.com/natkit/natkit/pkg/media/codec"
 	"github.com/natkit/natkit/pkg/media/rtpsession"
+	"github.com/natkit/natkit/pkg/media/tones"
 	"github.com/natkit/natkit/pkg/sdp"
 	psdp "github.com/pion/sdp/v3"
 )
@@ -36,9 +36,9 @@ type call struct {
 	dlg       *sipgo.DialogServerSession
 	answerSDP []byte
 	media     *mediaConn
-	law       g711.Law
-	pt        uint8 // the codec's payload type, as offered
-	eventPT   uint8 // telephone-event's, 0 when none
+	codec     codec.Codec // as answered, with the offer's payload type
+	eventPT   uint8       // telephone-event's, 0 when none
+	eventRate int         // its clock rate
 	remote    net.Addr
 	// remoteRTCP is where RTCP goes when the caller does not multiplex;
 	// nil: with RTP (RFC 5761).
@@ -105,6 +105,7 @@ func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 		// RTCP is read on the RTP socket (rtpsession multiplexes; the
 		// echoes skip it): a=rtcp says so to callers that do not.
 		RTCPMux: true,
+		Codecs:  answerCodecs,
 	}
 	ans, chosen, err := sdp.Answer(offer, local)
 	if err != nil {
@@ -127,13 +128,10 @@ func (s *Server) take(req *sip.Request, tx sip.ServerTransaction, svc Service) {
 	c := &call{
 		s: s, svc: svc, req: req, dlg: dlg, answerSDP: body,
 		media: newMediaConn(pc, &s.st.rtpIn, &s.st.rtpOut), digits: make(chan rune, 16),
-		law: g711.ULaw, pt: chosen.Codec.PT,
 	}
-	if strings.EqualFold(chosen.Codec.Name, sdp.PCMA.Name) {
-		c.law = g711.ALaw
-	}
+	c.codec, _ = sdp.Media(chosen.Codec) // answerCodecs are all package codec's
 	if chosen.DTMF != nil {
-		c.eventPT = chosen.DTMF.PT
+		c.eventPT, c.eventRate = chosen.DTMF.PT, chosen.DTMF.ClockRate
 	}
 	if r := chosen.Remote.Addr; r.IsValid() && !chosen.Remote.Hold && r.Port() != 0 {
 		c.remote = net.UDPAddrFromAddrPort(r)
@@ -183,7 +181,7 @@ func (c *call) run() bool {
 		}
 		delay := 0
 		if c.svc == EchoDelayed {
-			delay = int(c.s.cfg.EchoDelay * 8000 / time.Second)
+			delay = int(c.s.cfg.EchoDelay * time.Duration(c.codec.SampleRate) / time.Second)
 		}
 		c.echo(delay)
 		return true
@@ -276,19 +274,37 @@ func (c *call) digit(d rune) {
 	}
 }
 
-// withSession runs an RTP session on the call's socket for f's duration;
-// onAudio, when not nil, gets each frame received. RFC 4733 digits go to
-// the call's digits.
+// answerCodecs is the services' preference (codec.All): wideband where
+// the caller has it — G.722, then L16 at 16, 32 and 48 kHz — then PCMU,
+// PCMA. Prompts and tones are 8 kHz and resampled up; an echo and a
+// conference keep the caller's rate.
+var answerCodecs = func() []sdp.Codec {
+	var out []sdp.Codec
+	for _, c := range codec.All {
+		out = append(out, sdp.FromCodec(c))
+	}
+	return out
+}()
+
+// withSession runs an RTP session on the call's socket for f's duration,
+// its audio at 8 kHz (prompts, tones, voicemail; the session resamples to
+// the codec's rate); onAudio, when not nil, gets each frame received.
+// RFC 4733 digits go to the call's digits.
 func (c *call) withSession(onAudio func(rtpsession.Frame), f func(ctx context.Context, sess *rtpsession.Session, p *pacer)) {
+	c.withSessionAt(tones.Rate, onAudio, f)
+}
+
+// withSessionAt is withSession with audio at rate; 0 is the codec's own.
+func (c *call) withSessionAt(rate int, onAudio func(rtpsession.Frame), f func(ctx context.Context, sess *rtpsession.Session, p *pacer)) {
 	cfg := rtpsession.Config{
-		Conn: c.media, Remote: c.remote, Latch: true, Law: c.law, EventPT: c.eventPT,
+		Conn: c.media, Remote: c.remote, Latch: true, Codec: c.codec, Rate: rate, EventPT: c.eventPT, EventClock: c.eventRate,
 		RTCPInterval: rtcpInterval, Logger: c.s.log, OnAudio: onAudio, OnDigit: c.digit,
 	}
 	if c.remoteRTCP != nil {
 		cfg.RemoteRTCP = c.remoteRTCP
 	}
-	if cfg.EventPT == c.law.PayloadType() {
-		cfg.EventPT = 0
+	if cfg.EventPT == c.codec.PT {
+		cfg.EventPT, cfg.EventClock = 0, 0
 	}
 	sess, err := rtpsession.New(cfg)
 	if err != nil {

@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"github.com/natkit/natkit/pkg/media/resample"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -101,7 +102,7 @@ func (cs *conferences) soundsAt(rate int) *sounds {
 		return s
 	}
 	rs := func(in []int16) []int16 {
-		out, err := mixer.Resample(in, tones.Rate, rate)
+		out, err := resample.Samples(in, tones.Rate, rate)
 		if err != nil {
 			panic(err) // every room rate is a multiple of 8 kHz
 		}
@@ -171,15 +172,18 @@ func (s *Server) Rooms() int {
 func (c *call) conference(number string) {
 	var part atomic.Pointer[mixer.Participant]
 	var inband *dtmf.Detector
+	var narrow *resample.Resampler // the detector's 8 kHz from a wideband codec
 	if c.eventPT == 0 {
 		inband = &dtmf.Detector{}
+		narrow, _ = resample.New(c.codec.SampleRate, tones.Rate) // rates of package codec: never fails
 	}
-	c.withSession(func(f rtpsession.Frame) {
+	// At the caller's codec rate: the room resamples to and from its own.
+	c.withSessionAt(0, func(f rtpsession.Frame) {
 		if p := part.Load(); p != nil && len(f.Samples) > 0 {
 			p.Write(f.Samples)
 		}
 		if inband != nil {
-			for _, d := range inband.Write(f.Samples) {
+			for _, d := range inband.Write(narrow.Process(nil, f.Samples)) {
 				c.digit(d)
 			}
 		}
@@ -192,7 +196,7 @@ func (c *call) conference(number string) {
 // sends what it hears, a frame each 20 ms.
 func (c *call) joinRoom(ctx context.Context, s *rtpsession.Session, number string, part *atomic.Pointer[mixer.Participant]) {
 	p, snd, leave, err := c.s.rooms.join(number, mixer.ParticipantConfig{
-		Rate:   tones.Rate,
+		Rate:   s.Rate(),
 		Output: func(samples []int16) { _ = s.WriteFrame(samples) },
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"github.com/natkit/natkit/pkg/media/codec"
 	"sync"
 	"testing"
 	"time"
@@ -24,10 +25,21 @@ type talker struct {
 
 func joinRoom(ctx context.Context, t *testing.T, s *Server, number string, freq float64) *talker {
 	t.Helper()
-	c := newCaller(t)
+	return joinRoomWith(ctx, t, s, number, freq, codec.Codec{})
+}
+
+// joinRoomWith is joinRoom offering only c (zero: PCMU and PCMA).
+func joinRoomWith(ctx context.Context, t *testing.T, s *Server, number string, freq float64, c codec.Codec) *talker {
+	t.Helper()
+	caller := newCaller(t)
 	m := newMedia(t)
 	m.eventPT = 101
-	d := c.call(ctx, uri(s, number), offer(t, m.addr()))
+	m.codec = c
+	var cs []codec.Codec
+	if c.Name != "" {
+		cs = append(cs, c)
+	}
+	d := caller.call(ctx, uri(s, number), offer(t, m.addr(), cs...))
 	m.start(t, answerAddr(t, d.InviteResponse.Body()))
 	tk := &talker{m: m, d: d, freq: freq}
 	if freq == 0 {

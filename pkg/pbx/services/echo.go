@@ -15,9 +15,10 @@ import (
 // sample n leaves as sample n+delay of the outgoing stream, whatever the
 // wall clock says.
 func (c *call) echo(delay int) {
-	line := newDelayLine(delay, c.law.Decode(nil, []byte{c.law.Silence()})[0])
+	// At the caller's own rate: a wideband caller hears itself wideband.
+	line := newDelayLine(delay, 0)
 	var sess atomic.Pointer[rtpsession.Session]
-	c.withSession(func(f rtpsession.Frame) {
+	c.withSessionAt(0, func(f rtpsession.Frame) {
 		if s := sess.Load(); s != nil && len(f.Samples) > 0 {
 			_ = s.WriteFrame(line.push(f.Samples))
 		}

@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"github.com/natkit/natkit/pkg/media/codec"
 	"io"
 	"log/slog"
 	"net"
@@ -134,9 +135,13 @@ func uri(s *Server, user string, params ...string) sip.Uri {
 }
 
 // offer is an SDP offer of PCMU, PCMA, telephone-event with RTP at addr.
-func offer(t *testing.T, addr netip.AddrPort) []byte {
+func offer(t *testing.T, addr netip.AddrPort, cs ...codec.Codec) []byte {
 	t.Helper()
-	b, err := sdp.Marshal(sdp.Offer(sdp.Local{Addr: addr, Username: "caller", SessionID: 1, SessionVersion: 1}))
+	var codecs []sdp.Codec
+	for _, c := range cs {
+		codecs = append(codecs, sdp.FromCodec(c))
+	}
+	b, err := sdp.Marshal(sdp.Offer(sdp.Local{Addr: addr, Username: "caller", SessionID: 1, SessionVersion: 1, Codecs: codecs}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,11 +213,14 @@ func answerAddr(t *testing.T, body []byte) netip.AddrPort {
 type media struct {
 	// eventPT, set before start, sends and takes telephone-events.
 	eventPT uint8
-	conn    net.PacketConn
-	sess    *rtpsession.Session
-	rec     *rtpsession.Recorder
-	mu      sync.Mutex
-	frames  []frame
+	// codec, set before start, is what it sends and takes (zero: PCMU);
+	// its audio is 8 kHz whatever the codec (the session resamples).
+	codec  codec.Codec
+	conn   net.PacketConn
+	sess   *rtpsession.Session
+	rec    *rtpsession.Recorder
+	mu     sync.Mutex
+	frames []frame
 }
 
 type frame struct {
@@ -237,8 +245,8 @@ func (m *media) addr() netip.AddrPort { return m.conn.LocalAddr().(*net.UDPAddr)
 // source) and recording into a Recorder whose Start is now.
 func (m *media) start(t *testing.T, remote netip.AddrPort) {
 	t.Helper()
-	m.rec = &rtpsession.Recorder{Start: time.Now()}
-	cfg := rtpsession.Config{Conn: m.conn, Latch: true, EventPT: m.eventPT, OnAudio: func(f rtpsession.Frame) {
+	m.rec = &rtpsession.Recorder{Start: time.Now(), Rate: 8000, ClockRate: max(m.codec.ClockRate, 8000)}
+	cfg := rtpsession.Config{Conn: m.conn, Latch: true, EventPT: m.eventPT, Codec: m.codec, Rate: 8000, OnAudio: func(f rtpsession.Frame) {
 		m.rec.OnAudio(f)
 		m.mu.Lock()
 		m.frames = append(m.frames, frame{time.Now(), f.Samples})

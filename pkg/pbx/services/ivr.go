@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"github.com/natkit/natkit/pkg/media/tones"
 	"sync/atomic"
 	"time"
 
@@ -63,9 +64,9 @@ func (c *call) ivr() {
 					c.s.st.ivrChoices.Add(1)
 					delay := 0
 					if svc == EchoDelayed {
-						delay = int(c.s.cfg.EchoDelay * 8000 / time.Second)
+						delay = int(c.s.cfg.EchoDelay * tones.Rate / time.Second) // the IVR session is 8 kHz
 					}
-					echo.Store(newDelayLine(delay, c.law.Decode(nil, []byte{c.law.Silence()})[0]))
+					echo.Store(newDelayLine(delay, 0))
 					<-ctx.Done()
 					return
 				case Conference:

@@ -240,9 +240,11 @@ func TestOffers(t *testing.T) {
 		name string
 		body []byte
 	}{
-		{"G.722 only", func() []byte {
+		// G.722 is answered now (TestEchoWideband); G.729 and L16 at
+		// 44.1 kHz are not natkit's.
+		{"G.729 and L16/44100 only", func() []byte {
 			b, _ := sdp.Marshal(sdp.Offer(sdp.Local{Addr: m.addr(), NoDTMF: true,
-				Codecs: []sdp.Codec{{PT: 9, Name: "G722", ClockRate: 8000}}}))
+				Codecs: []sdp.Codec{{PT: 18, Name: "G729", ClockRate: 8000}, {PT: 11, Name: "L16", ClockRate: 44100}}}))
 			return b
 		}()},
 		{"no SDP", nil},

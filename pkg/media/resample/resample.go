@@ -1,4 +1,7 @@
-package mixer
+// Package resample converts 16-bit audio between sample rates (8, 16, 32,
+// 48 kHz and other rates of a fine enough ratio): a polyphase FIR that
+// keeps its state between frames, for codecs and the conference mixer.
+package resample
 
 import (
 	"fmt"
@@ -31,10 +34,10 @@ type Resampler struct {
 	t        int       // next output's position in buf, in 1/up input samples
 }
 
-// NewResampler converts from one rate (Hz) to another; equal rates copy.
-func NewResampler(from, to int) (*Resampler, error) {
+// New converts from one rate (Hz) to another; equal rates copy.
+func New(from, to int) (*Resampler, error) {
 	if from <= 0 || to <= 0 || from > 192000 || to > 192000 {
-		return nil, fmt.Errorf("mixer: resample %d Hz to %d Hz", from, to)
+		return nil, fmt.Errorf("resample: %d Hz to %d Hz", from, to)
 	}
 	g := gcd(from, to)
 	r := &Resampler{from: from, to: to, up: to / g, down: from / g}
@@ -42,7 +45,7 @@ func NewResampler(from, to int) (*Resampler, error) {
 		return r, nil
 	}
 	if r.up > 64 || r.down > 64 {
-		return nil, fmt.Errorf("mixer: resample %d Hz to %d Hz: ratio %d/%d too fine", from, to, r.up, r.down)
+		return nil, fmt.Errorf("resample: %d Hz to %d Hz: ratio %d/%d too fine", from, to, r.up, r.down)
 	}
 	// The filter runs at up*from; its cut-off is the lower Nyquist
 	// frequency (times cutoff), in cycles per filter sample.
@@ -127,10 +130,10 @@ func (r *Resampler) Process(dst []int16, in []int16) []int16 {
 	return dst
 }
 
-// Resample converts a whole signal (a prompt, a tone) from one rate to
+// Samples converts a whole signal (a prompt, a tone) from one rate to
 // another, without the filter's delay: the output lines up with the input.
-func Resample(in []int16, from, to int) ([]int16, error) {
-	r, err := NewResampler(from, to)
+func Samples(in []int16, from, to int) ([]int16, error) {
+	r, err := New(from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -188,15 +191,4 @@ func gcd(a, b int) int {
 		a, b = b, a%b
 	}
 	return a
-}
-
-// sat saturates to int16.
-func sat(v int32) int16 {
-	if v > math.MaxInt16 {
-		return math.MaxInt16
-	}
-	if v < math.MinInt16 {
-		return math.MinInt16
-	}
-	return int16(v)
 }
