@@ -94,12 +94,24 @@ func newPortPool(bind netip.Addr, r PortRange) *portPool {
 
 var errNoPort = errors.New("turnserver: no free relay port")
 
-// maxBindTries bounds the sockets tried per allocation (ports other
-// processes hold fail to bind and are skipped).
-const maxBindTries = 32
+// maxBindTries bounds the sockets tried at random per allocation (ports
+// other processes hold fail to bind and are skipped); maxScanTries the
+// sockets tried in order after that, when the pool is nearly full.
+const (
+	maxBindTries = 32
+	maxScanTries = 1024
+)
 
 // listen binds a relay socket: on port want when non-zero, else on a free
 // port of the range (even when even is set). The caller must free the port.
+//
+// Free ports are tried at random, each try a new draw, and only then in
+// order from a random start (a nearly full pool, up to maxScanTries). Probing in order alone
+// fails whenever the start falls in a run of more than maxBindTries ports
+// another process holds — and a process allocating by linear probing, as
+// this one did, holds exactly such runs: two TURN servers sharing a range
+// on one address (a host running a second relay, or tests in parallel)
+// answered 508 to an Allocate once in a while.
 func (p *portPool) listen(want uint16, even bool) (*net.UDPConn, uint16, error) {
 	if want != 0 {
 		if want < p.min || want > p.max || !p.take(want) {
@@ -113,23 +125,31 @@ func (p *portPool) listen(want uint16, even bool) (*net.UDPConn, uint16, error) 
 		return c, want, nil
 	}
 	n := len(p.used)
-	start := rand.IntN(n)
 	tries := 0
-	for i := 0; i < n && tries < maxBindTries; i++ {
-		port := p.min + uint16((start+i)%n)
-		if even && port%2 != 0 {
-			continue
-		}
-		if !p.take(port) {
-			continue
+	bind := func(port uint16) *net.UDPConn {
+		if even && port%2 != 0 || !p.take(port) {
+			return nil
 		}
 		tries++
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.bind, port)))
 		if err != nil {
 			p.free(port)
-			continue
+			return nil
 		}
-		return c, port, nil
+		return c
+	}
+	for draw := 0; draw < 4*maxBindTries && tries < maxBindTries/2; draw++ {
+		port := p.min + uint16(rand.IntN(n))
+		if c := bind(port); c != nil {
+			return c, port, nil
+		}
+	}
+	start := rand.IntN(n)
+	for i := 0; i < n && tries < maxBindTries/2+maxScanTries; i++ {
+		port := p.min + uint16((start+i)%n)
+		if c := bind(port); c != nil {
+			return c, port, nil
+		}
 	}
 	return nil, 0, errNoPort
 }

@@ -167,3 +167,41 @@ func TestSendBackToBackKeepsPace(t *testing.T) {
 		t.Errorf("30 frames in 3 calls went out in %v, less than 29 packet times (%v)", took, want)
 	}
 }
+
+// TestWriteFrameFollowing: an echo's frames keep the timeline of the frames
+// they answer, whatever the clock does between them (here it moves 100 ms a
+// frame, as on a stalled machine, where WriteFrame's pause rule would add
+// the stalls as gaps), and a gap in the source (a frame it did not send)
+// stays a gap of the same length.
+func TestWriteFrameFollowing(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	conn := &capture{}
+	s, err := New(Config{Conn: conn, Remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4000},
+		Clock: func() time.Time { now = now.Add(100 * time.Millisecond); return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in := []uint32{90000, 90160, 90320, 90640} // 90480 never arrived
+	for i, ts := range in {
+		if err := s.WriteFrameFollowing(make([]int16, 160), ts, i == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(conn.out) != len(in) {
+		t.Fatalf("%d packets", len(conn.out))
+	}
+	var first rtp.Packet
+	for i, b := range conn.out {
+		var p rtp.Packet
+		if err := p.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = p
+		}
+		if p.Timestamp-first.Timestamp != in[i]-in[0] || p.Marker != (i == 0) {
+			t.Errorf("packet %d: timestamp +%d, want +%d; marker %v", i, p.Timestamp-first.Timestamp, in[i]-in[0], p.Marker)
+		}
+	}
+}

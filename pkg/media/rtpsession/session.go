@@ -141,6 +141,8 @@ type Session struct {
 	lastSend   time.Time
 	lastSendTS uint32
 	rngSrc     *mrand.Rand
+	follow     bool   // WriteFrameFollowing has set followOff
+	followOff  uint32 // our timestamp minus the followed source's
 
 	sendMu sync.Mutex // one packet on the wire at a time
 
@@ -538,6 +540,29 @@ func (s *Session) encode(samples []int16) ([]byte, uint32) {
 func (s *Session) WriteFrame(samples []int16) error {
 	payload, ticks := s.encode(samples)
 	return s.write(s.cfg.Codec.PT, payload, ticks, false, 0)
+}
+
+// WriteFrameFollowing sends samples as one RTP packet now, stamped to keep
+// the timeline of the received stream they answer: the timestamp is inTS
+// (a received Frame's Timestamp, on this session's codec clock) plus a
+// constant fixed at the first call. An echo sends this way: when the host
+// stalls and the far end's packets arrive late and together, the echo still
+// lays out as they were sent, where WriteFrame's pause rule would insert
+// the stall as a gap (which a loaded test host saw as a distorted echo).
+// Do not mix it with WriteFrame on one session.
+func (s *Session) WriteFrameFollowing(samples []int16, inTS uint32, marker bool) error {
+	payload, ticks := s.encode(samples)
+	s.mu.Lock()
+	if !s.follow {
+		s.follow, s.followOff = true, s.ts-inTS
+	}
+	s.ts = inTS + s.followOff
+	s.mu.Unlock()
+	m := 0
+	if marker {
+		m = 1
+	}
+	return s.write(s.cfg.Codec.PT, payload, ticks, true, m)
 }
 
 // write sends one packet. advance is how far the timestamp moves after it;

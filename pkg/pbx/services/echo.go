@@ -20,7 +20,7 @@ func (c *call) echo(delay int) {
 	var sess atomic.Pointer[rtpsession.Session]
 	c.withSessionAt(0, func(f rtpsession.Frame) {
 		if s := sess.Load(); s != nil && len(f.Samples) > 0 {
-			_ = s.WriteFrame(line.push(f.Samples))
+			_ = s.WriteFrameFollowing(line.push(f.Samples), f.Timestamp, f.Marker)
 		}
 	}, func(ctx context.Context, s *rtpsession.Session, _ *pacer) {
 		sess.Store(s)
