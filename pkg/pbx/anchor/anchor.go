@@ -80,6 +80,9 @@ type Anchor struct {
 	now   func() time.Time
 	ports *ports
 	lat   histogram
+	// pollers read the calls' sockets (relay_linux.go); set up in New,
+	// then read under mu by NewCall.
+	pollers pollers
 
 	mu     sync.Mutex
 	calls  map[*Call]struct{}
@@ -125,6 +128,7 @@ func New(cfg Config) (*Anchor, error) {
 		return nil, err
 	}
 	a := &Anchor{cfg: cfg, log: log, now: cfg.Now, ports: p, calls: map[*Call]struct{}{}, stop: make(chan struct{})}
+	a.startPollers()
 	a.wg.Add(1)
 	go a.expire()
 	return a, nil
@@ -155,6 +159,7 @@ func (a *Anchor) Close() error {
 		for _, c := range calls {
 			c.close(ReasonAnchorClosed)
 		}
+		a.stopPollers()
 	})
 	return nil
 }
