@@ -84,6 +84,7 @@ func (s *Server) fastRegister(f *fastUDP, src net.Addr, data []byte) bool {
 	if port == 0 {
 		port = uint16(sip.DefaultUdpPort)
 	}
+	s.stats.statelessRegisters.Add(1)
 	s.handle(req, &statelessTx{pc: f.pc, dst: netip.AddrPortFrom(from.Addr(), port)})
 	return true
 }
