@@ -16,6 +16,14 @@
 # relay share the CPUs, so on a small machine the generator's own tail
 # shows in both lines. Targets (issue 11): loss < 0.1 %, p99 added
 # latency ≤ 1 ms, memory per call reported (heap_per_call, stack_per_call).
+#
+# Measured on 2026-12-05 (2 vCPUs shared with other work, load 3-4), two
+# runs each, added p99 / p90 of the phones at 500 calls: the pollers
+# (relay_linux.go) 16.3 ms / 1.2 ms and 4.2 ms / 0.8 ms; a goroutine per
+# socket before them 18.6 ms / ≥20 ms and 19.3 ms / 13 ms. The machine's
+# own stalls in those runs reached 6-7 ms (the 'anchorload stalls' line),
+# and the generator shares the CPUs: the 1 ms target is not met here. At
+# 100 calls both stay under 0.25 ms added at p99.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS=${CALLS:-500}
@@ -33,7 +41,9 @@ for ((i = 1; i <= RUNS; i++)); do
 	echo "$direct"
 	echo "$relay"
 	get() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<<"$2"; }
-	echo "added latency: p50 $(( $(get p50_us "$relay") - $(get p50_us "$direct") )) µs, p99 $(( $(get p99_us "$relay") - $(get p99_us "$direct") )) µs (20000 means 20 ms or more)"
+	added99=$(( $(get p99_us "$relay") - $(get p99_us "$direct") ))
+	echo "added latency: p50 $(( $(get p50_us "$relay") - $(get p50_us "$direct") )) µs, p99 $added99 µs (20000 means 20 ms or more)"
+	echo "target: p99 added latency <= 1000 µs at $CALLS calls: $( [ "$added99" -le 1000 ] && echo met || echo "not met ($added99 µs; the machine's own stalls are the line 'anchorload stalls' above)")"
 	if [ "${SPLIT:-0}" = 1 ]; then
 		ports=$(dirname "$bin")/ports
 		rm -f "$ports"

@@ -41,6 +41,7 @@ type Server struct {
 	key      []byte // signs Record-Route (see rrTag)
 
 	udp   []*net.UDPConn
+	fast  []*fastUDP // the UDP listeners' REGISTER fast path (stateless.go)
 	tcp   []net.Listener
 	tls   []net.Listener
 	addrs Addrs
@@ -155,6 +156,7 @@ func (s *Server) listen() error {
 			return err
 		}
 		s.udp = append(s.udp, pc)
+		s.fast = append(s.fast, &fastUDP{pc: pc})
 		s.tcp = append(s.tcp, s.limit(ln))
 		s.addrs.UDP = append(s.addrs.UDP, bound(a, pc.LocalAddr()))
 		s.addrs.TCP = append(s.addrs.TCP, bound(a, ln.Addr()))
@@ -291,12 +293,14 @@ func (s *Server) filter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	if s.ctx.Err() != nil {
 		return nil, nil // closing: read nothing more
 	}
-	if s.limiter == nil {
-		return data, nil
-	}
-	if !s.limiter.Allow(sockets.AddrPort(p.RemoteAddr).Addr()) {
+	if s.limiter != nil && !s.limiter.Allow(sockets.AddrPort(p.RemoteAddr).Addr()) {
 		s.stats.droppedRate.Add(1)
 		return nil, nil
+	}
+	if p.Transport == "UDP" && isRegister(data) {
+		if f := s.fastListener(p.LocalAddr); f != nil && s.fastRegister(f, p.RemoteAddr, data) {
+			return nil, nil // answered (stateless.go)
+		}
 	}
 	return data, nil
 }

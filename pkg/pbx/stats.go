@@ -37,6 +37,7 @@ type counters struct {
 	keepAlives, keepAliveReplies                               atomic.Uint64
 	droppedMalformed, rejectedMalformed, droppedRate, strayRes atomic.Uint64
 	sipgoRejected, responsesIn                                 atomic.Uint64
+	statelessRegisters                                         atomic.Uint64 // answered in the read loop (stateless.go)
 	voicemail, mwiSubscribes, mwiNotifies                      atomic.Uint64
 	connsRefusedPerIP, connsRefusedTotal                       atomic.Uint64
 }

@@ -82,6 +82,9 @@ type Anchor struct {
 	now   func() time.Time
 	ports *ports
 	lat   histogram
+	// pollers read the calls' sockets (relay_linux.go); set up in New,
+	// then read under mu by NewCall.
+	pollers pollers
 
 	mu     sync.Mutex
 	calls  map[*Call]struct{}
@@ -127,6 +130,7 @@ func New(cfg Config) (*Anchor, error) {
 		return nil, err
 	}
 	a := &Anchor{cfg: cfg, log: log, now: cfg.Now, ports: p, calls: map[*Call]struct{}{}, stop: make(chan struct{})}
+	a.startPollers()
 	a.wg.Add(1)
 	go a.expire()
 	return a, nil
@@ -157,6 +161,7 @@ func (a *Anchor) Close() error {
 		for _, c := range calls {
 			c.close(ReasonAnchorClosed)
 		}
+		a.stopPollers()
 	})
 	return nil
 }

@@ -72,6 +72,8 @@ type sock struct {
 
 	in, inBytes, out, outBytes        atomic.Uint64
 	dropped, foreign, unrouted, sendE atomic.Uint64
+
+	relayState // who reads the socket (relay_linux.go)
 }
 
 // NewCall allocates two port pairs and starts relaying between them.
@@ -95,10 +97,9 @@ func (a *Anchor) NewCall() (*Call, error) {
 		l.socks[rtpSock].conn, l.socks[rtcpSock].conn = p.rtp, p.rtcp
 	}
 	a.calls[c] = struct{}{}
-	c.wg.Add(4)
 	for i := range c.legs {
-		go c.relay(&c.legs[i], rtpSock)
-		go c.relay(&c.legs[i], rtcpSock)
+		a.start(c, &c.legs[i], rtpSock)
+		a.start(c, &c.legs[i], rtcpSock)
 	}
 	a.log.Debug("anchor: call opened", "a_port", c.legs[A].pair.port, "b_port", c.legs[B].pair.port)
 	return c, nil
@@ -124,6 +125,12 @@ func (c *Call) Close() error {
 
 func (c *Call) close(r Reason) {
 	c.once.Do(func() {
+		// Nothing reads a socket once stop returns (the pollers,
+		// relay_linux.go), or once it is closed (relay_other.go).
+		for i := range c.legs {
+			c.a.stopRelay(&c.legs[i], rtpSock)
+			c.a.stopRelay(&c.legs[i], rtcpSock)
+		}
 		for i := range c.legs {
 			c.legs[i].pair.rtp.Close()
 			c.legs[i].pair.rtcp.Close()
@@ -168,62 +175,72 @@ func (l *Leg) Expect(rtp, rtcp netip.AddrPort) {
 	l.socks[rtcpSock].expect.Store(&rtcp)
 }
 
-// relay forwards what leg from's socket k receives out of the other leg's
-// socket k. It allocates nothing per packet: one buffer, reused. It
-// records how long each packet spent in the relay (Anchor.Latency).
-func (c *Call) relay(from *Leg, k int) {
-	defer c.wg.Done()
+// forward relays one datagram that from's socket k received from src out
+// of the other leg's socket k; rx is the kernel's receive time stamp (Unix
+// ns) or 0. It allocates nothing. false: the other leg's socket is closed.
+func (c *Call) forward(from *Leg, k int, data []byte, src netip.AddrPort, rx int64) bool {
 	in := &from.socks[k]
 	out := &c.legs[1-from.side].socks[k]
-	valid := validRTP
-	if k == rtcpSock {
-		valid = validRTCP
+	if len(data) >= bufSize || !(k == rtpSock && validRTP(data) || k == rtcpSock && validRTCP(data)) {
+		in.dropped.Add(1)
+		return true
 	}
-	latch := c.a.cfg.Latch
+	src = sockets.Unmap(src)
+	now := c.a.now().UnixNano()
+	ok := false
+	if k == rtpSock && isRTCP(data) {
+		ok = in.acceptMuxedRTCP(src, now)
+	} else {
+		ok = in.accept(src, now, c.a.cfg.Latch)
+	}
+	if !ok {
+		in.foreign.Add(1)
+		return true
+	}
+	in.in.Add(1)
+	in.inBytes.Add(uint64(len(data)))
+	dst, ok := out.dest()
+	if !ok {
+		in.unrouted.Add(1)
+		return true
+	}
+	// Counted before the send, so that whoever received the packet finds
+	// it counted (Stats); taken back if the send fails.
+	out.out.Add(1)
+	out.outBytes.Add(uint64(len(data)))
+	if _, err := out.conn.WriteToUDPAddrPort(data, dst); err != nil {
+		out.out.Add(^uint64(0))
+		out.outBytes.Add(^uint64(len(data) - 1))
+		if errors.Is(err, net.ErrClosed) {
+			return false
+		}
+		out.sendE.Add(1)
+		return true
+	}
+	if rx != 0 {
+		c.a.lat.add(time.Duration(time.Now().UnixNano() - rx)) // kernel stamps are wall-clock time
+	}
+	return true
+}
+
+// relay reads leg from's socket k in a goroutine of its own, where no
+// poller does (relay_linux.go, relay_other.go). It allocates nothing per
+// packet: one buffer, reused.
+func (c *Call) relay(from *Leg, k int) {
+	defer c.wg.Done()
+	conn := from.socks[k].conn
 	buf := make([]byte, bufSize)
 	oob := make([]byte, oobSize)
 	for {
-		n, oobn, _, src, err := in.conn.ReadMsgUDPAddrPort(buf, oob)
+		n, oobn, _, src, err := conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		if n >= len(buf) || !valid(buf[:n]) {
-			in.dropped.Add(1)
-			continue
-		}
-		src = sockets.Unmap(src)
-		now := c.a.now().UnixNano()
-		ok := false
-		if k == rtpSock && isRTCP(buf[:n]) {
-			ok = in.acceptMuxedRTCP(src, now)
-		} else {
-			ok = in.accept(src, now, latch)
-		}
-		if !ok {
-			in.foreign.Add(1)
-			continue
-		}
-		in.in.Add(1)
-		in.inBytes.Add(uint64(n))
-		dst, ok := out.dest()
-		if !ok {
-			in.unrouted.Add(1)
-			continue
-		}
-		if _, err := out.conn.WriteToUDPAddrPort(buf[:n], dst); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			out.sendE.Add(1)
-			continue
-		}
-		out.out.Add(1)
-		out.outBytes.Add(uint64(n))
-		if rx := rxTime(oob[:oobn]); rx != 0 {
-			c.a.lat.add(time.Duration(time.Now().UnixNano() - rx)) // kernel stamps are wall-clock time
+		if !c.forward(from, k, buf[:n], src, rxTime(oob[:oobn])) {
+			return
 		}
 	}
 }
