@@ -125,6 +125,11 @@ func TestBaresipWidebandConference(t *testing.T) {
 				t.Errorf("natkit's codec %s/%d, want %s/%d", c.Media.Codec, c.Media.SampleRate, tc.natkit.Name, tc.natkit.SampleRate)
 			}
 			findProbe(t, "baresip's noise in what natkit received", noise, c.Received)
+			// The room named its one other caller, baresip, as the source
+			// of what natkit heard (RTP CSRC → media.mixed_from).
+			if len(c.Media.MixedFrom) != 1 || c.Media.MixedFrom[0] == c.Media.SSRC {
+				t.Errorf("natkit's mixed_from %08x (its own ssrc %08x), want baresip's one source", c.Media.MixedFrom, c.Media.SSRC)
+			}
 
 			if _, err := b.Command(ctx, "hangup", ""); err != nil {
 				t.Fatalf("%v\n%s", err, b.Output())

@@ -201,7 +201,7 @@ func fakeEffects(t *testing.T, seen map[string]any) Effects {
 			seen["sip"] = o
 			seenMu.Unlock()
 			return sipua.Report{Envelope: render.NewEnvelope("call"), Call: sipua.Call{Target: o.Target.String(), Registered: ptr(true), Answered: true,
-				Media: &sipua.Media{Codec: "PCMU", PacketsSent: 350, PacketsReceived: 349, EchoDelayMs: ptr(5000.0)}, Ladder: []sipua.Message{}}}, nil
+				Media: &sipua.Media{Codec: "PCMU", MixedFrom: []uint32{}, PacketsSent: 350, PacketsReceived: 349, EchoDelayMs: ptr(5000.0)}, Ladder: []sipua.Message{}}}, nil
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,7 +64,14 @@ type leg struct {
 	// is set once the answer said whether the far end does ICE.
 	ice        *iceAgent
 	iceSettled bool
+	// mixedFrom are the contributing sources (RTP CSRC) the far end's
+	// packets named: the other callers of a conference; at most
+	// maxMixedFrom, in the order first seen.
+	mixedFrom []uint32
 }
+
+// maxMixedFrom bounds the sources a call remembers.
+const maxMixedFrom = 64
 
 // noteDigit records a digit received (RFC 4733 or SIP INFO).
 func (l *leg) noteDigit(r rune) {
@@ -171,6 +179,9 @@ func (l *leg) start(ctx context.Context, st sdp.Stream, codec sdp.Codec, dtmf *s
 func (l *leg) onAudio(f rtpsession.Frame) {
 	l.heard.Store(true)
 	l.all.OnAudio(f)
+	if len(f.CSRC) > 0 {
+		l.noteSources(f.CSRC)
+	}
 	if p := l.probe.Load(); p != nil {
 		p.heard(f.Samples)
 	}
@@ -180,6 +191,17 @@ func (l *leg) onAudio(f rtpsession.Frame) {
 		l.mu.Unlock()
 		if s != nil {
 			_ = s.WriteFrame(f.Samples)
+		}
+	}
+}
+
+// noteSources remembers the contributing sources of a received packet.
+func (l *leg) noteSources(csrc []uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range csrc {
+		if len(l.mixedFrom) < maxMixedFrom && !slices.Contains(l.mixedFrom, id) {
+			l.mixedFrom = append(l.mixedFrom, id)
 		}
 	}
 }
@@ -413,6 +435,8 @@ func (l *leg) stop(dtmfSent string) *Media {
 	if l.digits.Len() > 0 {
 		m.DTMFReceived = strp(l.digits.String())
 	}
+	m.MixedFrom = append([]uint32{}, l.mixedFrom...)
 	l.mu.Unlock()
+	m.SSRC = s.SSRC()
 	return m
 }

@@ -136,6 +136,12 @@ type Media struct {
 	Path *string `json:"path"`
 	// ICE is what ICE did (ice.go); null when it did not run.
 	ICE *MediaICE `json:"ice"`
+	// SSRC is the RTP source natkit sent as; MixedFrom the sources the far
+	// end's packets said they mixed in (RTP CSRC, RFC 3550 §7.1), as a
+	// conference bridge names the other callers a participant hears (each
+	// caller's ssrc), in the order first heard; empty when none did.
+	SSRC      uint32   `json:"ssrc"`
+	MixedFrom []uint32 `json:"mixed_from"`
 }
 
 // NAT is what the registrar saw of natkit (RFC 3581 Via received/rport) and

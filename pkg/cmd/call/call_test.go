@@ -180,7 +180,7 @@ func cannedCall() engine.Report {
 			l(6254.8, engine.Sent, me, pbx, "BYE", "2 BYE", false),
 			l(6276.2, engine.Received, pbx, me, "200 OK", "2 BYE", false),
 		},
-		Media: &engine.Media{Codec: "PCMU", SampleRate: 8000, PayloadType: 0, LocalAddress: strp("192.168.1.20:40000"),
+		Media: &engine.Media{Codec: "PCMU", SampleRate: 8000, PayloadType: 0, MixedFrom: []uint32{}, LocalAddress: strp("192.168.1.20:40000"),
 			RemoteAddress: strp("203.0.113.10:30000"), PacketsSent: 250, PacketsReceived: 243, PacketsLost: 2, LossPct: 0.81,
 			JitterMs: 3.42, RTTMs: fp(41.5), MOS: fp(4.27), EchoDelayMs: fp(5043.8), DTMFSent: strp("123#"), Path: strp("plain")},
 		NAT:        &engine.NAT{Received: strp("198.51.100.7"), Rport: ip(61000), ContactRewritten: bp(true), BehindNAT: bp(true)},
@@ -197,6 +197,18 @@ func cannedICE() engine.Report {
 	m.EchoDelayMs = fp(42.4)
 	m.ICE = &engine.MediaICE{LocalCandidateType: strp("relay"), RemoteCandidateType: strp("srflx"), Local: strp("203.0.113.10:49152"),
 		Remote: strp("198.51.100.9:61002"), Role: "controlling", LocalCandidates: 3, RemoteCandidates: 3, CheckingMs: fp(612.3)}
+	r.Media = &m
+	return r
+}
+
+// cannedConference is a call to a conference room at 16 kHz whose bridge
+// named the two other callers it mixed (RTP CSRC).
+func cannedConference() engine.Report {
+	r := cannedCall()
+	r.Target = "sip:3100@pbx.example.net"
+	m := *r.Media
+	m.Codec, m.SampleRate, m.PayloadType, m.EchoDelayMs = "G722", 16000, 9, nil
+	m.SSRC, m.MixedFrom = 0x1a2b3c4d, []uint32{0x0badcafe, 0x5eed1e55}
 	r.Media = &m
 	return r
 }
@@ -253,6 +265,8 @@ func TestRunCanned(t *testing.T) {
 		{name: "answered.json", rep: cannedCall(), json: true},
 		{name: "ice.txt", rep: cannedICE()},
 		{name: "ice.json", rep: cannedICE(), json: true},
+		{name: "conference.txt", rep: cannedConference()},
+		{name: "conference.json", rep: cannedConference(), json: true},
 		{name: "busy.txt", rep: cannedBusy(), exit: 1},
 		{name: "busy.json", rep: cannedBusy(), json: true, exit: 1},
 	}

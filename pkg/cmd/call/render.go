@@ -208,6 +208,13 @@ func renderCall(w io.Writer, cs *iostreams.ColorScheme, c engine.Call, verbose b
 			echo = render.Ms(m.EchoDelayMs) + " round trip"
 		}
 		add("Echo", echo)
+		if len(m.MixedFrom) > 0 {
+			ids := make([]string, len(m.MixedFrom))
+			for i, id := range m.MixedFrom {
+				ids[i] = fmt.Sprintf("%08x", id)
+			}
+			add("Mixed from", fmt.Sprintf("%d other source%s (RTP CSRC %s; ours %08x)", len(ids), plural(len(ids)), strings.Join(ids, ", "), m.SSRC))
+		}
 		if m.DTMFSent != nil || m.DTMFReceived != nil {
 			add("DTMF", fmt.Sprintf("sent %s, received %s", render.Dash(m.DTMFSent), render.Dash(m.DTMFReceived)))
 		}

@@ -129,7 +129,7 @@ func cannedEffects(turnOK bool) engine.Effects {
 				Registered: bp(true), RegisterStatus: ip(200), FinalStatus: ip(200), Reason: sp("OK"), Answered: true, SetupMs: fp(40.5),
 				CallID: sp("call-id-1"), EndedBy: sp("natkit"), ByeStatus: ip(200),
 				Ladder: []sipua.Message{{TimeMs: 0, Direction: sipua.Sent, From: "192.0.2.2:5060", To: "203.0.113.10:5060", MethodOrStatus: "INVITE", CSeq: "1 INVITE", SDP: true}},
-				Media: &sipua.Media{Codec: "PCMU", SampleRate: 8000, LocalAddress: sp("192.0.2.2:40010"), RemoteAddress: sp("203.0.113.10:20000"),
+				Media: &sipua.Media{Codec: "PCMU", SampleRate: 8000, MixedFrom: []uint32{}, LocalAddress: sp("192.0.2.2:40010"), RemoteAddress: sp("203.0.113.10:20000"),
 					PacketsSent: 350, PacketsReceived: 349, PacketsLost: 1, LossPct: 0.3, JitterMs: 1.2, RTTMs: fp(20), MOS: fp(4.3), EchoDelayMs: fp(5012.5)},
 				NAT: &sipua.NAT{Received: sp("198.51.100.7"), Rport: ip(5060), ContactRewritten: bp(true), BehindNAT: bp(true)}, DurationMs: 7100}}, nil
 		},

@@ -27,6 +27,10 @@ const (
 	maxSound = 2 * time.Second
 )
 
+// silenceLevel is the largest sample of a frame that counts as silence
+// for OutputFrom's sources (about -54 dBFS: comfort-noise level).
+const silenceLevel = 64
+
 // Rates are the rooms' sample rates.
 var Rates = []int{8000, 16000, 32000, 48000}
 
@@ -52,6 +56,12 @@ type ParticipantConfig struct {
 	// runs on the room's goroutine, so it must not block; samples is
 	// reused after it returns. nil discards.
 	Output func(samples []int16)
+	// OutputFrom, when set, is called instead of Output with the sources
+	// mixed into the frame too: the Source of each other participant whose
+	// audio was in it (talking, not muted, not silent), for the CSRC list of
+	// the RTP packet that carries it (RFC 3550 §7.1). from is reused after
+	// it returns.
+	OutputFrom func(samples []int16, from []uint32)
 }
 
 // Errors.
@@ -145,7 +155,7 @@ func (r *Room) Join(cfg ParticipantConfig) (*Participant, error) {
 		return nil, fmt.Errorf("%w: %d Hz has no whole 20 ms frame", errRate, cfg.Rate)
 	}
 	p := &Participant{
-		room: r, rate: cfg.Rate, output: cfg.Output, in: in, out: out,
+		room: r, rate: cfg.Rate, output: cfg.Output, outputFrom: cfg.OutputFrom, in: in, out: out,
 		queue:  newRing(r.queue),
 		sound:  newRing(samplesIn(maxSound, r.rate)),
 		frame:  make([]int16, r.frame),
@@ -219,8 +229,12 @@ func (r *Room) Mix() {
 		if !p.talking {
 			continue
 		}
+		p.audible = false
 		for k, v := range p.frame {
 			r.sum[k] += int32(v)
+			if v > silenceLevel || v < -silenceLevel {
+				p.audible = true
+			}
 		}
 	}
 	var hold []int16
@@ -249,6 +263,18 @@ func (r *Room) Mix() {
 		}
 		if sound {
 			addSat(out, r.played)
+		}
+		if p.outputFrom != nil {
+			p.from = p.from[:0]
+			if hold == nil {
+				for _, q := range r.tick {
+					if q != p && q.talking && q.audible {
+						if id := q.source.Load(); id != 0 {
+							p.from = append(p.from, id)
+						}
+					}
+				}
+			}
 		}
 		p.deliver()
 	}
@@ -285,11 +311,13 @@ func addSat(dst, src []int16) {
 
 // Participant is one member of a room.
 type Participant struct {
-	room   *Room
-	rate   int
-	output func([]int16)
-	muted  atomic.Bool
-	left   atomic.Bool
+	room       *Room
+	rate       int
+	output     func([]int16)
+	outputFrom func([]int16, []uint32)
+	source     atomic.Uint32 // SetSource's; 0: none
+	muted      atomic.Bool
+	left       atomic.Bool
 
 	mu      sync.Mutex // Write's and Play's against the mixer's
 	in      *resample.Resampler
@@ -304,6 +332,8 @@ type Participant struct {
 	mix     []int16 // what it hears, at the room's rate
 	outBuf  []int16 // the same at its rate
 	talking bool
+	audible bool     // talking, and its frame not silence
+	from    []uint32 // the sources it hears this tick
 
 	st struct {
 		written, underruns, dropped, heard atomic.Uint64
@@ -337,6 +367,10 @@ func (p *Participant) Play(samples []int16) {
 	p.sound.write(samples)
 	p.mu.Unlock()
 }
+
+// SetSource names the participant as a source of the mix (its RTP SSRC):
+// the others' OutputFrom lists it while its audio is in what they hear.
+func (p *Participant) SetSource(id uint32) { p.source.Store(id) }
 
 // SetMuted mutes or unmutes: a muted participant's audio reaches no one
 // (its queue still drains), and it still hears the room.
@@ -380,7 +414,10 @@ func (p *Participant) deliver() {
 	p.mu.Unlock()
 	p.outBuf = p.out.Process(p.outBuf[:0], p.mix)
 	p.st.heard.Add(1)
-	if p.output != nil {
+	switch {
+	case p.outputFrom != nil:
+		p.outputFrom(p.outBuf, p.from)
+	case p.output != nil:
 		p.output(p.outBuf)
 	}
 }

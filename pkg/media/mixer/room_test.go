@@ -2,6 +2,7 @@ package mixer
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 
@@ -220,4 +221,55 @@ func TestRun(t *testing.T) {
 	if r.Ticks() == 0 {
 		t.Error("no ticks")
 	}
+}
+
+// TestOutputFrom: each participant's frames name the others whose audio is
+// in them (their sources, for RTP's CSRC list), never itself, and not one
+// who is silent, muted or has set no source; alone, music on hold names
+// no one.
+func TestOutputFrom(t *testing.T) {
+	r, err := New(Config{Rate: 8000, Hold: sine(440, 8000, 8000, 160)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([][]uint32, 4)
+	parts := make([]*Participant, 4)
+	for i := range parts {
+		parts[i], err = r.Join(ParticipantConfig{OutputFrom: func(_ []int16, from []uint32) {
+			got[i] = append(got[i][:0], from...)
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 {
+			parts[i].SetSource(uint32(11 * (i + 1)))
+		}
+	}
+	tone := sine(700, 8000, 160, 160)
+	silence := make([]int16, 160)
+	mix := func(frames ...[]int16) {
+		for i, f := range frames {
+			parts[i].Write(f)
+		}
+		r.Mix()
+	}
+	check := func(step string, want ...[]uint32) {
+		t.Helper()
+		for i, w := range want {
+			if fmt.Sprint(got[i]) != fmt.Sprint(w) {
+				t.Errorf("%s: participant %d heard from %v, want %v", step, i, got[i], w)
+			}
+		}
+	}
+	// 11 and 22 talk, 33 is silent, the fourth talks with no source set.
+	mix(tone, tone, silence, tone)
+	check("two talking", []uint32{22}, []uint32{11}, []uint32{11, 22}, []uint32{11, 22})
+	parts[1].SetMuted(true)
+	mix(tone, tone, tone, silence)
+	check("22 muted", []uint32{33}, []uint32{11, 33}, []uint32{11}, []uint32{11, 33})
+	for _, p := range parts[1:] {
+		p.Leave()
+	}
+	mix(tone)
+	check("alone, on hold", []uint32{})
 }

@@ -102,7 +102,11 @@ type Frame struct {
 	Seq       uint16
 	Timestamp uint32
 	Marker    bool
-	Samples   []int16
+	// SSRC is the packet's source; CSRC its contributing sources (RFC
+	// 3550 §5.1: the sources a mixer such as a conference put in it).
+	SSRC    uint32
+	CSRC    []uint32
+	Samples []int16
 }
 
 // Errors.
@@ -484,7 +488,7 @@ func (s *Session) handleRTP(b []byte, from net.Addr) {
 				samples = s.down.Process(nil, samples)
 			}
 			s.decMu.Unlock()
-			s.cfg.OnAudio(Frame{Seq: p.SequenceNumber, Timestamp: p.Timestamp, Marker: p.Marker, Samples: samples})
+			s.cfg.OnAudio(Frame{Seq: p.SequenceNumber, Timestamp: p.Timestamp, Marker: p.Marker, SSRC: p.SSRC, CSRC: p.CSRC, Samples: samples})
 		}
 	case p.PayloadType == s.cfg.EventPT:
 		s.mu.Lock()
@@ -539,7 +543,18 @@ func (s *Session) encode(samples []int16) ([]byte, uint32) {
 // packet carries the marker bit (RFC 3551 §4.1: start of a talkspurt).
 func (s *Session) WriteFrame(samples []int16) error {
 	payload, ticks := s.encode(samples)
-	return s.write(s.cfg.Codec.PT, payload, ticks, false, 0)
+	return s.write(s.cfg.Codec.PT, payload, ticks, false, 0, nil)
+}
+
+// maxCSRC is the most contributing sources an RTP header carries (its CC
+// field has four bits).
+const maxCSRC = 15
+
+// WriteFrameFrom is WriteFrame for a mixer: the packet names the sources
+// mixed into samples in its CSRC list (RFC 3550 §7.1), the first 15.
+func (s *Session) WriteFrameFrom(samples []int16, csrc []uint32) error {
+	payload, ticks := s.encode(samples)
+	return s.write(s.cfg.Codec.PT, payload, ticks, false, 0, csrc[:min(len(csrc), maxCSRC)])
 }
 
 // WriteFrameFollowing sends samples as one RTP packet now, stamped to keep
@@ -562,14 +577,14 @@ func (s *Session) WriteFrameFollowing(samples []int16, inTS uint32, marker bool)
 	if marker {
 		m = 1
 	}
-	return s.write(s.cfg.Codec.PT, payload, ticks, true, m)
+	return s.write(s.cfg.Codec.PT, payload, ticks, true, m, nil)
 }
 
 // write sends one packet. advance is how far the timestamp moves after it;
 // fixedTS, if set, sends at the current timestamp without the pause rule
 // (telephone-events share their start timestamp; Send's frames after the
-// first continue the talkspurt).
-func (s *Session) write(pt uint8, payload []byte, advance uint32, fixedTS bool, marker int) error {
+// first continue the talkspurt); csrc is the CSRC list.
+func (s *Session) write(pt uint8, payload []byte, advance uint32, fixedTS bool, marker int, csrc []uint32) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
@@ -590,7 +605,7 @@ func (s *Session) write(pt uint8, payload []byte, advance uint32, fixedTS bool, 
 	p := rtp.Packet{
 		Header: rtp.Header{
 			Version: 2, Marker: m, PayloadType: pt,
-			SequenceNumber: s.seq, Timestamp: s.ts, SSRC: s.cfg.SSRC,
+			SequenceNumber: s.seq, Timestamp: s.ts, SSRC: s.cfg.SSRC, CSRC: csrc,
 		},
 		Payload: payload,
 	}
@@ -641,7 +656,7 @@ func (s *Session) Send(ctx context.Context, samples []int16) error {
 		clear(frame)
 		copy(frame, samples[i*n:])
 		payload, ticks := s.encode(frame)
-		if err := s.write(s.cfg.Codec.PT, payload, ticks, i > 0, 0); err != nil {
+		if err := s.write(s.cfg.Codec.PT, payload, ticks, i > 0, 0, nil); err != nil {
 			return err
 		}
 	}
@@ -673,7 +688,7 @@ func (s *Session) SendDigit(ctx context.Context, digit rune, d time.Duration) er
 		if i == 0 {
 			marker = 1
 		}
-		if err := s.write(s.cfg.EventPT, ev.Marshal(), advance, true, marker); err != nil {
+		if err := s.write(s.cfg.EventPT, ev.Marshal(), advance, true, marker, nil); err != nil {
 			return err
 		}
 	}

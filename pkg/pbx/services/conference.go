@@ -180,6 +180,7 @@ func (c *call) conference(number string) {
 	// At the caller's codec rate: the room resamples to and from its own.
 	c.withSessionAt(0, func(f rtpsession.Frame) {
 		if p := part.Load(); p != nil && len(f.Samples) > 0 {
+			p.SetSource(f.SSRC)
 			p.Write(f.Samples)
 		}
 		if inband != nil {
@@ -196,8 +197,10 @@ func (c *call) conference(number string) {
 // sends what it hears, a frame each 20 ms.
 func (c *call) joinRoom(ctx context.Context, s *rtpsession.Session, number string, part *atomic.Pointer[mixer.Participant]) {
 	p, snd, leave, err := c.s.rooms.join(number, mixer.ParticipantConfig{
-		Rate:   s.Rate(),
-		Output: func(samples []int16) { _ = s.WriteFrame(samples) },
+		Rate: s.Rate(),
+		// Each frame names the callers mixed into it (RTP CSRC): natkit call
+		// reports them as media.mixed_from.
+		OutputFrom: func(samples []int16, from []uint32) { _ = s.WriteFrameFrom(samples, from) },
 	})
 	if err != nil {
 		c.s.log.Warn("services: conference", "number", number, "error", err)

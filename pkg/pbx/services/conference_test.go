@@ -117,6 +117,20 @@ func TestConference(t *testing.T) {
 	if !eventually(ctx, nMinusOne(-1)) {
 		t.Fatalf("N-1 mix not heard (‰ of energy at each tone):%s", report())
 	}
+	// Each caller's packets named the other two as their sources (RTP
+	// CSRC, what natkit call reports as media.mixed_from), never itself.
+	for i, tk := range ts {
+		src := tk.m.sources()
+		for j, other := range ts {
+			n := src[other.m.sess.SSRC()]
+			if j == i && n > 0 {
+				t.Errorf("caller %d: %d packets name its own source %08x", i, n, other.m.sess.SSRC())
+			}
+			if j != i && n == 0 {
+				t.Errorf("caller %d: no packet names caller %d's source %08x (sources %v)", i, j, other.m.sess.SSRC(), src)
+			}
+		}
+	}
 	if st := s.Stats(); st.Rooms != 1 || st.ConfJoins != 3 {
 		t.Errorf("stats %+v", st)
 	}

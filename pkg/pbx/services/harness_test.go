@@ -5,6 +5,7 @@ import (
 	"github.com/natkit/natkit/pkg/media/codec"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"strconv"
@@ -221,6 +222,15 @@ type media struct {
 	rec    *rtpsession.Recorder
 	mu     sync.Mutex
 	frames []frame
+	csrc   map[uint32]int // contributing sources received, packets each
+}
+
+// sources are the contributing sources (RTP CSRC) received so far, with
+// how many packets named each.
+func (m *media) sources() map[uint32]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.csrc)
 }
 
 type frame struct {
@@ -250,6 +260,12 @@ func (m *media) start(t *testing.T, remote netip.AddrPort) {
 		m.rec.OnAudio(f)
 		m.mu.Lock()
 		m.frames = append(m.frames, frame{time.Now(), f.Samples})
+		for _, id := range f.CSRC {
+			if m.csrc == nil {
+				m.csrc = map[uint32]int{}
+			}
+			m.csrc[id]++
+		}
 		m.mu.Unlock()
 	}}
 	if remote.IsValid() {
