@@ -103,6 +103,21 @@ func TestNewCmdCall(t *testing.T) {
 				t.Errorf("%+v", o.ice)
 			}
 		}},
+		{name: "ice defaults to tcp", args: "a@b --ice", check: func(t *testing.T, o *CallOptions) {
+			if o.transport != engine.TCP {
+				t.Errorf("transport %q, want tcp", o.transport)
+			}
+		}},
+		{name: "ice keeps the transport asked for", args: "sip:a@b;transport=udp --ice", check: func(t *testing.T, o *CallOptions) {
+			if o.transport != "" || o.target.Transport != engine.UDP {
+				t.Errorf("transport %q, URI's %q, want the URI's udp", o.transport, o.target.Transport)
+			}
+		}},
+		{name: "ice with --transport", args: "a@b --ice --transport tls", check: func(t *testing.T, o *CallOptions) {
+			if o.transport != engine.TLS {
+				t.Errorf("transport %q, want tls", o.transport)
+			}
+		}},
 		{name: "ice password in the uri", args: "a@b --ice --relay turn:alice:pw@h:3480", check: func(t *testing.T, o *CallOptions) {
 			if o.ice.user != "alice" || o.ice.pass != "pw" || o.ice.relay.Host != "h" || o.ice.relay.Port != 3480 {
 				t.Errorf("%+v", o.ice)
