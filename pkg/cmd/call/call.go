@@ -126,8 +126,8 @@ server's host on 3478, where natkit serve answers STUN) and relayed from
 then goes direct when the NATs let the checks through, else through TURN,
 and natkit's PBX does not anchor it; media.path in the report says which
 (direct, relay, or plain without ICE). --answer answers ICE offers with ICE.
-With --ice the call goes over TCP unless --transport or the URI says
-otherwise: an INVITE with candidates is larger than SIP over UDP allows
+With --ice the call (with --answer, the registration) goes over TCP unless
+--transport or the URI says otherwise: an INVITE with candidates is larger than SIP over UDP allows
 (1300 bytes, RFC 3261 §18.1.1).
 
 Exit status: 0 when the call was answered and audio came back, 1 when it was
@@ -214,10 +214,16 @@ func (o *CallOptions) validate() error {
 			return cmdutil.UsageErrorf("--transport %s contradicts the sips: URI (TLS): drop one of them", o.Transport)
 		}
 	}
-	if uri := o.target; o.ice.ICE && o.Answer == "" && o.transport == "" && uri.Transport == "" {
-		// An INVITE with ICE candidates is larger than 1300 bytes: RFC 3261
-		// §18.1.1 sends it over a congestion-controlled transport, and
-		// sipgo refuses it over UDP. Say tcp rather than fail by default.
+	uri := o.target
+	if o.Answer != "" {
+		uri = o.aor
+	}
+	if o.ice.ICE && o.transport == "" && uri.Transport == "" {
+		// An INVITE with ICE candidates (and its 200) is larger than 1300
+		// bytes: RFC 3261 §18.1.1 sends it over a congestion-controlled
+		// transport, and sipgo refuses it over UDP. Say tcp rather than
+		// fail by default; with --answer, the registration is over TCP, so
+		// that the PBX can bring such an INVITE.
 		o.transport = engine.TCP
 	}
 	if o.Duration <= 0 || o.Duration > maxDuration {

@@ -113,6 +113,11 @@ func TestNewCmdCall(t *testing.T) {
 				t.Errorf("transport %q, URI's %q, want the URI's udp", o.transport, o.target.Transport)
 			}
 		}},
+		{name: "answer with ice registers over tcp", args: "--answer 1002@h --password x --ice", check: func(t *testing.T, o *CallOptions) {
+			if o.transport != engine.TCP {
+				t.Errorf("transport %q, want tcp", o.transport)
+			}
+		}},
 		{name: "ice with --transport", args: "a@b --ice --transport tls", check: func(t *testing.T, o *CallOptions) {
 			if o.transport != engine.TLS {
 				t.Errorf("transport %q, want tls", o.transport)
