@@ -43,7 +43,10 @@ func TestNothingStopsWhatItDidNotStart(t *testing.T) {
 		for i, line := range strings.Split(string(b), "\n") {
 			// The package's own maintainer scripts stop the unit the
 			// package installed, on removal: theirs to stop.
-			own := filepath.Dir(rel) == "packaging" && strings.Contains(line, "natkit-serve.service")
+			own := filepath.Dir(rel) == "packaging" && strings.Contains(line, "natkit-serve.service") ||
+				// TestSystemdUnit boots a systemd of its own in a container
+				// it made, and starts, stops and removes the unit there.
+				rel == filepath.Join("packaging", "systemd_test.go")
 			if forbidden.MatchString(line) && !own {
 				bad = append(bad, rel+":"+strconv.Itoa(i+1)+": "+strings.TrimSpace(line))
 			}

@@ -23,13 +23,13 @@ type talker struct {
 	hold sync.Mutex
 }
 
-func joinRoom(ctx context.Context, t *testing.T, s *Server, number string, freq float64) *talker {
+func joinRoom(ctx context.Context, t testing.TB, s *Server, number string, freq float64) *talker {
 	t.Helper()
 	return joinRoomWith(ctx, t, s, number, freq, codec.Codec{})
 }
 
 // joinRoomWith is joinRoom offering only c (zero: PCMU and PCMA).
-func joinRoomWith(ctx context.Context, t *testing.T, s *Server, number string, freq float64, c codec.Codec) *talker {
+func joinRoomWith(ctx context.Context, t testing.TB, s *Server, number string, freq float64, c codec.Codec) *talker {
 	t.Helper()
 	caller := newCaller(t)
 	m := newMedia(t)

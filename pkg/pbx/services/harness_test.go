@@ -25,7 +25,7 @@ import (
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // start runs a Server on loopback for one test.
-func start(t *testing.T, cfg Config) *Server {
+func start(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = discard
@@ -53,7 +53,7 @@ func start(t *testing.T, cfg Config) *Server {
 // caller is a sipgo UA on loopback that places calls and takes the
 // service's BYE.
 type caller struct {
-	t      *testing.T
+	t      testing.TB
 	ua     *sipgo.UserAgent
 	dua    sipgo.DialogUA
 	addr   netip.AddrPort
@@ -61,7 +61,7 @@ type caller struct {
 	byes   chan struct{}
 }
 
-func newCaller(t *testing.T) *caller {
+func newCaller(t testing.TB) *caller {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -136,7 +136,7 @@ func uri(s *Server, user string, params ...string) sip.Uri {
 }
 
 // offer is an SDP offer of PCMU, PCMA, telephone-event with RTP at addr.
-func offer(t *testing.T, addr netip.AddrPort, cs ...codec.Codec) []byte {
+func offer(t testing.TB, addr netip.AddrPort, cs ...codec.Codec) []byte {
 	t.Helper()
 	var codecs []sdp.Codec
 	for _, c := range cs {
@@ -196,7 +196,7 @@ func (c *caller) waitBye(ctx context.Context) bool {
 }
 
 // answerAddr is where the answer in res (or d's 200) receives RTP.
-func answerAddr(t *testing.T, body []byte) netip.AddrPort {
+func answerAddr(t testing.TB, body []byte) netip.AddrPort {
 	t.Helper()
 	desc, err := sdp.Parse(body)
 	if err != nil {
@@ -239,7 +239,7 @@ type frame struct {
 }
 
 // newMedia opens the caller's RTP socket; start runs the session.
-func newMedia(t *testing.T) *media {
+func newMedia(t testing.TB) *media {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -253,7 +253,7 @@ func (m *media) addr() netip.AddrPort { return m.conn.LocalAddr().(*net.UDPAddr)
 
 // start runs an RTP session sending to remote (nil: latch to the first
 // source) and recording into a Recorder whose Start is now.
-func (m *media) start(t *testing.T, remote netip.AddrPort) {
+func (m *media) start(t testing.TB, remote netip.AddrPort) {
 	t.Helper()
 	m.rec = &rtpsession.Recorder{Start: time.Now(), Rate: 8000, ClockRate: max(m.codec.ClockRate, 8000)}
 	cfg := rtpsession.Config{Conn: m.conn, Latch: true, EventPT: m.eventPT, Codec: m.codec, Rate: 8000, OnAudio: func(f rtpsession.Frame) {
