@@ -11,6 +11,12 @@
 #   SECONDS_RUN=30 COUNT=3 scripts/bench-rooms.sh
 #
 # The mixer alone (no sockets, no codecs): go test ./pkg/media/mixer -bench .
+# Measured on 2026-12-05 (2 vCPUs, idle otherwise), 10 s per case, two runs:
+# 1x50: 3119 and 3359 µs/participant-s, 0 and 0.077 % missing, 0 lost;
+# 50x3: 2368 and 2784 µs/participant-s, 0.022 and 0 % missing, 0 lost (a
+# missing share under 0.1 % is less than one frame per caller: the edges of
+# the measuring window). About 0.4 of a core for 150 participants, callers
+# included.
 # Only loopback traffic; nothing outside the process is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,14 +24,13 @@ SECONDS_RUN=${SECONDS_RUN:-10}
 COUNT=${COUNT:-1}
 nproc_=$(nproc)
 echo "== BenchmarkRooms: ${SECONDS_RUN}s of audio per case, $COUNT run(s), $nproc_ CPUs, $(go version | awk '{print $3}')"
-go test ./pkg/pbx/services -run '^$' -bench '^BenchmarkRooms$' -benchtime "${SECONDS_RUN}x" -count "$COUNT" |
-  grep -E '^(Benchmark|ok|FAIL)' |
-  awk '{
-    if ($1 ~ /^Benchmark/) {
-      line = $1
-      for (i = 2; i <= NF; i++) {
+go test ./pkg/pbx/services -run '^$' -bench '^BenchmarkRooms$' -benchtime "${SECONDS_RUN}x" -count "$COUNT" 2>/dev/null |
+  awk '
+    /^BenchmarkRooms\// { name = $1 }
+    /cpu-µs\/participant-s/ {
+      line = name
+      for (i = 2; i <= NF; i++)
         if ($(i) ~ /^(cpu-µs\/participant-s|missing-%|rtp-lost)$/) line = line "  " $(i) " " $(i-1)
-      }
       print line
-    } else print
-  }'
+    }
+    /^(ok|FAIL)/ { print }'

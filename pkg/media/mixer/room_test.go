@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/natkit/natkit/pkg/leaktest"
 )
@@ -272,4 +273,40 @@ func TestOutputFrom(t *testing.T) {
 	}
 	mix(tone)
 	check("alone, on hold", []uint32{})
+}
+
+// TestRunCatchesUp: a tick that comes late mixes every frame due since the
+// last (a time.Ticker drops the ticks its reader missed), up to
+// maxCatchUp; after a longer stall the room skips ahead.
+func TestRunCatchesUp(t *testing.T) {
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticks := make(chan time.Time)
+	start := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.run(ctx, ticks, start) }()
+	for _, step := range []struct {
+		at   time.Duration
+		want uint64
+	}{
+		{20 * time.Millisecond, 1},
+		{40 * time.Millisecond, 2},
+		{100 * time.Millisecond, 5},   // three ticks missed: mixed now
+		{110 * time.Millisecond, 5},   // early: nothing due
+		{1100 * time.Millisecond, 10}, // a 1 s stall: maxCatchUp frames, not 50
+		{1120 * time.Millisecond, 11},
+	} {
+		ticks <- start.Add(step.at)
+		ticks <- start.Add(step.at) // a tick of no new frame: the last one's mixing is done
+		if got := r.Ticks(); got != step.want {
+			t.Errorf("after the tick at %v: %d frames mixed, want %d", step.at, got, step.want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
