@@ -33,7 +33,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if req.Method == sip.ACK {
-		s.forwardAck(req)
+		s.forwardAck(req, tx)
 		return
 	}
 	toOurs := req.Recipient.User == "" && s.isOurs(req.Recipient)
@@ -92,6 +92,12 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	user, ok := s.authenticate(req, tx, true)
 	if !ok {
+		return
+	}
+	if st, ok := tx.(*statelessTx); ok {
+		// The read loop takes no request with credentials (stateless.go):
+		// routing needs a transaction.
+		st.handBack = true
 		return
 	}
 	s.route(req, tx, user)

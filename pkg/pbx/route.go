@@ -31,7 +31,7 @@ func (s *Server) routedToUs(req *sip.Request) bool {
 // Request-URI is where it goes, through the NAT binding of a registered
 // contact when the Request-URI is one.
 func (s *Server) inDialog(req *sip.Request) *sip.Request {
-	fr := fresh(req)
+	fr := forwardCopy(req)
 	fr.RemoveHeader("Route")
 	transport := "UDP"
 	next := fr.Recipient
@@ -113,12 +113,18 @@ func (s *Server) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 
 // forwardAck relays an ACK statelessly: an ACK for a 2xx routed through
 // us. ACKs for our own non-2xx answers were absorbed by sipgo's server
-// transactions.
-func (s *Server) forwardAck(req *sip.Request) {
+// transactions, or are dropped here (those of the read loop's 407s). In
+// the read loop (tx a statelessTx), an ACK to a next hop over TCP or TLS
+// goes back to sipgo's path, which may have to connect first.
+func (s *Server) forwardAck(req *sip.Request, tx sip.ServerTransaction) {
 	if mf := req.MaxForwards(); !s.routedToUs(req) || mf != nil && mf.Val() == 0 {
 		return
 	}
 	fr := s.inDialog(req)
+	if st, ok := tx.(*statelessTx); ok && fr.Transport() != "UDP" {
+		st.handBack = true
+		return
+	}
 	if s.cfg.Anchor != nil && len(req.Body()) > 0 {
 		// The answer to a late offer made in the 2xx.
 		tag, _ := req.From().Params.Get("tag")
@@ -164,8 +170,7 @@ func (s *Server) strayForward(res *sip.Response) {
 	if cseq == nil || cseq.MethodName != sip.INVITE {
 		return
 	}
-	out := res.Clone()
-	out.RemoveHeader("Via")
+	out := upstream(res)
 	next := out.Via()
 	if next == nil {
 		return

@@ -41,7 +41,7 @@ type Server struct {
 	key      []byte // signs Record-Route (see rrTag)
 
 	udp   []*net.UDPConn
-	fast  []*fastUDP // the UDP listeners' REGISTER fast path (stateless.go)
+	fast  []*fastUDP // the UDP listeners' read-loop path (stateless.go)
 	tcp   []net.Listener
 	tls   []net.Listener
 	addrs Addrs
@@ -297,8 +297,8 @@ func (s *Server) filter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 		s.stats.droppedRate.Add(1)
 		return nil, nil
 	}
-	if p.Transport == "UDP" && isRegister(data) {
-		if f := s.fastListener(p.LocalAddr); f != nil && s.fastRegister(f, p.RemoteAddr, data) {
+	if p.Transport == "UDP" && fastMethod(data) {
+		if f := s.fastListener(p.LocalAddr); f != nil && s.fastRequest(f, p.RemoteAddr, data) {
 			return nil, nil // answered (stateless.go)
 		}
 	}

@@ -4,26 +4,44 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/natkit/natkit/pkg/sip/digest"
 	"github.com/natkit/natkit/pkg/sockets"
 )
 
-// REGISTER over UDP is answered in the read loop, before sipgo sees it,
-// as kamailio's registrar answers (sl_send_reply, no transaction): sipgo
-// would start a goroutine for the message, build a server transaction
-// (its FSM, timers, a context and a lookup of the connection to answer
-// on) and a second goroutine's worth of scheduling, only for register to
-// terminate it at once (handle.go: REGISTER keeps no transaction). The
-// read loop parses it with sipgo's parser, runs the same handle as
-// every other request, and writes the response itself.
+// Three kinds of request over UDP are handled in the read loop, before
+// sipgo sees them, as kamailio handles them without a transaction
+// (sl_send_reply, forward): sipgo would start a goroutine for the
+// message, build a server transaction (its FSM, timers, a context and a
+// lookup of the connection to answer on) and a second goroutine's worth of
+// scheduling, for a request that needs none. The read loop parses it with
+// sipgo's parser, runs the same handle as every other request, and writes
+// the response itself:
 //
-// Only a plain REGISTER takes this path: one with a Via, a CSeq, a Call-ID,
-// From and To, and no To tag (a REGISTER is never in a dialog; one with a
-// tag could be routed to us as loose routing, which needs a transaction).
-// Everything else — other methods, TCP and TLS, what does not parse —
-// goes to sipgo as before, and its malformed-message handling answers.
+//   - a REGISTER (handle.go: REGISTER keeps no transaction, a
+//     retransmission of an applied one gets its 200 again);
+//   - an INVITE without credentials outside a dialog: its only answer is
+//     a 407 challenge (or a refusal), as kamailio's auth_challenge sends
+//     it; a retransmission is challenged again. The 407's To tag starts
+//     with challengeTag, so that its ACK is recognised and absorbed here;
+//   - an ACK: for a 2xx and routed through us (forwardAck, stateless in
+//     any case) when the next hop is over UDP, or for one of our stateless
+//     407s (dropped, as its transaction would have absorbed it).
+//
+// Only a plain request takes this path: one with a Via, a CSeq, a Call-ID,
+// From and To; a REGISTER or INVITE without a To tag (one with a tag could
+// be routed to us as loose routing, which needs a transaction).
+// Everything else — other methods, other ACKs (for the final answers of
+// sipgo's INVITE transactions, which stop their retransmissions), TCP and
+// TLS, what does not parse — goes to sipgo as before, and its
+// malformed-message handling answers.
+
+// challengeTag starts the To tag of the responses written by the read
+// loop.
+const challengeTag = "nks-"
 
 // fastUDP is one UDP listener's state for the fast path.
 type fastUDP struct {
@@ -43,14 +61,16 @@ var fastParser = sip.NewParser()
 
 var fastBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// isRegister reports whether a datagram starts a REGISTER request.
-func isRegister(data []byte) bool {
-	return len(data) > 9 && string(data[:9]) == "REGISTER "
+// fastMethod reports whether a datagram starts a request the read loop
+// may handle.
+func fastMethod(data []byte) bool {
+	return bytes.HasPrefix(data, []byte("REGISTER ")) || bytes.HasPrefix(data, []byte("INVITE ")) ||
+		bytes.HasPrefix(data, []byte("ACK "))
 }
 
-// fastRegister answers a REGISTER read on listener f from src; false hands the
-// datagram to sipgo.
-func (s *Server) fastRegister(f *fastUDP, src net.Addr, data []byte) bool {
+// fastRequest handles a request read on listener f from src in the read
+// loop; false hands the datagram to sipgo.
+func (s *Server) fastRequest(f *fastUDP, src net.Addr, data []byte) bool {
 	ua, ok := src.(*net.UDPAddr)
 	if !ok {
 		return false
@@ -60,11 +80,28 @@ func (s *Server) fastRegister(f *fastUDP, src net.Addr, data []byte) bool {
 		return false
 	}
 	req, ok := m.(*sip.Request)
-	if !ok || req.Method != sip.REGISTER {
+	if !ok {
 		return false
 	}
 	via, cseq, to := req.Via(), req.CSeq(), req.To()
-	if via == nil || cseq == nil || to == nil || req.From() == nil || req.CallID() == nil || to.Params.Has("tag") {
+	if via == nil || cseq == nil || to == nil || req.From() == nil || req.CallID() == nil {
+		return false
+	}
+	tag, tagged := to.Params.Get("tag")
+	switch req.Method {
+	case sip.REGISTER:
+		if tagged {
+			return false
+		}
+	case sip.INVITE:
+		if tagged || req.GetHeader(digest.ProxyAuthorization) != nil {
+			return false
+		}
+	case sip.ACK:
+		if !strings.HasPrefix(tag, challengeTag) && !s.routedToUs(req) {
+			return false // sipgo's INVITE transaction may wait for it
+		}
+	default:
 		return false
 	}
 	from := sockets.Unmap(ua.AddrPort())
@@ -84,8 +121,19 @@ func (s *Server) fastRegister(f *fastUDP, src net.Addr, data []byte) bool {
 	if port == 0 {
 		port = uint16(sip.DefaultUdpPort)
 	}
-	s.stats.statelessRegisters.Add(1)
-	s.handle(req, &statelessTx{pc: f.pc, dst: netip.AddrPortFrom(from.Addr(), port)})
+	tx := &statelessTx{pc: f.pc, dst: netip.AddrPortFrom(from.Addr(), port)}
+	s.handle(req, tx)
+	if tx.handBack {
+		return false
+	}
+	switch req.Method {
+	case sip.REGISTER:
+		s.stats.statelessRegisters.Add(1)
+	case sip.INVITE:
+		s.stats.statelessChallenges.Add(1)
+	case sip.ACK:
+		s.stats.statelessAcks.Add(1)
+	}
 	return true
 }
 
@@ -133,9 +181,20 @@ func (s *Server) fastListener(la net.Addr) *fastUDP {
 type statelessTx struct {
 	pc  *net.UDPConn
 	dst netip.AddrPort
+	// handBack is set by a handler that finds the request needs sipgo's
+	// path after all (forwardAck to a next hop over TCP or TLS, which
+	// may have to connect first): nothing was sent.
+	handBack bool
 }
 
 func (t *statelessTx) Respond(res *sip.Response) error {
+	if to := res.To(); to != nil && res.StatusCode > 100 {
+		// The To tag marks the response as ours (challengeTag); the
+		// header is the response's own (NewResponseFromRequest clones it).
+		if tag, _ := to.Params.Get("tag"); !strings.HasPrefix(tag, challengeTag) {
+			to.Params.Add("tag", challengeTag+tag)
+		}
+	}
 	buf := fastBufs.Get().(*bytes.Buffer)
 	defer fastBufs.Put(buf)
 	buf.Reset()

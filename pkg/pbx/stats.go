@@ -38,6 +38,8 @@ type counters struct {
 	droppedMalformed, rejectedMalformed, droppedRate, strayRes atomic.Uint64
 	sipgoRejected, responsesIn                                 atomic.Uint64
 	statelessRegisters                                         atomic.Uint64 // answered in the read loop (stateless.go)
+	statelessChallenges                                        atomic.Uint64 // INVITEs challenged in the read loop
+	statelessAcks                                              atomic.Uint64 // ACKs forwarded or absorbed in the read loop
 	voicemail, mwiSubscribes, mwiNotifies                      atomic.Uint64
 	connsRefusedPerIP, connsRefusedTotal                       atomic.Uint64
 }
