@@ -82,6 +82,13 @@ func TestCall(t *testing.T) {
 	if st := s.Stats(); st.CallsProxied != 1 || st.CallsAnswered != 1 {
 		t.Errorf("stats %+v", st)
 	}
+	// Over UDP the read loop took the challenged INVITE, both ACKs (the
+	// 407's, absorbed, and the 2xx's, forwarded), the BYE and its 200
+	// (stateless.go).
+	c := &s.stats
+	if got := [...]uint64{c.statelessChallenges.Load(), c.statelessAcks.Load(), c.statelessByes.Load(), c.statelessResponses.Load()}; got != [...]uint64{1, 2, 1, 1} {
+		t.Errorf("read loop: challenges, ACKs, BYEs, responses %v, want [1 2 1 1]", got)
+	}
 }
 
 // TestFork: bob has two contacts; one rings forever, the other answers:

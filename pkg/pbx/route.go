@@ -70,8 +70,20 @@ func (s *Server) bindingFor(u sip.Uri) (location.Binding, bool) {
 // its responses.
 func (s *Server) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	fr := s.inDialog(req)
+	// The read loop's BYE (stateless.go) is forwarded without a
+	// transaction when the next hop is an address over UDP.
+	st, stateless := tx.(*statelessTx)
+	dst, ok := nextHop(fr)
+	if stateless && !ok {
+		st.handBack = true
+		return
+	}
 	if req.Method == sip.BYE && s.cfg.Anchor != nil {
 		s.cfg.Anchor.Release(req.CallID().Value())
+	}
+	if stateless {
+		s.sendStateless(st, req, fr, dst)
+		return
 	}
 	if s.cfg.Anchor != nil && offerAnswer(req.Method) && len(req.Body()) > 0 {
 		// A re-INVITE or UPDATE offers again: the same relay, the
@@ -121,8 +133,10 @@ func (s *Server) forwardAck(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	fr := s.inDialog(req)
-	if st, ok := tx.(*statelessTx); ok && fr.Transport() != "UDP" {
-		st.handBack = true
+	st, stateless := tx.(*statelessTx)
+	dst, ok := nextHop(fr)
+	if stateless && !ok {
+		st.handBack = true // before the anchor sees it: sipgo's path does
 		return
 	}
 	if s.cfg.Anchor != nil && len(req.Body()) > 0 {
@@ -132,6 +146,10 @@ func (s *Server) forwardAck(req *sip.Request, tx sip.ServerTransaction) {
 			fr.SetBody(b)
 		}
 	}
+	if stateless {
+		s.sendStateless(st, req, fr, dst)
+		return
+	}
 	if err := s.client.WriteRequest(fr, prebuilt); err != nil {
 		s.log.Debug("ACK", "error", err)
 	}
@@ -139,8 +157,8 @@ func (s *Server) forwardAck(req *sip.Request, tx sip.ServerTransaction) {
 
 // strayResponse handles responses matching no client transaction (§16.7:
 // processed as a stateless proxy): 2xx retransmissions of answered INVITEs
-// go up to the next Via; answers to keep-alives are counted; the rest is
-// dropped.
+// and responses to requests the read loop forwarded go up to the next Via;
+// answers to keep-alives are counted; the rest is dropped.
 func (s *Server) strayResponse(res *sip.Response) {
 	if !s.enter() {
 		return
@@ -156,24 +174,46 @@ func (s *Server) strayResponse(res *sip.Response) {
 		s.stats.keepAliveReplies.Add(1)
 		return
 	}
-	s.stats.strayRes.Add(1)
-	if !res.IsSuccess() || !strings.HasPrefix(br, branchPrefix) {
+	if !strings.HasPrefix(br, branchPrefix) {
+		s.stats.strayRes.Add(1)
 		return
 	}
-	s.strayForward(res)
+	if statelessBranch(br) {
+		// A response to a request forwarded statelessly (by the read
+		// loop), read by sipgo: up to the next Via, as the read loop
+		// sends them.
+		s.stats.statelessResponses.Add(1)
+		s.strayForward(res)
+		return
+	}
+	s.stats.strayRes.Add(1)
+	if cseq := res.CSeq(); res.IsSuccess() && cseq != nil && cseq.MethodName == sip.INVITE {
+		s.strayForward(res)
+	}
 }
 
-// strayForward sends a 2xx to an INVITE up to the next Via statelessly
-// (§16.11), without our Via.
+// strayForward sends a response up to the next Via statelessly (§16.11),
+// without our Via.
 func (s *Server) strayForward(res *sip.Response) {
-	cseq := res.CSeq()
-	if cseq == nil || cseq.MethodName != sip.INVITE {
+	out := upstream(res)
+	dst, ok := viaTarget(out.Via())
+	if !ok {
 		return
 	}
-	out := upstream(res)
-	next := out.Via()
+	out.SetDestination(dst.String())
+	out.SetTransport(out.Via().Transport)
+	s.stats.response(out.StatusCode)
+	if err := s.srv.WriteResponse(out); err != nil {
+		s.log.Debug("stray response", "status", out.StatusCode, "error", err)
+	}
+}
+
+// viaTarget is where a response goes up to a Via (RFC 3261 §18.2.2,
+// RFC 3581): its received address and rport when it has them, else its
+// sent-by (an IP address only: nothing is resolved).
+func viaTarget(next *sip.ViaHeader) (netip.AddrPort, bool) {
 	if next == nil {
-		return
+		return netip.AddrPort{}, false
 	}
 	host, port := next.Host, next.Port
 	if v, ok := next.Params.Get("received"); ok && v != "" {
@@ -184,16 +224,12 @@ func (s *Server) strayForward(res *sip.Response) {
 			port = p
 		}
 	}
-	if port == 0 {
-		port = 5060
+	if port <= 0 || port > 65535 {
+		port = sip.DefaultUdpPort
 	}
 	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
 	if err != nil {
-		return
+		return netip.AddrPort{}, false
 	}
-	out.SetDestination(netip.AddrPortFrom(ip, uint16(port)).String())
-	out.SetTransport(next.Transport)
-	if err := s.srv.WriteResponse(out); err != nil {
-		s.log.Debug("stray 2xx", "error", err)
-	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), true
 }

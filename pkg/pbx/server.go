@@ -299,7 +299,12 @@ func (s *Server) filter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	}
 	if p.Transport == "UDP" && fastMethod(data) {
 		if f := s.fastListener(p.LocalAddr); f != nil && s.fastRequest(f, p.RemoteAddr, data) {
-			return nil, nil // answered (stateless.go)
+			return nil, nil // answered or forwarded (stateless.go)
+		}
+	}
+	if p.Transport == "UDP" && isResponse(data) {
+		if f := s.fastListener(p.LocalAddr); f != nil && s.fastResponse(f, data) {
+			return nil, nil // sent up (stateless.go)
 		}
 	}
 	return data, nil

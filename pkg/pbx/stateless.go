@@ -2,8 +2,10 @@ package pbx
 
 import (
 	"bytes"
+	"hash/fnv"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -29,7 +31,16 @@ import (
 //     with challengeTag, so that its ACK is recognised and absorbed here;
 //   - an ACK: for a 2xx and routed through us (forwardAck, stateless in
 //     any case) when the next hop is over UDP, or for one of our stateless
-//     407s (dropped, as its transaction would have absorbed it).
+//     407s (dropped, as its transaction would have absorbed it);
+//   - a BYE routed through us (loose routing, forwardInDialog) when the
+//     next hop is an address over UDP: forwarded as a stateless proxy
+//     does (RFC 3261 §16.11), with a branch computed from the request's
+//     own so that a retransmission is forwarded with the same one, and its
+//     responses go up by their Vias (fastResponse). The caller's
+//     retransmissions reach the callee, whose transaction answers them;
+//     what is lost is a 408 of our own when the callee is gone, which a
+//     UA ending a dialog does not wait for (§15.1.1). A re-INVITE or
+//     UPDATE keeps its transaction (the anchor may rewrite its SDP).
 //
 // Only a plain request takes this path: one with a Via, a CSeq, a Call-ID,
 // From and To; a REGISTER or INVITE without a To tag (one with a tag could
@@ -65,7 +76,12 @@ var fastBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // may handle.
 func fastMethod(data []byte) bool {
 	return bytes.HasPrefix(data, []byte("REGISTER ")) || bytes.HasPrefix(data, []byte("INVITE ")) ||
-		bytes.HasPrefix(data, []byte("ACK "))
+		bytes.HasPrefix(data, []byte("ACK ")) || bytes.HasPrefix(data, []byte("BYE "))
+}
+
+// isResponse reports whether a datagram starts a response.
+func isResponse(data []byte) bool {
+	return bytes.HasPrefix(data, []byte("SIP/2.0 "))
 }
 
 // fastRequest handles a request read on listener f from src in the read
@@ -101,6 +117,10 @@ func (s *Server) fastRequest(f *fastUDP, src net.Addr, data []byte) bool {
 		if !strings.HasPrefix(tag, challengeTag) && !s.routedToUs(req) {
 			return false // sipgo's INVITE transaction may wait for it
 		}
+	case sip.BYE:
+		if !tagged || !s.routedToUs(req) {
+			return false
+		}
 	default:
 		return false
 	}
@@ -133,6 +153,112 @@ func (s *Server) fastRequest(f *fastUDP, src net.Addr, data []byte) bool {
 		s.stats.statelessChallenges.Add(1)
 	case sip.ACK:
 		s.stats.statelessAcks.Add(1)
+	case sip.BYE:
+		s.stats.statelessByes.Add(1)
+	}
+	return true
+}
+
+// statelessBranch reports whether a branch of our Via is one the read
+// loop put on a request it forwarded (sendStateless): after the loop
+// hash, "s" where a transaction's branch has hex digits.
+func statelessBranch(br string) bool {
+	i := strings.LastIndexByte(br, '.')
+	return strings.HasPrefix(br, branchPrefix) && i >= 0 && strings.HasPrefix(br[i+1:], "s")
+}
+
+// nextHop is where an in-dialog request prepared by inDialog goes when the
+// read loop may send it itself: over UDP, to an IP address (a hostname
+// would need a DNS lookup in the read loop).
+func nextHop(fr *sip.Request) (netip.AddrPort, bool) {
+	if fr.Transport() != "UDP" {
+		return netip.AddrPort{}, false
+	}
+	if d := fr.Destination(); d != "" {
+		ap, err := netip.ParseAddrPort(d)
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err == nil
+	}
+	next := fr.Recipient
+	if r := fr.Route(); r != nil {
+		next = r.Address
+	}
+	if next.UriParams.Has("maddr") {
+		return netip.AddrPort{}, false
+	}
+	ip, err := netip.ParseAddr(strings.Trim(next.Host, "[]"))
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	port := next.Port
+	if port <= 0 || port > 65535 {
+		port = sip.DefaultUdpPort
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), true
+}
+
+// sendStateless writes fr, forwarded from req by the read loop, to dst
+// from the listener req came in on. The branch of our Via is computed from
+// req's (§16.11): a retransmission goes out with the same one, and the
+// callee's transaction takes it as one.
+func (s *Server) sendStateless(st *statelessTx, req, fr *sip.Request, dst netip.AddrPort) {
+	via := fr.Via() // ours, new (proxyHeaders)
+	br, _ := via.Params.Get("branch")
+	in, _ := req.Via().Params.Get("branch")
+	h := fnv.New64a()
+	h.Write([]byte(in))
+	h.Write([]byte{0})
+	h.Write([]byte(req.Source()))
+	h.Write([]byte{0})
+	h.Write([]byte(req.Method))
+	via.Params.Add("branch", br[:strings.LastIndexByte(br, '.')+1]+"s"+strconv.FormatUint(h.Sum64(), 16))
+	buf := fastBufs.Get().(*bytes.Buffer)
+	defer fastBufs.Put(buf)
+	buf.Reset()
+	fr.StringWrite(buf)
+	if _, err := st.pc.WriteToUDPAddrPort(buf.Bytes(), dst); err != nil {
+		s.log.Debug("forward", "method", fr.Method, "error", err)
+	}
+}
+
+// fastResponse sends up a response to a request the read loop forwarded
+// (its top Via ours with a statelessBranch), when the next Via is over
+// UDP; false hands the datagram to sipgo (whose strayResponse sends up
+// the rest).
+func (s *Server) fastResponse(f *fastUDP, data []byte) bool {
+	m, err := fastParser.ParseSIP(data)
+	if err != nil {
+		return false
+	}
+	res, ok := m.(*sip.Response)
+	if !ok {
+		return false
+	}
+	via := res.Via()
+	if via == nil || res.CSeq() == nil || !strings.EqualFold(via.Host, s.host) || !s.ourPort(via.Port) {
+		return false
+	}
+	if br, _ := via.Params.Get("branch"); !statelessBranch(br) {
+		return false
+	}
+	out := upstream(res)
+	next := out.Via()
+	dst, ok := viaTarget(next)
+	if !ok || !strings.EqualFold(next.Transport, "UDP") {
+		return false
+	}
+	if !s.enter() {
+		return true
+	}
+	defer s.handlers.Done()
+	s.stats.responsesIn.Add(1)
+	s.stats.statelessResponses.Add(1)
+	s.stats.response(out.StatusCode)
+	buf := fastBufs.Get().(*bytes.Buffer)
+	defer fastBufs.Put(buf)
+	buf.Reset()
+	out.StringWrite(buf)
+	if _, err := f.pc.WriteToUDPAddrPort(buf.Bytes(), dst); err != nil {
+		s.log.Debug("forward", "status", out.StatusCode, "error", err)
 	}
 	return true
 }

@@ -122,3 +122,87 @@ func TestStatelessRegister(t *testing.T) {
 		t.Errorf("a REGISTER with a To tag was answered in the read loop")
 	}
 }
+
+// TestStatelessBye: a BYE routed through us over UDP is forwarded by the
+// read loop as a stateless proxy forwards (stateless.go): its
+// retransmission goes out with the same branch (the callee's transaction
+// takes it as one), the callee's 200 goes up without our Via, and a BYE
+// whose next hop is a hostname goes to sipgo's stateful path instead.
+func TestStatelessBye(t *testing.T) {
+	leaktest.Check(t)
+	s := startServer(t, nil)
+	caller := newRaw(t, s)
+	callee := newRaw(t, s)
+	route := "Route: <sip:" + s.host + ":" + strconv.Itoa(s.port("UDP")) + ";lr;nk=" + s.rrTag("stateless-bye") + ">\r\n"
+	bye := func(host string, cseq int) []byte {
+		return []byte("BYE sip:bob@" + host + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP 127.0.0.1:" + strconv.Itoa(caller.port()) + ";branch=z9hG4bK-bye" + strconv.Itoa(cseq) + ";rport\r\n" +
+			route + "Max-Forwards: 70\r\nFrom: <sip:alice@" + domain + ">;tag=a\r\nTo: <sip:bob@" + domain + ">;tag=b\r\n" +
+			"Call-ID: stateless-bye\r\nCSeq: " + strconv.Itoa(cseq) + " BYE\r\nContent-Length: 0\r\n\r\n")
+	}
+	b := bye("127.0.0.1:"+strconv.Itoa(callee.port()), 2)
+	var branches []string
+	var got []byte
+	for range 2 {
+		caller.send(b)
+		got = callee.recv(5 * time.Second)
+		if got == nil || !strings.HasPrefix(string(got), "BYE ") {
+			t.Fatalf("callee got %q", got)
+		}
+		branch := strings.SplitN(rawHeader(got, "Via"), "branch=", 2)
+		if len(branch) != 2 {
+			t.Fatalf("no branch in the top Via of %q", got)
+		}
+		branches = append(branches, strings.SplitN(branch[1], ";", 2)[0])
+	}
+	if branches[0] != branches[1] || !statelessBranch(branches[0]) {
+		t.Errorf("branches of a BYE and its retransmission: %q", branches)
+	}
+	if strings.Contains(string(got), "\r\nRoute:") {
+		t.Errorf("our Route forwarded: %q", got)
+	}
+	// The callee answers with the Vias it got, as a UAS does.
+	var vias string
+	for _, l := range strings.Split(string(got), "\r\n") {
+		if strings.HasPrefix(l, "Via:") {
+			vias += l + "\r\n"
+		}
+	}
+	callee.send([]byte("SIP/2.0 200 OK\r\n" + vias + "From: <sip:alice@" + domain + ">;tag=a\r\nTo: <sip:bob@" + domain + ">;tag=b\r\n" +
+		"Call-ID: stateless-bye\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"))
+	res := caller.recv(5 * time.Second)
+	if status(res) != 200 {
+		t.Fatalf("caller got %q", res)
+	}
+	if v := rawHeader(res, "Via"); !strings.Contains(v, "branch=z9hG4bK-bye2") {
+		t.Errorf("200's top Via %q: want the caller's", v)
+	}
+	if strings.Count(string(res), "\r\nVia:") != 1 {
+		t.Errorf("200 sent up with our Via: %q", res)
+	}
+
+	// A hostname (localhost: /etc/hosts, no DNS query leaves the host).
+	caller.send(bye("localhost:"+strconv.Itoa(callee.port()), 3))
+	got = callee.recv(5 * time.Second)
+	if got == nil || !strings.HasPrefix(string(got), "BYE ") {
+		t.Fatalf("callee got %q for a BYE to a hostname", got)
+	}
+	if v := rawHeader(got, "Via"); !strings.Contains(v, "branch="+branchPrefix) || statelessBranch(strings.SplitN(strings.SplitN(v, "branch=", 2)[1], ";", 2)[0]) {
+		t.Errorf("BYE to a hostname forwarded with Via %q: want a transaction's branch", v)
+	}
+	vias = ""
+	for _, l := range strings.Split(string(got), "\r\n") {
+		if strings.HasPrefix(l, "Via:") {
+			vias += l + "\r\n"
+		}
+	}
+	callee.send([]byte("SIP/2.0 200 OK\r\n" + vias + "From: <sip:alice@" + domain + ">;tag=a\r\nTo: <sip:bob@" + domain + ">;tag=b\r\n" +
+		"Call-ID: stateless-bye\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"))
+	if res := caller.recv(5 * time.Second); status(res) != 200 {
+		t.Errorf("BYE to a hostname: caller got %q", res)
+	}
+	c := &s.stats
+	if got := [...]uint64{c.statelessByes.Load(), c.statelessResponses.Load()}; got != [...]uint64{2, 1} {
+		t.Errorf("read loop: BYEs, responses %v, want [2 1]", got)
+	}
+}

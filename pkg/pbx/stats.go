@@ -40,6 +40,8 @@ type counters struct {
 	statelessRegisters                                         atomic.Uint64 // answered in the read loop (stateless.go)
 	statelessChallenges                                        atomic.Uint64 // INVITEs challenged in the read loop
 	statelessAcks                                              atomic.Uint64 // ACKs forwarded or absorbed in the read loop
+	statelessByes                                              atomic.Uint64 // BYEs forwarded by the read loop
+	statelessResponses                                         atomic.Uint64 // their responses sent up
 	voicemail, mwiSubscribes, mwiNotifies                      atomic.Uint64
 	connsRefusedPerIP, connsRefusedTotal                       atomic.Uint64
 }
