@@ -3,6 +3,7 @@ package pbx
 import (
 	"bytes"
 	"hash/fnv"
+	"maps"
 	"net"
 	"net/netip"
 	"strconv"
@@ -70,6 +71,25 @@ type fastUDP struct {
 // one between its transports).
 var fastParser = sip.NewParser()
 
+// Lighter parsers for what the read loop forwards, as kamailio parses
+// lazily: the headers it does not look at are kept as they came (and
+// forwarded as such) rather than parsed. For an ACK or BYE it needs no
+// Contact or Record-Route; to send a response up, only Vias and CSeq.
+var (
+	inDialogParser = sip.NewParser(sip.WithHeadersParsers(parsersWithout("contact", "m", "record-route", "refer-to", "referred-by")))
+	responseParser = sip.NewParser(sip.WithHeadersParsers(parsersWithout("contact", "m", "record-route", "refer-to", "referred-by",
+		"from", "f", "to", "t", "content-type", "c")))
+)
+
+// parsersWithout is sipgo's header parsers without those named.
+func parsersWithout(names ...string) map[string]sip.HeaderParser {
+	m := maps.Clone(sip.DefaultHeadersParser())
+	for _, n := range names {
+		delete(m, n)
+	}
+	return m
+}
+
 var fastBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // fastMethod reports whether a datagram starts a request the read loop
@@ -91,7 +111,11 @@ func (s *Server) fastRequest(f *fastUDP, src net.Addr, data []byte) bool {
 	if !ok {
 		return false
 	}
-	m, err := fastParser.ParseSIP(data)
+	p := fastParser
+	if data[0] == 'A' || data[0] == 'B' { // ACK, BYE
+		p = inDialogParser
+	}
+	m, err := p.ParseSIP(data)
 	if err != nil {
 		return false
 	}
@@ -225,7 +249,7 @@ func (s *Server) sendStateless(st *statelessTx, req, fr *sip.Request, dst netip.
 // UDP; false hands the datagram to sipgo (whose strayResponse sends up
 // the rest).
 func (s *Server) fastResponse(f *fastUDP, data []byte) bool {
-	m, err := fastParser.ParseSIP(data)
+	m, err := responseParser.ParseSIP(data)
 	if err != nil {
 		return false
 	}
