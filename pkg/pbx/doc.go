@@ -21,6 +21,12 @@
 //     retransmissions;
 //   - handle.go: the request route — validation, then REGISTER, OPTIONS,
 //     digest with 407, routing;
+//   - stateless.go (sl, forward): over UDP, what needs no transaction is
+//     handled in the read loop without sipgo's goroutine and transaction
+//     per message — REGISTER, the 407 to an INVITE without credentials
+//     and its ACK, the ACK of a 2xx and a BYE routed through us, and the
+//     responses to what it forwarded; the INVITE with credentials and
+//     every other request keep their transactions;
 //   - server.go: sockets, digest (pkg/sip/digest), the registrar
 //     (pkg/pbx/registrar), rate limiting (pkg/ratelimit) and Stats;
 //   - proxy.go's voicemail stage (Config.Voicemail): an unanswered, busy
