@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"hash"
 	"net/netip"
 )
 
@@ -48,13 +49,21 @@ func (v *Verifier) openNonce(nonce string, src netip.Addr) (issued int64, ok boo
 }
 
 func (v *Verifier) mac(dst, head []byte, src netip.Addr) {
-	m := hmac.New(sha256.New, v.key)
+	// A pool of keyed HMACs: hmac.New costs more than the MAC itself,
+	// and every challenge and answer takes one.
+	m, _ := v.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, v.key)
+	}
+	defer v.macs.Put(m)
+	m.Reset()
 	m.Write(head)
 	if v.bindSource {
 		k := sourceKey(src)
 		m.Write(k[:])
 	}
-	copy(dst, m.Sum(nil))
+	var sum [sha256.Size]byte
+	copy(dst, m.Sum(sum[:0]))
 }
 
 // sourceKey is what identifies a source: an IPv4 address (IPv4-mapped

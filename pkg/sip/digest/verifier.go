@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/natkit/natkit/pkg/ratelimit"
@@ -142,6 +143,7 @@ type Verifier struct {
 	algs       []Algorithm
 	store      Store
 	key        []byte
+	macs       sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key (nonce.go)
 	bindSource bool
 	lifetime   int64
 	penaltyNs  int64
