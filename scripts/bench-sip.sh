@@ -391,18 +391,24 @@ EOF
 
 # bench_calls NAME: phase 1 against a server just started; writes NAME.res
 # as "key value" lines.
-bench_calls() {
-  local name=$1 pid=$server_pid res="$work/$1.res" t0 t1 r ok failed rate med
-  : >"$res"
+# start_uas NAME: once the server is ready, the SIPp uas registers 7000
+# from its own port, then answers there in the background; sets uas.
+start_uas() {
+  local name=$1 r
   wait_ready
-  # The uas registers 7000 from its own port, then answers there.
   sipp_run "$name-uasreg" -sf "$work/register.xml" -inf "$work/uas.csv" -p "$UAS_PORT" -m 1 -timeout 10s
   read -r r _ _ _ <<<"$(stats "$name-uasreg")"
   [ "$r" = 1 ] || { echo "bench-sip: $name: the SIPp uas could not register" >&2; cat "$work/$name-uasreg.out" >&2; exit 1; }
   sipp -sf "$work/uas-rr.xml" -i 127.0.0.1 -mi 127.0.0.1 -p "$UAS_PORT" -mp "$UAS_MPORT" -nostdin \
     -max_recv_loops 10000 -max_sched_loops 10000 >"$work/$name-uas.out" 2>&1 &
-  local uas=$!; pids+=("$uas")
+  uas=$!; pids+=("$uas")
   sleep 0.5
+}
+
+bench_calls() {
+  local name=$1 res="$work/$1.res" ok failed rate med uas
+  : >"$res"
+  start_uas "$name"
 
   echo "== $name: calls/s, closed loop (target $CPS_TARGET/s, $CPS_LIMIT in flight, ${CPS_TIME}s)" >&2
   sipp_run "$name-cps" -sf "$work/uac-digest.xml" -s 7000 -au 1001 -ap "$PASSWORD" -p "$UAC_PORT" -mp "$UAC_MPORT" \
@@ -415,13 +421,16 @@ bench_calls() {
   kill "$uas" 2>/dev/null || true; wait "$uas" 2>/dev/null || true
 }
 
-# bench_fixed NAME PID: phase 2 once (the SIPp uas answering); appends its
-# figures to NAME.res (one cpu_ms_per_call line a run). The CPU counted
-# runs to DRAIN s after the last call: the transactions' timers (natkit's
-# sipgo keeps an INVITE's for 32 s after its 2xx, RFC 6026; kamailio's tm
-# a few s) fire in that window, so both pay for all they set up.
+# bench_fixed NAME: phase 2 once against a server just started (not the
+# one phase 1 loaded: its transactions from the closed loop would still be
+# expiring, billed to these calls); appends its figures to NAME.res (one
+# cpu_ms_per_call line a run). The CPU counted runs to DRAIN s after the
+# last call: the transactions' timers (natkit's sipgo keeps an INVITE's
+# for 32 s after its 2xx, RFC 6026; kamailio's tm a few s) fire in that
+# window, so both pay for all they set up.
 bench_fixed() {
-  local name=$1 pid=$2 res="$work/$1.res" t0 t1 ok failed
+  local name=$1 pid=$server_pid res="$work/$1.res" t0 t1 ok failed uas
+  start_uas "$name"
   echo "== $name: CPU per call at $FIXED_RATE calls/s (${FIXED_TIME}s, then ${DRAIN}s idle)" >&2
   t0=$(cpu_ticks "$pid")
   sipp_run "$name-fixed" -sf "$work/uac-digest.xml" -s 7000 -au 1001 -ap "$PASSWORD" -p "$UAC_PORT" -mp "$UAC_MPORT" \
@@ -432,22 +441,6 @@ bench_fixed() {
   echo "fixed_ok $ok" >>"$res"
   echo "fixed_failed $failed" >>"$res"
   echo "cpu_ms_per_call $(python3 -c "print('%.3f' % (($t1 - $t0) * 1000.0 / $HZ / max(1, $ok)))")" >>"$res"
-}
-
-# bench_more_fixed NAME: phase 2 against a server just started (not the
-# one phase 1 loaded: its transactions from the closed loop would still be
-# expiring, billed to these calls).
-bench_more_fixed() {
-  local name=$1 pid=$server_pid r
-  wait_ready
-  sipp_run "$name-uasreg" -sf "$work/register.xml" -inf "$work/uas.csv" -p "$UAS_PORT" -m 1 -timeout 10s
-  read -r r _ _ _ <<<"$(stats "$name-uasreg")"
-  [ "$r" = 1 ] || { echo "bench-sip: $name: the SIPp uas could not register" >&2; exit 1; }
-  sipp -sf "$work/uas-rr.xml" -i 127.0.0.1 -mi 127.0.0.1 -p "$UAS_PORT" -mp "$UAS_MPORT" -nostdin \
-    -max_recv_loops 10000 -max_sched_loops 10000 >"$work/$name-uas.out" 2>&1 &
-  local uas=$!; pids+=("$uas")
-  sleep 0.5
-  bench_fixed "$name" "$pid"
   kill "$uas" 2>/dev/null || true; wait "$uas" 2>/dev/null || true
 }
 
@@ -511,10 +504,10 @@ stop_server
 if [ -z "$SKIP_CALLS" ]; then
   for ((i = 1; i <= FIXED_RUNS; i++)); do
     start_natkit
-    bench_more_fixed natkit
+    bench_fixed natkit
     stop_server
     start_kamailio
-    bench_more_fixed kamailio
+    bench_fixed kamailio
     stop_server
   done
 fi
