@@ -251,7 +251,7 @@ func (l *leg) talk(ctx context.Context, play []int16, digits string) {
 		chirpAt = tones.Samples(probeLead)
 		sig = append(append(tones.Silence(probeLead), tones.Chirp(300, 3400, -10, probeLen)...), tones.Silence(probeTail)...)
 	}
-	p := &probeRun{start: time.Now(), chirpAt: chirpAt, chirpLen: min(len(sig)-chirpAt, tones.Samples(probeLen))}
+	p := &probeRun{start: time.Now(), chirpAt: chirpAt, chirpLen: min(len(sig)-chirpAt, tones.Samples(probeLen)), frame: s.FrameSamples()}
 	l.probe.Store(p)
 	p.send(ctx, s, sig)
 	for _, d := range digits {
@@ -290,6 +290,7 @@ type probeRun struct {
 	start    time.Time
 	chirpAt  int // where the probe starts in the signal
 	chirpLen int
+	frame    int // samples per frame: the placement's granularity
 
 	mu   sync.Mutex
 	sent []int16 // the signal as it went out
@@ -369,10 +370,14 @@ func (p *probeRun) delay() (echo.Result, bool) {
 	end := min(at+p.chirpLen, len(p.sent))
 	probe := p.sent[at:end]
 	r, err := echo.Estimate(probe, p.recv)
-	if err != nil || r.Lag < at {
+	// Each frame is placed whole, where it went out or arrived, so a
+	// round trip of almost nothing (a lab, a LAN, an echo in the next
+	// room) can peak up to a frame before the probe: that is a delay of
+	// about 0. Earlier than that is not an echo of the probe.
+	if err != nil || r.Lag < at-p.frame {
 		return r, false
 	}
-	r.Lag -= at
+	r.Lag = max(r.Lag-at, 0)
 	r.Delay = time.Duration(r.Lag) * time.Second / signalRate
 	return r, true
 }

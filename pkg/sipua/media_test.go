@@ -11,6 +11,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/natkit/natkit/pkg/leaktest"
+	"github.com/natkit/natkit/pkg/media/tones"
 	"github.com/natkit/natkit/pkg/sdp"
 )
 
@@ -64,5 +65,37 @@ func TestLegPrimesUntilHeard(t *testing.T) {
 	case <-primed:
 	case <-ctx.Done():
 		t.Fatal("the answerer still primes after the caller's audio came")
+	}
+}
+
+// An echo with almost no round trip, its frames placed where they arrived,
+// can peak a few samples before the probe on the timeline (as it did in
+// the lab, 1 ms early): that is a delay of 0, not "no echo". An "echo"
+// more than a frame before the probe is none.
+func TestProbeDelayNearZero(t *testing.T) {
+	const frame = 160
+	sig := append(tones.Silence(probeLead), tones.Chirp(300, 3400, -10, probeLen)...)
+	at := tones.Samples(probeLead)
+	for _, c := range []struct {
+		shift int // where the echo lies, relative to what was sent
+		ok    bool
+		delay time.Duration
+	}{
+		{shift: 40, ok: true, delay: 5 * time.Millisecond},
+		{shift: -9, ok: true, delay: 0},
+		{shift: -3 * frame, ok: false},
+	} {
+		p := &probeRun{chirpAt: at, chirpLen: tones.Samples(probeLen), frame: frame}
+		p.sent = append([]int16(nil), sig...)
+		p.recv = make([]int16, len(sig)+4*frame)
+		if c.shift >= 0 {
+			copy(p.recv[c.shift:], sig)
+		} else {
+			copy(p.recv, sig[-c.shift:])
+		}
+		r, ok := p.delay()
+		if ok != c.ok || (ok && r.Delay != c.delay) {
+			t.Errorf("echo %d samples after the probe: delay %v (lag %d, score %.2f), ok %v; want %v, ok %v", c.shift, r.Delay, r.Lag, r.Score, ok, c.delay, c.ok)
+		}
 	}
 }
