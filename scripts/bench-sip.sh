@@ -42,6 +42,7 @@
 #   scripts/bench-sip.sh
 #   CPS_TIME=10 FIXED_RATE=200 HOLD=20000 scripts/bench-sip.sh
 #   KEEP=1 scripts/bench-sip.sh   # keep the work directory (logs, SIPp stats)
+#   NATKIT_BIN=/tmp/natkit scripts/bench-sip.sh   # that binary, not a build of this tree
 #
 # Measured on 2026-12-04, 2 vCPUs, kamailio 5.6.3, SIPp 3.6.1, defaults,
 # with a TURN soak and other engineers' tests on the machine (load average
@@ -149,8 +150,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== building natkit" >&2
-go build -o "$work/natkit" ./cmd/natkit
+if [ -n "${NATKIT_BIN:-}" ]; then
+  cp "$NATKIT_BIN" "$work/natkit" # a build of your own (another commit, a profiling build)
+else
+  echo "== building natkit" >&2
+  go build -o "$work/natkit" ./cmd/natkit
+fi
 go build -o "$work/kamcfg" ./scripts/kamcfg
 cd "$work" # SIPp writes its files in the current directory
 
