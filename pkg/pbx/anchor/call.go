@@ -97,6 +97,7 @@ func (a *Anchor) NewCall() (*Call, error) {
 		l.socks[rtpSock].conn, l.socks[rtcpSock].conn = p.rtp, p.rtcp
 	}
 	a.calls[c] = struct{}{}
+	a.prepare(c)
 	for i := range c.legs {
 		a.start(c, &c.legs[i], rtpSock)
 		a.start(c, &c.legs[i], rtcpSock)
@@ -177,8 +178,10 @@ func (l *Leg) Expect(rtp, rtcp netip.AddrPort) {
 
 // forward relays one datagram that from's socket k received from src out
 // of the other leg's socket k; rx is the kernel's receive time stamp (Unix
-// ns) or 0. It allocates nothing. false: the other leg's socket is closed.
-func (c *Call) forward(from *Leg, k int, data []byte, src netip.AddrPort, rx int64) bool {
+// ns) or 0. tx sends for a poller (relay_linux.go); nil, through the
+// socket's net.UDPConn. It allocates nothing. false: the other leg's
+// socket is closed.
+func (c *Call) forward(from *Leg, k int, data []byte, src netip.AddrPort, rx int64, tx *sender) bool {
 	in := &from.socks[k]
 	out := &c.legs[1-from.side].socks[k]
 	if len(data) >= bufSize || !(k == rtpSock && validRTP(data) || k == rtcpSock && validRTCP(data)) {
@@ -208,7 +211,7 @@ func (c *Call) forward(from *Leg, k int, data []byte, src netip.AddrPort, rx int
 	// it counted (Stats); taken back if the send fails.
 	out.out.Add(1)
 	out.outBytes.Add(uint64(len(data)))
-	if _, err := out.conn.WriteToUDPAddrPort(data, dst); err != nil {
+	if err := tx.send(out, data, dst); err != nil {
 		out.out.Add(^uint64(0))
 		out.outBytes.Add(^uint64(len(data) - 1))
 		if errors.Is(err, net.ErrClosed) {
@@ -239,7 +242,7 @@ func (c *Call) relay(from *Leg, k int) {
 			}
 			continue
 		}
-		if !c.forward(from, k, buf[:n], src, rxTime(oob[:oobn])) {
+		if !c.forward(from, k, buf[:n], src, rxTime(oob[:oobn]), nil) {
 			return
 		}
 	}
