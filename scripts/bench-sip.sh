@@ -41,6 +41,7 @@
 #
 #   scripts/bench-sip.sh
 #   CPS_TIME=10 FIXED_RATE=200 HOLD=20000 scripts/bench-sip.sh
+#   ONLY_FIXED=1 scripts/bench-sip.sh   # phase 2 only (CPU per call)
 #   KEEP=1 scripts/bench-sip.sh   # keep the work directory (logs, SIPp stats)
 #   NATKIT_BIN=/tmp/natkit scripts/bench-sip.sh   # that binary, not a build of this tree
 #
@@ -130,6 +131,7 @@ HOLD=${HOLD:-100000}           # 3 and 4: distinct users registered
 REG_LIMIT=${REG_LIMIT:-100}    # registrations in flight
 SETTLE=${SETTLE:-150}          # 4: s after the registrations for natkit's RSS again (0: skip)
 SKIP_CALLS=${SKIP_CALLS:-}     # 1: phases 3 and 4 only
+ONLY_FIXED=${ONLY_FIXED:-}     # 1: phase 2 only
 KAM_CHILDREN=${KAM_CHILDREN:-2}
 KAM_SHM=${KAM_SHM:-512} # MB
 BASE_PORT=${BASE_PORT:-45060} # ports from here up (not 16000–32767: TURN relays)
@@ -486,23 +488,27 @@ bench_regs() {
 }
 
 echo "== natkit serve (PBX, proxy mode) on 127.0.0.1:$SRV_PORT" >&2
-if [ -z "$SKIP_CALLS" ]; then
-  start_natkit
-  bench_calls natkit
+if [ -z "$ONLY_FIXED" ]; then
+  if [ -z "$SKIP_CALLS" ]; then
+    start_natkit
+    bench_calls natkit
+    stop_server
+  fi
+  start_natkit # fresh, for its memory
+  bench_regs natkit
   stop_server
 fi
-start_natkit # fresh, for its memory
-bench_regs natkit
-stop_server
 echo "== kamailio $(kamailio -v | awk 'NR==1 {print $3}') ($KAM_CHILDREN UDP workers) on 127.0.0.1:$SRV_PORT" >&2
-if [ -z "$SKIP_CALLS" ]; then
+if [ -z "$ONLY_FIXED" ]; then
+  if [ -z "$SKIP_CALLS" ]; then
+    start_kamailio
+    bench_calls kamailio
+    stop_server
+  fi
   start_kamailio
-  bench_calls kamailio
+  bench_regs kamailio
   stop_server
 fi
-start_kamailio
-bench_regs kamailio
-stop_server
 # Phase 2, the two servers taking turns (FIXED_RUNS runs each), each run
 # on a server started afresh: the machine's other work moves one run's
 # figure by tens of percent; the median of the runs is the figure.
@@ -559,6 +565,8 @@ for label, key, fmt, ratio, higher in rows:
                 continue
             nv, kv = "%d/%d" % (n["fixed_ok"], n["fixed_failed"]), "%d/%d" % (k["fixed_ok"], k["fixed_failed"])
         else:
+            if "reg_ok" not in n or "reg_ok" not in k:
+                continue
             nv, kv = "%d/%d" % (n["reg_ok"], n["reg_failed"]), "%d/%d" % (k["reg_ok"], k["reg_failed"])
         print("%-50s %12s %12s" % (label, nv, kv))
         continue

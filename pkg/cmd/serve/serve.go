@@ -631,18 +631,20 @@ func serveRun(o *Options) error {
 		ctx, cancel = context.WithTimeout(ctx, o.Globals.Timeout)
 		defer cancel()
 	}
-	// GOMAXPROCS follows the load (pkg/governor), unless the user set it.
+	// GOMAXPROCS follows the load, and the GC has a heap floor
+	// (pkg/governor), unless the user set GOMAXPROCS, or GOGC or
+	// GOMEMLIMIT.
 	gctx, stopGov := context.WithCancel(ctx)
-	govDone := make(chan struct{})
-	go func() {
-		defer close(govDone)
-		if os.Getenv("GOMAXPROCS") == "" {
-			governor.Run(gctx, governor.Config{Logger: o.Logger})
-		}
-	}()
+	var govs sync.WaitGroup
+	if os.Getenv("GOMAXPROCS") == "" {
+		govs.Go(func() { governor.Run(gctx, governor.Config{Logger: o.Logger}) })
+	}
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		govs.Go(func() { governor.RunHeap(gctx, governor.HeapConfig{Logger: o.Logger}) })
+	}
 	err = d.Serve(ctx)
 	stopGov()
-	<-govDone
+	govs.Wait()
 	o.say("serve: stopped")
 	return err
 }
