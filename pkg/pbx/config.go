@@ -137,6 +137,9 @@ type Config struct {
 	// Logger; nil discards. sipgo's own logs go to it at debug level
 	// without message contents.
 	Logger *slog.Logger
+
+	// txTimers, when not zero, replaces the inviteTx timers (tests).
+	txTimers txTimers
 }
 
 // Voicemail is the hand-over of unanswered calls to voicemail. An INVITE

@@ -27,7 +27,12 @@
 //     and its ACK, the ACK of a 2xx and a BYE routed through us, and the
 //     responses to what it forwarded; the INVITE with credentials and
 //     every other request keep their transactions;
-//   - server.go: sockets, digest (pkg/sip/digest), the registrar
+//   - invitetx.go (tm): a fork's INVITE over UDP to an IP address runs in
+//     a client transaction of natkit's own, fed by the read loop, rather
+//     than sipgo's, which costs three goroutine switches per response;
+//   - server.go: sockets (UDP read and written with raw system calls,
+//     pkg/rawudp, which spares the Go scheduler's sysmon a wake-up per
+//     datagram), digest (pkg/sip/digest), the registrar
 //     (pkg/pbx/registrar), rate limiting (pkg/ratelimit) and Stats;
 //   - proxy.go's voicemail stage (Config.Voicemail): an unanswered, busy
 //     or unregistered account's call goes on to the voicemail number;

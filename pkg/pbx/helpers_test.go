@@ -309,7 +309,11 @@ func newRaw(t testing.TB, s *Server) *raw {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	return &raw{t: t, pc: pc, to: net.UDPAddrFromAddrPort(s.Addrs().UDP[0])}
+	r := &raw{t: t, pc: pc}
+	if s != nil { // else the caller sets to before send
+		r.to = net.UDPAddrFromAddrPort(s.Addrs().UDP[0])
+	}
+	return r
 }
 
 func (r *raw) port() int { return r.pc.LocalAddr().(*net.UDPAddr).Port }

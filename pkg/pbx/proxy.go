@@ -214,10 +214,11 @@ func (s *Server) hunt(req *sip.Request, tx sip.ServerTransaction, g Group) {
 	s.forkStages(req, tx, stages, min(ring, s.cfg.RingTimeout), "")
 }
 
-// branch is one forked client transaction.
+// branch is one forked client transaction: sipgo's, or an inviteTx
+// (invitetx.go).
 type branch struct {
 	req         *sip.Request
-	tx          sip.ClientTransaction
+	tx          interface{ Terminate() }
 	provisional bool // a 1xx came: CANCEL may be sent (§9.1)
 	final       bool
 	cancel      bool // CANCEL wanted, sent at the first 1xx
@@ -358,14 +359,30 @@ func (s *Server) forkStages(req *sip.Request, tx sip.ServerTransaction, stages [
 // cancelled once one answers.
 func (s *Server) forkStage(req *sip.Request, tx sip.ServerTransaction, bs []location.Binding, offer []byte, loop string, ringFor time.Duration, cancelled chan struct{}) stage {
 	invite := req.Method == sip.INVITE
-	events := make(chan event, 8)
+	mb := newMailbox()
 	quit := make(chan struct{}) // the branches' readers stop when the fork ends
 	defer close(quit)
+	defer mb.close()
 	var branches []*branch
 	for _, b := range bs {
 		br := s.branchRequest(req, b, loop)
 		if offer != nil {
 			br.SetBody(offer)
+		}
+		i := len(branches)
+		if invite {
+			if f, dst, ok := s.ownTxRoute(br); ok {
+				deliver := func(ev event) { ev.i = i; mb.put(ev) }
+				retrans := func(res *sip.Response) { s.forwardResponse(req, tx, res) } // §16.7 step 5
+				itx, err := s.startInviteTx(f.pc, br, dst, deliver, retrans)
+				if err != nil {
+					s.log.Debug("fork", "contact", b.Contact, "error", err)
+					continue
+				}
+				br.SetDestination(dst.String()) // for sendCancel
+				branches = append(branches, &branch{req: br, tx: itx})
+				continue
+			}
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 		btx, err := s.client.TransactionRequest(ctx, br, prebuilt)
@@ -374,7 +391,6 @@ func (s *Server) forkStage(req *sip.Request, tx sip.ServerTransaction, bs []loca
 			s.log.Debug("fork", "contact", b.Contact, "error", err)
 			continue
 		}
-		i := len(branches)
 		branches = append(branches, &branch{req: br, tx: btx})
 		if invite {
 			btx.OnRetransmission(func(res *sip.Response) {
@@ -387,16 +403,9 @@ func (s *Server) forkStage(req *sip.Request, tx sip.ServerTransaction, bs []loca
 			for {
 				select {
 				case res := <-btx.Responses():
-					select {
-					case events <- event{i: i, res: res}:
-					case <-quit:
-						return
-					}
+					mb.put(event{i: i, res: res})
 				case <-btx.Done():
-					select {
-					case events <- event{i: i, done: true, err: btx.Err()}:
-					case <-quit:
-					}
+					mb.put(event{i: i, done: true, err: btx.Err()})
 					return
 				case <-quit:
 					return
@@ -434,54 +443,59 @@ func (s *Server) forkStage(req *sip.Request, tx sip.ServerTransaction, bs []loca
 		}
 		return false
 	}
+	handle := func(ev event) {
+		b := branches[ev.i]
+		switch {
+		case ev.done:
+			if !b.final {
+				b.final = true
+				if errors.Is(ev.err, sip.ErrTransactionTimeout) {
+					timedOut = true
+				}
+			}
+			return
+		case ev.res.IsProvisional():
+			if ev.res.StatusCode == 100 {
+				return
+			}
+			b.provisional, rang = true, true
+			if b.cancel && !b.cancelled {
+				s.sendCancel(b)
+			}
+			if !answered && !callerGone && !b.cancel {
+				s.forwardResponse(req, tx, ev.res)
+			}
+		case ev.res.IsSuccess():
+			b.final = true
+			if callerGone {
+				// Answered as the caller's CANCEL crossed: the server
+				// transaction is over (487), but the caller must see
+				// the 2xx to ACK and BYE it (§16.7 step 5, §9.1).
+				s.strayForward(ev.res)
+			} else {
+				s.forwardResponse(req, tx, ev.res)
+			}
+			if !answered {
+				answered = true
+				s.stats.callsAnswered.Add(1)
+				cancelAll()
+			}
+			b.tx.Terminate() // its 2xx retransmissions go up statelessly (strayResponse)
+		default:
+			b.final = true
+			if better(ev.res, best) {
+				best = ev.res
+			}
+			if ev.res.StatusCode >= 600 && !answered {
+				cancelAll() // §16.7 step 5
+			}
+		}
+	}
 	for pending() {
 		select {
-		case ev := <-events:
-			b := branches[ev.i]
-			switch {
-			case ev.done:
-				if !b.final {
-					b.final = true
-					if errors.Is(ev.err, sip.ErrTransactionTimeout) {
-						timedOut = true
-					}
-				}
-				continue
-			case ev.res.IsProvisional():
-				if ev.res.StatusCode == 100 {
-					continue
-				}
-				b.provisional, rang = true, true
-				if b.cancel && !b.cancelled {
-					s.sendCancel(b)
-				}
-				if !answered && !callerGone && !b.cancel {
-					s.forwardResponse(req, tx, ev.res)
-				}
-			case ev.res.IsSuccess():
-				b.final = true
-				if callerGone {
-					// Answered as the caller's CANCEL crossed: the server
-					// transaction is over (487), but the caller must see
-					// the 2xx to ACK and BYE it (§16.7 step 5, §9.1).
-					s.strayForward(ev.res)
-				} else {
-					s.forwardResponse(req, tx, ev.res)
-				}
-				if !answered {
-					answered = true
-					s.stats.callsAnswered.Add(1)
-					cancelAll()
-				}
-				b.tx.Terminate() // its 2xx retransmissions go up statelessly (strayResponse)
-			default:
-				b.final = true
-				if better(ev.res, best) {
-					best = ev.res
-				}
-				if ev.res.StatusCode >= 600 && !answered {
-					cancelAll() // §16.7 step 5
-				}
+		case <-mb.ready:
+			for _, ev := range mb.take() {
+				handle(ev)
 			}
 		case <-cancelled:
 			callerGone = true // sipgo answered 200 to the CANCEL and 487 to the INVITE

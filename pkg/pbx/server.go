@@ -21,6 +21,7 @@ import (
 	"github.com/natkit/natkit/pkg/connlimit"
 	"github.com/natkit/natkit/pkg/pbx/registrar"
 	"github.com/natkit/natkit/pkg/ratelimit"
+	"github.com/natkit/natkit/pkg/rawudp"
 	"github.com/natkit/natkit/pkg/sip/digest"
 	"github.com/natkit/natkit/pkg/sockets"
 )
@@ -42,11 +43,15 @@ type Server struct {
 	key      []byte    // signs Record-Route (see rrTag)
 	rrMACs   sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key, reset for each use
 
-	udp   []*net.UDPConn
-	fast  []*fastUDP // the UDP listeners' read-loop path (stateless.go)
-	tcp   []net.Listener
-	tls   []net.Listener
-	addrs Addrs
+	udp  []*net.UDPConn
+	fast []*fastUDP // the UDP listeners' read-loop path (stateless.go)
+	// invites are the forks' client INVITE transactions of our own
+	// (invitetx.go).
+	invites  inviteTxs
+	txTimers txTimers
+	tcp      []net.Listener
+	tls      []net.Listener
+	addrs    Addrs
 	// perIP and connSlots cap TCP and TLS connections (connlimit.go);
 	// connSlots is nil when there is no total cap.
 	perIP     *connlimit.Counter
@@ -78,7 +83,10 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, ours: map[string]bool{}, local: map[netip.Addr]bool{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, ours: map[string]bool{}, local: map[netip.Addr]bool{}, txTimers: cfg.txTimers}
+	if s.txTimers == (txTimers{}) {
+		s.txTimers = defaultTxTimers()
+	}
 	s.key = make([]byte, 32)
 	rand.Read(s.key)
 	s.nat.m = map[string]struct{}{}
@@ -165,8 +173,14 @@ func (s *Server) listen() error {
 		// maxbuffer the same way.
 		_ = pc.SetReadBuffer(4 << 20)
 		_ = pc.SetWriteBuffer(4 << 20)
+		rc, err := rawudp.New(pc) // sipgo reads and writes through it (pkg/rawudp)
+		if err != nil {
+			pc.Close()
+			ln.Close()
+			return err
+		}
 		s.udp = append(s.udp, pc)
-		s.fast = append(s.fast, &fastUDP{pc: pc})
+		s.fast = append(s.fast, &fastUDP{pc: rc})
 		s.tcp = append(s.tcp, s.limit(ln))
 		s.addrs.UDP = append(s.addrs.UDP, bound(a, pc.LocalAddr()))
 		s.addrs.TCP = append(s.addrs.TCP, bound(a, ln.Addr()))
@@ -224,9 +238,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.mu.Unlock()
 		return nil
 	}
-	for _, pc := range s.udp {
+	for _, f := range s.fast {
 		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.srv.ServeUDP(pc) }()
+		go func() { defer s.wg.Done(); s.srv.ServeUDP(f.pc) }()
 	}
 	for _, ln := range s.tcp {
 		s.wg.Add(1)

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/natkit/natkit/pkg/rawudp"
 	"github.com/natkit/natkit/pkg/sip/digest"
 	"github.com/natkit/natkit/pkg/sockets"
 )
@@ -57,7 +58,7 @@ const challengeTag = "nks-"
 
 // fastUDP is one UDP listener's state for the fast path.
 type fastUDP struct {
-	pc *net.UDPConn
+	pc *rawudp.Conn
 	// conn is sipgo's connection of the listener, looked up once it
 	// serves: sipgo records each source it reads from in its connection
 	// pool (a request to that address later goes out of the listener);
@@ -74,11 +75,10 @@ var fastParser = sip.NewParser()
 // Lighter parsers for what the read loop forwards, as kamailio parses
 // lazily: the headers it does not look at are kept as they came (and
 // forwarded as such) rather than parsed. For an ACK or BYE it needs no
-// Contact or Record-Route; to send a response up, only Vias and CSeq.
+// Contact or Record-Route, nor for a response it sends up or hands to an
+// inviteTx (the fork reads its To tag).
 var (
 	inDialogParser = sip.NewParser(sip.WithHeadersParsers(parsersWithout("contact", "m", "record-route", "refer-to", "referred-by")))
-	responseParser = sip.NewParser(sip.WithHeadersParsers(parsersWithout("contact", "m", "record-route", "refer-to", "referred-by",
-		"from", "f", "to", "t", "content-type", "c")))
 )
 
 // parsersWithout is sipgo's header parsers without those named.
@@ -244,12 +244,13 @@ func (s *Server) sendStateless(st *statelessTx, req, fr *sip.Request, dst netip.
 	}
 }
 
-// fastResponse sends up a response to a request the read loop forwarded
-// (its top Via ours with a statelessBranch), when the next Via is over
-// UDP; false hands the datagram to sipgo (whose strayResponse sends up
-// the rest).
+// fastResponse hands a response to an INVITE of an inviteTx to it
+// (invitetx.go), and sends up a response to a request the read loop
+// forwarded (its top Via ours with a statelessBranch) when the next Via
+// is over UDP; false hands the datagram to sipgo (whose strayResponse
+// sends up the rest).
 func (s *Server) fastResponse(f *fastUDP, data []byte) bool {
-	m, err := responseParser.ParseSIP(data)
+	m, err := inDialogParser.ParseSIP(data)
 	if err != nil {
 		return false
 	}
@@ -261,7 +262,20 @@ func (s *Server) fastResponse(f *fastUDP, data []byte) bool {
 	if via == nil || res.CSeq() == nil || !strings.EqualFold(via.Host, s.host) || !s.ourPort(via.Port) {
 		return false
 	}
-	if br, _ := via.Params.Get("branch"); !statelessBranch(br) {
+	br, _ := via.Params.Get("branch")
+	if ownBranch(br) && res.CSeq().MethodName == sip.INVITE {
+		tx := s.invites.get(br)
+		if tx == nil || res.To() == nil || res.From() == nil || res.CallID() == nil {
+			return false // over: sipgo's strayResponse sends a 2xx up
+		}
+		if !s.enter() {
+			return true
+		}
+		defer s.handlers.Done()
+		tx.receive(res)
+		return true
+	}
+	if !statelessBranch(br) {
 		return false
 	}
 	out := upstream(res)
@@ -329,7 +343,7 @@ func (s *Server) fastListener(la net.Addr) *fastUDP {
 // answered without a transaction: Respond writes the response to dst from
 // the listener it came in on.
 type statelessTx struct {
-	pc  *net.UDPConn
+	pc  *rawudp.Conn
 	dst netip.AddrPort
 	// handBack is set by a handler that finds the request needs sipgo's
 	// path after all (forwardAck to a next hop over TCP or TLS, which
@@ -361,3 +375,27 @@ func (t *statelessTx) Done() <-chan struct{}              { return closedChan }
 func (t *statelessTx) Err() error                         { return nil }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// ownTxRoute is the listener a branch's INVITE goes out of in an inviteTx
+// and where to: over UDP to an IP address (nextHop), from the listener
+// sipgo would send it from (laddr); false leaves the branch to sipgo.
+func (s *Server) ownTxRoute(br *sip.Request) (*fastUDP, netip.AddrPort, bool) {
+	if len(s.udp) == 0 {
+		return nil, netip.AddrPort{}, false
+	}
+	dst, ok := nextHop(br)
+	if !ok || !dst.IsValid() || dst.Port() == 0 {
+		return nil, netip.AddrPort{}, false
+	}
+	f := s.fastListener(s.udp[0].LocalAddr())
+	if f == nil {
+		return nil, netip.AddrPort{}, false
+	}
+	// A socket bound to an IPv4 address sends to IPv4 only; one bound
+	// to an IPv6 address other than :: to IPv6 only.
+	la := sockets.Unmap(sockets.AddrPort(f.pc.LocalAddr())).Addr()
+	if la.Is4() != dst.Addr().Is4() && !(la.Is6() && la.IsUnspecified()) {
+		return nil, netip.AddrPort{}, false
+	}
+	return f, dst, true
+}
