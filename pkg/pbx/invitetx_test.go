@@ -176,3 +176,45 @@ func TestInviteTxTimeout(t *testing.T) {
 		t.Errorf("%d inviteTxs live after Timer B", got)
 	}
 }
+
+// TestInviteTxIPv6: on a dual-stack listener ([::], read and written
+// through pkg/rawudp as AF_INET6), an IPv4 caller's call reaches a callee
+// at ::1 in an inviteTx, and the callee's responses come back through it.
+func TestInviteTxIPv6(t *testing.T) {
+	leaktest.Check(t)
+	pc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	callee := &raw{t: t, pc: pc}
+	t.Cleanup(func() { pc.Close() })
+	s := startServer(t, func(c *Config) {
+		c.Listen = []netip.AddrPort{netip.MustParseAddrPort("[::]:0")}
+		c.Static = map[string]netip.AddrPort{"7006": netip.AddrPortFrom(netip.IPv6Loopback(), uint16(callee.port()))}
+	})
+	callee.to = &net.UDPAddr{IP: net.IPv6loopback, Port: int(s.Addrs().UDP[0].Port())}
+	alice := newUA(t, s, "alice", nil) // IPv4, to 127.0.0.1 on the dual-stack socket
+	ctx := testCtx(t)
+	if got := alice.register(ctx, "alice", accounts["alice"]); got != 200 {
+		t.Fatalf("alice registers over IPv4 to [::]: %d", got)
+	}
+	done := make(chan int, 1)
+	go func() { _, code := alice.call(ctx, "alice", accounts["alice"], "7006"); done <- code }()
+	inv := recvRequest(t, callee, "INVITE")
+	if br := strings.SplitN(strings.SplitN(rawHeader(inv, "Via"), "branch=", 2)[1], ";", 2)[0]; !ownBranch(br) {
+		t.Fatalf("INVITE to ::1 not in an inviteTx: Via %q", rawHeader(inv, "Via"))
+	}
+	callee.send(replyTo(inv, "180 Ringing", "v6"))
+	callee.send(replyTo(inv, "603 Decline", "v6"))
+	if ack := recvRequest(t, callee, "ACK"); !strings.HasSuffix(rawHeader(ack, "To"), "tag=v6") {
+		t.Errorf("ACK's To %q", rawHeader(ack, "To"))
+	}
+	select {
+	case code := <-done:
+		if code != 603 {
+			t.Errorf("caller got %d, want 603", code)
+		}
+	case <-ctx.Done():
+		t.Fatal("no final response at the caller")
+	}
+}

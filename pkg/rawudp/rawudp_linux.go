@@ -38,10 +38,28 @@ func (r *rawState) init(c *net.UDPConn) error {
 
 var errFamily = errors.New("rawudp: address family does not match the socket's")
 
+// call makes a system call on a non-blocking socket: done with its result
+// or error, again on EINTR, not done on EAGAIN (the caller waits in Go's
+// netpoller).
+func call(do func() (uintptr, syscall.Errno)) (n int, err syscall.Errno, done bool) {
+	for {
+		r, e := do()
+		switch e {
+		case 0:
+			return int(r), 0, true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, 0, false
+		default:
+			return 0, e, true
+		}
+	}
+}
+
 func (c *Conn) readFrom(b []byte) (int, netip.AddrPort, error) {
 	var (
 		n     int
-		ap    netip.AddrPort
 		operr syscall.Errno
 		sa    syscall.RawSockaddrAny
 		one   [1]byte
@@ -51,35 +69,25 @@ func (c *Conn) readFrom(b []byte) (int, netip.AddrPort, error) {
 		p = b
 	}
 	err := c.raw.rc.Read(func(fd uintptr) bool {
-		for {
+		var done bool
+		n, operr, done = call(func() (uintptr, syscall.Errno) {
 			sl := uint32(syscall.SizeofSockaddrAny)
 			r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0,
 				uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&sl)))
-			switch e {
-			case 0:
-				n = int(r)
-				if len(b) == 0 {
-					n = 0
-				}
-				ap = addrPort(&sa)
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait in the netpoller
-			default:
-				operr = e
-				return true
-			}
-		}
+			return r, e
+		})
+		return done
 	})
 	if err != nil {
-		return 0, ap, err
+		return 0, netip.AddrPort{}, err
 	}
 	if operr != 0 {
-		return 0, ap, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.NewSyscallError("recvfrom", operr)}
+		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.NewSyscallError("recvfrom", operr)}
 	}
-	return n, ap, nil
+	if len(b) == 0 {
+		n = 0
+	}
+	return n, addrPort(&sa), nil
 }
 
 // addrPort is a received sockaddr as net.UDPConn's ReadFrom gives it: an
@@ -151,21 +159,12 @@ func (c *Conn) writeTo(b []byte, ap netip.AddrPort) (int, error) {
 		p = b
 	}
 	err := c.raw.rc.Write(func(fd uintptr) bool {
-		for {
+		var done bool
+		n, operr, done = call(func() (uintptr, syscall.Errno) {
 			r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[:1][0])), uintptr(len(p)), 0, uintptr(ptr), sl)
-			switch e {
-			case 0:
-				n = int(r)
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait in the netpoller
-			default:
-				operr = e
-				return true
-			}
-		}
+			return r, e
+		})
+		return done
 	})
 	if err != nil {
 		return 0, err
