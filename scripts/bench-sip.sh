@@ -124,6 +124,25 @@
 # about 15 %. The 1.0 target is not met: the lever left is an INVITE
 # transaction of natkit's own in the UDP read loop.
 #
+# 2026-12-06, later: a fork's INVITE over UDP runs in natkit's own client
+# transaction fed by the read loop (pkg/pbx/invitetx.go), then the SIP UDP
+# sockets are read and written with raw system calls (pkg/rawudp). perf
+# had shown the Go runtime's sysmon at 16 % of natkit's CPU and twice
+# kamailio's context switches: each datagram's recvfrom, after the Ps had
+# idled, woke sysmon from its deep sleep. Context switches in 10 s at 300
+# calls/s: 64252 before, 32782 after (kamailio 27377). ONLY_FIXED=1, three
+# runs each, natkit / kamailio:
+#   own INVITE transaction             1.247 / 1.105 (1.13)  runs 0.94 1.14 1.11
+#   and raw UDP system calls           0.870 / 1.100 (0.79)  runs 0.79 0.82 0.84
+# and a full run with defaults (HOLD=100000):
+#   calls/s, closed loop, mean        1844 / 1661 (1.11), failed 0.000 / 0.000 %
+#   CPU ms per call, median of 3      0.960 / 1.147 (0.84)  runs 0.91 0.89 0.72
+#   REGISTER with digest/s, mean      9220 / 11064 (0.83)   CPU µs per registration 89.3 / 114.0 (0.78)
+#   RSS with 100k registrations       142.5 MB (168.1 after 150 s idle)
+# and SKIP_CALLS=1 right after: REGISTER/s 11657 / 10173 (1.15), CPU µs per
+# registration 80.9 / 127.7 (0.63), RSS 145.4 MB. REGISTER/s moves with
+# SIPp's share of the 2 CPUs (natkit's read loop used 0.6 of a core).
+#
 # natkit's 1.1 GB with 100k registrations were sipgo's server
 # transactions, kept 32 s (Timer J, RFC 3261 §17.2.2, UDP) after each 401
 # and 200 to absorb retransmissions: at a few thousand REGISTERs a second,
