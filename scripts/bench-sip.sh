@@ -139,8 +139,9 @@
 #   CPU ms per call, median of 3      0.960 / 1.147 (0.84)  runs 0.91 0.89 0.72
 #   REGISTER with digest/s, mean      9220 / 11064 (0.83)   CPU µs per registration 89.3 / 114.0 (0.78)
 #   RSS with 100k registrations       142.5 MB (168.1 after 150 s idle)
-# and SKIP_CALLS=1 right after: REGISTER/s 11657 / 10173 (1.15), CPU µs per
-# registration 80.9 / 127.7 (0.63), RSS 145.4 MB. REGISTER/s moves with
+# and SKIP_CALLS=1, three runs after it: REGISTER/s 1.15, 1.15, 1.16
+# (11657 / 10173, 11540 / 9996, 11814 / 10225), CPU µs per registration
+# 0.63, 0.55, 0.57 (70-81 / 128), RSS 145-150 MB. REGISTER/s moves with
 # SIPp's share of the 2 CPUs (natkit's read loop used 0.6 of a core).
 #
 # natkit's 1.1 GB with 100k registrations were sipgo's server
