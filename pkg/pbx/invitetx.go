@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -119,7 +120,7 @@ type inviteTx struct {
 	deliver func(event)
 	// retransmission gets the 2xx retransmissions while Accepted.
 	retransmission func(*sip.Response)
-	onError        func(error) // a failed send, for the log
+	log            *slog.Logger
 	timers         txTimers
 
 	mu             sync.Mutex
@@ -143,8 +144,7 @@ func (s *Server) startInviteTx(pc *rawudp.Conn, req *sip.Request, dst netip.Addr
 	var buf bytes.Buffer
 	req.StringWrite(&buf)
 	tx := &inviteTx{table: &s.invites, pc: pc, dst: dst, branch: br, req: req, wire: buf.Bytes(),
-		deliver: deliver, retransmission: retrans, timers: s.txTimers, interval: s.txTimers.A}
-	tx.onError = func(err error) { s.log.Debug("fork", "contact", req.Recipient.String(), "error", err) }
+		deliver: deliver, retransmission: retrans, log: s.log, timers: s.txTimers, interval: s.txTimers.A}
 	// Held until the timers are set: a response read before then waits.
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
@@ -166,9 +166,7 @@ func (tx *inviteTx) resend() {
 	if tx.state != txCalling {
 		return
 	}
-	if _, err := tx.pc.WriteToUDPAddrPort(tx.wire, tx.dst); err != nil {
-		tx.onError(err)
-	}
+	tx.send(tx.wire)
 	tx.interval *= 2
 	tx.timerA = time.AfterFunc(tx.interval, tx.resend)
 }
@@ -190,10 +188,9 @@ func (tx *inviteTx) timeout(in int) {
 // stopLocked ends the transaction: every timer stopped.
 func (tx *inviteTx) stopLocked() {
 	tx.state = txTerminated
-	for _, t := range []*time.Timer{tx.timerA, tx.timerB, tx.timerC, tx.timerD} {
-		if t != nil {
-			t.Stop()
-		}
+	tx.stopTimers()
+	if tx.timerD != nil {
+		tx.timerD.Stop()
 	}
 }
 
@@ -263,6 +260,7 @@ func (tx *inviteTx) receive(res *sip.Response) {
 	}
 }
 
+// stopTimers stops the timers of Calling and Proceeding.
 func (tx *inviteTx) stopTimers() {
 	for _, t := range []*time.Timer{tx.timerA, tx.timerB, tx.timerC} {
 		if t != nil {
@@ -271,9 +269,11 @@ func (tx *inviteTx) stopTimers() {
 	}
 }
 
+// send writes b to the branch's next hop; a failure is logged (Timer A
+// or a retransmission of the response tries again).
 func (tx *inviteTx) send(b []byte) {
 	if _, err := tx.pc.WriteToUDPAddrPort(b, tx.dst); err != nil {
-		tx.onError(err)
+		tx.log.Debug("fork", "contact", tx.req.Recipient.String(), "error", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package pbx
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"net/netip"
 	"strings"
@@ -42,6 +43,19 @@ func recvRequest(t *testing.T, r *raw, m string) []byte {
 	}
 	t.Fatalf("no %s", m)
 	return nil
+}
+
+// wantFinal waits for the caller's final status on done.
+func wantFinal(t *testing.T, ctx context.Context, done <-chan int, want int) {
+	t.Helper()
+	select {
+	case code := <-done:
+		if code != want {
+			t.Errorf("caller got %d, want %d", code, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("no final response at the caller")
+	}
 }
 
 // replyTo is a response to a raw request: its Vias, From, To (with tag
@@ -109,14 +123,7 @@ func TestInviteTx(t *testing.T) {
 			}
 			callee.send(replyTo(inv, "486 Busy Here", "b1")) // a retransmission: ACKed again
 		}
-		select {
-		case code := <-done:
-			if code != 486 {
-				t.Errorf("caller got %d, want 486", code)
-			}
-		case <-ctx.Done():
-			t.Fatal("no final response at the caller")
-		}
+		wantFinal(t, ctx, done, 486)
 		if got := s.invites.len(); got != 1 {
 			t.Errorf("%d inviteTxs live, want 1 (Completed, Timer D)", got)
 		}
@@ -143,14 +150,7 @@ func TestInviteTx(t *testing.T) {
 		inv := recvRequest(t, callee, "INVITE")
 		callee.send(replyTo(inv, "100 Trying", ""))
 		callee.send(replyTo(inv, "200 OK", "b2"))
-		select {
-		case code := <-done:
-			if code != 200 {
-				t.Errorf("caller got %d, want 200", code)
-			}
-		case <-ctx.Done():
-			t.Fatal("no answer at the caller")
-		}
+		wantFinal(t, ctx, done, 200)
 		eventually(t, ctx, "the answered transaction ended", func() bool { return s.invites.len() == 0 })
 	})
 }
@@ -209,12 +209,5 @@ func TestInviteTxIPv6(t *testing.T) {
 	if ack := recvRequest(t, callee, "ACK"); !strings.HasSuffix(rawHeader(ack, "To"), "tag=v6") {
 		t.Errorf("ACK's To %q", rawHeader(ack, "To"))
 	}
-	select {
-	case code := <-done:
-		if code != 603 {
-			t.Errorf("caller got %d, want 603", code)
-		}
-	case <-ctx.Done():
-		t.Fatal("no final response at the caller")
-	}
+	wantFinal(t, ctx, done, 603)
 }

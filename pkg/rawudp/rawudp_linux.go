@@ -13,7 +13,6 @@ import (
 // rawState is the socket's raw descriptor access and family.
 type rawState struct {
 	rc  syscall.RawConn
-	ok  bool // raw calls in use
 	six bool // AF_INET6
 }
 
@@ -32,7 +31,7 @@ func (r *rawState) init(c *net.UDPConn) error {
 	if serr != nil {
 		return os.NewSyscallError("getsockopt", serr)
 	}
-	r.rc, r.ok, r.six = rc, true, domain == syscall.AF_INET6
+	r.rc, r.six = rc, domain == syscall.AF_INET6
 	return nil
 }
 

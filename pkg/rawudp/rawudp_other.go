@@ -7,7 +7,7 @@ import (
 	"net/netip"
 )
 
-type rawState struct{ ok bool }
+type rawState struct{}
 
 func (r *rawState) init(*net.UDPConn) error { return nil }
 
