@@ -34,11 +34,15 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/trace"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/natkit/natkit/pkg/pbx/anchor"
 )
@@ -70,9 +74,14 @@ func main() {
 	use := flag.String("use", "", "run only the phones, against the relay whose ports -serve wrote to this `file`")
 	traceFile := flag.String("trace", "", "write a runtime trace of the measured run to this `file`")
 	stalls := flag.Duration("stalls", 0, "only measure the machine: spin on one thread this long and count the gaps between clock reads (time the CPU was taken away)")
+	wakes := flag.Duration("wakes", 0, "only measure the machine: for this long, wake a thread blocked in recvmsg(2) on CPU 0 with a packet from CPU 1 about every millisecond, and time each wake-up from the kernel's receive stamp")
 	flag.Parse()
 	if *stalls > 0 {
 		measureStalls(*stalls)
+		return
+	}
+	if *wakes > 0 {
+		measureWakes(*wakes)
 		return
 	}
 	if *serve != "" {
@@ -421,4 +430,92 @@ func measureStalls(d time.Duration) {
 	}
 	fmt.Printf("anchorload stalls: over %v a spinning thread stopped >100us %d times, >500us %d, >2ms %d, >10ms %d; worst %v, %.2f%% of the time stopped\n",
 		d, counts[0], counts[1], counts[2], counts[3], worst.Round(time.Microsecond), 100*float64(stalled)/float64(d))
+}
+
+// measureWakes times how long a packet waits for a thread that sleeps in
+// recvmsg(2) on CPU 0 to wake and take it, from the kernel's receive time
+// stamp to the return of the call: no Go scheduler in the way, only the
+// kernel and, on a virtual machine, the host waking an idle vCPU. A relay
+// that idles between packets (any event-driven one: natkit's, rtpengine's
+// userspace path) cannot hold a packet for less. The sender, on CPU 1,
+// sends about every millisecond (0.5-1.5 ms, so that the receiver has gone
+// to sleep each time).
+func measureWakes(d time.Duration) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0) // blocking
+	check(err)
+	defer unix.Close(fd)
+	check(unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	check(unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1))
+	check(unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1}))
+	sa, err := unix.Getsockname(fd)
+	check(err)
+	dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port))
+	pin := func(cpu int) {
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(cpu % runtime.NumCPU())
+		unix.SchedSetaffinity(0, &set)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pin(1)
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		check(err)
+		defer c.Close()
+		r := uint64(time.Now().UnixNano())
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			r = r*6364136223846793005 + 1442695040888963407
+			time.Sleep(500*time.Microsecond + time.Duration(r>>33)%time.Millisecond)
+			c.WriteToUDPAddrPort([]byte("wake"), dst)
+		}
+		c.WriteToUDPAddrPort([]byte("stop"), dst)
+	}()
+	pin(0)
+	var lat []time.Duration
+	buf, oob := make([]byte, 64), make([]byte, 128)
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+		now := time.Now()
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || string(buf[:n]) == "stop" {
+			break
+		}
+		if rx := rxStamp(oob[:oobn]); rx != 0 {
+			lat = append(lat, time.Duration(now.UnixNano()-rx))
+		}
+	}
+	runtime.UnlockOSThread()
+	<-done
+	if len(lat) == 0 {
+		check(fmt.Errorf("no wake-ups measured"))
+	}
+	slices.Sort(lat)
+	q := func(f float64) time.Duration {
+		return lat[min(int(f*float64(len(lat))), len(lat)-1)].Round(time.Microsecond)
+	}
+	over := 0
+	for _, l := range lat {
+		if l > time.Millisecond {
+			over++
+		}
+	}
+	fmt.Printf("anchorload wakes: %d packets to a thread asleep in recvmsg on CPU 0, kernel stamp to wake-up: p50 %v, p99 %v, p99.9 %v, max %v; %.2f%% over 1 ms\n",
+		len(lat), q(0.5), q(0.99), q(0.999), lat[len(lat)-1].Round(time.Microsecond), 100*float64(over)/float64(len(lat)))
+}
+
+// rxStamp returns the SCM_TIMESTAMPNS time stamp (Unix ns) in oob, or 0.
+func rxStamp(oob []byte) int64 {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			return (*unix.Timespec)(unsafe.Pointer(&m.Data[0])).Nano()
+		}
+	}
+	return 0
 }
