@@ -28,6 +28,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -463,10 +464,8 @@ func measureWakes(d time.Duration) {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		check(err)
 		defer c.Close()
-		r := uint64(time.Now().UnixNano())
 		for end := time.Now().Add(d); time.Now().Before(end); {
-			r = r*6364136223846793005 + 1442695040888963407
-			time.Sleep(500*time.Microsecond + time.Duration(r>>33)%time.Millisecond)
+			time.Sleep(500*time.Microsecond + rand.N(time.Millisecond))
 			c.WriteToUDPAddrPort([]byte("wake"), dst)
 		}
 		c.WriteToUDPAddrPort([]byte("stop"), dst)
